@@ -1,0 +1,29 @@
+# biomedquant: accuracy lost and GPU memory saved by quantizing LLMs for biomedical NLP.
+# Thin on purpose: all logic lives in the biomedquant package; rules are one CLI call each.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# The demo config is the default; a config given with --configfile replaces it whole (Snakemake
+# would otherwise merge the two, and the demo model would join every study).
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/inference.smk"
+include: "workflow/rules/scoring.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_targets(),

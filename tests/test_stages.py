@@ -1,0 +1,174 @@
+"""Each stage on a tiny random model built in the tests: fetch, quantize, infer, score, plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from biomedquant.datasets.registry import DATASETS, get_dataset
+from biomedquant.inference import load_model, run_inference
+from biomedquant.io import read_json, read_jsonl
+from biomedquant.models import ModelSourceError, fetch_model
+from biomedquant.prompting import builder, messages
+from biomedquant.quantization import calibration_texts, quantize_model
+from biomedquant.scoring import TABLE_COLUMNS, aggregate_scores, score_predictions
+
+
+def test_fetch_local_writes_safetensors_and_provenance(tiny_fetched):
+    assert list(tiny_fetched.glob("*.safetensors"))
+    prov = read_json(tiny_fetched / "provenance.json")
+    assert prov["source"] == "local" and prov["size_bytes"] > 0 and prov["weights_sha256"]
+
+
+def test_fetch_refuses_a_folder_without_safetensors(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "pytorch_model.bin").write_bytes(b"x")
+    with pytest.raises(ModelSourceError, match="safetensors"):
+        fetch_model("m", {"source": "local", "path": str(tmp_path / "src")}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_prompt_goes_through_the_chat_template(tiny_fetched):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_fetched)
+    spec = get_dataset("ddi")
+    rec = {"id": "1", "text": "@DRUG$ increases @DRUG$ levels.", "label": "DDI-mechanism"}
+    prompt = builder("zero-shot", tok)(spec, rec)
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
+    assert "DDI-mechanism" in prompt and rec["text"] in prompt
+    assert messages(spec, rec, "zero-shot")[-1]["role"] == "user"
+    with pytest.raises(KeyError, match="unknown prompting method"):
+        messages(spec, rec, "nine-shot")
+
+
+def test_calibration_filters_and_counts_short_texts(tiny_fetched):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_fetched)
+    texts, info = calibration_texts({"n_samples": 8, "seq_len": 32}, tok)
+    assert info["n_used"] == len(texts) == 8 and info["n_too_short"] == 0
+    assert all(len(tok(t, add_special_tokens=False)["input_ids"]) <= 33 for t in texts)
+
+
+@pytest.fixture(scope="module")
+def tiny_gptq(tiny_fetched, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gptq") / "gptq-w4g32"
+    method = {
+        "kind": "gptq",
+        "bits": 4,
+        "group_size": 32,
+        "calibration": {"n_samples": 8, "seq_len": 32},
+    }
+    quantize_model(tiny_fetched, out, method, seed=0)
+    return out, method
+
+
+def test_gptq_artifact(tiny_gptq):
+    out, _ = tiny_gptq
+    assert list(out.glob("*.safetensors")) and not list(out.glob("*.bin"))
+    qc = read_json(out / "quantize_config.json")
+    assert qc["bits"] == 4 and qc["group_size"] == 32 and qc["quant_method"] == "gptq"
+    assert read_json(out / "config.json")["quantization_config"]["dataset"] is None
+    prov = read_json(out / "provenance.json")
+    assert prov["calibration"]["n_used"] == 8 and len(prov["calibration"]["sha256"]) == 64
+    assert prov["size_bytes"] > 0 and prov["versions"]["gptqmodel"]
+
+
+def test_gptq_artifact_reloads_and_generates(tiny_gptq):
+    out, method = tiny_gptq
+    model, tok, info = load_model(out, method)
+    assert info["model_footprint_bytes"] > 0
+    enc = tok("hello", return_tensors="pt")
+    gen = model.generate(**enc, max_new_tokens=3, do_sample=False)
+    assert gen.shape[1] == enc["input_ids"].shape[1] + 3 or gen.shape[1] > enc["input_ids"].shape[1]
+
+
+def test_infer_score_aggregate_figure(tiny_fetched, demo_prepared, tmp_path):
+    from biomedquant.figures import plot_scores_by_dataset
+
+    scores = []
+    for name in DATASETS:
+        pred = tmp_path / f"{name}.jsonl"
+        run = run_inference(
+            model_dir=tiny_fetched,
+            method={"kind": "none"},
+            dataset=name,
+            data_path=demo_prepared[name],
+            prompt_method="zero-shot",
+            out_path=pred,
+            run_path=tmp_path / f"{name}.run.json",
+            batch_size=4,
+            max_new_tokens=6,
+        )
+        records = read_jsonl(pred)
+        gold = read_jsonl(demo_prepared[name])
+        assert [r["id"] for r in records] == [g["id"] for g in gold]
+        assert all(len(r["prompt_sha256"]) == 64 and r["n_new_tokens"] <= 6 for r in records)
+        assert run["n_items"] == len(gold) and run["compute_dtype"] == "float32"
+        assert run["peak_host_rss_bytes"] > 0 and run["versions"]["torch"]
+        out = tmp_path / f"{name}.score.json"
+        s = score_predictions(
+            predictions_path=pred,
+            gold_path=demo_prepared[name],
+            dataset=name,
+            model="tiny",
+            method="none",
+            prompt="zero-shot",
+            out_path=out,
+            resamples=50,
+        )
+        assert s["n"] == len(gold) and 0 <= s["parse_failure_rate"] <= 1
+        primary = s["metrics"][s["primary_metric"]]
+        assert 0 <= primary["value"] <= 1
+        scores.append(out)
+    table = tmp_path / "scores.csv"
+    n = aggregate_scores(scores, table)
+    rows = list(csv.DictReader(table.open()))
+    assert len(rows) == n and tuple(rows[0]) == TABLE_COLUMNS
+    assert {r["dataset"] for r in rows} == set(DATASETS)
+    fig = tmp_path / "fig.png"
+    plot_scores_by_dataset(table, [fig])
+    assert fig.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_gold_as_prediction_scores_one(demo_prepared, tmp_path):
+    """Scoring wiring check: a prediction file holding the gold answers scores exactly 1."""
+    from biomedquant.tasks import get_task
+
+    for name, path in demo_prepared.items():
+        task = get_task(get_dataset(name).task)
+        preds = [
+            {"id": r["id"], "prediction": task.gold(r), "parse_ok": True} for r in read_jsonl(path)
+        ]
+        pred_path = tmp_path / f"{name}.jsonl"
+        pred_path.write_text("".join(json.dumps(p) + "\n" for p in preds))
+        s = score_predictions(
+            predictions_path=pred_path,
+            gold_path=path,
+            dataset=name,
+            model="m",
+            method="none",
+            prompt="zero-shot",
+            out_path=tmp_path / f"{name}.json",
+            resamples=0,
+        )
+        assert all(m["value"] == 1.0 for m in s["metrics"].values()), name
+
+
+def test_score_refuses_missing_predictions(demo_prepared, tmp_path):
+    pred_path = tmp_path / "p.jsonl"
+    pred_path.write_text(json.dumps({"id": "nope", "prediction": "yes", "parse_ok": True}) + "\n")
+    with pytest.raises(ValueError, match="have no prediction"):
+        score_predictions(
+            predictions_path=pred_path,
+            gold_path=demo_prepared["pubmedqa"],
+            dataset="pubmedqa",
+            model="m",
+            method="none",
+            prompt="zero-shot",
+            out_path=tmp_path / "s.json",
+        )
+    assert not (tmp_path / "s.json").exists()

@@ -1,0 +1,119 @@
+"""The Snakemake workflow: config validation, lint, the DAG on a tiny model, rerun scope."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from biomedquant.datasets.registry import DATASETS
+
+from conftest import REPO, copy_workflow, snakemake
+
+
+def tiny_config(model_path) -> dict:
+    return {
+        "seed": 1,
+        "data": {"base_url": "demo"},
+        "datasets": list(DATASETS),
+        "models": {"tiny": {"source": "local", "path": str(model_path)}},
+        "methods": {
+            "none": {"kind": "none"},
+            "gptq-w4g32": {
+                "kind": "gptq",
+                "bits": 4,
+                "group_size": 32,
+                "calibration": {"n_samples": 8, "seq_len": 32},
+            },
+        },
+        "prompts": ["zero-shot"],
+        "inference": {"batch_size": 4, "max_new_tokens": {"ner": 8, "re": 4, "mlc": 4, "qa": 4}},
+        "scoring": {"bootstrap_resamples": 20},
+    }
+
+
+def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
+    """Job counts from Snakemake's own 'Job stats' table of a dry run."""
+    table = dry_run_stdout.split("Job stats:")[1].split("Reasons:")[0]
+    counts = {}
+    for line in table.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def test_lint_is_clean():
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("mutate", "named"),
+    [
+        (lambda c: c["inference"].update(batchsize=4), "batchsize"),
+        (lambda c: c.update(dataset=["hoc"]), "dataset"),
+        (lambda c: c["methods"]["none"].update(kind="awq"), "awq"),
+        (lambda c: c["data"].update(limit=-3), "-3"),
+    ],
+)
+def test_schema_rejects_bad_config_naming_the_key(tmp_path, tiny_source, mutate, named):
+    cfg = tiny_config(tiny_source)
+    cfg.setdefault("data", {})
+    cfg.setdefault("inference", {})
+    mutate(cfg)
+    wd = copy_workflow(tmp_path, cfg)
+    proc = snakemake(wd, "-n", check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert "Error validating config" in err and named in err, err[-2000:]
+
+
+def test_demo_and_paper_configs_validate_and_dry_run():
+    for extra in ([], ["--configfile", "config/paper.yaml"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "snakemake", "-n", "--cores", "1", *extra],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        jobs = planned_jobs(proc.stdout)
+        cfg = yaml.safe_load((REPO / (extra[1] if extra else "config/config.yaml")).read_text())
+        n_runs = len(cfg["models"]) * len(cfg["methods"]) * len(cfg["datasets"])
+        assert jobs["infer"] == n_runs * len(cfg["prompts"])
+        # a config given on the command line replaces the demo: no demo model in the study
+        if extra:
+            assert "smollm2" not in proc.stdout
+
+
+def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path, tiny_source):
+    cfg = tiny_config(tiny_source)
+    wd = copy_workflow(tmp_path, cfg)
+    snakemake(wd)
+    rows = list(csv.DictReader((wd / "results/tables/scores.csv").open()))
+    assert {(r["dataset"], r["method"]) for r in rows} == {
+        (d, m) for d in DATASETS for m in cfg["methods"]
+    }
+    assert (wd / "results/figures/scores_by_dataset.png").stat().st_size > 0
+    assert (wd / "resources/models/tiny/gptq-w4g32/quantize_config.json").exists()
+
+    assert "Nothing to be done" in snakemake(wd, "-n").stdout
+
+    # A scoring parameter reruns scoring and what follows, never quantization or inference.
+    cfg["scoring"]["bootstrap_resamples"] = 30
+    (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(snakemake(wd, "-n").stdout)
+    assert jobs == {
+        "score": 2 * len(DATASETS),
+        "aggregate_scores": 1,
+        "figure_scores_by_dataset": 1,
+        "all": 1,
+    }

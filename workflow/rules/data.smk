@@ -1,0 +1,35 @@
+# Benchmark files: download (hash-checked) and normalize into JSON Lines.
+
+
+rule download_dataset:
+    output:
+        raw="resources/raw/{dataset}/{split}.raw",
+        provenance="resources/raw/{dataset}/{split}.raw.provenance.json",
+    log:
+        "logs/download_dataset/{dataset}/{split}.log",
+    conda:
+        CONDA_ENV
+    params:
+        base_url=config["data"]["base_url"],
+    shell:
+        "biomedquant download --dataset {wildcards.dataset} --split {wildcards.split}"
+        " --base-url {params.base_url:q} --out {output.raw:q} > {log:q} 2>&1"
+
+
+rule prepare_dataset:
+    input:
+        "resources/raw/{dataset}/{split}.raw",
+    output:
+        data="resources/datasets/{dataset}/{split}.jsonl",
+        provenance="resources/datasets/{dataset}/{split}.jsonl.provenance.json",
+    log:
+        "logs/prepare_dataset/{dataset}/{split}.log",
+    conda:
+        CONDA_ENV
+    params:
+        limit=config["data"]["limit"] or 0,
+        seed=config["seed"],
+    shell:
+        "biomedquant prepare --dataset {wildcards.dataset} --split {wildcards.split}"
+        " --raw {input:q} --out {output.data:q} --limit {params.limit} --seed {params.seed}"
+        " > {log:q} 2>&1"

@@ -1,0 +1,32 @@
+# Inference: one job per (model, method, dataset, prompting method), on the GPU when present.
+
+
+rule infer:
+    input:
+        model=model_dir,
+        data=f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
+    output:
+        predictions="results/predictions/{model}/{method}/{dataset}/{prompt}.jsonl",
+        run="results/predictions/{model}/{method}/{dataset}/{prompt}.run.json",
+    log:
+        "logs/infer/{model}/{method}/{dataset}/{prompt}.log",
+    benchmark:
+        "benchmarks/infer/{model}/{method}/{dataset}/{prompt}.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        gpu=1,
+        mem_mb=8000,
+    params:
+        method=lambda wildcards: as_json(method_spec(wildcards)),
+        batch_size=config["inference"]["batch_size"],
+        max_new_tokens=max_new_tokens,
+        system_prompt=config["inference"].get("system_prompt", ""),
+        seed=config["seed"],
+    shell:
+        "biomedquant infer --model-dir {input.model:q} --method {params.method:q}"
+        " --dataset {wildcards.dataset} --data {input.data:q} --prompt {wildcards.prompt}"
+        " --out {output.predictions:q} --run-record {output.run:q}"
+        " --batch-size {params.batch_size} --seed {params.seed}"
+        " --max-new-tokens={params.max_new_tokens} --system-prompt={params.system_prompt:q}"
+        " --cpu-threads={config[cpu_threads]} > {log:q} 2>&1"
