@@ -24,7 +24,8 @@ def plot_scores_by_dataset(table_path: str | Path, out_paths: list[str | Path]) 
         raise ValueError(f"{table_path} holds no primary-metric rows to plot")
     panels = sorted(df.groupby(["model", "prompt"]).groups)
     order = [d for d in DATASETS if d in set(df["dataset"])]
-    methods = list(dict.fromkeys(df["method"]))
+    # The unquantized baseline first, then the quantized methods.
+    methods = sorted(set(df["method"]), key=lambda m: (m != "none", m))
     fig, axes = plt.subplots(
         len(panels), 1, figsize=(max(7, 1.1 * len(order) + 2), 3.6 * len(panels)), squeeze=False
     )
@@ -37,7 +38,7 @@ def plot_scores_by_dataset(table_path: str | Path, out_paths: list[str | Path]) 
             vals = m["value"].to_numpy(dtype=float)
             lo = np.clip(vals - m["ci_low"].to_numpy(dtype=float), 0, None)
             hi = np.clip(m["ci_high"].to_numpy(dtype=float) - vals, 0, None)
-            ax.bar(
+            bars = ax.bar(
                 x + (k - (len(methods) - 1) / 2) * width,
                 np.nan_to_num(vals),
                 width,
@@ -45,15 +46,29 @@ def plot_scores_by_dataset(table_path: str | Path, out_paths: list[str | Path]) 
                 capsize=2,
                 label=method,
             )
+            # Values printed above the interval, so a score of 0 is visibly a 0, not a gap.
+            tops = np.fmax(vals, m["ci_high"].to_numpy(dtype=float))
+            for bar, v, top in zip(bars, vals, tops, strict=True):
+                if not np.isnan(v):
+                    ax.annotate(
+                        f"{v:.2f}",
+                        (bar.get_x() + bar.get_width() / 2, top),
+                        xytext=(0, 2),
+                        textcoords="offset points",
+                        ha="center",
+                        va="bottom",
+                        fontsize=6,
+                        rotation=90,
+                    )
         metric_names = [
             f"{DATASETS[d].title}\n({sub[sub['dataset'] == d]['metric'].iloc[0]})" for d in order
         ]
         ax.set_xticks(x, metric_names, fontsize=8)
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, 1.15)
         ax.set_ylabel("score (primary metric)")
         ax.set_title(f"{model}, {prompt}: score per dataset by quantization method")
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(title="method", fontsize=8, loc="upper right")
+        ax.legend(title="method", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     for path in out_paths:
         with atomic_path(path) as tmp:

@@ -210,7 +210,7 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             name="medqa",
-            title="MedQA (USMLE, 5 options)",
+            title="MedQA",
             task="qa",
             labels=("A", "B", "C", "D", "E"),
             files=_files(
