@@ -141,31 +141,16 @@ def test_pinned_hashes_match_the_real_files(name):
             assert sha256_file(path) == src.sha256, src.path
 
 
-@needs_shared
-def test_real_test_sets_parse_with_official_counts():
-    def load(name: str) -> list[dict]:
-        src = DATASETS[name].files["test"]
-        records = read_source(SHARED_DATA / src.path, src.reader)
-        validate_records(DATASETS[name], records, name)
-        return records
-
-    bc5 = load("bc5cdr_chem")
-    assert len(bc5) == 4797 and sum(r["tags"].count("B") for r in bc5) == 5385
-    ncbi = load("ncbi_disease")
-    assert len(ncbi) == 940 and sum(r["tags"].count("B") for r in ncbi) == 960
-    assert Counter(r["label"] for r in load("ddi")) == {
-        "DDI-false": 4782,
-        "DDI-effect": 360,
-        "DDI-mechanism": 302,
-        "DDI-advise": 221,
-        "DDI-int": 96,
-    }
-    assert len(load("hoc")) == 315 and len(load("litcovid")) == 2500
-    assert Counter(r["answer"] for r in load("medqa")) == {
-        "A": 273,
-        "B": 277,
-        "C": 252,
-        "D": 269,
-        "E": 202,
-    }
-    assert Counter(r["answer"] for r in load("pubmedqa")) == {"yes": 276, "no": 169, "maybe": 55}
+def test_re_reader_keeps_a_pair_with_two_relations(tmp_path):
+    path = tmp_path / "re.tsv"
+    path.write_text(
+        "index\tsentence\tlabel\r\n"
+        "1.T1.T2\t@CHEMICAL$ is both an agonist and antagonist of @GENE$.\tCPR:5\r\n"
+        "1.T1.T2\t@CHEMICAL$ is both an agonist and antagonist of @GENE$.\tCPR:6\r\n"
+    )
+    records = read_source(path, "re_tsv")
+    assert [(r["id"], r["label"]) for r in records] == [
+        ("1.T1.T2", "CPR:5"),
+        ("1.T1.T2#2", "CPR:6"),
+    ]
+    validate_records(get_dataset("chemprot"), records, "re.tsv")

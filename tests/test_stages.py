@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import pytest
 
@@ -172,3 +173,29 @@ def test_score_refuses_missing_predictions(demo_prepared, tmp_path):
             out_path=tmp_path / "s.json",
         )
     assert not (tmp_path / "s.json").exists()
+
+
+def test_fetch_hf_offline_from_a_local_hub_cache(tiny_source, tmp_path, monkeypatch):
+    """The 'hf' source through huggingface_hub itself, served from a pre-filled cache offline
+    (no network here; on a real machine the same call downloads the pinned revision)."""
+    import importlib
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--biomedquant--tiny"
+    snapshot = repo / "snapshots" / revision
+    shutil.copytree(tiny_source, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    importlib.reload(huggingface_hub.constants)
+    try:
+        spec = {"source": "hf", "id": "biomedquant/tiny", "revision": revision}
+        prov = fetch_model("tiny", spec, tmp_path / "out")
+    finally:
+        monkeypatch.undo()
+        importlib.reload(huggingface_hub.constants)
+    assert prov["spec"]["revision"] == revision
+    assert list((tmp_path / "out").glob("*.safetensors"))

@@ -14,6 +14,9 @@ wildcard_constraints:
 
 EVAL_SPLIT = config["data"]["split"]
 CONDA_ENV = "../../envs/biomedquant.yaml"
+# Torch CPU threads of GPU-class jobs when no GPU is present. A resource, not a param: it
+# changes speed, not results, so changing it must not rerun anything.
+CPU_THREADS = str(config["cpu_threads"])
 
 
 def method_spec(wildcards):

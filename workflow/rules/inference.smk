@@ -17,6 +17,7 @@ rule infer:
     resources:
         gpu=1,
         mem_mb=8000,
+        cpu_threads=CPU_THREADS,
     params:
         method=lambda wildcards: as_json(method_spec(wildcards)),
         batch_size=config["inference"]["batch_size"],
@@ -29,4 +30,4 @@ rule infer:
         " --out {output.predictions:q} --run-record {output.run:q}"
         " --batch-size {params.batch_size} --seed {params.seed}"
         " --max-new-tokens={params.max_new_tokens} --system-prompt={params.system_prompt:q}"
-        " --cpu-threads={config[cpu_threads]} > {log:q} 2>&1"
+        " --cpu-threads={resources.cpu_threads} > {log:q} 2>&1"

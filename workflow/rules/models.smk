@@ -32,10 +32,11 @@ rule quantize_model:
     resources:
         gpu=1,
         mem_mb=16000,
+        cpu_threads=CPU_THREADS,
     params:
         method=lambda wildcards: as_json(method_spec(wildcards)),
         seed=config["seed"],
     shell:
         "biomedquant quantize --source {input:q} --method {params.method:q}"
-        " --out {output:q} --seed {params.seed} --cpu-threads={config[cpu_threads]}"
+        " --out {output:q} --seed {params.seed} --cpu-threads={resources.cpu_threads}"
         " > {log:q} 2>&1"

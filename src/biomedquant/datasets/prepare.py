@@ -23,8 +23,26 @@ def expected_hash(spec: DatasetSpec, split: str, base_url: str) -> str | None:
     """The pinned hash for this split; the demo mirror has its own manifest."""
     src = spec.files[split]
     if base_url == DEMO_SOURCE:
-        return demo_manifest()[src.path]
+        manifest = demo_manifest()
+        if src.path not in manifest:
+            raise KeyError(f"the demo holds no {split!r} split of {spec.name!r}")
+        return manifest[src.path]
     return src.sha256
+
+
+def fewshot_split(name: str, base_url: str) -> str:
+    """Where few-shot examples come from: the train split if the source has one, else dev.
+
+    The demo mirror is small and holds a train or a dev file per dataset, never both.
+    """
+    spec = get_dataset(name)
+    if base_url == DEMO_SOURCE:
+        manifest = demo_manifest()
+        for split in (spec.fewshot_split, "dev"):
+            if split in spec.files and spec.files[split].path in manifest:
+                return split
+        raise KeyError(f"the demo holds no train or dev split of {name!r}")
+    return spec.fewshot_split
 
 
 def download_split(name: str, split: str, base_url: str, dest: str | Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import ast
 import csv
 import json
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,9 +72,21 @@ def read_conll(path: Path) -> list[Record]:
 
 
 def read_re_tsv(path: Path) -> list[Record]:
-    """``index sentence label`` with the two entities masked (@CHEMICAL$/@GENE$, @DRUG$)."""
+    """``index sentence label`` with the two entities masked (@CHEMICAL$/@GENE$, @DRUG$).
+
+    An entity pair with two relations appears twice under the same index (ChemProt does this:
+    one row per relation) and the benchmark scores both rows, so both are kept; the repeat
+    gets the id ``<index>#2`` (``#3`` ...) to keep ids unique.
+    """
     rows = _read_tsv(path, ("index", "sentence", "label"))
-    return [{"id": r["index"], "text": r["sentence"], "label": r["label"].strip()} for r in rows]
+    seen: Counter[str] = Counter()
+    out = []
+    for r in rows:
+        seen[r["index"]] += 1
+        n = seen[r["index"]]
+        rid = r["index"] if n == 1 else f"{r['index']}#{n}"
+        out.append({"id": rid, "text": r["sentence"], "label": r["label"].strip()})
+    return out
 
 
 def read_mlc_tsv(path: Path) -> list[Record]:
