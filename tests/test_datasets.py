@@ -154,3 +154,13 @@ def test_re_reader_keeps_a_pair_with_two_relations(tmp_path):
         ("1.T1.T2#2", "CPR:6"),
     ]
     validate_records(get_dataset("chemprot"), records, "re.tsv")
+
+
+def test_cli_prints_the_registry(capsys):
+    from biomedquant.cli import main
+
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    for spec in DATASETS.values():
+        line = next(x for x in out.splitlines() if x.startswith(spec.name))
+        assert spec.task in line and str(spec.test_size) in line and spec.licence in line

@@ -35,10 +35,15 @@ def _cpu_threads(value: str) -> None:
 def _cmd_datasets(args: argparse.Namespace) -> None:
     from biomedquant.datasets.registry import DATASETS
 
-    print(f"{'dataset':<14}{'task':<6}{'test size':>10}  {'splits':<16}licence")
+    header = f"{'dataset':<14}{'task':<6}{'test items':>11}  {'splits':<16}{'few-shot':<10}licence"
+    print(header)
     for spec in DATASETS.values():
         splits = ",".join(spec.splits)
-        print(f"{spec.name:<14}{spec.task:<6}{spec.test_size:>10}  {splits:<16}{spec.licence}")
+        print(
+            f"{spec.name:<14}{spec.task:<6}{spec.test_size:>11}  {splits:<16}"
+            f"{spec.fewshot_split:<10}{spec.licence}"
+        )
+    print("test items: official test-set size (benchmark paper); few-shot: the pool's split")
 
 
 def _cmd_download(args: argparse.Namespace) -> None:
