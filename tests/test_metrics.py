@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from biomedquant.metrics import (
     bootstrap_intervals,
+    flip_rate,
     iob2_spans,
     multilabel_scores,
     ner_scores,
@@ -50,70 +51,91 @@ def test_multilabel_hand_computed():
     assert s["micro_f1"] == pytest.approx(2 * (2 / 3) * (2 / 3) / (4 / 3))
 
 
-def _random_tags(rng: random.Random, n: int) -> list[str]:
-    return [rng.choice("BIOOO") for _ in range(n)]
+TAGS = st.lists(st.sampled_from("BIOOO"), min_size=1, max_size=12)
 
 
-def test_ner_equals_seqeval_strict_on_random_cases():
+@st.composite
+def tag_pairs(draw):
+    """Gold and predicted tag sequences of equal lengths, several sentences."""
+    gold = draw(st.lists(TAGS, min_size=1, max_size=6))
+    pred = [draw(st.lists(st.sampled_from("BIO"), min_size=len(g), max_size=len(g))) for g in gold]
+    return gold, pred
+
+
+@settings(max_examples=200, deadline=None)
+@given(tag_pairs())
+def test_ner_equals_seqeval_strict(pair):
     seqeval = pytest.importorskip("seqeval.metrics")
     from seqeval.scheme import IOB2
 
-    rng = random.Random(0)
-    for _ in range(200):
-        n = rng.randint(1, 5)
-        lens = [rng.randint(1, 12) for _ in range(n)]
-        gold = [_random_tags(rng, k) for k in lens]
-        pred = [_random_tags(rng, k) for k in lens]
-        # seqeval needs a type suffix; strict mode ignores stray I like we do.
-        g = [[t if t == "O" else f"{t}-E" for t in s] for s in gold]
-        p = [[t if t == "O" else f"{t}-E" for t in s] for s in pred]
-        ours = ner_scores(gold, pred)
-        kw = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
-        assert ours["f1"] == pytest.approx(seqeval.f1_score(g, p, **kw))
-        assert ours["precision"] == pytest.approx(seqeval.precision_score(g, p, **kw))
-        assert ours["recall"] == pytest.approx(seqeval.recall_score(g, p, **kw))
+    gold, pred = pair
+    # seqeval needs a type suffix; strict mode ignores a stray I as we do.
+    g = [[t if t == "O" else f"{t}-E" for t in s] for s in gold]
+    p = [[t if t == "O" else f"{t}-E" for t in s] for s in pred]
+    ours = ner_scores(gold, pred)
+    kw = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
+    assert ours["f1"] == pytest.approx(seqeval.f1_score(g, p, **kw))
+    assert ours["precision"] == pytest.approx(seqeval.precision_score(g, p, **kw))
+    assert ours["recall"] == pytest.approx(seqeval.recall_score(g, p, **kw))
 
 
-def test_single_label_equals_sklearn_on_random_cases():
+LABEL = st.sampled_from(["a", "b", "c", "d"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(LABEL, LABEL), min_size=1, max_size=40))
+def test_single_label_equals_sklearn(pairs):
     sk = pytest.importorskip("sklearn.metrics")
-    rng = random.Random(1)
-    labels = ["a", "b", "c", "d"]
-    for _ in range(200):
-        n = rng.randint(1, 30)
-        gold = [rng.choice(labels) for _ in range(n)]
-        pred = [rng.choice(labels) for _ in range(n)]
-        ours = single_label_scores(gold, pred)
-        assert ours["accuracy"] == pytest.approx(sk.accuracy_score(gold, pred))
-        assert ours["macro_f1"] == pytest.approx(
-            sk.f1_score(gold, pred, average="macro", zero_division=0)
-        )
-        assert ours["micro_f1"] == pytest.approx(
-            sk.f1_score(gold, pred, average="micro", zero_division=0)
-        )
+    gold, pred = [g for g, _ in pairs], [p for _, p in pairs]
+    ours = single_label_scores(gold, pred)
+    assert ours["accuracy"] == pytest.approx(sk.accuracy_score(gold, pred))
+    assert ours["macro_f1"] == pytest.approx(
+        sk.f1_score(gold, pred, average="macro", zero_division=0)
+    )
+    assert ours["micro_f1"] == pytest.approx(
+        sk.f1_score(gold, pred, average="micro", zero_division=0)
+    )
 
 
-def test_multilabel_equals_sklearn_on_random_cases():
+LABELSET = st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), max_size=3, unique=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(LABELSET, LABELSET), min_size=1, max_size=30))
+def test_multilabel_equals_sklearn(pairs):
     sk = pytest.importorskip("sklearn.metrics")
     from sklearn.preprocessing import MultiLabelBinarizer
 
-    rng = random.Random(2)
-    labels = ["a", "b", "c", "d", "e"]
-    for _ in range(200):
-        n = rng.randint(1, 20)
-        gold = [rng.sample(labels, rng.randint(0, 3)) for _ in range(n)]
-        pred = [rng.sample(labels, rng.randint(0, 3)) for _ in range(n)]
-        present = sorted(set().union(*map(set, gold), *map(set, pred)))
-        if not present:
-            continue
-        mlb = MultiLabelBinarizer(classes=present)
-        yg, yp = mlb.fit_transform(gold), mlb.transform(pred)
-        ours = multilabel_scores(gold, pred)
-        assert ours["macro_f1"] == pytest.approx(
-            sk.f1_score(yg, yp, average="macro", zero_division=0)
-        )
-        assert ours["micro_f1"] == pytest.approx(
-            sk.f1_score(yg, yp, average="micro", zero_division=0)
-        )
+    gold, pred = [g for g, _ in pairs], [p for _, p in pairs]
+    present = sorted(set().union(*map(set, gold), *map(set, pred)))
+    ours = multilabel_scores(gold, pred)
+    if not present:
+        assert ours == {"macro_f1": 0.0, "micro_f1": 0.0}
+        return
+    mlb = MultiLabelBinarizer(classes=present)
+    yg, yp = mlb.fit_transform(gold), mlb.transform(pred)
+    if len(present) == 1:  # sklearn reads a one-column indicator as two classes 0/1
+        f1 = sk.f1_score(yg[:, 0], yp[:, 0], zero_division=0)
+        assert ours == pytest.approx({"macro_f1": f1, "micro_f1": f1})
+        return
+    assert ours["macro_f1"] == pytest.approx(sk.f1_score(yg, yp, average="macro", zero_division=0))
+    assert ours["micro_f1"] == pytest.approx(sk.f1_score(yg, yp, average="micro", zero_division=0))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(LABEL, LABEL, LABEL), min_size=1, max_size=30))
+def test_flip_rate_counts_changed_predictions(triples):
+    base = [b for _, b, _ in triples]
+    other = [o for _, _, o in triples]
+    assert flip_rate(base, other) == pytest.approx(
+        sum(b != o for b, o in zip(base, other, strict=True)) / len(base)
+    )
+    assert flip_rate(base, base) == 0
+
+
+def test_flip_rate_compares_label_sets_as_sets():
+    assert flip_rate([["a", "b"], ["c"]], [["b", "a"], []], as_set=True) == 0.5
+    assert flip_rate([["B", "I"]], [["B", "O"]]) == 1.0
 
 
 def test_bootstrap_is_seeded_and_brackets_the_estimate():

@@ -1,93 +1,109 @@
-"""Parsers read messy model output into predictions, or say it is unparsable."""
+"""Parsers read messy model output into predictions, or say why they cannot (never guess)."""
 
 from __future__ import annotations
 
 import pytest
 
 from biomedquant.datasets.registry import get_dataset
-from biomedquant.tasks import parse_output
+from biomedquant.tasks import AMBIGUOUS, EMPTY, NO_ANSWER, OK, parse_output
 
-NER_TOKENS = ["Cisplatin", "-", "induced", "nephrotoxicity", "in", "rats", "."]
-NER_REC = {"id": "1", "tokens": NER_TOKENS, "tags": []}
+TOKENS = ["Cisplatin", "-", "induced", "nephrotoxicity", "in", "rats", "."]
+NER_REC = {"id": "1", "tokens": TOKENS, "tags": []}
+O7 = ["O"] * 7
+B0 = ["B", "O", "O", "O", "O", "O", "O"]
+SPAN = '<span class="chemical">'
 
 
 @pytest.mark.parametrize(
-    ("output", "tags", "ok"),
+    ("output", "tags", "status"),
     [
+        (f"{SPAN}Cisplatin</span> - induced nephrotoxicity in rats .", B0, OK),
+        ("<span class='chemical'>Cisplatin</span>-induced nephrotoxicity in rats.", B0, OK),
+        ('<SPAN CLASS="Chemical">cisplatin</SPAN> - induced nephrotoxicity', B0, OK),
         (
-            '<span class="chemical">Cisplatin</span> - induced nephrotoxicity in rats .',
-            ["B", "O", "O", "O", "O", "O", "O"],
-            True,
+            f"Sure! Here it is:\n{SPAN}Cisplatin - induced</span> nephrotoxicity",
+            ["B", "I", "I", *O7[3:]],
+            OK,
         ),
-        # the model joins the hyphen and uses single quotes in the tag
-        (
-            "<span class='chemical'>Cisplatin</span>-induced nephrotoxicity in rats.",
-            ["B", "O", "O", "O", "O", "O", "O"],
-            True,
-        ),
-        # explanation around the answer, multi-token span
-        (
-            'Sure! Here it is:\n<span class="chemical">Cisplatin - induced</span> nephrotoxicity',
-            ["B", "I", "I", "O", "O", "O", "O"],
-            True,
-        ),
-        # unclosed tag runs to the end of the output
-        (
-            'Cisplatin - induced <span class="chemical">nephrotoxicity',
-            ["O", "O", "O", "B", "O", "O", "O"],
-            True,
-        ),
-        # echo without entities: parsed, no entity
-        ("Cisplatin - induced nephrotoxicity in rats .", ["O"] * 7, True),
-        ("", ["O"] * 7, False),
-        ("I cannot help with that.", ["O"] * 7, False),
+        (f"Cisplatin - induced {SPAN}nephrotoxicity", ["O", "O", "O", "B", "O", "O", "O"], OK),
+        (f"{SPAN}{SPAN}Cisplatin</span></span> - induced nephrotoxicity in rats .", B0, OK),
+        (f"**{SPAN}Cisplatin</span>** - induced nephrotoxicity in rats.", B0, OK),
+        (f"`{SPAN}Cisplatin</span> - induced nephrotoxicity in rats .`", B0, OK),
+        ("Cisplatin - induced nephrotoxicity in rats .", O7, OK),
+        ("There are no chemical entities in this sentence.", O7, OK),
+        ('["Cisplatin"]', B0, OK),
+        ("- cisplatin", B0, OK),
+        ('["cisplatin", "cisplatin"]', B0, OK),
+        (f"Reasoning... Answer: {SPAN}Cisplatin</span> - induced nephrotoxicity", B0, OK),
+        (f"{SPAN}Platinum</span> salts are toxic.", O7, NO_ANSWER),
+        ("", O7, EMPTY),
+        ("   \n ", O7, EMPTY),
+        ("I cannot help with that.", O7, NO_ANSWER),
     ],
 )
-def test_ner_parser(output, tags, ok):
+def test_ner_parser(output, tags, status):
     parsed = parse_output(output, get_dataset("bc5cdr_chem"), NER_REC)
-    assert parsed.prediction == tags
-    assert parsed.ok is ok
+    assert (parsed.prediction, parsed.status) == (tags, status)
 
 
 @pytest.mark.parametrize(
-    ("dataset", "output", "expected"),
+    ("dataset", "output", "expected", "status"),
     [
-        ("chemprot", "CPR:4", "CPR:4"),
-        ("chemprot", "**cpr-4**", "CPR:4"),
-        ("chemprot", "The relation is CPR 9 (substrate).", "CPR:9"),
-        ("chemprot", "false", "false"),
-        ("chemprot", "CPR:3, no wait, CPR:4", "CPR:3"),
-        ("chemprot", "I am not sure.", None),
-        ("chemprot", "", None),
-        ("ddi", "DDI-mechanism", "DDI-mechanism"),
-        ("ddi", "Label: ddi_advise", "DDI-advise"),
-        ("ddi", "`DDI-int`", "DDI-int"),
-        ("ddi", "DDI-effect: the sentence states an effect.", "DDI-effect"),
-        ("chemprot", "CPR:5: the chemical is an agonist", "CPR:5"),
-        ("chemprot", "CPR:30", None),
+        ("chemprot", "CPR:4", "CPR:4", OK),
+        ("chemprot", "**cpr-4**", "CPR:4", OK),
+        ("chemprot", "The relation is CPR 9 (substrate).", "CPR:9", OK),
+        ("chemprot", "false", "false", OK),
+        ("chemprot", "'CPR:6'", "CPR:6", OK),
+        ("chemprot", "CPR:5: the chemical is an agonist", "CPR:5", OK),
+        ("chemprot", "CPR:3\nCPR:3", "CPR:3", OK),
+        ("chemprot", '{"label": "CPR:4"}', "CPR:4", OK),
+        ("chemprot", "CPR:3, no wait, CPR:4", None, AMBIGUOUS),
+        ("chemprot", "It could be CPR:3 or CPR:4. Final answer: CPR:4", "CPR:4", OK),
+        ("chemprot", "Answer: CPR:3\nActually, the answer is CPR:9", "CPR:9", OK),
+        ("chemprot", "CPR:30", None, NO_ANSWER),
+        ("chemprot", "I am not sure.", None, NO_ANSWER),
+        ("chemprot", "", None, EMPTY),
+        ("ddi", "DDI-mechanism", "DDI-mechanism", OK),
+        ("ddi", "Label: ddi_advise", "DDI-advise", OK),
+        ("ddi", "`DDI-int`", "DDI-int", OK),
+        ("ddi", "DDI-effect: the sentence states an effect.", "DDI-effect", OK),
+        ("ddi", "  ddi-FALSE  ", "DDI-false", OK),
+        ("ddi", "DDI-effect or DDI-advise", None, AMBIGUOUS),
     ],
 )
-def test_relation_parser(dataset, output, expected):
+def test_relation_parser(dataset, output, expected, status):
     parsed = parse_output(output, get_dataset(dataset), {"id": "1", "text": "", "label": ""})
-    assert parsed.prediction == expected
-    assert parsed.ok is (expected is not None)
+    assert (parsed.prediction, parsed.status) == (expected, status)
 
 
 @pytest.mark.parametrize(
-    ("output", "expected", "ok"),
+    ("output", "expected", "status"),
     [
-        ("Treatment; Prevention", ["Treatment", "Prevention"], True),
-        ("- treatment\n- case report", ["Treatment", "Case Report"], True),
-        ('["Diagnosis", "Mechanism"]', ["Diagnosis", "Mechanism"], True),
-        ("None of the labels apply.", [], True),
-        ("", [], False),
-        ("This is about viruses.", [], False),
+        ("Treatment; Prevention", ["Treatment", "Prevention"], OK),
+        ("- treatment\n- case report", ["Treatment", "Case Report"], OK),
+        ('["Diagnosis", "Mechanism"]', ["Diagnosis", "Mechanism"], OK),
+        ("TREATMENT", ["Treatment"], OK),
+        ("**Prevention**, *Transmission*", ["Prevention", "Transmission"], OK),
+        ("Treatment; Treatment; Treatment", ["Treatment"], OK),
+        (
+            "The labels are: 'Diagnosis' and 'Epidemic Forecasting'.",
+            ["Diagnosis", "Epidemic Forecasting"],
+            OK,
+        ),
+        ("Mechanism\nAnswer: Treatment", ["Treatment"], OK),
+        ("Thinking about diagnosis... Answer: none", [], OK),
+        ("None of the labels apply.", [], OK),
+        ("none", [], OK),
+        ("Case report", ["Case Report"], OK),
+        ("Treatment;Prevention;Diagnosis", ["Treatment", "Prevention", "Diagnosis"], OK),
+        ("case-report", ["Case Report"], OK),
+        ("", [], EMPTY),
+        ("This is about viruses.", [], NO_ANSWER),
     ],
 )
-def test_multilabel_parser(output, expected, ok):
+def test_multilabel_parser(output, expected, status):
     parsed = parse_output(output, get_dataset("litcovid"), {"id": "1", "text": "", "labels": []})
-    assert sorted(parsed.prediction) == sorted(expected)
-    assert parsed.ok is ok
+    assert (sorted(parsed.prediction), parsed.status) == (sorted(expected), status)
 
 
 MEDQA_REC = {
@@ -106,27 +122,60 @@ MEDQA_REC = {
 
 
 @pytest.mark.parametrize(
-    ("output", "expected"),
+    ("output", "expected", "status"),
     [
-        ("D", "D"),
-        ("D. Apixaban", "D"),
-        ("(B)", "B"),
-        ("The answer is C because ...", "C"),
-        ("**Answer: E**", "E"),
-        ("I would give apixaban.", "D"),
-        ("", None),
-        ("I don't know", None),
+        ("D", "D", OK),
+        ("D. Apixaban", "D", OK),
+        ("(B)", "B", OK),
+        ("The answer is C because ...", "C", OK),
+        ("**Answer: E**", "E", OK),
+        ("I would give apixaban.", "D", OK),
+        ("answer: (a)", "A", OK),
+        ("A. Aspirin\n\nThe correct answer is D. Apixaban.", "D", OK),
+        ("Option B is best.", "B", OK),
+        ("D\nD\nD", "D", OK),
+        ("B) Heparin", "B", OK),
+        ("A 45-year-old patient needs anticoagulation: warfarin", "C", OK),
+        ("A. Aspirin\nB. Heparin", None, AMBIGUOUS),
+        ("Either heparin or warfarin.", None, AMBIGUOUS),
+        ("", None, EMPTY),
+        ("I don't know", None, NO_ANSWER),
     ],
 )
-def test_medqa_parser(output, expected):
+def test_medqa_parser(output, expected, status):
     parsed = parse_output(output, get_dataset("medqa"), MEDQA_REC)
-    assert parsed.prediction == expected
+    assert (parsed.prediction, parsed.status) == (expected, status)
 
 
 @pytest.mark.parametrize(
-    ("output", "expected"),
-    [("yes", "yes"), ("No.", "no"), ("Maybe, the evidence is mixed", "maybe"), ("Unclear", None)],
+    ("output", "expected", "status"),
+    [
+        ("yes", "yes", OK),
+        ("No.", "no", OK),
+        ("Maybe, the evidence is mixed", "maybe", OK),
+        ("**YES**", "yes", OK),
+        ("'no'", "no", OK),
+        ("The answer is no, although some think yes.", "no", OK),
+        ("yes or no", None, AMBIGUOUS),
+        ("Unclear", None, NO_ANSWER),
+        ("", None, EMPTY),
+    ],
 )
-def test_pubmedqa_parser(output, expected):
+def test_pubmedqa_parser(output, expected, status):
     rec = {"id": "1", "question": "q", "context": "c", "options": {}, "answer": "yes"}
-    assert parse_output(output, get_dataset("pubmedqa"), rec).prediction == expected
+    parsed = parse_output(output, get_dataset("pubmedqa"), rec)
+    assert (parsed.prediction, parsed.status) == (expected, status)
+
+
+def test_parsers_never_raise_on_odd_input():
+    odd = ["\x00", "<span", "</span></span>", "[1, 2", '["a", 3]', "Answer:", "é" * 500, "(" * 50]
+    recs = {
+        "bc5cdr_chem": NER_REC,
+        "chemprot": {"id": "1", "text": "", "label": ""},
+        "hoc": {"id": "1", "text": "", "labels": []},
+        "medqa": MEDQA_REC,
+    }
+    for name, rec in recs.items():
+        for text in odd:
+            parsed = parse_output(text, get_dataset(name), rec)
+            assert parsed.status in (OK, EMPTY, NO_ANSWER, AMBIGUOUS)

@@ -108,3 +108,69 @@ def test_chemprot_dev_and_sample_parse_without_loss(prepared):
     records = read_source(sample, "re_tsv")
     assert len(records) == _tsv_rows(sample) == 200
     assert {r["label"] for r in records} <= set(DATASETS["chemprot"].labels)
+
+
+def _evaluated(wd, present):
+    """(dataset, split) pairs whose file is an evaluation split here: test, or ChemProt dev."""
+    return [(n, s) for n, s in present if s == "test" or (n == "chemprot" and s == "dev")]
+
+
+def test_gold_as_prediction_scores_one_on_every_dataset(prepared):
+    from biomedquant.tasks import get_task
+
+    wd, present = prepared
+    evaluated = _evaluated(wd, present)
+    assert {n for n, _ in evaluated} == set(DATASETS)
+    for name, split in evaluated:
+        task = get_task(DATASETS[name].task)
+        gold = [task.gold(r) for r in _records(wd, name, split)]
+        assert all(v == 1.0 for v in task.metrics(gold, gold).values()), name
+
+
+def test_dropping_every_third_entity_gives_the_expected_scores(prepared):
+    from biomedquant.metrics import iob2_spans, ner_scores
+
+    wd, _ = prepared
+    for name in ("bc5cdr_chem", "ncbi_disease"):
+        gold = [r["tags"] for r in _records(wd, name)]
+        pred, k, kept, total = [], 0, 0, 0
+        for tags in gold:
+            new = list(tags)
+            for start, end in sorted(iob2_spans(tags)):
+                total += 1
+                if k % 3 == 2:  # drop the 3rd, 6th, 9th ... entity of the test set
+                    new[start:end] = ["O"] * (end - start)
+                else:
+                    kept += 1
+                k += 1
+            pred.append(new)
+        recall = kept / total
+        s = ner_scores(gold, pred)
+        assert s["precision"] == 1.0
+        assert s["recall"] == pytest.approx(recall)
+        assert s["f1"] == pytest.approx(2 * recall / (1 + recall))
+        assert total == {"bc5cdr_chem": 5385, "ncbi_disease": 960}[name]
+
+
+def test_relabelling_every_tenth_item_gives_the_expected_scores(prepared):
+    sk = pytest.importorskip("sklearn.metrics")
+    from biomedquant.metrics import single_label_scores
+
+    wd, _ = prepared
+    for name, split, field in (
+        ("ddi", "test", "label"),
+        ("chemprot", "dev", "label"),
+        ("medqa", "test", "answer"),
+        ("pubmedqa", "test", "answer"),
+    ):
+        labels = DATASETS[name].labels
+        gold = [r[field] for r in _records(wd, name, split)]
+        pred = [
+            labels[(labels.index(g) + 1) % len(labels)] if i % 10 == 0 else g
+            for i, g in enumerate(gold)
+        ]
+        changed = len(range(0, len(gold), 10))
+        s = single_label_scores(gold, pred)
+        assert s["accuracy"] == pytest.approx(1 - changed / len(gold))
+        assert s["micro_f1"] == pytest.approx(1 - changed / len(gold))
+        assert s["macro_f1"] == pytest.approx(sk.f1_score(gold, pred, average="macro"))

@@ -199,3 +199,117 @@ def test_fetch_hf_offline_from_a_local_hub_cache(tiny_source, tmp_path, monkeypa
         importlib.reload(huggingface_hub.constants)
     assert prov["spec"]["revision"] == revision
     assert list((tmp_path / "out").glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("prompt", ["five-shot", "cot", "sc-cot"])
+def test_infer_with_other_prompting_methods(tiny_fetched, demo_prepared, tmp_path, prompt):
+    from biomedquant.datasets.prepare import download_split, fewshot_split, prepare_split
+
+    name = "medqa"
+    pool = None
+    if prompt == "five-shot":
+        split = fewshot_split(name, "demo")
+        raw = tmp_path / "pool.raw"
+        download_split(name, split, "demo", raw)
+        pool = tmp_path / "pool.jsonl"
+        prepare_split(name, split, raw, pool)
+    out = tmp_path / "p.jsonl"
+    run = run_inference(
+        model_dir=tiny_fetched,
+        method={"kind": "none"},
+        dataset=name,
+        data_path=demo_prepared[name],
+        prompt_method=prompt,
+        out_path=out,
+        run_path=tmp_path / "r.json",
+        pool_path=pool,
+        batch_size=4,
+        max_new_tokens=5,
+        sc_samples=3,
+    )
+    records = read_jsonl(out)
+    assert run["n_items"] == len(records) == 10
+    assert sum(run["parse_status"].values()) == 10
+    if prompt == "sc-cot":
+        assert run["decoding"] == {"samples": 3, "temperature": 0.7}
+        assert all(len(r["output"]) == 3 and len(r["sample_predictions"]) == 3 for r in records)
+    else:
+        assert all(isinstance(r["output"], str) for r in records)
+    if prompt == "five-shot":
+        assert records[0]["prompt"].count("<|im_start|>assistant") == 6
+
+
+def test_pool_must_not_be_the_evaluated_split(tiny_fetched, demo_prepared, tmp_path):
+    with pytest.raises(ValueError, match="is the evaluated split"):
+        run_inference(
+            model_dir=tiny_fetched,
+            method={"kind": "none"},
+            dataset="hoc",
+            data_path=demo_prepared["hoc"],
+            prompt_method="five-shot",
+            out_path=tmp_path / "p.jsonl",
+            run_path=tmp_path / "r.json",
+            pool_path=demo_prepared["hoc"],
+        )
+
+
+def test_score_standalone_from_raw_outputs(demo_prepared, tmp_path):
+    """Predictions made elsewhere: only id and raw output, scored through the CLI."""
+    from biomedquant.cli import main
+
+    gold = read_jsonl(demo_prepared["pubmedqa"])
+    lines = [{"id": g["id"], "output": f"Answer: {g['answer']}"} for g in gold]
+    lines[0]["output"] = "unclear"
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "score.json"
+    argv = ["score", "--dataset", "pubmedqa", "--gold", str(demo_prepared["pubmedqa"])]
+    assert main([*argv, "--predictions", str(pred), "--out", str(out)]) == 0
+    s = read_json(out)
+    assert s["metrics"]["accuracy"]["value"] == pytest.approx(0.9)
+    assert s["parse_failure_rate"] == pytest.approx(0.1)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "1"}\n')
+    assert main([*argv, "--predictions", str(bad), "--out", str(tmp_path / "x.json")]) == 1
+
+
+def test_compare_to_baseline(demo_prepared, tmp_path):
+    from biomedquant.scoring import compare_to_baseline
+
+    gold = read_jsonl(demo_prepared["medqa"])
+    base = [{"id": g["id"], "prediction": g["answer"]} for g in gold]
+    other = [dict(p) for p in base]
+    for p in other[:3]:
+        p["prediction"] = "A" if p["prediction"] != "A" else "B"
+    paths = {}
+    for name, preds in (("base", base), ("other", other)):
+        paths[name] = tmp_path / f"{name}.jsonl"
+        paths[name].write_text("".join(json.dumps(p) + "\n" for p in preds))
+    kw = dict(
+        gold_path=demo_prepared["medqa"],
+        dataset="medqa",
+        model="m",
+        baseline="none",
+        prompt="zero-shot",
+        resamples=200,
+    )
+    c = compare_to_baseline(
+        baseline_path=paths["base"],
+        predictions_path=paths["other"],
+        out_path=tmp_path / "c.json",
+        method="q",
+        **kw,
+    )
+    assert c["flip_rate"] == pytest.approx(0.3)
+    acc = c["metrics"]["accuracy"]
+    assert acc["diff"] == pytest.approx(-0.3) and acc["ci_high"] <= 0
+    # p ~ 2 * P(no changed item drawn) = 2 * 0.7**10 ~ 0.056, up to resampling noise
+    assert 0.02 < acc["p_value"] < 0.2
+    same = compare_to_baseline(
+        baseline_path=paths["base"],
+        predictions_path=paths["base"],
+        out_path=tmp_path / "s.json",
+        method="none",
+        **kw,
+    )
+    assert same["flip_rate"] == 0 and same["metrics"]["accuracy"]["p_value"] == 1.0

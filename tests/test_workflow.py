@@ -104,6 +104,9 @@ def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path, tiny_source):
     }
     assert (wd / "results/figures/scores_by_dataset.png").stat().st_size > 0
     assert (wd / "resources/models/tiny/gptq-w4g32/quantize_config.json").exists()
+    comparisons = list(csv.DictReader((wd / "results/tables/comparisons.csv").open()))
+    assert {r["method"] for r in comparisons} == {"gptq-w4g32"}
+    assert {r["dataset"] for r in comparisons} == set(DATASETS)
 
     assert "Nothing to be done" in snakemake(wd, "-n").stdout
 
@@ -111,9 +114,24 @@ def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path, tiny_source):
     cfg["scoring"]["bootstrap_resamples"] = 30
     (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(wd, "-n").stdout)
-    assert jobs == {
-        "score": 2 * len(DATASETS),
+    n = len(DATASETS)
+    after_scoring = {
         "aggregate_scores": 1,
+        "aggregate_comparisons": 1,
         "figure_scores_by_dataset": 1,
         "all": 1,
+    }
+    assert jobs == {"score": 2 * n, "compare_to_baseline": n, **after_scoring}
+
+    # A GPTQ parameter reruns that method's quantization and what depends on it, nothing else.
+    cfg["scoring"]["bootstrap_resamples"] = 20
+    cfg["methods"]["gptq-w4g32"]["damp_percent"] = 0.05
+    (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(snakemake(wd, "-n").stdout)
+    assert jobs == {
+        "quantize_model": 1,
+        "infer": n,
+        "score": n,
+        "compare_to_baseline": n,
+        **after_scoring,
     }

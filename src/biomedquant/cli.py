@@ -88,6 +88,9 @@ def _cmd_infer(args: argparse.Namespace) -> None:
         prompt_method=args.prompt,
         out_path=args.out,
         run_path=args.run_record,
+        pool_path=args.pool or None,
+        sc_samples=args.sc_samples,
+        sc_temperature=args.sc_temperature,
         batch_size=args.batch_size,
         max_new_tokens=int(args.max_new_tokens) if args.max_new_tokens else None,
         seed=args.seed,
@@ -112,10 +115,30 @@ def _cmd_score(args: argparse.Namespace) -> None:
     )
 
 
-def _cmd_aggregate(args: argparse.Namespace) -> None:
-    from biomedquant.scoring import aggregate_scores
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from biomedquant.scoring import compare_to_baseline
 
-    n = aggregate_scores(args.scores, args.out)
+    compare_to_baseline(
+        baseline_path=args.baseline_predictions,
+        predictions_path=args.predictions,
+        gold_path=args.gold,
+        dataset=args.dataset,
+        out_path=args.out,
+        model=args.model,
+        method=args.method,
+        baseline=args.baseline,
+        prompt=args.prompt,
+        resamples=args.resamples,
+        level=args.level,
+        seed=args.seed,
+    )
+
+
+def _cmd_aggregate(args: argparse.Namespace) -> None:
+    from biomedquant.scoring import aggregate_comparisons, aggregate_scores
+
+    fn = aggregate_scores if args.kind == "scores" else aggregate_comparisons
+    n = fn(args.files, args.out)
     print(f"{n} rows -> {args.out}")
 
 
@@ -169,8 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", required=True)
     s.add_argument("--data", required=True)
     s.add_argument("--prompt", required=True)
+    s.add_argument("--pool", default="", help="few-shot pool (JSON Lines); empty: none")
     s.add_argument("--out", required=True)
     s.add_argument("--run-record", required=True)
+    s.add_argument("--sc-samples", type=int, default=5, help="self-consistency chains")
+    s.add_argument("--sc-temperature", type=float, default=0.7)
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--max-new-tokens", default="", help="empty: the task's default")
     s.add_argument("--seed", type=int, default=0)
@@ -178,17 +204,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
     s.set_defaults(func=_cmd_infer)
 
-    s = sub.add_parser("score", help="benchmark metrics with bootstrap intervals")
-    for name in ("predictions", "gold", "dataset", "model", "method", "prompt", "out"):
+    s = sub.add_parser(
+        "score",
+        help="benchmark metrics with bootstrap intervals",
+        description="Score a prediction file: JSON Lines with 'id' and either 'prediction' "
+        "(parsed) or 'output' (raw text, parsed here). Works for predictions made elsewhere.",
+    )
+    for name in ("predictions", "gold", "dataset", "out"):
         s.add_argument(f"--{name}", required=True)
+    for name in ("model", "method", "prompt"):
+        s.add_argument(f"--{name}", default="", help="label recorded in the score file")
     s.add_argument("--resamples", type=int, default=1000)
     s.add_argument("--level", type=float, default=0.95)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_cmd_score)
 
-    s = sub.add_parser("aggregate", help="gather score files into the tidy CSV table")
+    s = sub.add_parser("compare", help="paired comparison of a method with its baseline")
+    for name in ("baseline-predictions", "predictions", "gold", "dataset", "out"):
+        s.add_argument(f"--{name}", required=True)
+    for name in ("model", "method", "baseline", "prompt"):
+        s.add_argument(f"--{name}", required=True)
+    s.add_argument("--resamples", type=int, default=1000)
+    s.add_argument("--level", type=float, default=0.95)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_cmd_compare)
+
+    s = sub.add_parser("aggregate", help="gather score or comparison files into a CSV table")
     s.add_argument("--out", required=True)
-    s.add_argument("scores", nargs="+")
+    s.add_argument("--kind", choices=("scores", "comparisons"), default="scores")
+    s.add_argument("files", nargs="+")
     s.set_defaults(func=_cmd_aggregate)
 
     s = sub.add_parser("figures", help="draw the figures from the score table")

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.io import read_json, read_jsonl, sha256_text, write_json, write_jsonl
-from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT, builder
+from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT, builder, get_prompt_method
 from biomedquant.provenance import hardware, now, peak_host_rss_bytes, versions
-from biomedquant.tasks import get_task, parse_output
+from biomedquant.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +62,34 @@ def load_model(model_dir: str | Path, method: dict[str, Any]) -> tuple[Any, Any,
 
 
 def generate(
-    model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: int, batch_size: int
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    samples: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
 ) -> list[dict[str, Any]]:
-    """Greedy generations for ``prompts`` (returned in input order)."""
+    """Generations for ``prompts``, returned in input order.
+
+    Greedy when ``samples == 1``; otherwise ``samples`` sampled sequences per prompt (seed
+    torch before calling for reproducible samples). Each result holds ``outputs`` (one text per
+    sample), ``n_prompt_tokens`` and ``n_new_tokens`` (summed over samples).
+    """
     import torch
 
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     results: list[dict[str, Any] | None] = [None] * len(prompts)
     device = next(model.parameters()).device
+    eos = model.generation_config.eos_token_id
+    stop_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.pad_token_id}
+    if samples > 1:
+        decoding = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}
+    else:
+        decoding = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     for b in range(0, len(order), batch_size):
         idx = order[b : b + batch_size]
         enc = tokenizer(
@@ -79,28 +99,19 @@ def generate(
             out = model.generate(
                 **enc,
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
+                num_return_sequences=samples,
                 pad_token_id=tokenizer.pad_token_id,
+                **decoding,
             )
-        new = out[:, enc["input_ids"].shape[1] :]
+        new = out[:, enc["input_ids"].shape[1] :].tolist()
         for row, i in enumerate(idx):
-            tokens = new[row].tolist()
-            n_new = len(tokens)
-            # Count up to and including the first end-of-sequence (the rest is padding).
-            eos = model.generation_config.eos_token_id
-            eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.pad_token_id}
-            for k, t in enumerate(tokens):
-                if t in eos_ids:
-                    n_new = k + 1
-                    break
-            results[i] = {
-                "output": tokenizer.decode(tokens[:n_new], skip_special_tokens=True).strip(),
-                "n_prompt_tokens": lengths[i],
-                "n_new_tokens": n_new,
-            }
+            texts, n_new = [], 0
+            for tokens in new[row * samples : (row + 1) * samples]:
+                # Up to and including the first end-of-sequence; the rest is padding.
+                end = next((k + 1 for k, t in enumerate(tokens) if t in stop_ids), len(tokens))
+                texts.append(tokenizer.decode(tokens[:end], skip_special_tokens=True).strip())
+                n_new += end
+            results[i] = {"outputs": texts, "n_prompt_tokens": lengths[i], "n_new_tokens": n_new}
     return [r for r in results if r is not None]
 
 
@@ -113,10 +124,13 @@ def run_inference(
     prompt_method: str,
     out_path: str | Path,
     run_path: str | Path,
+    pool_path: str | Path | None = None,
     batch_size: int = 8,
     max_new_tokens: int | None = None,
     seed: int = 0,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    sc_samples: int = 5,
+    sc_temperature: float = 0.7,
 ) -> dict[str, Any]:
     """Generate, parse and record predictions for one (model, method, dataset, prompt)."""
     import torch
@@ -125,29 +139,50 @@ def run_inference(
     set_seed(seed)
     spec = get_dataset(dataset)
     task = get_task(spec.task)
+    pm = get_prompt_method(prompt_method)
     records = read_jsonl(data_path)
+    pool = read_jsonl(pool_path) if pool_path else None
+    if pool is not None and Path(pool_path).resolve() == Path(data_path).resolve():
+        raise ValueError(f"few-shot pool {pool_path} is the evaluated split itself")
     model, tokenizer, load_info = load_model(model_dir, method)
-    build = builder(prompt_method, tokenizer, system_prompt)
+    build = builder(
+        prompt_method, tokenizer, pool=pool, spec=spec, seed=seed, system_prompt=system_prompt
+    )
     prompts = [build(spec, rec) for rec in records]
-    limit = max_new_tokens or task.max_new_tokens
+    default_limit = task.cot_max_new_tokens if pm.chain_of_thought else task.max_new_tokens
+    limit = max_new_tokens or default_limit
+    samples = sc_samples if pm.self_consistency else 1
+    decoding = {"samples": samples, "temperature": sc_temperature if samples > 1 else 0.0}
     start = time.time()
-    gens = generate(model, tokenizer, prompts, max_new_tokens=limit, batch_size=batch_size)
+    gens = generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=limit,
+        batch_size=batch_size,
+        samples=samples,
+        temperature=decoding["temperature"],
+    )
     gen_seconds = time.time() - start
     preds = []
     for rec, prompt, gen in zip(records, prompts, gens, strict=True):
-        parsed = parse_output(gen["output"], spec, rec)
-        preds.append(
-            {
-                "id": rec["id"],
-                "prompt_sha256": sha256_text(prompt),
-                "prompt": prompt,
-                "output": gen["output"],
-                "prediction": parsed.prediction,
-                "parse_ok": parsed.ok,
-                "n_prompt_tokens": gen["n_prompt_tokens"],
-                "n_new_tokens": gen["n_new_tokens"],
-            }
-        )
+        parsed = [task.parse(text, spec, rec) for text in gen["outputs"]]
+        final = task.vote(parsed) if samples > 1 else parsed[0]
+        pred = {
+            "id": rec["id"],
+            "prompt_sha256": sha256_text(prompt),
+            "prompt": prompt,
+            "output": gen["outputs"][0] if samples == 1 else gen["outputs"],
+            "prediction": final.prediction,
+            "parse_ok": final.ok,
+            "parse_status": final.status,
+            "n_prompt_tokens": gen["n_prompt_tokens"],
+            "n_new_tokens": gen["n_new_tokens"],
+        }
+        if samples > 1:
+            pred["sample_predictions"] = [p.prediction for p in parsed]
+            pred["sample_status"] = [p.status for p in parsed]
+        preds.append(pred)
     write_jsonl(out_path, preds)
     n_new = sum(p["n_new_tokens"] for p in preds)
     cuda = torch.cuda.is_available()
@@ -159,11 +194,13 @@ def run_inference(
         "model_dir": str(model_dir),
         "model_weights": read_json(model_prov_path) if model_prov_path.exists() else None,
         "data_path": str(data_path),
+        "fewshot_pool": str(pool_path) if pool_path else None,
         "n_items": len(preds),
         "n_unparsable": sum(not p["parse_ok"] for p in preds),
+        "parse_status": dict(Counter(p["parse_status"] for p in preds)),
         "batch_size": batch_size,
         "max_new_tokens": limit,
-        "decoding": {"do_sample": False},
+        "decoding": decoding,
         "seed": seed,
         **load_info,
         "generate_seconds": round(gen_seconds, 3),

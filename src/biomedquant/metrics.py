@@ -127,3 +127,72 @@ def bootstrap_intervals(
         k: (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha)))
         for k, v in draws.items()
     }
+
+
+def paired_bootstrap(
+    metric_fn: Callable[[list[Any], list[Any]], dict[str, float]],
+    gold: Sequence[Any],
+    baseline: Sequence[Any],
+    other: Sequence[Any],
+    *,
+    resamples: int,
+    level: float,
+    seed: int,
+) -> dict[str, dict[str, float]]:
+    """Difference ``other - baseline`` of every metric, with a paired bootstrap test.
+
+    Items are resampled jointly (the same items for both systems), so the test accounts for
+    the two systems answering the same questions. The two-sided p-value is the share of
+    resampled differences on the far side of zero, doubled:
+    ``p = min(1, 2 * min(#(d* <= 0) + 1, #(d* >= 0) + 1) / (B + 1))`` (the +1 keeps a finite
+    number of resamples from claiming p = 0). The interval is the percentile interval of d*.
+    """
+    observed_b = metric_fn(list(gold), list(baseline))
+    observed_o = metric_fn(list(gold), list(other))
+    out = {
+        k: {
+            "baseline": observed_b[k],
+            "value": observed_o[k],
+            "diff": observed_o[k] - observed_b[k],
+        }
+        for k in observed_o
+    }
+    if resamples <= 0 or len(gold) == 0:
+        return out
+    rng = np.random.default_rng(seed)
+    n = len(gold)
+    diffs: dict[str, list[float]] = {k: [] for k in out}
+    for _ in range(resamples):
+        idx = rng.integers(0, n, size=n)
+        g = [gold[i] for i in idx]
+        mb = metric_fn(g, [baseline[i] for i in idx])
+        mo = metric_fn(g, [other[i] for i in idx])
+        for k in out:
+            diffs[k].append(mo[k] - mb[k])
+    alpha = (1 - level) / 2
+    for k, d in diffs.items():
+        arr = np.asarray(d)
+        below, above = int((arr <= 0).sum()), int((arr >= 0).sum())
+        out[k]["ci_low"] = float(np.quantile(arr, alpha))
+        out[k]["ci_high"] = float(np.quantile(arr, 1 - alpha))
+        out[k]["p_value"] = min(1.0, 2 * min(below + 1, above + 1) / (resamples + 1))
+    return out
+
+
+def flip_rate(baseline: Sequence[Any], other: Sequence[Any], *, as_set: bool = False) -> float:
+    """Share of items whose parsed prediction differs from the baseline's.
+
+    ``as_set``: predictions are label lists compared as sets (multi-label). An unparsable
+    output (``None``) is a prediction of its own, so label <-> unparsable is a flip.
+    """
+
+    def norm(p: Any) -> Any:
+        if isinstance(p, list):
+            return frozenset(p) if as_set else tuple(p)
+        return p
+
+    if len(baseline) != len(other):
+        raise ValueError("flip rate needs predictions for the same items")
+    if not baseline:
+        return 0.0
+    return sum(norm(a) != norm(b) for a, b in zip(baseline, other, strict=True)) / len(baseline)

@@ -1,4 +1,11 @@
-"""Score predictions against gold with the benchmark's metrics; gather scores into a table."""
+"""Score predictions against gold with the benchmark's metrics; compare each quantized method
+with its unquantized baseline; gather both into tidy tables.
+
+A prediction file is JSON Lines with one object per item: ``id`` plus either ``prediction``
+(already parsed: tags for NER, a label, a label list, an option letter or decision word) or
+``output`` (raw model text, parsed here with the task's parser). ``parse_ok`` is optional.
+Predictions made outside biomedquant can be scored the same way.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,10 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.io import atomic_path, read_json, read_jsonl, sha256_file, write_json
-from biomedquant.metrics import bootstrap_intervals
+from biomedquant.metrics import bootstrap_intervals, flip_rate, paired_bootstrap
 from biomedquant.provenance import now, versions
 from biomedquant.tasks import get_task
 
@@ -26,6 +34,58 @@ TABLE_COLUMNS = (
     "parse_failure_rate",
     "primary",
 )
+COMPARISON_COLUMNS = (
+    "model",
+    "method",
+    "baseline",
+    "dataset",
+    "task",
+    "prompt",
+    "metric",
+    "baseline_value",
+    "value",
+    "diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "p_value",
+    "flip_rate",
+    "n",
+    "primary",
+)
+
+
+def aligned_predictions(
+    predictions_path: str | Path, gold_path: str | Path, dataset: str
+) -> tuple[list[Record], list[Any], list[bool]]:
+    """Gold records and their predictions in gold order; raw outputs are parsed here."""
+    spec = get_dataset(dataset)
+    task = get_task(spec.task)
+    gold = read_jsonl(gold_path)
+    by_id: dict[str, dict[str, Any]] = {}
+    for lineno, p in enumerate(read_jsonl(predictions_path), 1):
+        if "id" not in p or ("prediction" not in p and "output" not in p):
+            raise ValueError(
+                f"{predictions_path}:{lineno}: a prediction needs 'id' and 'prediction' or 'output'"
+            )
+        by_id[str(p["id"])] = p
+    missing = [g["id"] for g in gold if g["id"] not in by_id]
+    if missing:
+        raise ValueError(
+            f"{predictions_path}: {len(missing)} gold item(s) have no prediction, "
+            f"e.g. {missing[:3]}"
+        )
+    preds, oks = [], []
+    for rec in gold:
+        p = by_id[rec["id"]]
+        if "prediction" in p:
+            preds.append(p["prediction"])
+            oks.append(bool(p.get("parse_ok", True)))
+        else:
+            output = p["output"] if isinstance(p["output"], str) else p["output"][0]
+            parsed = task.parse(output, spec, rec)
+            preds.append(parsed.prediction)
+            oks.append(parsed.ok)
+    return gold, preds, oks
 
 
 def score_predictions(
@@ -33,10 +93,10 @@ def score_predictions(
     predictions_path: str | Path,
     gold_path: str | Path,
     dataset: str,
-    model: str,
-    method: str,
-    prompt: str,
     out_path: str | Path,
+    model: str = "",
+    method: str = "",
+    prompt: str = "",
     resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
@@ -44,18 +104,8 @@ def score_predictions(
     """Metrics with bootstrap intervals for one prediction file; written as JSON."""
     spec = get_dataset(dataset)
     task = get_task(spec.task)
-    gold_records = {r["id"]: r for r in read_jsonl(gold_path)}
-    preds = read_jsonl(predictions_path)
-    missing = set(gold_records) - {p["id"] for p in preds}
-    if missing:
-        raise ValueError(
-            f"{predictions_path}: {len(missing)} gold item(s) have no prediction, "
-            f"e.g. {sorted(missing)[:3]}"
-        )
-    by_id = {p["id"]: p for p in preds}
-    ids = list(gold_records)
-    gold = [task.gold(gold_records[i]) for i in ids]
-    pred = [by_id[i]["prediction"] for i in ids]
+    gold_records, pred, oks = aligned_predictions(predictions_path, gold_path, dataset)
+    gold = [task.gold(r) for r in gold_records]
     values = task.metrics(gold, pred)
     cis = bootstrap_intervals(task.metrics, gold, pred, resamples=resamples, level=level, seed=seed)
     result = {
@@ -64,8 +114,8 @@ def score_predictions(
         "dataset": dataset,
         "task": spec.task,
         "prompt": prompt,
-        "n": len(ids),
-        "parse_failure_rate": sum(not by_id[i]["parse_ok"] for i in ids) / len(ids),
+        "n": len(gold),
+        "parse_failure_rate": sum(not ok for ok in oks) / len(gold),
         "primary_metric": task.primary_metric,
         "metrics": {
             k: {
@@ -87,6 +137,65 @@ def score_predictions(
     return result
 
 
+def compare_to_baseline(
+    *,
+    baseline_path: str | Path,
+    predictions_path: str | Path,
+    gold_path: str | Path,
+    dataset: str,
+    out_path: str | Path,
+    model: str,
+    method: str,
+    baseline: str,
+    prompt: str,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Paired comparison of a quantized method with the unquantized baseline on the same
+    items: metric differences, paired-bootstrap intervals and p-values, and the flip rate."""
+    spec = get_dataset(dataset)
+    task = get_task(spec.task)
+    gold_records, base_pred, _ = aligned_predictions(baseline_path, gold_path, dataset)
+    _, other_pred, _ = aligned_predictions(predictions_path, gold_path, dataset)
+    gold = [task.gold(r) for r in gold_records]
+    result = {
+        "model": model,
+        "method": method,
+        "baseline": baseline,
+        "dataset": dataset,
+        "task": spec.task,
+        "prompt": prompt,
+        "n": len(gold),
+        "primary_metric": task.primary_metric,
+        "flip_rate": flip_rate(base_pred, other_pred, as_set=spec.task == "mlc"),
+        "metrics": paired_bootstrap(
+            task.metrics, gold, base_pred, other_pred, resamples=resamples, level=level, seed=seed
+        ),
+        "bootstrap": {"resamples": resamples, "level": level, "seed": seed},
+        "inputs": {
+            "baseline_sha256": sha256_file(baseline_path),
+            "predictions_sha256": sha256_file(predictions_path),
+            "gold_sha256": sha256_file(gold_path),
+        },
+        "versions": versions(("biomedquant", "numpy")),
+        "written_at": now(),
+    }
+    write_json(out_path, result)
+    return result
+
+
+def _write_csv(out_path: str | Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> int:
+    rows.sort(
+        key=lambda r: tuple(str(r[c]) for c in ("model", "method", "dataset", "prompt", "metric"))
+    )
+    with atomic_path(out_path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
 def aggregate_scores(score_paths: list[str | Path], out_path: str | Path) -> int:
     """Write the tidy table: one row per model x method x dataset x prompt x metric."""
     rows = []
@@ -95,25 +204,39 @@ def aggregate_scores(score_paths: list[str | Path], out_path: str | Path) -> int
         for metric, m in s["metrics"].items():
             rows.append(
                 {
-                    "model": s["model"],
-                    "method": s["method"],
-                    "dataset": s["dataset"],
-                    "task": s["task"],
-                    "prompt": s["prompt"],
+                    **{k: s[k] for k in ("model", "method", "dataset", "task", "prompt", "n")},
                     "metric": metric,
                     "value": m["value"],
                     "ci_low": m["ci_low"],
                     "ci_high": m["ci_high"],
-                    "n": s["n"],
                     "parse_failure_rate": s["parse_failure_rate"],
                     "primary": metric == s["primary_metric"],
                 }
             )
-    rows.sort(
-        key=lambda r: tuple(str(r[c]) for c in ("model", "method", "dataset", "prompt", "metric"))
-    )
-    with atomic_path(out_path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=TABLE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return len(rows)
+    return _write_csv(out_path, TABLE_COLUMNS, rows)
+
+
+def aggregate_comparisons(paths: list[str | Path], out_path: str | Path) -> int:
+    """Write the comparison table: one row per quantized run x metric."""
+    rows = []
+    for path in paths:
+        c = read_json(path)
+        for metric, m in c["metrics"].items():
+            rows.append(
+                {
+                    **{
+                        k: c[k]
+                        for k in ("model", "method", "baseline", "dataset", "task", "prompt", "n")
+                    },
+                    "metric": metric,
+                    "baseline_value": m["baseline"],
+                    "value": m["value"],
+                    "diff": m["diff"],
+                    "diff_ci_low": m.get("ci_low"),
+                    "diff_ci_high": m.get("ci_high"),
+                    "p_value": m.get("p_value"),
+                    "flip_rate": c["flip_rate"],
+                    "primary": metric == c["primary_metric"],
+                }
+            )
+    return _write_csv(out_path, COMPARISON_COLUMNS, rows)

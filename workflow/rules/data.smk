@@ -27,7 +27,7 @@ rule prepare_dataset:
     conda:
         CONDA_ENV
     params:
-        limit=config["data"]["limit"] or 0,
+        limit=prepare_limit,
         seed=config["seed"],
     shell:
         "biomedquant prepare --dataset {wildcards.dataset} --split {wildcards.split}"

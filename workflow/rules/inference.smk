@@ -5,6 +5,7 @@ rule infer:
     input:
         model=model_dir,
         data=f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
+        pool=fewshot_pool,
     output:
         predictions="results/predictions/{model}/{method}/{dataset}/{prompt}.jsonl",
         run="results/predictions/{model}/{method}/{dataset}/{prompt}.run.json",
@@ -22,11 +23,15 @@ rule infer:
         method=lambda wildcards: as_json(method_spec(wildcards)),
         batch_size=config["inference"]["batch_size"],
         max_new_tokens=max_new_tokens,
-        system_prompt=config["inference"].get("system_prompt", ""),
+        system_prompt=config["prompting"].get("system_prompt", ""),
+        sc_samples=sc_samples,
+        sc_temperature=sc_temperature,
         seed=config["seed"],
     shell:
         "biomedquant infer --model-dir {input.model:q} --method {params.method:q}"
         " --dataset {wildcards.dataset} --data {input.data:q} --prompt {wildcards.prompt}"
+        " --pool={input.pool:q} --sc-samples {params.sc_samples}"
+        " --sc-temperature {params.sc_temperature}"
         " --out {output.predictions:q} --run-record {output.run:q}"
         " --batch-size {params.batch_size} --seed {params.seed}"
         " --max-new-tokens={params.max_new_tokens} --system-prompt={params.system_prompt:q}"

@@ -1,4 +1,5 @@
-# Scoring: the benchmark's metrics with bootstrap intervals, then one tidy table.
+# Scoring: the benchmark's metrics with bootstrap intervals, paired comparisons with the
+# unquantized baseline, and the tidy tables.
 
 
 rule score:
@@ -22,6 +23,31 @@ rule score:
         " --level {params.level} --seed {params.seed} > {log:q} 2>&1"
 
 
+rule compare_to_baseline:
+    input:
+        baseline=f"results/predictions/{{model}}/{BASELINE}/{{dataset}}/{{prompt}}.jsonl",
+        predictions="results/predictions/{model}/{method}/{dataset}/{prompt}.jsonl",
+        gold=f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
+    output:
+        "results/comparisons/{model}/{method}/{dataset}/{prompt}.json",
+    log:
+        "logs/compare_to_baseline/{model}/{method}/{dataset}/{prompt}.log",
+    conda:
+        CONDA_ENV
+    params:
+        baseline=BASELINE,
+        resamples=config["scoring"]["bootstrap_resamples"],
+        level=config["scoring"]["ci_level"],
+        seed=config["seed"],
+    shell:
+        "biomedquant compare --baseline-predictions {input.baseline:q}"
+        " --predictions {input.predictions:q} --gold {input.gold:q}"
+        " --dataset {wildcards.dataset} --model {wildcards.model} --method {wildcards.method}"
+        " --baseline {params.baseline} --prompt {wildcards.prompt} --out {output:q}"
+        " --resamples {params.resamples} --level {params.level} --seed {params.seed}"
+        " > {log:q} 2>&1"
+
+
 rule aggregate_scores:
     input:
         score_files(),
@@ -32,4 +58,17 @@ rule aggregate_scores:
     conda:
         CONDA_ENV
     shell:
-        "biomedquant aggregate --out {output:q} {input:q} > {log:q} 2>&1"
+        "biomedquant aggregate --kind scores --out {output:q} {input:q} > {log:q} 2>&1"
+
+
+rule aggregate_comparisons:
+    input:
+        comparison_files(),
+    output:
+        "results/tables/comparisons.csv",
+    log:
+        "logs/aggregate_comparisons.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "biomedquant aggregate --kind comparisons --out {output:q} {input:q} > {log:q} 2>&1"

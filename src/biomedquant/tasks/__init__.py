@@ -1,40 +1,97 @@
 """Task registry: what each of the four task types asks, how its answers are read and scored.
 
-A task is data plus three functions, not a class per dataset: ``instruction`` builds the user
-message from a dataset's facts and one item, ``parse`` reads a generation into a prediction
-(or reports it unparsable), ``metrics`` scores predictions against gold. Datasets name their
-task in :mod:`biomedquant.datasets.registry`.
+A task is data plus functions, not a class per dataset: ``description`` states the task and
+the output format for a dataset, ``render_input`` shows one item, ``render_answer`` writes an
+item's gold answer in the output format (for few-shot examples), ``parse`` reads a generation
+into a prediction and a status, ``vote`` combines self-consistency samples, ``metrics`` scores.
+Datasets name their task in :mod:`biomedquant.datasets.registry`.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
+from biomedquant.metrics import iob2_spans
 from biomedquant.tasks import multilabel, ner, qa, relation
+from biomedquant.tasks.text import AMBIGUOUS, EMPTY, NO_ANSWER, OK
+
+__all__ = ["AMBIGUOUS", "EMPTY", "NO_ANSWER", "OK", "TASKS", "Parsed", "Task", "get_task"]
 
 
 @dataclass(frozen=True)
 class Parsed:
-    """A parsed generation: the prediction, and whether the output could be read at all."""
+    """A parsed generation: the prediction and the parse status (``ok`` or why not)."""
 
     prediction: Any
-    ok: bool
+    status: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+def vote_label(preds: list[Parsed]) -> Parsed:
+    """Plurality of the parsed samples; ties go to the label sampled first."""
+    labels = [p.prediction for p in preds if p.ok]
+    if not labels:
+        return Parsed(None, NO_ANSWER)
+    counts = Counter(labels)
+    top = max(counts.values())
+    return Parsed(next(lab for lab in labels if counts[lab] == top), OK)
+
+
+def vote_labelset(preds: list[Parsed]) -> Parsed:
+    """Each label kept when more than half of the parsed samples predict it."""
+    sets = [p.prediction for p in preds if p.ok]
+    if not sets:
+        return Parsed([], NO_ANSWER)
+    counts = Counter(lab for s in sets for lab in set(s))
+    order = list(dict.fromkeys(lab for s in sets for lab in s))
+    return Parsed([lab for lab in order if counts[lab] * 2 > len(sets)], OK)
+
+
+def vote_spans(preds: list[Parsed]) -> Parsed:
+    """Each entity span kept when more than half of the parsed samples predict it (such
+    spans cannot overlap, since each sample's spans are disjoint)."""
+    tag_lists = [p.prediction for p in preds if p.ok]
+    if not tag_lists:
+        return Parsed(list(preds[0].prediction) if preds else [], NO_ANSWER)
+    counts = Counter(span for tags in tag_lists for span in iob2_spans(tags))
+    tags = ["O"] * len(tag_lists[0])
+    for (start, end), n in counts.items():
+        if n * 2 > len(tag_lists):
+            tags[start] = "B"
+            for i in range(start + 1, end):
+                tags[i] = "I"
+    return Parsed(tags, OK)
 
 
 @dataclass(frozen=True)
 class Task:
     name: str
-    description: str
+    summary: str
     max_new_tokens: int  # benchmark default for direct answers
+    cot_max_new_tokens: int  # room for the reasoning before the marked answer
     primary_metric: str
-    instruction: Callable[[DatasetSpec, Record], str]
-    parse: Callable[[str, DatasetSpec, Record], tuple[Any, bool]]
+    description: Callable[[DatasetSpec], str]
+    render_input: Callable[[DatasetSpec, Record], str]
+    render_answer: Callable[[DatasetSpec, Record], str]
+    parse_fn: Callable[[str, DatasetSpec, Record], tuple[Any, str]]
     gold: Callable[[Record], Any]
+    vote: Callable[[list[Parsed]], Parsed]
     metrics: Callable[[list[Any], list[Any]], dict[str, float]]
+    # Few-shot examples: balanced over this label (RE, QA) or the pool's first items (None).
+    balance_on: Callable[[Record], str] | None = None
+
+    def parse(self, text: str, spec: DatasetSpec, rec: Record) -> Parsed:
+        """Parse one generation; never raises on model output."""
+        pred, status = self.parse_fn(text or "", spec, rec)
+        return Parsed(pred, status)
 
 
 TASKS: dict[str, Task] = {
@@ -42,43 +99,61 @@ TASKS: dict[str, Task] = {
     for t in (
         Task(
             name="ner",
-            description="named entity recognition (span-tagged sentence)",
+            summary="named entity recognition (span-tagged sentence)",
             max_new_tokens=512,
+            cot_max_new_tokens=1024,
             primary_metric="f1",
-            instruction=ner.instruction,
-            parse=ner.parse,
+            description=ner.description,
+            render_input=ner.render_input,
+            render_answer=ner.render_answer,
+            parse_fn=ner.parse,
             gold=lambda rec: rec["tags"],
+            vote=vote_spans,
             metrics=ner.metrics,
         ),
         Task(
             name="re",
-            description="relation extraction (one label per entity pair)",
+            summary="relation extraction (one label per entity pair)",
             max_new_tokens=20,
+            cot_max_new_tokens=384,
             primary_metric="macro_f1",
-            instruction=relation.instruction,
-            parse=relation.parse,
+            description=relation.description,
+            render_input=relation.render_input,
+            render_answer=relation.render_answer,
+            parse_fn=relation.parse,
             gold=lambda rec: rec["label"],
+            vote=vote_label,
             metrics=relation.metrics,
+            balance_on=lambda rec: rec["label"],
         ),
         Task(
             name="mlc",
-            description="multi-label document classification",
+            summary="multi-label document classification",
             max_new_tokens=64,
+            cot_max_new_tokens=384,
             primary_metric="macro_f1",
-            instruction=multilabel.instruction,
-            parse=multilabel.parse,
+            description=multilabel.description,
+            render_input=multilabel.render_input,
+            render_answer=multilabel.render_answer,
+            parse_fn=multilabel.parse,
             gold=lambda rec: rec["labels"],
+            vote=vote_labelset,
             metrics=multilabel.metrics,
         ),
         Task(
             name="qa",
-            description="question answering (option letter or yes/no/maybe)",
+            summary="question answering (option letter or yes/no/maybe)",
             max_new_tokens=128,
+            cot_max_new_tokens=512,
             primary_metric="accuracy",
-            instruction=qa.instruction,
-            parse=qa.parse,
+            description=qa.description,
+            render_input=qa.render_input,
+            render_answer=qa.render_answer,
+            parse_fn=qa.parse,
             gold=lambda rec: rec["answer"],
+            vote=vote_label,
             metrics=qa.metrics,
+            balance_on=lambda rec: rec["answer"],
         ),
     )
 }
@@ -93,5 +168,4 @@ def get_task(name: str) -> Task:
 
 def parse_output(text: str, spec: DatasetSpec, rec: Record) -> Parsed:
     """Parse one generation for ``spec``'s task; never raises on model output."""
-    pred, ok = get_task(spec.task).parse(text, spec, rec)
-    return Parsed(pred, ok)
+    return get_task(spec.task).parse(text, spec, rec)

@@ -8,32 +8,44 @@ from typing import Any
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
 from biomedquant.metrics import multilabel_scores
-from biomedquant.tasks.text import clean
+from biomedquant.tasks.text import EMPTY, NO_ANSWER, OK, answer_segment, clean, find_words
 
-_NONE = re.compile(r"\b(none|no label|not applicable)\b", re.IGNORECASE)
+_NONE = re.compile(r"\b(none|no label|no labels|not applicable)\b", re.IGNORECASE)
 
 
-def instruction(spec: DatasetSpec, rec: Record) -> str:
+def description(spec: DatasetSpec) -> str:
     options = "\n".join(f"- {lab}" for lab in spec.labels)
     return (
-        "Which of the following topics apply to the biomedical text below? Choose one or more "
-        f"of these labels:\n{options}\n"
-        "Answer with the applicable labels separated by semicolons, and nothing else.\n\n"
-        f"Text: {rec['text']}"
+        "Which of the following topics apply to a biomedical text? Choose one or more of "
+        f"these labels:\n{options}\n"
+        "Answer with the applicable labels separated by semicolons, and nothing else."
     )
 
 
-def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[list[str], bool]:
-    """Every label named in the output (in label-set order); empty and not ok if none is."""
+def render_input(spec: DatasetSpec, rec: Record) -> str:
+    return f"Text: {rec['text']}"
+
+
+def render_answer(spec: DatasetSpec, rec: Record) -> str:
+    return "; ".join(rec["labels"]) if rec["labels"] else "none"
+
+
+def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[list[str], str]:
+    """Every label named (after the answer marker when there is one), in label-set order.
+
+    A set answer has no contradiction to resolve: naming a label is predicting it. An explicit
+    "none" is an empty prediction; naming nothing at all is unparsable.
+    """
     body = clean(text)
-    found = [
-        lab
-        for lab in spec.labels
-        if re.search(r"(?<!\w)" + re.escape(lab) + r"(?!\w)", body, re.IGNORECASE)
-    ]
-    if found:
-        return found, True
-    return [], bool(_NONE.search(body))
+    if not body:
+        return [], EMPTY
+    segment = answer_segment(body)
+    find = find_words(spec.labels)
+    scope = segment if segment and (find(segment) or _NONE.search(segment)) else body
+    named = {label for _, label in find(scope)}
+    if named:
+        return [lab for lab in spec.labels if lab in named], OK
+    return [], OK if _NONE.search(scope) else NO_ANSWER
 
 
 def metrics(gold: list[Any], pred: list[Any]) -> dict[str, float]:

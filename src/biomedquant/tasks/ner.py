@@ -4,35 +4,51 @@ The output protocol follows the benchmark: ``<span class="chemical">cisplatin</s
 parser strips the tags, tokenizes the rest like the benchmark files (punctuation split off),
 aligns those tokens to the gold tokens (longest matching blocks, so rewording or dropped words
 elsewhere do not shift the spans) and turns the tagged tokens into IOB2 tags over the *gold*
-tokens, so spans are compared on the benchmark's own tokenization.
+tokens, so spans are compared on the benchmark's own tokenization. A model that answers with a
+list of entity strings instead (JSON or bullet list) has each string tagged wherever it occurs.
 """
 
 from __future__ import annotations
 
 import difflib
 import html
+import json
 import re
 from typing import Any
 
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
-from biomedquant.metrics import ner_scores
+from biomedquant.metrics import iob2_spans, ner_scores
+from biomedquant.tasks.text import EMPTY, NO_ANSWER, OK, answer_segment
 
 _OPEN = re.compile(r"<\s*span\b[^>]*>", re.IGNORECASE)
 _CLOSE = re.compile(r"<\s*/\s*span\s*>", re.IGNORECASE)
 _TAG = re.compile(r"(<\s*span\b[^>]*>|<\s*/\s*span\s*>)", re.IGNORECASE)
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(.+?)\s*$", re.MULTILINE)
+_NONE = re.compile(r"\b(no|none)\b.{0,20}\b(entit|mention|chemical|disease)", re.IGNORECASE)
 
 
-def instruction(spec: DatasetSpec, rec: Record) -> str:
+def description(spec: DatasetSpec) -> str:
     etype = spec.labels[0]
-    sentence = " ".join(rec["tokens"])
     return (
-        f"Find every {etype} mentioned in the sentence below. Copy the sentence exactly and "
-        f'wrap each {etype} mention in <span class="{etype}"> and </span>. Change nothing '
-        "else and output only the tagged sentence.\n\n"
-        f"Sentence: {sentence}"
+        f"Find every {etype} mentioned in a sentence. Copy the sentence exactly and wrap each "
+        f'{etype} mention in <span class="{etype}"> and </span>. Change nothing else and '
+        "output only the tagged sentence."
     )
+
+
+def render_input(spec: DatasetSpec, rec: Record) -> str:
+    return "Sentence: " + " ".join(rec["tokens"])
+
+
+def render_answer(spec: DatasetSpec, rec: Record) -> str:
+    """The gold sentence in the output protocol (used for few-shot examples)."""
+    etype = spec.labels[0]
+    words = list(rec["tokens"])
+    for start, end in sorted(iob2_spans(rec["tags"]), reverse=True):
+        words[start:end] = [f'<span class="{etype}">' + " ".join(words[start:end]) + "</span>"]
+    return " ".join(words)
 
 
 def tokenize(text: str) -> list[str]:
@@ -62,19 +78,72 @@ def _tagged_tokens(text: str) -> tuple[list[str], list[int | None]]:
     return tokens, owner
 
 
-def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[list[str], bool]:
-    """IOB2 tags over the gold tokens; ``ok`` is False when the output neither tags
-    anything nor echoes most of the sentence (then the prediction is "no entity")."""
+def _sub_tokens(gold_tokens: list[str]) -> list[tuple[str, int]]:
+    """Gold tokens re-tokenized ("IL-2" -> "IL", "-", "2"), each with its gold index."""
+    return [
+        (piece.lower(), gi)
+        for gi, tok in enumerate(gold_tokens)
+        for piece in tokenize(tok) or [tok]
+    ]
+
+
+def _mark(tags: list[str], start: int, end: int) -> None:
+    """Tag gold tokens start..end (inclusive) as one entity unless it overlaps an earlier one."""
+    if any(tags[i] != "O" for i in range(start, end + 1)):
+        return
+    tags[start] = "B"
+    for i in range(start + 1, end + 1):
+        tags[i] = "I"
+
+
+def _entity_list(text: str) -> list[str] | None:
+    """Entity strings when the output is a JSON list or a bullet list, else ``None``."""
+    m = re.search(r"\[.*\]", text, re.DOTALL)
+    if m:
+        try:
+            items = json.loads(m.group(0))
+            if isinstance(items, list) and all(isinstance(x, str) for x in items):
+                return items
+        except json.JSONDecodeError:
+            pass
+    bullets = _BULLET.findall(text)
+    return bullets or None
+
+
+def _tag_strings(gold_tokens: list[str], strings: list[str]) -> list[str]:
+    tags = ["O"] * len(gold_tokens)
+    sub = _sub_tokens(gold_tokens)
+    words = [s for s, _ in sub]
+    for string in strings:
+        target = [t.lower() for t in tokenize(string.strip().strip("\"'"))]
+        if not target:
+            continue
+        for i in range(len(words) - len(target) + 1):
+            if words[i : i + len(target)] == target:
+                _mark(tags, sub[i][1], sub[i + len(target) - 1][1])
+    return tags
+
+
+def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[list[str], str]:
+    """IOB2 tags over the gold tokens, and the parse status.
+
+    Not ok ("no_answer", prediction: no entity) when the output neither tags a span of the
+    sentence, nor lists entities, nor echoes most of the sentence, nor says there is no entity.
+    """
     gold_tokens = rec["tokens"]
     tags = ["O"] * len(gold_tokens)
-    out_tokens, owner = _tagged_tokens(text or "")
-    if not out_tokens:
-        return tags, False
-    gold_norm = [t.lower() for t in gold_tokens]
-    # Gold tokens are re-tokenized too, so "IL-2" in the file matches "IL - 2" in the output.
-    sub: list[tuple[str, int]] = [
-        (piece.lower(), gi) for gi, tok in enumerate(gold_norm) for piece in tokenize(tok) or [tok]
-    ]
+    text = text or ""
+    if not text.strip():
+        return tags, EMPTY
+    segment = answer_segment(text)
+    if segment and _OPEN.search(segment):
+        text = segment
+    if not _OPEN.search(text):
+        strings = _entity_list(text)
+        if strings:
+            return _tag_strings(gold_tokens, strings), OK
+    out_tokens, owner = _tagged_tokens(text)
+    sub = _sub_tokens(gold_tokens)
     matcher = difflib.SequenceMatcher(
         a=[s for s, _ in sub], b=[t.lower() for t in out_tokens], autojunk=False
     )
@@ -87,15 +156,10 @@ def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[list[str], bool]:
         if ent is not None and oi in gold_of_out:
             entities.setdefault(ent, []).append(gold_of_out[oi])
     for gidx in entities.values():
-        start, end = min(gidx), max(gidx)
-        if any(tags[i] != "O" for i in range(start, end + 1)):
-            continue  # overlaps an earlier entity: keep the first
-        tags[start] = "B"
-        for i in range(start + 1, end + 1):
-            tags[i] = "I"
-    echoed = len({g for g in gold_of_out.values()}) / max(1, len(gold_tokens))
-    ok = bool(_OPEN.search(text or "")) or echoed >= 0.5
-    return tags, ok
+        _mark(tags, min(gidx), max(gidx))
+    echoed = len(set(gold_of_out.values())) / max(1, len(gold_tokens))
+    ok = bool(entities) or echoed >= 0.5 or bool(_NONE.search(text))
+    return tags, OK if ok else NO_ANSWER
 
 
 def metrics(gold: list[Any], pred: list[Any]) -> dict[str, float]:

@@ -8,59 +8,72 @@ from typing import Any
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
 from biomedquant.metrics import single_label_scores
-from biomedquant.tasks.text import clean
+from biomedquant.tasks.text import Hits, choose_one, find_words
 
 
 def is_multiple_choice(spec: DatasetSpec) -> bool:
     return all(len(lab) == 1 and lab.isupper() for lab in spec.labels)
 
 
-def instruction(spec: DatasetSpec, rec: Record) -> str:
+def description(spec: DatasetSpec) -> str:
     if is_multiple_choice(spec):
-        options = "\n".join(f"{k}. {v}" for k, v in rec["options"].items())
         return (
-            "Answer the following medical exam question. Reply with the letter of the single "
-            "correct option only.\n\n"
-            f"Question: {rec['question']}\nOptions:\n{options}"
+            "Answer medical exam questions. Reply with the letter of the single correct "
+            "option only."
         )
     words = ", ".join(spec.labels[:-1]) + f" or {spec.labels[-1]}"
-    return (
-        "Answer the research question using the abstract below. Reply with "
-        f"{words} only.\n\n"
-        f"Abstract: {rec['context']}\nQuestion: {rec['question']}"
-    )
+    return f"Answer research questions using the abstract given with each. Reply with {words} only."
 
 
-_LETTER_CUES = (
-    r"answer\s*(?:is|:)?\s*(?:option\s*)?\(?([A-Z])\)?(?![\w])",
-    r"^\(?([A-Z])\)?(?:[.):\s]|$)",
-    r"option\s*\(?([A-Z])\)?(?![\w])",
-    r"\(([A-Z])\)",
-)
-
-
-def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[str | None, bool]:
-    body = clean(text)
+def render_input(spec: DatasetSpec, rec: Record) -> str:
     if is_multiple_choice(spec):
-        letters = set(rec["options"])
-        for cue in _LETTER_CUES:
-            flags = re.IGNORECASE | re.MULTILINE if cue.startswith("answer") else re.MULTILINE
-            for m in re.finditer(cue, body, flags):
-                if m.group(1).upper() in letters:
-                    return m.group(1).upper(), True
-        # The option text itself, when the model answers in words.
-        for key, value in rec["options"].items():
-            if value and value.lower() in body.lower():
-                return key, True
-        return None, False
-    hits = sorted(
-        (m.start(), lab)
-        for lab in spec.labels
-        for m in re.finditer(rf"\b{re.escape(lab)}\b", body, re.IGNORECASE)
+        options = "\n".join(f"{k}. {v}" for k, v in rec["options"].items())
+        return f"Question: {rec['question']}\nOptions:\n{options}"
+    return f"Abstract: {rec['context']}\nQuestion: {rec['question']}"
+
+
+def render_answer(spec: DatasetSpec, rec: Record) -> str:
+    return rec["answer"]
+
+
+def _letter_finder(options: dict[str, str]) -> Any:
+    letters = "".join(sorted(options))
+    cls = f"[{re.escape(letters)}]"
+    cues = (
+        re.compile(rf"(?m)^\(?({cls})\)?(?:[.):,]|\s*$)"),  # "D", "D.", "(D)", "D) ..."
+        re.compile(rf"\(({cls})\)"),  # "... (D) ..."
+        re.compile(rf"\boption\s*\(?({cls})\b", re.IGNORECASE),  # "option D"
     )
-    if not hits:
-        return None, False
-    return hits[0][1], True
+    texts = [(k, v.lower()) for k, v in options.items() if len(v.strip()) >= 3]
+
+    def find(text: str) -> Hits:
+        hits = [(m.start(1), m.group(1)) for cue in cues for m in cue.finditer(text)]
+        low = text.lower()
+        for key, value in texts:  # the option's own words, when the model answers in words
+            for m in re.finditer(re.escape(value), low):
+                hits.append((m.start(), key))
+        return hits
+
+    return find
+
+
+def _marked_letter_finder(options: dict[str, str]) -> Any:
+    """In a marked answer, a leading letter counts whatever follows it ("C because ...")."""
+    find = _letter_finder(options)
+    lead = re.compile(rf"^\(?([{re.escape(''.join(sorted(options)))}])\)?(?!\w)", re.IGNORECASE)
+
+    def find_marked(text: str) -> Hits:
+        m = lead.match(text)
+        return [(0, m.group(1).upper())] if m else find(text)
+
+    return find_marked
+
+
+def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[str | None, str]:
+    if is_multiple_choice(spec):
+        options = rec["options"]
+        return choose_one(text, _letter_finder(options), _marked_letter_finder(options))
+    return choose_one(text, find_words(spec.labels))
 
 
 def metrics(gold: list[Any], pred: list[Any]) -> dict[str, float]:

@@ -2,50 +2,37 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
 from biomedquant.metrics import single_label_scores
-from biomedquant.tasks.text import clean
+from biomedquant.tasks.text import choose_one, find_words
 
 
-def instruction(spec: DatasetSpec, rec: Record) -> str:
+def description(spec: DatasetSpec) -> str:
     options = "\n".join(
-        f"- {lab}: {spec.label_help.get(lab, '')}".rstrip(": ") for lab in spec.labels
+        f"- {lab}: {spec.label_help[lab]}" if lab in spec.label_help else f"- {lab}"
+        for lab in spec.labels
     )
     return (
-        "The sentence below comes from a biomedical article; the two entities of interest are "
+        "Each sentence below comes from a biomedical article; the two entities of interest are "
         f"masked as {spec.extra.get('entity_markers', 'markers')}. Classify the relation "
-        "between them with exactly one of these labels:\n"
-        f"{options}\n"
-        "Answer with the label only.\n\n"
-        f"Sentence: {rec['text']}"
+        f"between them with exactly one of these labels:\n{options}\n"
+        "Answer with the label only."
     )
 
 
-def _label_pattern(label: str) -> re.Pattern[str]:
-    """Tolerant pattern for a label: case, and separators ':', '-', '_' or spaces vary."""
-    parts = [re.escape(p) for p in re.split(r"[:\-_\s]+", label) if p]
-    return re.compile(r"(?<!\w)" + r"[\s:\-_]*".join(parts) + r"(?!\w)", re.IGNORECASE)
+def render_input(spec: DatasetSpec, rec: Record) -> str:
+    return f"Sentence: {rec['text']}"
 
 
-def find_labels(text: str, labels: tuple[str, ...]) -> list[tuple[int, str]]:
-    """Every label mention in ``text`` as (position, label), in order of appearance."""
-    hits = []
-    for lab in labels:
-        for m in _label_pattern(lab).finditer(text):
-            hits.append((m.start(), lab))
-    return sorted(hits)
+def render_answer(spec: DatasetSpec, rec: Record) -> str:
+    return rec["label"]
 
 
-def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[str | None, bool]:
-    """The first label the output names; ``None`` (unparsable) when it names none."""
-    hits = find_labels(clean(text), spec.labels)
-    if not hits:
-        return None, False
-    return hits[0][1], True
+def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[str | None, str]:
+    return choose_one(text, find_words(spec.labels))
 
 
 def metrics(gold: list[Any], pred: list[Any]) -> dict[str, float]:
