@@ -313,3 +313,25 @@ def test_compare_to_baseline(demo_prepared, tmp_path):
         **kw,
     )
     assert same["flip_rate"] == 0 and same["metrics"]["accuracy"]["p_value"] == 1.0
+
+
+def test_shared_prefix_cache_gives_the_same_greedy_outputs(tiny_fetched, demo_prepared, tmp_path):
+    from biomedquant.datasets.prepare import download_split, fewshot_split, prepare_split
+    from biomedquant.inference import common_prefix_length, generate
+
+    name = "ddi"
+    split = fewshot_split(name, "demo")
+    download_split(name, split, "demo", tmp_path / "pool.raw")
+    prepare_split(name, split, tmp_path / "pool.raw", tmp_path / "pool.jsonl")
+    model, tok, _ = load_model(tiny_fetched, {"kind": "none"})
+    build = builder(
+        "five-shot", tok, pool=read_jsonl(tmp_path / "pool.jsonl"), spec=get_dataset(name)
+    )
+    prompts = [build(get_dataset(name), r) for r in read_jsonl(demo_prepared[name])]
+    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    assert common_prefix_length(ids) > 100  # system + description + five examples
+    kw = {"max_new_tokens": 8, "batch_size": 4}
+    cached = generate(model, tok, prompts, prefix_cache=True, **kw)
+    plain = generate(model, tok, prompts, prefix_cache=False, **kw)
+    one_by_one = generate(model, tok, prompts, prefix_cache=False, max_new_tokens=8, batch_size=1)
+    assert cached == plain == one_by_one

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -142,6 +143,28 @@ def _cmd_aggregate(args: argparse.Namespace) -> None:
     print(f"{n} rows -> {args.out}")
 
 
+def _cmd_fit(args: argparse.Namespace) -> None:
+    import yaml
+
+    from biomedquant.memory import MODEL_SHAPES, estimate
+
+    config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+    head = f"{'model':<16}{'method':<14}{'params':>8}{'weights':>10}{'total':>9}"
+    print(f"{head}  fits {args.gpu_gb:g} GB")
+    for name, model in config["models"].items():
+        shape = MODEL_SHAPES.get(model.get("id", ""))
+        if shape is None:
+            print(f"{name:<16}(shape unknown: add its id to biomedquant.memory.MODEL_SHAPES)")
+            continue
+        for method_name, method in config["methods"].items():
+            est = estimate(shape, method, tokens=args.tokens)
+            fits = "yes" if est["total_gb"] <= args.gpu_gb else "no"
+            print(
+                f"{name:<16}{method_name:<14}{est['params_b']:>7.1f}B{est['weights_gb']:>9.1f}G"
+                f"{est['total_gb']:>8.1f}G  {fits}"
+            )
+
+
 def _cmd_figures(args: argparse.Namespace) -> None:
     from biomedquant.figures import plot_scores_by_dataset
 
@@ -234,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kind", choices=("scores", "comparisons"), default="scores")
     s.add_argument("files", nargs="+")
     s.set_defaults(func=_cmd_aggregate)
+
+    s = sub.add_parser("fit", help="estimate GPU memory per model and method, before a run")
+    s.add_argument("--config", default="config/paper.yaml")
+    s.add_argument("--gpu-gb", type=float, default=40.0, help="GPU memory to fit into (GB)")
+    s.add_argument("--tokens", type=int, default=8192, help="tokens in flight (KV cache)")
+    s.set_defaults(func=_cmd_fit)
 
     s = sub.add_parser("figures", help="draw the figures from the score table")
     s.add_argument("--table", required=True)

@@ -7,6 +7,7 @@ at the end-of-sequence token. Predictions are written in the dataset's order.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections import Counter
@@ -26,8 +27,9 @@ def load_model(model_dir: str | Path, method: dict[str, Any]) -> tuple[Any, Any,
     """Load an artifact for generation; returns (model, tokenizer, facts about the load).
 
     On a GPU the model runs in its stored 16-bit dtype. On a CPU, 16-bit matrix products are
-    slow or missing, so an unquantized model computes in float32 there (recorded as
-    ``compute_dtype``); GPTQ layers keep their own kernels.
+    slow, so the model computes in float32 there (recorded as ``compute_dtype``): the weights
+    of an unquantized model are upcast, GPTQ layers dequantize to float32. Memory figures from
+    a CPU run therefore describe the CPU run, not a GPU deployment.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -36,13 +38,7 @@ def load_model(model_dir: str | Path, method: dict[str, Any]) -> tuple[Any, Any,
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    kind = method.get("kind", "none")
-    if cuda:
-        dtype = "auto"
-    elif kind == "none":
-        dtype = torch.float32
-    else:
-        dtype = "auto"
+    dtype = "auto" if cuda else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -61,6 +57,21 @@ def load_model(model_dir: str | Path, method: dict[str, Any]) -> tuple[Any, Any,
     return model, tokenizer, info
 
 
+def common_prefix_length(seqs: list[list[int]]) -> int:
+    """Length of the longest token prefix shared by every sequence."""
+    if not seqs:
+        return 0
+    first, n = seqs[0], min(len(x) for x in seqs)
+    for k in range(n):
+        if any(x[k] != first[k] for x in seqs):
+            return k
+    return n
+
+
+# Below this many shared tokens, a prefix cache saves less than its copies cost.
+MIN_SHARED_PREFIX = 64
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -71,39 +82,67 @@ def generate(
     samples: int = 1,
     temperature: float = 0.0,
     top_p: float = 1.0,
+    prefix_cache: bool = True,
 ) -> list[dict[str, Any]]:
     """Generations for ``prompts``, returned in input order.
 
     Greedy when ``samples == 1``; otherwise ``samples`` sampled sequences per prompt (seed
     torch before calling for reproducible samples). Each result holds ``outputs`` (one text per
     sample), ``n_prompt_tokens`` and ``n_new_tokens`` (summed over samples).
+
+    Prompts of one run share a long prefix (system prompt, task description, few-shot
+    examples). With ``prefix_cache`` the shared prefix is run through the model once and its
+    key/value cache reused by every batch, so only each item's own tokens are prefilled. The
+    item tokens are left-padded *after* the prefix; the attention mask hides the padding and
+    position ids follow the mask, so each row sees exactly its own prompt.
     """
     import torch
 
-    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    lengths = [len(x) for x in ids]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     results: list[dict[str, Any] | None] = [None] * len(prompts)
     device = next(model.parameters()).device
     eos = model.generation_config.eos_token_id
     stop_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.pad_token_id}
+    pad = tokenizer.pad_token_id
     if samples > 1:
         decoding = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}
     else:
         decoding = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    # Every row keeps at least one token of its own after the shared prefix.
+    shared = min(common_prefix_length(ids), min(lengths, default=1) - 1)
+    cache = None
+    if prefix_cache and shared >= MIN_SHARED_PREFIX:
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([ids[0][:shared]], device=device), past_key_values=cache)
+    else:
+        shared = 0
     for b in range(0, len(order), batch_size):
         idx = order[b : b + batch_size]
-        enc = tokenizer(
-            [prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(device)
+        own = [ids[i][shared:] for i in idx]
+        width = max(len(x) for x in own)
+        rows = [ids[idx[0]][:shared] + [pad] * (width - len(x)) + x for x in own]
+        mask = [[1] * shared + [0] * (width - len(x)) + [1] * len(x) for x in own]
+        kwargs: dict[str, Any] = {}
+        if cache is not None:
+            batch_cache = copy.deepcopy(cache)
+            batch_cache.batch_repeat_interleave(len(idx) * samples)
+            kwargs["past_key_values"] = batch_cache
         with torch.inference_mode():
             out = model.generate(
-                **enc,
+                input_ids=torch.tensor(rows, device=device),
+                attention_mask=torch.tensor(mask, device=device),
                 max_new_tokens=max_new_tokens,
                 num_return_sequences=samples,
-                pad_token_id=tokenizer.pad_token_id,
+                pad_token_id=pad,
                 **decoding,
+                **kwargs,
             )
-        new = out[:, enc["input_ids"].shape[1] :].tolist()
+        new = out[:, shared + width :].tolist()
         for row, i in enumerate(idx):
             texts, n_new = [], 0
             for tokens in new[row * samples : (row + 1) * samples]:
