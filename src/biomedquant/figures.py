@@ -6,6 +6,7 @@ from pathlib import Path
 
 from biomedquant.datasets.registry import DATASETS
 from biomedquant.io import atomic_path
+from biomedquant.prompting import PROMPT_METHODS
 
 
 def plot_scores_by_dataset(table_path: str | Path, out_paths: list[str | Path]) -> None:
@@ -22,7 +23,11 @@ def plot_scores_by_dataset(table_path: str | Path, out_paths: list[str | Path]) 
     df = df[df["primary"].astype(str).str.lower() == "true"]
     if df.empty:
         raise ValueError(f"{table_path} holds no primary-metric rows to plot")
-    panels = sorted(df.groupby(["model", "prompt"]).groups)
+    # Panels in the order of the prompting-method registry (zero-shot first), then by model.
+    rank = {name: i for i, name in enumerate(PROMPT_METHODS)}
+    panels = sorted(
+        df.groupby(["model", "prompt"]).groups, key=lambda k: (k[0], rank.get(k[1], 99), k[1])
+    )
     order = [d for d in DATASETS if d in set(df["dataset"])]
     # The unquantized baseline first, then the quantized methods.
     methods = sorted(set(df["method"]), key=lambda m: (m != "none", m))
