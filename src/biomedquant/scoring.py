@@ -54,6 +54,16 @@ COMPARISON_COLUMNS = (
 )
 
 
+def _provenance(resamples: int, level: float, seed: int, **inputs: str | Path) -> dict[str, Any]:
+    """Bootstrap settings, input hashes and versions recorded beside every score."""
+    return {
+        "bootstrap": {"resamples": resamples, "level": level, "seed": seed},
+        "inputs": {f"{name}_sha256": sha256_file(path) for name, path in inputs.items()},
+        "versions": versions(("biomedquant", "numpy")),
+        "written_at": now(),
+    }
+
+
 def aligned_predictions(
     predictions_path: str | Path, gold_path: str | Path, dataset: str
 ) -> tuple[list[Record], list[Any], list[bool]]:
@@ -125,13 +135,7 @@ def score_predictions(
             }
             for k, v in values.items()
         },
-        "bootstrap": {"resamples": resamples, "level": level, "seed": seed},
-        "inputs": {
-            "predictions_sha256": sha256_file(predictions_path),
-            "gold_sha256": sha256_file(gold_path),
-        },
-        "versions": versions(("biomedquant", "numpy")),
-        "written_at": now(),
+        **_provenance(resamples, level, seed, predictions=predictions_path, gold=gold_path),
     }
     write_json(out_path, result)
     return result
@@ -172,14 +176,14 @@ def compare_to_baseline(
         "metrics": paired_bootstrap(
             task.metrics, gold, base_pred, other_pred, resamples=resamples, level=level, seed=seed
         ),
-        "bootstrap": {"resamples": resamples, "level": level, "seed": seed},
-        "inputs": {
-            "baseline_sha256": sha256_file(baseline_path),
-            "predictions_sha256": sha256_file(predictions_path),
-            "gold_sha256": sha256_file(gold_path),
-        },
-        "versions": versions(("biomedquant", "numpy")),
-        "written_at": now(),
+        **_provenance(
+            resamples,
+            level,
+            seed,
+            baseline=baseline_path,
+            predictions=predictions_path,
+            gold=gold_path,
+        ),
     }
     write_json(out_path, result)
     return result
