@@ -47,11 +47,12 @@ def calibration_texts(calib: dict[str, Any], tokenizer: Any) -> tuple[list[str],
     n_samples = int(calib.get("n_samples", 64))
     seq_len = int(calib.get("seq_len", 256))
     texts = generic_calibration_texts()[:n_samples]
-    kept = []
+    kept, n_tokens = [], 0
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) >= MIN_CALIBRATION_TOKENS:
             kept.append(text if len(ids) <= seq_len else tokenizer.decode(ids[:seq_len]))
+            n_tokens += min(len(ids), seq_len)
     if not kept:
         raise ValueError("no calibration text is long enough for GPTQ")
     info = {
@@ -61,7 +62,7 @@ def calibration_texts(calib: dict[str, Any], tokenizer: Any) -> tuple[list[str],
         "n_too_short": len(texts) - len(kept),
         "n_used": len(kept),
         "seq_len": seq_len,
-        "n_tokens": sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in kept),
+        "n_tokens": n_tokens,
         "sha256": sha256_text("\n".join(kept)),
     }
     if info["n_available"] < n_samples:
