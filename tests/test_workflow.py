@@ -48,6 +48,33 @@ def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
     return counts
 
 
+# Rules that compute per item or per model. What follows them (tables, figures, the report
+# targets) is cheap and reruns whenever its inputs change; rerun-scope tests check these.
+COMPUTING_RULES = {
+    "download_dataset",
+    "prepare_dataset",
+    "fetch_model",
+    "quantize_model",
+    "infer",
+    "perplexity",
+    "score",
+    "compare_to_baseline",
+    "plan",
+}
+
+
+def computing(jobs: dict[str, int]) -> dict[str, int]:
+    """The planned jobs of computing rules; every other planned job must be a table or figure."""
+    rest = set(jobs) - COMPUTING_RULES
+    assert all(
+        r == "all"
+        or r.startswith(("aggregate_", "figure_", "recommend", "report"))
+        or r.endswith("_table")
+        for r in rest
+    ), rest
+    return {k: v for k, v in jobs.items() if k in COMPUTING_RULES}
+
+
 def test_lint_is_clean():
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True
@@ -63,6 +90,14 @@ def test_lint_is_clean():
         (lambda c: c.update(dataset=["hoc"]), "dataset"),
         (lambda c: c["methods"]["none"].update(kind="awq"), "awq"),
         (lambda c: c["data"].update(limit=-3), "-3"),
+        (lambda c: c.update(datasets=["bc5cdr"]), "bc5cdr"),
+        (lambda c: c.update(prompts=["ten-shot"]), "ten-shot"),
+        (lambda c: c["models"].update({"../up": {"source": "local", "path": "x"}}), "../up"),
+        (
+            lambda c: c["models"].update(h={"source": "hf", "id": "../etc", "revision": "main"}),
+            "../etc",
+        ),
+        (lambda c: c["methods"].update(b={"kind": "bnb-nf4", "bits": 4}), "bnb-nf4"),
     ],
 )
 def test_schema_rejects_bad_config_naming_the_key(tmp_path, tiny_source, mutate, named):
@@ -94,6 +129,7 @@ def test_demo_and_paper_configs_validate_and_dry_run(tmp_path, name):
 
 def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path, tiny_source):
     cfg = tiny_config(tiny_source)
+    n_datasets = len(cfg["datasets"]) * len(cfg["prompts"])
     wd = copy_workflow(tmp_path, cfg)
     snakemake(wd)
     rows = list(csv.DictReader((wd / "results/tables/scores.csv").open()))
@@ -105,6 +141,13 @@ def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path, tiny_source):
     comparisons = list(csv.DictReader((wd / "results/tables/comparisons.csv").open()))
     assert {r["method"] for r in comparisons} == {"gptq-w4g32"}
     assert {r["dataset"] for r in comparisons} == set(DATASETS)
+    memory = {r["method"]: r for r in csv.DictReader((wd / "results/tables/memory.csv").open())}
+    assert memory["none"]["measured"] == "True" and memory["none"]["n_runs"] == str(n_datasets)
+    assert 0 < float(memory["gptq-w4g32"]["weights_ratio_to_baseline"]) < 1
+    assert abs(float(memory["gptq-w4g32"]["est_weights_error"])) < 0.05
+    ppl = {r["method"]: r for r in csv.DictReader((wd / "results/tables/perplexity.csv").open())}
+    assert ppl["none"]["ratio_to_baseline"] == "1.0" and float(ppl["gptq-w4g32"]["perplexity"]) > 1
+    assert (wd / "results/tables/fit.csv").exists() and (wd / "results/figures/fit.png").exists()
 
     assert "Nothing to be done" in snakemake(wd, "-n").stdout
 
@@ -113,23 +156,19 @@ def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path, tiny_source):
     (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(wd, "-n").stdout)
     n = len(DATASETS)
-    after_scoring = {
-        "aggregate_scores": 1,
-        "aggregate_comparisons": 1,
-        "figure_scores_by_dataset": 1,
-        "all": 1,
-    }
-    assert jobs == {"score": 2 * n, "compare_to_baseline": n, **after_scoring}
+    assert computing(jobs) == {"score": 2 * n, "compare_to_baseline": n}
+    assert {"aggregate_scores", "aggregate_comparisons", "all"} <= set(jobs)
 
     # A GPTQ parameter reruns that method's quantization and what depends on it, nothing else.
     cfg["scoring"]["bootstrap_resamples"] = 20
     cfg["methods"]["gptq-w4g32"]["damp_percent"] = 0.05
     (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(wd, "-n").stdout)
-    assert jobs == {
+    assert computing(jobs) == {
         "quantize_model": 1,
         "infer": n,
         "score": n,
         "compare_to_baseline": n,
-        **after_scoring,
+        "perplexity": 1,
     }
+    assert jobs["memory_table"] == 1

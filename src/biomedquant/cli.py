@@ -7,6 +7,7 @@ explicit argument, so the rule's ``params`` show it to Snakemake's rerun trigger
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -68,11 +69,29 @@ def _cmd_fetch(args: argparse.Namespace) -> None:
     print(f"{args.model}: {prov['size_bytes'] / 1e6:.1f} MB in {prov['wall_seconds']} s")
 
 
+def _pairs(text: str) -> dict[str, str]:
+    """'name=path name=path' (as the workflow passes them) -> {name: path}."""
+    out = {}
+    for item in text.split():
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise argparse.ArgumentTypeError(f"expected name=path, got {item!r}")
+        out[name] = path
+    return out
+
+
 def _cmd_quantize(args: argparse.Namespace) -> None:
     from biomedquant.quantization import quantize_model
 
     _cpu_threads(args.cpu_threads)
-    prov = quantize_model(args.source, args.out, args.method, seed=args.seed)
+    prov = quantize_model(
+        args.source,
+        args.out,
+        args.method,
+        seed=args.seed,
+        pools=_pairs(args.pools),
+        test_raws=_pairs(args.test_files),
+    )
     print(f"quantized in {prov['quantize_seconds']} s, {prov['size_bytes'] / 1e6:.1f} MB")
 
 
@@ -93,6 +112,9 @@ def _cmd_infer(args: argparse.Namespace) -> None:
         sc_samples=args.sc_samples,
         sc_temperature=args.sc_temperature,
         batch_size=args.batch_size,
+        batch_tokens=args.batch_tokens,
+        cache_dir=args.cache_dir or None,
+        backend=args.backend,
         max_new_tokens=int(args.max_new_tokens) if args.max_new_tokens else None,
         seed=args.seed,
         system_prompt=args.system_prompt or DEFAULT_SYSTEM_PROMPT,
@@ -143,32 +165,137 @@ def _cmd_aggregate(args: argparse.Namespace) -> None:
     print(f"{n} rows -> {args.out}")
 
 
-def _cmd_fit(args: argparse.Namespace) -> None:
+def _load_config(args: argparse.Namespace) -> dict[str, Any]:
+    """A study config from --config (YAML file) or --config-json (as the workflow passes it)."""
     import yaml
 
-    from biomedquant.memory import MODEL_SHAPES, estimate
+    if args.config_json:
+        return args.config_json
+    return yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
 
-    config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
-    head = f"{'model':<16}{'method':<14}{'params':>8}{'weights':>10}{'total':>9}"
-    print(f"{head}  fits {args.gpu_gb:g} GB")
-    for name, model in config["models"].items():
-        shape = MODEL_SHAPES.get(model.get("id", ""))
-        if shape is None:
-            print(f"{name:<16}(shape unknown: add its id to biomedquant.memory.MODEL_SHAPES)")
-            continue
-        for method_name, method in config["methods"].items():
-            est = estimate(shape, method, tokens=args.tokens)
-            fits = "yes" if est["total_gb"] <= args.gpu_gb else "no"
+
+def _cmd_plan(args: argparse.Namespace) -> None:
+    from biomedquant.plan import FIT_COLUMNS, GPU_SIZES_GIB, fit_rows, plot_fit, write_csv
+
+    rows = fit_rows(_load_config(args))
+    if args.out:
+        write_csv(args.out, FIT_COLUMNS, rows)
+    if args.figure:
+        plot_fit(rows, args.figure)
+    gpus = " ".join(f"{g:>4}" for g in GPU_SIZES_GIB)
+    print(f"{'model':<16}{'method':<14}{'params':>8}{'weights':>10}{'total':>9}  fits: {gpus} GB")
+    for r in rows:
+        if r.get("total_gb") is None:
             print(
-                f"{name:<16}{method_name:<14}{est['params_b']:>7.1f}B{est['weights_gb']:>9.1f}G"
-                f"{est['total_gb']:>8.1f}G  {fits}"
+                f"{r['model']:<16}{r['method']:<14}(shape unknown: see biomedquant/model_configs)"
             )
+            continue
+        fits = " ".join(f"{'yes' if r[f'fits_{g}gb'] else 'no':>4}" for g in GPU_SIZES_GIB)
+        print(
+            f"{r['model']:<16}{r['method']:<14}{r['params_b']:>7.1f}B{r['weights_gb']:>9.1f}G"
+            f"{r['total_gb']:>8.1f}G        {fits}"
+        )
+
+
+def _cmd_perplexity(args: argparse.Namespace) -> None:
+    from biomedquant.perplexity import run_perplexity
+
+    _cpu_threads(args.cpu_threads)
+    rec = run_perplexity(
+        model_dir=args.model_dir,
+        method=args.method,
+        data_paths=args.data,
+        out_path=args.out,
+        max_length=args.max_length,
+    )
+    print(f"perplexity {rec['perplexity']:.3f} over {rec['n_tokens']} tokens")
+
+
+def _cmd_perplexity_table(args: argparse.Namespace) -> None:
+    from biomedquant.perplexity import PERPLEXITY_COLUMNS, perplexity_rows
+    from biomedquant.plan import write_csv
+
+    rows = perplexity_rows(args.records)
+    write_csv(args.out, PERPLEXITY_COLUMNS, rows)
+    print(f"{len(rows)} rows -> {args.out}")
+
+
+def _cmd_cache(args: argparse.Namespace) -> None:
+    from biomedquant.generation_cache import cache_summary, clear_cache
+
+    if args.action == "clear":
+        n = clear_cache(args.dir, args.model_key)
+        print(f"removed {n} file(s) from {args.dir}")
+        return
+    rows = cache_summary(args.dir)
+    for r in rows:
+        print(f"{r['model_key']}  {r['entries']:>8} generations  {r['bytes'] / 1e6:>9.1f} MB")
+    print(f"{len(rows)} model(s), {sum(r['entries'] for r in rows)} generations in {args.dir}")
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from biomedquant.doctor import run_doctor
+
+    findings, code = run_doctor(_load_config(args), args.workdir)
+    for f in findings:
+        print(f.line())
+    return code
+
+
+def _cmd_memory_table(args: argparse.Namespace) -> None:
+    from biomedquant.plan import MEMORY_COLUMNS, memory_rows, write_csv
+
+    rows = memory_rows(_load_config(args), args.runs)
+    write_csv(args.out, MEMORY_COLUMNS, rows)
+    print(f"{len(rows)} rows -> {args.out}")
 
 
 def _cmd_figures(args: argparse.Namespace) -> None:
     from biomedquant.figures import plot_scores_by_dataset
 
     plot_scores_by_dataset(args.table, args.out)
+
+
+def _cmd_plot(args: argparse.Namespace) -> None:
+    from biomedquant.figures import draw_figure, order_from_json
+
+    tables = {
+        name: getattr(args, name)
+        for name in ("scores", "comparisons", "memory", "recommendation", "evidence")
+    }
+    draw_figure(args.figure, tables, args.out, order=order_from_json(args.order))
+
+
+def _cmd_recommend(args: argparse.Namespace) -> None:
+    from biomedquant.recommendation import write_recommendation
+
+    rec = write_recommendation(
+        args.comparisons,
+        args.memory,
+        args.out,
+        args.evidence_out,
+        tolerance_points=args.tolerance,
+    )
+    for r in rec.itertuples():
+        print(f"{r.model}: {r.recommended} ({r.memory_gb:.3g} GB, {r.memory_source})")
+
+
+def _cmd_report_table(args: argparse.Namespace) -> None:
+    from biomedquant.figures import write_table_page
+
+    write_table_page(args.kind, args.table, args.out, evidence_path=args.evidence or None)
+
+
+def _cmd_report_config(args: argparse.Namespace) -> None:
+    from biomedquant.figures import write_config_page
+
+    write_config_page(args.config_json, args.out)
+
+
+def _config_args(s: argparse.ArgumentParser) -> None:
+    group = s.add_mutually_exclusive_group(required=True)
+    group.add_argument("--config", help="a study config (YAML)")
+    group.add_argument("--config-json", type=_json_arg, help="models, methods, inference (JSON)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", required=True, type=_json_arg, help="the method's config entry")
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--pools", default="", help="in-domain calibration: 'dataset=train.jsonl ...'")
+    s.add_argument(
+        "--test-files", default="", help="in-domain calibration: 'dataset=test.raw ...' to exclude"
+    )
     s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
     s.set_defaults(func=_cmd_quantize)
 
@@ -220,7 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run-record", required=True)
     s.add_argument("--sc-samples", type=int, default=5, help="self-consistency chains")
     s.add_argument("--sc-temperature", type=float, default=0.7)
-    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--batch-size", type=int, default=8, help="most rows per batch")
+    s.add_argument("--batch-tokens", type=int, default=None, help="token budget per batch")
+    s.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
+    s.add_argument("--cache-dir", default="", help="generation cache folder ('' = off)")
     s.add_argument("--max-new-tokens", default="", help="empty: the task's default")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--system-prompt", default="", help="empty: the package default")
@@ -258,16 +392,92 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("files", nargs="+")
     s.set_defaults(func=_cmd_aggregate)
 
-    s = sub.add_parser("fit", help="estimate GPU memory per model and method, before a run")
-    s.add_argument("--config", default="config/paper.yaml")
-    s.add_argument("--gpu-gb", type=float, default=40.0, help="GPU memory to fit into (GB)")
-    s.add_argument("--tokens", type=int, default=8192, help="tokens in flight (KV cache)")
-    s.set_defaults(func=_cmd_fit)
+    s = sub.add_parser("plan", help="estimate GPU memory per model and method, before a run")
+    _config_args(s)
+    s.add_argument("--out", help="write the table here (CSV)")
+    s.add_argument("--figure", nargs="*", default=[], help="write the figure here (PNG/PDF)")
+    s.set_defaults(func=_cmd_plan)
+
+    s = sub.add_parser("perplexity", help="held-out perplexity of a model under a method")
+    s.add_argument("--model-dir", required=True)
+    s.add_argument("--method", required=True, type=_json_arg)
+    s.add_argument("--out", required=True)
+    s.add_argument("--max-length", type=int, default=512)
+    s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
+    s.add_argument("data", nargs="+", help="prepared test splits (JSON Lines)")
+    s.set_defaults(func=_cmd_perplexity)
+
+    s = sub.add_parser("perplexity-table", help="gather perplexity records into a table")
+    s.add_argument("--out", required=True)
+    s.add_argument("records", nargs="+")
+    s.set_defaults(func=_cmd_perplexity_table)
+
+    s = sub.add_parser("doctor", help="check this machine against a study config, before it runs")
+    _config_args(s)
+    s.add_argument("--workdir", default=".", help="where the workflow will write")
+    s.set_defaults(func=_cmd_doctor)
+
+    s = sub.add_parser("cache", help="show or clear the generation cache")
+    s.add_argument("action", choices=["info", "clear"])
+    s.add_argument("--dir", default="resources/generation_cache", help="the cache folder")
+    s.add_argument("--model-key", help="clear only this model's generations")
+    s.set_defaults(func=_cmd_cache)
+
+    s = sub.add_parser("memory-table", help="estimates beside the memory the runs measured")
+    _config_args(s)
+    s.add_argument("--out", required=True)
+    s.add_argument("runs", nargs="*", help="run records (.run.json)")
+    s.set_defaults(func=_cmd_memory_table)
 
     s = sub.add_parser("figures", help="draw the figures from the score table")
     s.add_argument("--table", required=True)
     s.add_argument("--out", required=True, nargs="+")
     s.set_defaults(func=_cmd_figures)
+
+    s = sub.add_parser("plot", help="draw one figure of the study from the tidy tables")
+    s.add_argument(
+        "figure",
+        choices=(
+            "scores_by_dataset",
+            "change_heatmap",
+            "prompting",
+            "flip_rate",
+            "memory",
+            "memory_vs_score",
+            "memory_estimate_check",
+            "recommendation",
+        ),
+        help="which figure (each lists the tables it reads in docs/figures.md)",
+    )
+    for name in ("scores", "comparisons", "memory", "recommendation", "evidence"):
+        s.add_argument(f"--{name}", default="", help=f"the {name} table (CSV)")
+    s.add_argument("--order", default="", help="JSON: models, methods, prompts, baseline")
+    s.add_argument("--out", required=True, nargs="+", help="PNG and/or PDF paths")
+    s.set_defaults(func=_cmd_plot)
+
+    s = sub.add_parser(
+        "recommend", help="per model, the least-memory method within tolerance of the baseline"
+    )
+    s.add_argument("--comparisons", required=True)
+    s.add_argument("--memory", required=True)
+    s.add_argument("--tolerance", type=float, default=1.0, help="points (0.01 on a 0-1 scale)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--evidence-out", required=True)
+    s.set_defaults(func=_cmd_recommend)
+
+    s = sub.add_parser("report-table", help="an HTML page of a table for the report")
+    s.add_argument(
+        "--kind", required=True, choices=("scores", "comparisons", "memory", "recommendation")
+    )
+    s.add_argument("--table", required=True)
+    s.add_argument("--evidence", default="", help="recommendation only: its evidence table")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_cmd_report_table)
+
+    s = sub.add_parser("report-config", help="an HTML page of the run's configuration")
+    s.add_argument("--config-json", required=True, type=_json_arg)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_cmd_report_config)
     return p
 
 
@@ -278,11 +488,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        args.func(args)
+        code = args.func(args)
     except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:
         print(f"biomedquant {args.command}: error: {err}", file=sys.stderr)
         return 1
-    return 0
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Outputs are written under a temporary name and renamed when complete, so what
+        # was there before is intact; the half-written temporary file is already removed.
+        print(
+            f"biomedquant {args.command}: error: no space left on the device"
+            f" ({err.filename or 'while writing'}); earlier results are intact."
+            " Free space and rerun.",
+            file=sys.stderr,
+        )
+        return 1
+    return int(code or 0)
 
 
 if __name__ == "__main__":

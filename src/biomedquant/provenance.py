@@ -21,6 +21,7 @@ TRACKED_PACKAGES = (
     "accelerate",
     "optimum",
     "gptqmodel",
+    "bitsandbytes",
     "gguf",
     "tokenizers",
     "safetensors",

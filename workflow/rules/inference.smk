@@ -12,16 +12,22 @@ rule infer:
     log:
         "logs/infer/{model}/{method}/{dataset}/{prompt}.log",
     benchmark:
-        "benchmarks/infer/{model}/{method}/{dataset}/{prompt}.tsv"
+        "results/benchmarks/infer/{model}/{method}/{dataset}/{prompt}.tsv"
     conda:
         CONDA_ENV
     resources:
+        **gpu_tier_resources("infer"),
         gpu=1,
-        mem_mb=8000,
+        mem_mb=gpu_job_resource("infer", "mem_mb"),
+        gpu_mem_mb=gpu_job_resource("infer", "gpu_mem_mb"),
+        runtime=gpu_job_resource("infer", "runtime"),
         cpu_threads=CPU_THREADS,
+        generation_cache=GENERATION_CACHE,
     params:
         method=lambda wildcards: as_json(method_spec(wildcards)),
         batch_size=config["inference"]["batch_size"],
+        batch_tokens=config["inference"]["batch_tokens"],
+        backend=config["inference"]["backend"],
         max_new_tokens=max_new_tokens,
         system_prompt=config["prompting"].get("system_prompt", ""),
         sc_samples=sc_samples,
@@ -33,6 +39,7 @@ rule infer:
         " --pool={input.pool:q} --sc-samples {params.sc_samples}"
         " --sc-temperature {params.sc_temperature}"
         " --out {output.predictions:q} --run-record {output.run:q}"
-        " --batch-size {params.batch_size} --seed {params.seed}"
+        " --batch-size {params.batch_size} --batch-tokens {params.batch_tokens}"
+        " --backend {params.backend} --cache-dir={resources.generation_cache:q} --seed {params.seed}"
         " --max-new-tokens={params.max_new_tokens} --system-prompt={params.system_prompt:q}"
         " --cpu-threads={resources.cpu_threads} > {log:q} 2>&1"

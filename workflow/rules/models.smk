@@ -19,7 +19,9 @@ rule fetch_model:
 
 rule quantize_model:
     input:
-        "resources/models/{model}/none",
+        source="resources/models/{model}/none",
+        pools=lambda wildcards: list(calibration_pools(wildcards).values()),
+        tests=lambda wildcards: list(calibration_test_files(wildcards).values()),
     output:
         directory("resources/models/{model}/{method}"),
     log:
@@ -30,13 +32,19 @@ rule quantize_model:
     conda:
         CONDA_ENV
     resources:
+        **gpu_tier_resources("quantize_model"),
         gpu=1,
-        mem_mb=16000,
+        mem_mb=gpu_job_resource("quantize_model", "mem_mb"),
+        gpu_mem_mb=gpu_job_resource("quantize_model", "gpu_mem_mb"),
+        runtime=gpu_job_resource("quantize_model", "runtime"),
         cpu_threads=CPU_THREADS,
     params:
         method=lambda wildcards: as_json(method_spec(wildcards)),
+        pools=lambda wildcards: pairs_arg(calibration_pools(wildcards)),
+        tests=lambda wildcards: pairs_arg(calibration_test_files(wildcards)),
         seed=config["seed"],
     shell:
-        "biomedquant quantize --source {input:q} --method {params.method:q}"
+        "biomedquant quantize --source {input.source:q} --method {params.method:q}"
+        " --pools={params.pools:q} --test-files={params.tests:q}"
         " --out {output:q} --seed {params.seed} --cpu-threads={resources.cpu_threads}"
         " > {log:q} 2>&1"

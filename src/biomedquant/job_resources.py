@@ -1,0 +1,257 @@
+"""What one GPU job asks a scheduler for: host memory, GPU memory and wall time.
+
+The GPU rules (``infer``, ``quantize_model``, ``perplexity``) take their ``mem_mb``,
+``gpu_mem_mb`` and ``runtime`` from here (through ``workflow/rules/resources.smk``), so that
+on a cluster a 70B job asks for what it needs and a 1B job does not hold a large GPU for
+hours. A flat figure per rule would be wrong in one direction or the other for a study that
+spans 0.1B to 72B parameters.
+
+GPU memory is the fit estimator's (:func:`biomedquant.memory.estimate`), for the same token
+budget the plan table uses, so ``snakemake -n`` and ``biomedquant plan`` agree. Host memory and
+runtime are coarse models stated below with their constants; they are meant to be generous,
+not tight, because a job that runs out of time or memory costs a whole retry. ``runtime``
+grows with the attempt (and host memory by half of itself per attempt), so a job that hit a
+limit asks for more when Snakemake retries it.
+
+Runtime assumes a data-centre GPU: a CPU-only node (or the test cluster, which has fake GPUs)
+is one to two orders of magnitude slower per token.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from biomedquant.memory import (
+    GIB,
+    ModelShape,
+    estimate,
+    linear_bytes_per_weight,
+    shape_for_model,
+    weight_bytes,
+)
+
+MIB = 1024**2
+Rule = Literal["infer", "quantize_model", "perplexity"]
+
+# Host memory: the Python process with torch, CUDA libraries and tokenizer, before weights.
+HOST_BASE_BYTES = 4 * GIB
+# Reading weights from a shared filesystem (pessimistic: network storage under load).
+LOAD_BYTES_PER_S = 250e6
+# One decoding step reads every weight once: memory-bound. Effective bandwidth of Hugging Face
+# generate on one data-centre GPU (a third to a quarter of an A100/H100's peak), applied to the
+# 16-bit size: dequantizing kernels seldom beat 16-bit ones in generate.
+DECODE_BYTES_PER_S = 500e9
+# Per-step Python and kernel-launch overhead, which dominates for small models.
+STEP_OVERHEAD_S = 0.03
+# Prefill is compute-bound: effective 16-bit FLOP/s of one GPU.
+PREFILL_FLOPS = 100e12
+# An item's own prompt tokens (the shared prefix, few-shot examples included, is prefilled
+# once per job and reused: see biomedquant.inference.generate).
+ITEM_TOKENS = 400
+SHARED_PREFIX_TOKENS_PER_SHOT = 400
+# GPTQ: about 3 minutes per billion parameters on one data-centre GPU (Hessians and the
+# column-by-column solve per layer dominate; calibration forward passes are minor).
+GPTQ_SECONDS_PER_BILLION = 180
+# Everything estimated is doubled, then a fixed start-up margin added (queue-side start,
+# imports, CUDA init), and rounded up to 5 minutes.
+SAFETY = 2.0
+STARTUP_MINUTES = 5
+MIN_RUNTIME_MINUTES = 10
+# When neither the shape nor params_b of a model is known.
+UNKNOWN = {"mem_mb": 32 * 1024, "gpu_mem_mb": 40 * 1024, "runtime": 8 * 60}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What one inference job computes: how many sequences, how long."""
+
+    items: int
+    new_tokens: int
+    shots: int = 0
+    samples: int = 1
+    batch_size: int = 16
+    batch_tokens: int = 8192
+
+    @property
+    def forward_passes(self) -> int:
+        """Sequential passes through the model, each reading every weight: per batch of rows,
+        one prefill pass and one per new token."""
+        rows = self.items * self.samples
+        return math.ceil(rows / self.batch_size) * (1 + self.new_tokens)
+
+    @property
+    def prefill_tokens(self) -> int:
+        return self.items * ITEM_TOKENS + self.shots * SHARED_PREFIX_TOKENS_PER_SHOT
+
+
+def infer_workload(
+    dataset: str,
+    prompt: str,
+    *,
+    limit: int | None = None,
+    batch_size: int = 16,
+    batch_tokens: int = 8192,
+    max_new_tokens: int | None = None,
+    sc_samples: int = 1,
+) -> Workload:
+    """The workload of one ``infer`` job, from the registry's facts and the config's caps.
+
+    Items: the official test size (or ``limit``, when smaller); new tokens: the config's cap,
+    else the task's default for direct or chain-of-thought answers.
+    """
+    from biomedquant.datasets.registry import get_dataset
+    from biomedquant.prompting import get_prompt_method
+    from biomedquant.tasks import get_task
+
+    spec = get_dataset(dataset)
+    pm = get_prompt_method(prompt)
+    task = get_task(spec.task)
+    default_tokens = task.cot_max_new_tokens if pm.chain_of_thought else task.max_new_tokens
+    items = min(spec.test_size, limit) if limit else spec.test_size
+    return Workload(
+        items=items,
+        new_tokens=int(max_new_tokens or default_tokens),
+        shots=pm.shots,
+        samples=sc_samples if pm.self_consistency else 1,
+        batch_size=batch_size,
+        batch_tokens=batch_tokens,
+    )
+
+
+def perplexity_workload(
+    datasets: list[str], *, limit: int | None = None, max_length: int = 512
+) -> Workload:
+    """The workload of one ``perplexity`` job: one forward pass per evaluated test text of
+    every dataset (no generation), each up to ``max_length`` tokens."""
+    from biomedquant.datasets.registry import get_dataset
+
+    sizes = [get_dataset(name).test_size for name in datasets]
+    items = sum(min(n, limit) if limit else n for n in sizes)
+    return Workload(items=items, new_tokens=0, batch_size=1, batch_tokens=max_length)
+
+
+def _mib(n_bytes: float) -> int:
+    return max(1, math.ceil(n_bytes / MIB))
+
+
+def _minutes(seconds: float, attempt: int) -> int:
+    minutes = max(MIN_RUNTIME_MINUTES, SAFETY * seconds / 60 + STARTUP_MINUTES)
+    return int(5 * math.ceil(minutes / 5)) * attempt
+
+
+def _host_mb(n_bytes: float, attempt: int) -> int:
+    return _mib((HOST_BASE_BYTES + n_bytes) * (1 + 0.5 * (attempt - 1)))
+
+
+def _run(shape: ModelShape, method: dict[str, Any], work: Workload, attempt: int) -> dict[str, int]:
+    """A job that loads the model and runs it over a workload (``infer``, ``perplexity``):
+    loading is bandwidth-bound, prefill compute-bound, each further pass bandwidth-bound."""
+    est = estimate(shape, method, tokens=work.batch_tokens)
+    loaded = weight_bytes(shape, method)
+    sixteen_bit = weight_bytes(shape, {"kind": "none"})
+    # bitsandbytes quantizes while loading: the 16-bit weights are read.
+    read = sixteen_bit if method.get("kind", "none").startswith("bnb") else loaded
+    step = max(STEP_OVERHEAD_S, sixteen_bit / DECODE_BYTES_PER_S)
+    prefill = 2 * shape.params * work.prefill_tokens / PREFILL_FLOPS
+    seconds = read / LOAD_BYTES_PER_S + prefill + work.forward_passes * step
+    return {
+        # transformers may stage the loaded weights in host memory before moving them over.
+        "mem_mb": _host_mb(read, attempt),
+        "gpu_mem_mb": _mib(est["total_gb"] * 1e9),
+        "runtime": _minutes(seconds, attempt),
+    }
+
+
+def _quantize(shape: ModelShape, method: dict[str, Any], attempt: int) -> dict[str, int]:
+    sixteen_bit = weight_bytes(shape, {"kind": "none"})
+    quantized = weight_bytes(shape, method)
+    calib = method.get("calibration", {})
+    calib_tokens = int(calib.get("n_samples", 64)) * int(calib.get("seq_len", 256))
+    # GPU working set of GPTQ: one transformer block in 16-bit, the Hessian (float32, inputs x
+    # inputs) of each of its linear layers, the calibration activations through the block, the
+    # 16-bit embeddings, and the fixed runtime overhead. The rest of the model may wait in host
+    # memory (device_map="auto" offloads what does not fit).
+    hd = shape.dim_per_head
+    block = 2 * shape.block_linear_params / shape.layers
+    hessians = 4 * (5 * shape.hidden**2 + (shape.heads * hd) ** 2 + shape.intermediate**2)
+    activations = 4 * 2 * calib_tokens * max(shape.hidden, shape.intermediate)
+    embeddings = 2 * shape.embedding_params
+    gpu = block + hessians + activations + embeddings + GIB
+    io_seconds = (sixteen_bit + quantized) / LOAD_BYTES_PER_S  # read 16-bit, write quantized
+    seconds = io_seconds + GPTQ_SECONDS_PER_BILLION * shape.params / 1e9
+    return {
+        # The 16-bit model (offloaded part included) and the quantized copy being saved.
+        "mem_mb": _host_mb(sixteen_bit + quantized, attempt),
+        "gpu_mem_mb": _mib(gpu),
+        "runtime": _minutes(seconds, attempt),
+    }
+
+
+def _from_params(params_b: float, method: dict[str, Any], attempt: int) -> dict[str, int]:
+    """Without a shape: every parameter counted as a quantized linear weight, plus 20% for
+    the KV cache and runtime, and the load/decode time of a 16-bit model of that size."""
+    n_bytes = params_b * 1e9 * linear_bytes_per_weight(method)
+    sixteen_bit = params_b * 2e9
+    hours = max(1.0, params_b / 10)  # an hour per 10B: the shape-based model's rough scale
+    return {
+        "mem_mb": _host_mb(sixteen_bit, attempt),
+        "gpu_mem_mb": _mib(1.2 * n_bytes + GIB),
+        "runtime": _minutes(3600 * hours, attempt),
+    }
+
+
+def job_resources(
+    model_spec: dict[str, Any],
+    method_spec: dict[str, Any],
+    rule: Rule,
+    *,
+    workload: Workload | None = None,
+    attempt: int = 1,
+) -> dict[str, int]:
+    """``mem_mb`` (host, MiB), ``gpu_mem_mb`` (MiB) and ``runtime`` (minutes) of one job.
+
+    ``model_spec`` and ``method_spec`` are config entries. The model's shape comes from
+    :func:`biomedquant.memory.shape_for_model`; without one, ``params_b`` from the config
+    gives a rougher estimate, and without that, :data:`UNKNOWN` (generous) figures are used.
+    ``workload`` is needed for ``infer`` and ``perplexity`` (see :func:`infer_workload` and
+    :func:`perplexity_workload`).
+    """
+    if rule not in ("infer", "quantize_model", "perplexity"):
+        raise ValueError(f"no resource model for rule {rule!r}")
+    if attempt < 1:
+        raise ValueError(f"attempt counts from 1, got {attempt}")
+    shape = shape_for_model(model_spec)
+    if shape is None:
+        if model_spec.get("params_b"):
+            return _from_params(float(model_spec["params_b"]), method_spec, attempt)
+        return {
+            "mem_mb": math.ceil(UNKNOWN["mem_mb"] * (1 + 0.5 * (attempt - 1))),
+            "gpu_mem_mb": UNKNOWN["gpu_mem_mb"],
+            "runtime": UNKNOWN["runtime"] * attempt,
+        }
+    if rule == "quantize_model":
+        return _quantize(shape, method_spec, attempt)
+    if workload is None:
+        raise ValueError(f"rule {rule!r} needs its workload")
+    return _run(shape, method_spec, workload, attempt)
+
+
+def gpu_constraint(gpu_mem_mb: int, tiers: str) -> str:
+    """The Slurm feature of the smallest GPU that holds ``gpu_mem_mb``.
+
+    ``tiers`` is a site's list of GPU memory sizes (GiB) and node features, e.g.
+    ``"24:l4,40:a100_40g,80:a100_80g"``. When no GPU is large enough, the largest is named:
+    the job then needs several GPUs or a smaller method, which the plan table shows.
+    """
+    pairs = []
+    for item in tiers.split(","):
+        size, sep, feature = item.strip().partition(":")
+        if not sep or not feature or not size.strip().isdigit():
+            raise ValueError(f"GPU tier {item!r}: expected GiB:feature, e.g. 80:a100_80g")
+        pairs.append((int(size) * 1024, feature.strip()))
+    if not pairs:
+        raise ValueError("no GPU tiers given")
+    pairs.sort()
+    return next((f for mib, f in pairs if mib >= gpu_mem_mb), pairs[-1][1])

@@ -1,0 +1,180 @@
+"""The inference engine: token-budget batches, out-of-memory halving, resume after SIGKILL,
+the generation cache, and the optional vLLM backend's interface."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from biomedquant.inference import generate, load_model, plan_batches, read_partial
+from biomedquant.io import read_json, read_jsonl, write_jsonl
+
+
+def test_plan_batches_sorts_and_respects_the_token_budget():
+    lengths = [50, 10, 30, 10, 200, 20, 40]
+    batches = plan_batches(lengths, max_new_tokens=10, batch_size=3, batch_tokens=100)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(len(lengths)))  # every item exactly once
+    assert [lengths[i] for i in flat] == sorted(lengths)  # shortest first
+    for b in batches:
+        assert len(b) <= 3
+        cost = len(b) * (max(lengths[i] for i in b) + 10)
+        assert cost <= 100 or len(b) == 1  # only a lone oversize prompt may exceed it
+    assert [4] in batches  # 200 + 10 tokens: alone
+    # Without a budget: fixed-size batches of the sorted items.
+    assert plan_batches([3, 1, 2], 5, 2, None) == [[1, 2], [0]]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_fetched):
+    model, tok, _ = load_model(tiny_fetched, {"kind": "none"})
+    return model, tok
+
+
+PROMPTS = [f"item {i}: " + "word " * (i % 7) for i in range(11)]
+
+
+def test_token_budget_batches_equal_one_by_one_greedy(tiny):
+    model, tok = tiny
+    one = generate(model, tok, PROMPTS, max_new_tokens=6, batch_size=1)
+    budget = generate(model, tok, PROMPTS, max_new_tokens=6, batch_size=8, batch_tokens=60)
+    assert budget == one
+
+
+class OomAbove:
+    """Wraps a model so that generate() runs out of memory above ``limit`` rows, as a GPU
+    would (the real torch.OutOfMemoryError type; CUDA itself cannot run here)."""
+
+    def __init__(self, model, limit: int) -> None:
+        self._model, self.limit, self.calls = model, limit, []
+
+    def generate(self, **kwargs):
+        import torch
+
+        rows = kwargs["input_ids"].shape[0]
+        self.calls.append(rows)
+        if rows > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self._model.generate(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def test_out_of_memory_halves_the_batch_and_records_what_worked(tiny):
+    model, tok = tiny
+    expected = generate(model, tok, PROMPTS, max_new_tokens=5, batch_size=1)
+    flaky = OomAbove(model, limit=3)
+    stats: dict = {}
+    out = generate(flaky, tok, PROMPTS, max_new_tokens=5, batch_size=8, stats=stats)
+    assert out == expected
+    assert stats["oom_retries"] >= 2 and stats["largest_batch"] <= 3
+    assert flaky.calls[0] == 8 and 4 in flaky.calls and max(flaky.calls[1:]) <= 4
+    with pytest.raises(RuntimeError, match="out of memory generating a single prompt"):
+        generate(OomAbove(model, limit=0), tok, PROMPTS[:2], max_new_tokens=3, batch_size=2)
+
+
+def _many_items(demo_prepared, path, n):
+    """``n`` distinct PubMedQA-shaped items from the demo sample (questions numbered)."""
+    base = read_jsonl(demo_prepared["pubmedqa"])
+    items = []
+    for i in range(n):
+        rec = dict(base[i % len(base)])
+        rec["id"] = f"q{i}"
+        rec["question"] = f"({i}) {rec['question']}"
+        items.append(rec)
+    write_jsonl(path, items)
+    return path
+
+
+def _infer_cmd(model_dir, data, out, *extra):
+    return [
+        sys.executable, "-m", "biomedquant.cli", "infer",
+        "--model-dir", str(model_dir), "--method", '{"kind": "none"}',
+        "--dataset", "pubmedqa", "--data", str(data), "--prompt", "zero-shot",
+        "--out", str(out), "--run-record", f"{out}.run.json",
+        "--max-new-tokens", "24", "--cpu-threads", "1", *extra,
+    ]  # fmt: skip
+
+
+def test_sigkill_then_rerun_resumes_without_regenerating(tiny_fetched, demo_prepared, tmp_path):
+    data = _many_items(demo_prepared, tmp_path / "items.jsonl", 120)
+    out = tmp_path / "killed.jsonl"
+    partial = tmp_path / "killed.jsonl.partial"
+    proc = subprocess.Popen(_infer_cmd(tiny_fetched, data, out, "--batch-size", "2"))
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if partial.exists() and len(read_partial(partial)) >= 10:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the job finished before it could be killed"
+    assert not out.exists()  # no final output from a killed job
+    finished = len(read_partial(partial))
+    assert 10 <= finished < 120
+    with open(partial, "a") as fh:
+        fh.write('{"key": "torn')  # a line cut by the kill: ignored on resume
+
+    subprocess.run(_infer_cmd(tiny_fetched, data, out, "--batch-size", "2"), check=True)
+    run = read_json(f"{out}.run.json")
+    assert run["n_resumed"] == finished and run["n_generated"] == 120 - finished
+    assert not partial.exists()  # cleaned up once the output is complete
+
+    whole = tmp_path / "whole.jsonl"
+    subprocess.run(_infer_cmd(tiny_fetched, data, whole, "--batch-size", "2"), check=True)
+    strip = lambda rows: [{k: r[k] for k in ("id", "output", "prediction")} for r in rows]  # noqa: E731
+    assert strip(read_jsonl(out)) == strip(read_jsonl(whole))
+
+
+def test_generation_cache_serves_an_unchanged_prompt_with_zero_generations(
+    tiny_fetched, demo_prepared, tmp_path
+):
+    from biomedquant.cli import main
+
+    data = _many_items(demo_prepared, tmp_path / "items.jsonl", 12)
+    cache = tmp_path / "cache"
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    cmd = _infer_cmd(tiny_fetched, data, first, "--cache-dir", str(cache))[3:]
+    assert main(cmd) == 0
+    assert read_json(f"{first}.run.json")["n_generated"] == 12
+
+    # The same prompts again (say, after an unrelated change reran the job): all cached,
+    # the model is not even loaded.
+    assert main(_infer_cmd(tiny_fetched, data, second, "--cache-dir", str(cache))[3:]) == 0
+    run = read_json(f"{second}.run.json")
+    assert run["n_generated"] == 0 and run["n_from_cache"] == 12 and "load_seconds" not in run
+    assert read_jsonl(first) == read_jsonl(second)
+
+    # One changed item: only that one is generated.
+    items = read_jsonl(data)
+    items[3]["question"] += " Why?"
+    write_jsonl(data, items)
+    assert main(_infer_cmd(tiny_fetched, data, second, "--cache-dir", str(cache))[3:]) == 0
+    assert read_json(f"{second}.run.json")["n_generated"] == 1
+
+    # Other decoding parameters are other entries.
+    args = _infer_cmd(tiny_fetched, data, second, "--cache-dir", str(cache))[3:]
+    args[args.index("--max-new-tokens") + 1] = "8"
+    assert main(args) == 0 and read_json(f"{second}.run.json")["n_generated"] == 12
+
+    assert main(["cache", "clear", "--dir", str(cache)]) == 0
+    assert not list(cache.glob("*.sqlite"))
+
+
+def test_vllm_backend_without_vllm_names_the_missing_package(tiny_fetched, monkeypatch):
+    from biomedquant.inference import get_backend
+    from biomedquant.vllm_backend import BackendUnavailable
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
+    backend = get_backend("vllm")
+    assert callable(backend.load) and callable(backend.generate)
+    with pytest.raises(BackendUnavailable, match="needs the 'vllm' package.*pip install vllm"):
+        backend.load(tiny_fetched, {"kind": "none"})
+    with pytest.raises(ValueError, match="unknown inference backend 'tgi'"):
+        get_backend("tgi")

@@ -1,0 +1,200 @@
+"""Faults a long study meets, each with the behaviour users are promised (README: "When things
+go wrong"). Others live beside the code they test: config errors in test_workflow, corrupt
+downloads in test_datasets and test_real_data, kill -9 during inference and CUDA out of memory
+in test_engine, unparsable outputs in test_parsing, SLURM failures in test_slurm."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from biomedquant.io import read_json, write_json
+from biomedquant.models import ModelSourceError, fetch_model
+
+GPTQ = {"kind": "gptq", "bits": 4, "group_size": 32, "calibration": {"n_samples": 8, "seq_len": 32}}
+
+
+def test_kill_9_during_quantization_leaves_no_artifact_and_rerun_recomputes(tiny_fetched, tmp_path):
+    out = tmp_path / "models" / "gptq"
+    cmd = [
+        sys.executable, "-m", "biomedquant.cli", "-v", "quantize", "--source", str(tiny_fetched),
+        "--method", json.dumps(GPTQ), "--out", str(out), "--cpu-threads", "1",
+    ]  # fmt: skip
+    log = tmp_path / "quantize.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        # Kill once GPTQ is quantizing layers: the artifact is being made, not yet written.
+        while time.time() < deadline and proc.poll() is None:
+            if "Quantizing" in log.read_text(errors="replace"):
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "quantization finished before it could be killed"
+    assert not out.exists()  # nothing at the artifact's path, so nothing can use or cache it
+    leftovers = list(out.parent.glob(".gptq.*.tmp"))  # the dead job's scratch folder, if any
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert (out / "quantize_config.json").exists() and list(out.glob("*.safetensors"))
+    assert read_json(out / "provenance.json")["calibration"]["n_used"] == 8
+    for stale in leftovers:  # a stale scratch folder never stands in for the artifact
+        assert stale != out
+
+
+def test_custom_code_is_refused_unless_trusted(tiny_source, tmp_path):
+    repo = tmp_path / "custom"
+    shutil.copytree(tiny_source, repo)
+    config = json.loads((repo / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}
+    (repo / "config.json").write_text(json.dumps(config))
+    (repo / "modeling_evil.py").write_text("import os  # would run on load\n")
+    spec = {"source": "local", "path": str(repo)}
+    with pytest.raises(ModelSourceError, match="custom code.*trust_remote_code: true"):
+        fetch_model("evil", spec, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    prov = fetch_model("evil", {**spec, "trust_remote_code": True}, tmp_path / "trusted")
+    assert prov["spec"]["trust_remote_code"] is True
+
+
+def test_pickle_only_weights_are_refused(tiny_source, tmp_path):
+    repo = tmp_path / "pickled"
+    shutil.copytree(tiny_source, repo)
+    for f in repo.glob("*.safetensors"):
+        f.rename(f.with_suffix(".bin"))
+    with pytest.raises(ModelSourceError, match="no \\*.safetensors weights.*safetensors only"):
+        fetch_model("pickled", {"source": "local", "path": str(repo)}, tmp_path / "out")
+
+
+def test_access_token_is_used_but_never_written(tiny_source, tmp_path, monkeypatch):
+    """HF_TOKEN goes to huggingface_hub (which sends it to the Hub); no biomedquant output,
+    provenance or log holds it."""
+    from huggingface_hub.utils import get_token
+
+    secret = "hf_biomedquantTESTsecret0123456789"
+    hub = tmp_path / "hub"
+    repo_dir = hub / "models--org--tiny"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snap = repo_dir / "snapshots" / commit
+    shutil.copytree(tiny_source, snap)
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text(commit)
+    env = {**os.environ, "HF_TOKEN": secret, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"}
+    monkeypatch.setenv("HF_TOKEN", secret)
+    assert get_token() == secret  # the hub client picks it up for downloads
+    out = tmp_path / "results"
+    spec = {"source": "hf", "id": "org/tiny", "revision": "main"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "biomedquant.cli", "-v", "fetch-model", "--model", "tiny",
+         "--spec", json.dumps(spec), "--out", str(out / "none")],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert read_json(out / "none" / "provenance.json")["resolved_revision"] == commit
+    assert secret not in proc.stdout + proc.stderr
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real, nearly full file system: a 256 KiB tmpfs (needs root; skipped otherwise)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_disk_full_gives_a_clear_error_and_keeps_earlier_results(tiny_disk, tmp_path):
+    from biomedquant.scoring import TABLE_COLUMNS
+
+    # An earlier, complete table on the small disk ...
+    table = tiny_disk / "scores.csv"
+    table.write_text(",".join(TABLE_COLUMNS) + "\nearlier,row\n")
+    before = table.read_bytes()
+    # ... then an aggregate whose table does not fit on it.
+    scores = []
+    for i in range(300):
+        path = tmp_path / f"s{i}.json"
+        write_json(
+            path,
+            {
+                "model": "m" * 200, "method": "none", "dataset": "hoc", "task": "mlc",
+                "prompt": "zero-shot", "n": 10, "parse_failure_rate": 0.0,
+                "metrics": {f"metric_{k}": {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+                            for k in range(6)},
+                "primary_metric": "metric_0",
+            },
+        )  # fmt: skip
+        scores.append(str(path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "biomedquant.cli", "aggregate", "--kind", "scores",
+         "--out", str(table), *scores],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    message = proc.stderr
+    assert proc.returncode == 1, message[-2000:]
+    assert "no space left on the device" in message and "earlier results are intact" in message
+    assert "Traceback" not in message
+    assert table.read_bytes() == before
+    assert [p.name for p in tiny_disk.iterdir()] == ["scores.csv"]  # no temporary file left
+
+
+def test_snakemake_keeps_an_undeclared_partial_file_of_a_failed_job(tmp_path):
+    """The engine's resume rests on this: Snakemake deletes a failed job's declared outputs,
+    but not the ``.partial`` file beside them, which the infer rule does not declare."""
+    rules = Path(__file__).parents[1].joinpath("workflow/rules/inference.smk").read_text()
+    assert ".partial" not in rules
+    (tmp_path / "Snakefile").write_text(
+        "rule infer:\n"
+        "    output: 'out.jsonl'\n"
+        "    shell: 'echo done-item >> out.jsonl.partial; echo half > out.jsonl; exit 1'\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1"], cwd=tmp_path, capture_output=True
+    )
+    assert proc.returncode != 0
+    assert not (tmp_path / "out.jsonl").exists()  # the failed job's output: removed
+    assert (tmp_path / "out.jsonl.partial").read_text() == "done-item\n"  # kept for the rerun
+
+
+@pytest.mark.parametrize("junk", ["", "   ", "I cannot answer that.", "\x00\ufffd###", "A B C D"])
+def test_unparsable_or_empty_output_is_counted_and_scored_wrong(demo_prepared, tmp_path, junk):
+    """Half the items answered right in words, half with junk: accuracy is exactly one half,
+    the junk is counted as unparsable, and nothing raises."""
+    from biomedquant.io import read_jsonl, write_jsonl
+    from biomedquant.scoring import score_predictions
+
+    gold = read_jsonl(demo_prepared["pubmedqa"])
+    preds = [
+        {"id": r["id"], "output": f"Answer: {r['answer']}" if i % 2 == 0 else junk}
+        for i, r in enumerate(gold)
+    ]
+    write_jsonl(tmp_path / "p.jsonl", preds)
+    s = score_predictions(
+        predictions_path=tmp_path / "p.jsonl",
+        gold_path=demo_prepared["pubmedqa"],
+        dataset="pubmedqa",
+        model="m",
+        method="none",
+        prompt="zero-shot",
+        out_path=tmp_path / "s.json",
+        resamples=0,
+    )
+    assert s["metrics"]["accuracy"]["value"] == 0.5
+    assert s["parse_failure_rate"] == 0.5

@@ -1,0 +1,429 @@
+"""Figures and the recommendation table on hand-made tables, at demo and at paper scale."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from biomedquant.cli import main
+from biomedquant.datasets.registry import DATASETS
+from biomedquant.figures import (
+    FIGURES,
+    Order,
+    draw_figure,
+    pareto_front,
+    read_memory,
+    write_table_page,
+)
+from biomedquant.plan import MEMORY_COLUMNS, smallest_gpu
+from biomedquant.recommendation import recommend, task_changes
+
+PAPER_MODELS = [
+    "llama31_8b",
+    "llama31_70b",
+    "llama33_70b",
+    "qwen25_7b",
+    "qwen25_14b",
+    "qwen25_72b",
+    "mistral_7b",
+    "gemma2_9b",
+    "openbiollm_8b",
+    "openbiollm_70b",
+    "biomistral_7b",
+    "mmed_llama3_8b",
+]
+PAPER_METHODS = ["none", "gptq-w8g128", "gptq-w4g128", "gptq-w3g128", "bnb-int8", "bnb-nf4"]
+PAPER_PROMPTS = ["zero-shot", "one-shot", "five-shot", "cot", "sc-cot"]
+BITS = {"none": 16, "gptq-w8g128": 8, "gptq-w4g128": 4, "gptq-w3g128": 3, "bnb-int8": 8}
+PRIMARY = {"ner": "f1", "re": "macro_f1", "mlc": "macro_f1", "qa": "accuracy"}
+
+
+def write_tables(
+    folder: Path,
+    models: list[str],
+    methods: list[str],
+    prompts: list[str],
+    *,
+    seed: int = 0,
+    gpu: bool = True,
+) -> dict[str, Path]:
+    """Scores, comparisons and memory tables in the workflow's formats, with plausible values:
+    lower bits lose more, bigger models score higher, some runs are measured on a GPU."""
+    rng = np.random.default_rng(seed)
+    scores, comps, memory = [], [], []
+    for mi, model in enumerate(models):
+        size_b = 70.0 if "70" in model or "72" in model else 8.0
+        for method in methods:
+            bits = BITS.get(method, 4)
+            for dataset, spec in DATASETS.items():
+                base = 0.4 + 0.3 * (size_b > 10) + 0.05 * rng.random()
+                for prompt in prompts:
+                    loss = {16: 0.0, 8: 0.003, 4: 0.02, 3: 0.08}[bits] * rng.uniform(0.5, 1.5)
+                    value = min(1.0, base + 0.03 * prompts.index(prompt) - loss)
+                    for metric in (PRIMARY[spec.task], "micro_f1"):
+                        scores.append(
+                            {
+                                "model": model,
+                                "method": method,
+                                "dataset": dataset,
+                                "task": spec.task,
+                                "prompt": prompt,
+                                "metric": metric,
+                                "value": value,
+                                "ci_low": max(0.0, value - 0.04),
+                                "ci_high": min(1.0, value + 0.04),
+                                "n": 500,
+                                "parse_failure_rate": 0.01,
+                                "primary": metric == PRIMARY[spec.task],
+                            }
+                        )
+                        if method == methods[0]:
+                            continue
+                        diff = -loss
+                        comps.append(
+                            {
+                                "model": model,
+                                "method": method,
+                                "baseline": methods[0],
+                                "dataset": dataset,
+                                "task": spec.task,
+                                "prompt": prompt,
+                                "metric": metric,
+                                "baseline_value": value + loss,
+                                "value": value,
+                                "diff": diff,
+                                "diff_ci_low": diff - 0.015,
+                                "diff_ci_high": diff + 0.015,
+                                "p_value": 0.01 if loss > 0.03 else 0.4,
+                                "flip_rate": min(1.0, 2 * loss + 0.02),
+                                "n": 500,
+                                "primary": metric == PRIMARY[spec.task],
+                            }
+                        )
+            est_w = size_b * 2 * bits / 16 * 1.07
+            measured = gpu and mi % 2 == 0
+            memory.append(
+                {
+                    "model": model,
+                    "method": method,
+                    "kind": "none" if method == methods[0] else "gptq",
+                    "bits": bits,
+                    "params_b": size_b,
+                    "est_weights_gb": est_w,
+                    "est_total_gb": est_w * 1.05 + 2.1,
+                    "measured": measured,
+                    "device": "cuda" if measured else "cpu",
+                    "weights_gb": est_w * 0.98,
+                    "peak_gpu_allocated_gb": est_w * 1.03 + 1.5 if measured else "",
+                    "peak_gpu_reserved_gb": est_w * 1.08 + 1.5 if measured else "",
+                    "peak_host_rss_gb": 3.2,
+                    "size_on_disk_gb": est_w,
+                    "weights_ratio_to_baseline": bits / 16,
+                    "disk_ratio_to_baseline": bits / 16,
+                    "smallest_gpu_gb": smallest_gpu(est_w * 1.05 + 2.1) or "",
+                }
+            )
+    paths = {}
+    for name, rows, cols in (
+        ("scores", scores, None),
+        ("comparisons", comps, None),
+        ("memory", memory, list(MEMORY_COLUMNS)),
+    ):
+        paths[name] = folder / f"{name}.csv"
+        pd.DataFrame(rows, columns=cols).to_csv(paths[name], index=False)
+    return paths
+
+
+def _assert_png(path: Path, ink: float = 0.01) -> None:
+    from matplotlib.image import imread
+
+    img = imread(path)
+    assert img.shape[0] > 200 and img.shape[1] > 400
+    # not a blank canvas: a share of the pixels is not white
+    assert (img[..., :3].mean(axis=2) < 0.95).mean() > ink
+
+
+@pytest.mark.parametrize(
+    ("scale", "models", "methods", "prompts"),
+    [
+        ("demo", ["smollm2_135m"], ["none", "gptq-w4g64"], ["zero-shot", "five-shot"]),
+        ("paper", PAPER_MODELS, PAPER_METHODS, PAPER_PROMPTS),
+    ],
+)
+def test_every_figure_draws_at_demo_and_paper_scale(tmp_path, scale, models, methods, prompts):
+    tables = write_tables(tmp_path, models, methods, prompts)
+    tables["recommendation"] = tmp_path / "recommendation.csv"
+    tables["evidence"] = tmp_path / "evidence.csv"
+    main(
+        [
+            "recommend",
+            "--comparisons",
+            str(tables["comparisons"]),
+            "--memory",
+            str(tables["memory"]),
+            "--tolerance",
+            "1.0",
+            "--out",
+            str(tables["recommendation"]),
+            "--evidence-out",
+            str(tables["evidence"]),
+        ]
+    )
+    order = Order(tuple(methods), tuple(models), tuple(prompts), "none")
+    # PDF at demo scale only: the same drawing, and the paper-scale figures are slow to lay out
+    exts = ("png", "pdf") if scale == "demo" else ("png",)
+    for name in FIGURES:
+        outs = [tmp_path / f"{name}.{ext}" for ext in exts]
+        draw_figure(name, tables, outs, order=order)
+        _assert_png(outs[0])
+        if scale == "demo":
+            assert outs[1].read_bytes().startswith(b"%PDF")
+
+
+def test_cli_plot_passes_the_config_order(tmp_path):
+    tables = write_tables(tmp_path, ["b_model", "a_model"], ["none", "gptq-w4g128"], ["zero-shot"])
+    out = tmp_path / "scores.png"
+    rc = main(
+        [
+            "plot",
+            "scores_by_dataset",
+            "--scores",
+            str(tables["scores"]),
+            "--order",
+            '{"models": ["b_model", "a_model"], "methods": ["none", "gptq-w4g128"]}',
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0 and out.stat().st_size > 10_000
+    assert main(["plot", "memory", "--out", str(out)]) == 1  # needs --memory
+
+
+def test_cli_offers_every_figure():
+    from biomedquant.cli import build_parser
+
+    plot = build_parser()._subparsers._group_actions[0].choices["plot"]
+    figure_arg = next(a for a in plot._actions if a.dest == "figure")
+    assert set(figure_arg.choices) == set(FIGURES)
+
+
+def test_no_data_gives_a_figure_that_says_so(tmp_path):
+    empty = tmp_path / "comparisons.csv"
+    empty.write_text(
+        "model,method,baseline,dataset,task,prompt,metric,baseline_value,value,diff,"
+        "diff_ci_low,diff_ci_high,p_value,flip_rate,n,primary\n"
+    )
+    for name in ("change_heatmap", "flip_rate"):
+        out = tmp_path / f"{name}.png"
+        draw_figure(name, {"comparisons": empty}, [out])
+        _assert_png(out, ink=0.002)
+    memory = tmp_path / "memory.csv"
+    memory.write_text(",".join(MEMORY_COLUMNS) + "\n")
+    draw_figure("memory", {"memory": memory}, [tmp_path / "memory.png"])
+    _assert_png(tmp_path / "memory.png", ink=0.002)
+
+
+def test_memory_prefers_the_gpu_measurement_and_marks_estimates(tmp_path):
+    tables = write_tables(tmp_path, ["m0", "m1"], ["none", "gptq-w4g128"], ["zero-shot"])
+    mem = read_memory(tables["memory"])
+    m0 = mem[mem["model"] == "m0"]  # even model index: measured on a GPU
+    m1 = mem[mem["model"] == "m1"]
+    assert (m0["memory_source"] == "measured").all()
+    assert np.allclose(m0["memory_gb"], m0["peak_gpu_allocated_gb"].astype(float))
+    assert (m1["memory_source"] == "estimated").all()
+    assert np.allclose(m1["memory_gb"], m1["est_total_gb"])
+
+
+def test_cpu_only_memory_table_draws_the_estimate_check_with_a_note(tmp_path):
+    tables = write_tables(tmp_path, ["m0"], ["none", "gptq-w4g128"], ["zero-shot"], gpu=False)
+    out = tmp_path / "check.png"
+    draw_figure("memory_estimate_check", tables, [out])
+    _assert_png(out)
+
+
+def test_pareto_front_keeps_what_no_cheaper_run_beats():
+    points = [(1.0, 0.5), (2.0, 0.4), (2.0, 0.7), (4.0, 0.7), (8.0, 0.9)]
+    assert pareto_front(points) == [0, 2, 4]
+
+
+def test_order_keeps_config_order_colours_and_puts_the_baseline_first():
+    df = pd.DataFrame({"method": ["gptq-w4", "none", "extra"], "model": ["m", "m", "m"]})
+    order = Order(methods=("gptq-w8", "gptq-w4"), baseline="none").with_data(df)
+    assert order.methods == ("none", "gptq-w8", "gptq-w4", "extra")
+    # a method keeps its colour whether or not another method is in a figure's data
+    assert order.color("gptq-w4") == Order(("none", "gptq-w8", "gptq-w4"), baseline="none").color(
+        "gptq-w4"
+    )
+    assert order.color("none") != order.color("gptq-w8") != order.color("gptq-w4")
+
+
+def test_table_pages_hold_the_table_and_the_csv(tmp_path):
+    tables = write_tables(tmp_path, ["m0"], ["none", "gptq-w4g128"], ["zero-shot"])
+    for kind in ("scores", "comparisons", "memory"):
+        out = tmp_path / f"{kind}.html"
+        write_table_page(kind, tables[kind], out)
+        text = out.read_text()
+        assert "<table" in text and f'download="{kind}.csv"' in text
+    assert "MedQA" in (tmp_path / "scores.html").read_text()
+    rec, ev = tmp_path / "recommendation.csv", tmp_path / "recommendation_evidence.csv"
+    main(
+        [
+            "recommend",
+            *("--comparisons", str(tables["comparisons"]), "--memory", str(tables["memory"])),
+            *("--out", str(rec), "--evidence-out", str(ev)),
+        ]
+    )
+    out = tmp_path / "recommendation.html"
+    main(
+        ["report-table", "--kind", "recommendation", "--table", str(rec), "--evidence", str(ev)]
+        + ["--out", str(out)]
+    )
+    text = out.read_text()
+    assert (
+        "<h3>m0</h3>" in text
+        and "Evidence" in text
+        and 'download="recommendation_evidence.csv"' in text
+    )
+
+
+# --------------------------------------------------------------------------- recommendation
+
+
+def comparisons_table(rows: list[tuple[str, str, str, str, float, float, float]]) -> pd.DataFrame:
+    """Hand-made primary comparisons: (model, method, dataset, prompt, diff, lo, hi)."""
+    return pd.DataFrame(
+        [
+            {
+                "model": m,
+                "method": meth,
+                "baseline": "none",
+                "dataset": d,
+                "task": DATASETS[d].task,
+                "prompt": p,
+                "metric": "x",
+                "diff": diff,
+                "diff_ci_low": lo,
+                "diff_ci_high": hi,
+                "primary": True,
+            }
+            for m, meth, d, p, diff, lo, hi in rows
+        ]
+    )
+
+
+def memory_table(rows: list[tuple[str, str, float, float | None]]) -> pd.DataFrame:
+    """(model, method, est_total_gb, peak_gpu_allocated_gb or None)."""
+    return pd.DataFrame(
+        [
+            {"model": m, "method": meth, "est_total_gb": est, "peak_gpu_allocated_gb": peak}
+            for m, meth, est, peak in rows
+        ]
+    )
+
+
+def test_task_change_is_the_mean_of_its_datasets_with_combined_interval():
+    comps = comparisons_table(
+        [
+            ("m", "q4", "medqa", "zero-shot", -0.02, -0.05, 0.01),
+            ("m", "q4", "pubmedqa", "zero-shot", 0.00, -0.04, 0.04),
+        ]
+    )
+    (row,) = task_changes(comps).itertuples()
+    assert row.task == "qa" and row.n_datasets == 2
+    assert row.delta_points == pytest.approx(-1.0)
+    half = math.sqrt(3**2 + 4**2) / 2  # points
+    assert row.delta_ci_low_points == pytest.approx(-1.0 - half)
+    assert row.delta_ci_high_points == pytest.approx(-1.0 + half)
+
+
+def test_recommends_the_least_memory_within_one_point_on_every_task():
+    rows = []
+    # q8 loses 0.2 points everywhere; q4 loses 0.8 (within 1); q3 loses 0.5 except 3 on NER
+    for method, ner, rest in (
+        ("q8", -0.002, -0.002),
+        ("q4", -0.008, -0.008),
+        ("q3", -0.03, -0.005),
+    ):
+        for d in DATASETS:
+            diff = ner if DATASETS[d].task == "ner" else rest
+            rows.append(("m", method, d, "zero-shot", diff, diff - 0.02, diff + 0.02))
+    memory = memory_table(
+        [
+            ("m", "none", 17.0, None),
+            ("m", "q8", 9.5, None),
+            ("m", "q4", 6.0, None),
+            ("m", "q3", 5.0, None),
+        ]
+    )
+    rec, evidence = recommend(comparisons_table(rows), memory, tolerance_points=1.0)
+    (r,) = rec.itertuples()
+    assert r.recommended == "q4" and r.memory_gb == 6.0 and r.smallest_gpu_gb == 24
+    assert r.memory_source == "estimated" and r.baseline_memory_gb == 17.0
+    assert r.worst_delta_points == pytest.approx(-0.8)
+    assert "q3: ner zero-shot -3.0" in r.not_qualifying
+    assert r.qualifying.startswith("q4 (6 GB); q8 (9.5 GB); none (17 GB)")
+    assert "qa zero-shot -0.8" in r.evidence
+    assert set(evidence["method"]) == {"q8", "q4", "q3"}
+    assert len(evidence) == 3 * 4  # methods x tasks (one prompt)
+
+    # a tighter tolerance leaves only q8
+    rec, _ = recommend(comparisons_table(rows), memory, tolerance_points=0.5)
+    assert rec["recommended"].iloc[0] == "q8"
+    # exactly at the tolerance passes (diffs are means of floats)
+    rec, _ = recommend(comparisons_table(rows), memory, tolerance_points=0.8)
+    assert rec["recommended"].iloc[0] == "q4"
+
+
+def test_baseline_when_every_method_loses_too_much_and_gpu_measurement_wins():
+    rows = [("m", "q4", d, p, -0.05, -0.08, -0.02) for d in DATASETS for p in ("zero-shot", "cot")]
+    memory = memory_table([("m", "none", 150.0, 141.0), ("m", "q4", 40.0, 38.0)])
+    rec, _ = recommend(comparisons_table(rows), memory)
+    (r,) = rec.itertuples()
+    assert r.recommended == "none" and r.memory_gb == 141.0 and r.memory_source == "measured"
+    assert pd.isna(r.smallest_gpu_gb)  # 141 GB fits no single common GPU
+    assert r.evidence.startswith("the baseline itself")
+
+
+def test_missing_evidence_or_memory_disqualifies():
+    rows = [("m", "q4", d, "zero-shot", 0.0, -0.01, 0.01) for d in DATASETS]
+    rows += [("m", "q4", d, "cot", 0.0, -0.01, 0.01) for d in DATASETS if d != "medqa"]
+    rows += [("m", "q3", d, p, 0.0, -0.01, 0.01) for d in DATASETS for p in ("zero-shot", "cot")]
+    # q4 has qa/cot from pubmedqa only: still evidence for the task; drop pubmedqa too
+    rows = [r for r in rows if not (r[1] == "q4" and r[2] == "pubmedqa" and r[3] == "cot")]
+    memory = memory_table([("m", "none", 17.0, None), ("m", "q4", 6.0, None)])
+    rec, _ = recommend(comparisons_table(rows), memory)
+    (r,) = rec.itertuples()
+    assert r.recommended == "none"
+    assert "q4: no comparison for qa cot" in r.not_qualifying
+    assert "q3: memory unknown" in r.not_qualifying
+
+
+def test_recommend_cli_writes_both_tables(tmp_path):
+    tables = write_tables(tmp_path, ["m0", "m1"], ["none", "gptq-w8g128", "gptq-w3g128"], ["cot"])
+    out, ev = tmp_path / "rec.csv", tmp_path / "ev.csv"
+    assert (
+        main(
+            [
+                "recommend",
+                "--comparisons",
+                str(tables["comparisons"]),
+                "--memory",
+                str(tables["memory"]),
+                "--out",
+                str(out),
+                "--evidence-out",
+                str(ev),
+            ]
+        )
+        == 0
+    )
+    rec = list(csv.DictReader(out.open()))
+    assert [r["model"] for r in rec] == ["m0", "m1"]
+    # 8-bit loses 0.3 points at most, 3-bit 4 or more: 8-bit is the recommendation
+    assert {r["recommended"] for r in rec} == {"gptq-w8g128"}
+    assert float(rec[0]["tolerance_points"]) == 1.0

@@ -1,0 +1,186 @@
+"""Job resources from the fit estimator: what GPU jobs ask a scheduler for, and the SLURM
+profile's plan of the study (a dry run: no cluster needed)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from biomedquant.job_resources import (
+    UNKNOWN,
+    Workload,
+    gpu_constraint,
+    infer_workload,
+    job_resources,
+    perplexity_workload,
+)
+from biomedquant.memory import estimate, shape_for_model
+
+from conftest import REPO, copy_workflow
+
+PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+LLAMA8 = PAPER["models"]["llama31_8b"]
+LLAMA70 = PAPER["models"]["llama31_70b"]
+NONE = {"kind": "none"}
+GPTQ4 = PAPER["methods"]["gptq-w4g128"]
+WORK = infer_workload("pubmedqa", "zero-shot", batch_size=16)
+
+
+def test_gpu_memory_is_the_fit_estimate_for_the_batch_token_budget():
+    for model in (LLAMA8, LLAMA70):
+        for method in (NONE, GPTQ4, {"kind": "bnb-nf4"}):
+            res = job_resources(model, method, "infer", workload=WORK)
+            total = estimate(shape_for_model(model), method, tokens=WORK.batch_tokens)
+            assert res["gpu_mem_mb"] == pytest.approx(total["total_gb"] * 1e9 / 2**20, abs=1)
+
+
+def test_a_70b_job_asks_for_more_than_an_8b_one_and_4bit_for_less_than_16bit():
+    big = job_resources(LLAMA70, NONE, "infer", workload=WORK)
+    small = job_resources(LLAMA8, NONE, "infer", workload=WORK)
+    quantized = job_resources(LLAMA70, GPTQ4, "infer", workload=WORK)
+    for key in ("mem_mb", "gpu_mem_mb", "runtime"):
+        assert big[key] > small[key], key
+    assert quantized["gpu_mem_mb"] < big["gpu_mem_mb"] / 3
+    assert quantized["mem_mb"] < big["mem_mb"]
+    # 16-bit 70B weights alone are 141 GB: no single 80 GB GPU holds the job
+    assert big["gpu_mem_mb"] * 2**20 > 141e9
+
+
+def test_runtime_grows_with_the_work_and_the_attempt():
+    short = job_resources(LLAMA8, NONE, "infer", workload=WORK)
+    cot = infer_workload("pubmedqa", "sc-cot", batch_size=16, sc_samples=5)
+    long = job_resources(LLAMA8, NONE, "infer", workload=cot)
+    assert long["runtime"] > 5 * short["runtime"]
+    limited = infer_workload("chemprot", "five-shot", limit=8)
+    assert job_resources(LLAMA8, NONE, "infer", workload=limited)["runtime"] == 10
+    second = job_resources(LLAMA8, NONE, "infer", workload=WORK, attempt=2)
+    assert second["runtime"] == 2 * short["runtime"]
+    assert second["mem_mb"] > short["mem_mb"]
+    assert second["gpu_mem_mb"] == short["gpu_mem_mb"]  # a GPU does not grow on retry
+
+
+def test_workloads_follow_the_registry_and_the_config():
+    assert WORK.items == 500 and WORK.new_tokens == 128 and WORK.samples == 1
+    assert infer_workload("pubmedqa", "cot").new_tokens == 512  # the task's CoT default
+    assert infer_workload("pubmedqa", "zero-shot", max_new_tokens=20).new_tokens == 20
+    sc = infer_workload("hoc", "sc-cot", limit=8, sc_samples=5)
+    assert (sc.items, sc.samples) == (8, 5)
+    assert infer_workload("hoc", "five-shot").shots == 5
+    # one prefill pass plus one per new token, per batch of rows
+    assert Workload(items=33, new_tokens=4, batch_size=16).forward_passes == 3 * 5
+    ppl = perplexity_workload(["pubmedqa", "medqa"], limit=100)
+    assert (ppl.items, ppl.new_tokens) == (200, 0)
+
+
+def test_quantization_fits_a_gpu_smaller_than_the_16bit_model():
+    """GPTQ works block by block: its GPU working set is far below the 16-bit model, its
+    host memory above it (the offloaded model and the quantized copy)."""
+    res = job_resources(LLAMA70, GPTQ4, "quantize_model")
+    sixteen_bit = estimate(shape_for_model(LLAMA70), NONE)["weights_gb"] * 1e9
+    assert res["gpu_mem_mb"] * 2**20 < 40 * 2**30
+    assert res["mem_mb"] * 2**20 > sixteen_bit
+    assert res["runtime"] > job_resources(LLAMA8, GPTQ4, "quantize_model")["runtime"]
+
+
+def test_models_of_unknown_shape_fall_back_to_params_or_generous_defaults():
+    unknown = {"source": "hf", "id": "someone/unlisted-13b", "revision": "main"}
+    sized = job_resources({**unknown, "params_b": 13}, NONE, "infer", workload=WORK)
+    assert 26e9 < sized["gpu_mem_mb"] * 2**20 < 40e9
+    blind = job_resources(unknown, NONE, "infer", workload=WORK)
+    assert blind == {**UNKNOWN}
+    assert job_resources(unknown, NONE, "infer", workload=WORK, attempt=3)["runtime"] == (
+        3 * UNKNOWN["runtime"]
+    )
+
+
+def test_local_models_are_sized_from_their_own_config(tiny_source):
+    res = job_resources({"source": "local", "path": str(tiny_source)}, NONE, "infer", workload=WORK)
+    assert res["gpu_mem_mb"] < 2048  # a 2-layer toy: the fixed overhead dominates
+
+
+def test_bad_requests_are_refused():
+    with pytest.raises(ValueError, match="no resource model"):
+        job_resources(LLAMA8, NONE, "score")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs its workload"):
+        job_resources(LLAMA8, NONE, "infer")
+    with pytest.raises(ValueError, match="attempt"):
+        job_resources(LLAMA8, NONE, "quantize_model", attempt=0)
+
+
+def test_gpu_constraint_names_the_smallest_gpu_that_holds_the_job():
+    tiers = "80:a100_80g, 24:l4,40:a100_40g"
+    assert gpu_constraint(20_000, tiers) == "l4"
+    assert gpu_constraint(30_000, tiers) == "a100_40g"
+    assert gpu_constraint(40 * 1024, tiers) == "a100_40g"
+    assert gpu_constraint(200_000, tiers) == "a100_80g"  # none holds it: the largest
+    with pytest.raises(ValueError, match="GiB:feature"):
+        gpu_constraint(1, "a100")
+
+
+def _job_blocks(dry_run: str) -> list[dict[str, str]]:
+    """Per job of a dry run: rule, wildcards and resources as printed by Snakemake."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", dry_run):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        if not head:
+            continue
+        job = {"rule": head[1]}
+        for key in ("wildcards", "resources"):
+            m = re.search(rf"^\s+{key}: (.*)$", block, flags=re.M)
+            if m:
+                job.update(kv.split("=", 1) for kv in m[1].split(", ") if "=" in kv)
+        jobs.append(job)
+    return jobs
+
+
+def test_slurm_profile_plans_a_study_with_the_estimators_requests(tmp_path):
+    """A cut of the paper config planned with the SLURM profile: GPU jobs ask for the
+    estimator's figures and a GPU, and the partitions come through. (Which jobs run locally
+    shows only in a real run: tests/test_slurm.py.)"""
+    cfg = {
+        **PAPER,
+        "models": {k: PAPER["models"][k] for k in ("llama31_8b", "llama31_70b")},
+        "methods": {k: PAPER["methods"][k] for k in ("none", "gptq-w4g128")},
+        "datasets": ["pubmedqa", "ddi"],
+        "prompts": ["zero-shot", "sc-cot"],
+    }
+    wd = copy_workflow(tmp_path, yaml.safe_load((REPO / "config/config.yaml").read_text()))
+    (wd / "config" / "study.yaml").write_text(yaml.safe_dump(cfg))
+    env = {"BIOMEDQUANT_SLURM_PARTITION": "cpu", "BIOMEDQUANT_SLURM_GPU_PARTITION": "gpu"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/study.yaml"]
+        + ["--workflow-profile", "workflow/profiles/slurm"],
+        cwd=wd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = _job_blocks(proc.stdout)
+    infers = [j for j in jobs if j["rule"] == "infer"]
+    assert len(infers) == 2 * 2 * 2 * 2
+    for job in infers:
+        work = infer_workload(
+            job["dataset"],
+            job["prompt"],
+            batch_size=cfg["inference"]["batch_size"],
+            batch_tokens=cfg["inference"]["batch_tokens"],
+            sc_samples=cfg["prompting"]["sc_samples"],
+        )
+        res = job_resources(
+            cfg["models"][job["model"]], cfg["methods"][job["method"]], "infer", workload=work
+        )
+        assert {k: int(job[k]) for k in res} == res, job
+        assert (job["gpu"], job["slurm_partition"], job["cpus_per_gpu"]) == ("1", "gpu", "2")
+    for job in (j for j in jobs if j["rule"] == "quantize_model"):
+        res = job_resources(
+            cfg["models"][job["model"]], cfg["methods"][job["method"]], "quantize_model"
+        )
+        assert {k: int(job[k]) for k in res} == res, job
+    fetch = next(j for j in jobs if j["rule"] == "fetch_model")
+    assert "gpu" not in fetch and fetch["slurm_partition"] == "cpu"

@@ -1,0 +1,166 @@
+"""`snakemake --report` after a tiny study, rendered in headless Chromium.
+
+The report is a React app: the figures live as data URIs in an embedded JSON block, and the
+landing page (workflow/report/workflow.rst) lists every result and embeds the recommendation
+figure. Chromium runs the app; the test reads the DOM it rendered and a screenshot.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from biomedquant.figures import FIGURES
+
+from conftest import copy_workflow
+
+CHROMIUM = next(
+    (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
+)
+TINY_DATASETS = ["ncbi_disease", "pubmedqa"]
+TINY_PROMPTS = ["zero-shot"]
+
+
+def tiny_study_config(model_path: Path) -> dict:
+    """Two datasets (two tasks), 16-bit and GPTQ 4-bit, one prompting method: every figure
+    has something to draw, in about a minute on two cores (tests/test_figures.py covers the
+    layouts of larger studies)."""
+    return {
+        "seed": 1,
+        "data": {"base_url": "demo", "limit": 4},
+        "datasets": TINY_DATASETS,
+        "models": {"tiny": {"source": "local", "path": str(model_path)}},
+        "methods": {
+            "none": {"kind": "none"},
+            "gptq-w4g32": {
+                "kind": "gptq",
+                "bits": 4,
+                "group_size": 32,
+                "calibration": {"n_samples": 8, "seq_len": 32},
+            },
+        },
+        "prompts": TINY_PROMPTS,
+        "inference": {"batch_size": 4, "max_new_tokens": {"ner": 8, "re": 4, "mlc": 4, "qa": 4}},
+        "scoring": {"bootstrap_resamples": 20},
+        "recommendation": {"tolerance": 1.0},
+    }
+
+
+def tiny_study(tmp_path_factory: pytest.TempPathFactory, tiny_source: Path) -> Path:
+    """A workflow folder with a finished tiny study, run once per test session and shared by
+    the report and notebook tests."""
+    wd = tmp_path_factory.getbasetemp() / "tiny_study"
+    done = wd / ".study_done"
+    if not done.exists():
+        if wd.exists():
+            shutil.rmtree(wd)
+        wd.mkdir()
+        copy_workflow(wd, tiny_study_config(tiny_source))
+        # two cores: scoring and figures overlap the GPU-class jobs (those stay one at a time)
+        proc = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1"],
+            cwd=wd,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        done.touch()
+    return wd
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, tiny_source) -> Path:
+    return tiny_study(tmp_path_factory, tiny_source)
+
+
+@pytest.fixture(scope="module")
+def report(study) -> Path:
+    out = study / "results" / "report.html"
+    if not out.exists():
+        proc = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--report", str(out)],
+            cwd=study,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_the_study_writes_every_figure_and_the_recommendation(study):
+    for name in FIGURES:
+        for ext in ("png", "pdf"):
+            assert (study / f"results/figures/{name}.{ext}").stat().st_size > 5_000, name
+    rec = list(csv.DictReader((study / "results/tables/recommendation.csv").open()))
+    assert [r["model"] for r in rec] == ["tiny"]
+    assert rec[0]["recommended"] in ("none", "gptq-w4g32")
+    assert rec[0]["tolerance_points"] == "1.0"
+    evidence = list(csv.DictReader((study / "results/tables/recommendation_evidence.csv").open()))
+    # one row per task and prompting method of the quantized method
+    assert len(evidence) == len(TINY_DATASETS) * len(TINY_PROMPTS)
+
+
+def test_report_holds_figures_captions_tables_and_configuration(report):
+    text = report.read_text(encoding="utf-8")
+    for name in FIGURES:
+        assert f"{name}.png" in text, name
+    for page in ("scores.html", "comparisons.html", "memory.html", "recommendation.html"):
+        assert page in text, page
+    assert "configuration.html" in text
+    # captions are rendered into the results' metadata
+    assert "frontier" in text and "flip rate" in text.lower()
+    assert text.count("data:image/png;") >= len(FIGURES)
+
+
+def _chromium(args: list[str], profile: Path, timeout: int = 120) -> subprocess.CompletedProcess:
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=10000",
+        *args,
+    ]
+    env = {**os.environ, "HOME": str(profile)}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    from matplotlib.image import imread
+
+    url = report.resolve().as_uri()
+    shot = tmp_path / "report.png"
+    proc = _chromium(
+        [f"--screenshot={shot}", "--window-size=1400,1000", url], tmp_path / "profile-shot"
+    )
+    assert shot.exists(), proc.stderr[-3000:]
+    img = imread(shot)[..., :3]
+    assert img.shape[:2] == (1000, 1400)
+    # not blank: a fair share of the page is drawn, in more than one colour
+    assert (img.mean(axis=2) < 0.9).mean() > 0.05
+    assert img.reshape(-1, 3).std(axis=0).max() > 0.1
+
+    dom = _chromium(["--dump-dom", url], tmp_path / "profile-dom")
+    html = dom.stdout
+    assert dom.returncode == 0 and "<body" in html, dom.stderr[-3000:]
+    # what the React app rendered into <div id="app"> (the scripts after it hold the raw data)
+    rendered = html.split('<div id="app">', 1)[1].split("<script", 1)[0]
+    assert len(rendered) > 1000, rendered
+    # the landing page lists every figure and shows the recommendation figure (inline SVG)
+    for name in FIGURES:
+        assert f"{name}.png" in rendered, name
+    assert "<svg" in rendered and "Recommendation" in rendered

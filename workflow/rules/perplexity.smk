@@ -1,0 +1,45 @@
+# Held-out perplexity per (model, method) on the study's test texts: a task-free quality check.
+
+
+rule perplexity:
+    input:
+        model=model_dir,
+        data=expand(
+            f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
+            dataset=config["datasets"],
+        ),
+    output:
+        "results/perplexity/{model}/{method}.json",
+    log:
+        "logs/perplexity/{model}/{method}.log",
+    conda:
+        CONDA_ENV
+    resources:
+        **gpu_tier_resources("perplexity"),
+        gpu=1,
+        mem_mb=gpu_job_resource("perplexity", "mem_mb"),
+        gpu_mem_mb=gpu_job_resource("perplexity", "gpu_mem_mb"),
+        runtime=gpu_job_resource("perplexity", "runtime"),
+        cpu_threads=CPU_THREADS,
+    params:
+        method=lambda wildcards: as_json(method_spec(wildcards)),
+    shell:
+        "biomedquant perplexity --model-dir {input.model:q} --method {params.method:q}"
+        " --out {output:q} --cpu-threads={resources.cpu_threads} {input.data:q} > {log:q} 2>&1"
+
+
+rule perplexity_table:
+    input:
+        expand(
+            "results/perplexity/{model}/{method}.json",
+            model=config["models"],
+            method=config["methods"],
+        ),
+    output:
+        "results/tables/perplexity.csv",
+    log:
+        "logs/perplexity_table.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "biomedquant perplexity-table --out {output:q} {input:q} > {log:q} 2>&1"

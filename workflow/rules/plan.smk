@@ -1,0 +1,44 @@
+# The fit estimator over the study (no weights needed), and the memory the runs measured.
+
+PLAN_TARGETS = [
+    "results/tables/fit.csv",
+    "results/figures/fit.png",
+    "results/tables/memory.csv",
+    "results/tables/perplexity.csv",
+]
+
+
+rule plan:
+    output:
+        table="results/tables/fit.csv",
+        png=report(
+            "results/figures/fit.png",
+            caption="../report/fit.rst",
+            category="Memory",
+        ),
+        pdf="results/figures/fit.pdf",
+    log:
+        "logs/plan.log",
+    conda:
+        CONDA_ENV
+    params:
+        study=as_json(study_shape()),
+    shell:
+        "biomedquant plan --config-json {params.study:q} --out {output.table:q}"
+        " --figure {output.png:q} {output.pdf:q} > {log:q} 2>&1"
+
+
+rule memory_table:
+    input:
+        run_records(),
+    output:
+        "results/tables/memory.csv",
+    log:
+        "logs/memory_table.log",
+    conda:
+        CONDA_ENV
+    params:
+        study=as_json(study_shape()),
+    shell:
+        "biomedquant memory-table --config-json {params.study:q} --out {output:q} {input:q}"
+        " > {log:q} 2>&1"

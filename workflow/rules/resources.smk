@@ -1,0 +1,96 @@
+# What jobs ask a scheduler for. The GPU rules size host memory, GPU memory and runtime from the
+# fit estimator per model x method (biomedquant.job_resources): gpu_job_resource(rule, key) is
+# a resource callable for infer, quantize_model and perplexity. The same rules run locally
+# (where only gpu=1 is enforced) and on SLURM (where all of it is).
+import os
+from functools import lru_cache
+from types import SimpleNamespace
+
+from biomedquant.job_resources import (
+    gpu_constraint,
+    infer_workload,
+    job_resources,
+    perplexity_workload,
+)
+
+# Rules that need no GPU but still run as cluster jobs: fetching a model moves up to 150 GB.
+CLUSTER_CPU_RULES = {"fetch_model"}
+
+
+def local_rules():
+    """Rules to run where Snakemake runs (a cluster's login node), not as cluster jobs.
+
+    All rules without a GPU, except CLUSTER_CPU_RULES. Scoring, tables, figures and data
+    preparation are thousands of jobs of seconds each in a full study, which would flood the
+    scheduler, and download_dataset needs the network that compute nodes often lack. Derived
+    from the rules, so a new small rule is local without anyone listing it; the Snakefile calls
+    this after every rule is defined. Local runs ignore it.
+    """
+    return sorted(
+        r.name
+        for r in workflow.rules
+        if "gpu" not in r.resources and r.name not in CLUSTER_CPU_RULES
+    )
+
+
+# Optional, per site: GPU memory tiers as "GiB:feature,..." (e.g. "40:a100_40g,80:a100_80g").
+# When set, GPU jobs also ask for the node feature of the smallest GPU that holds them
+# (sbatch --constraint), so a small job does not take a large GPU.
+GPU_TIERS = os.environ.get("BIOMEDQUANT_SLURM_GPU_TIERS", "").strip()
+
+
+@lru_cache(maxsize=None)
+def _gpu_job_resources(rule_name, model, method, dataset, prompt, attempt):
+    """The estimator's figures for one job (cached: Snakemake asks once per resource)."""
+    workload = None
+    if rule_name == "perplexity":
+        workload = perplexity_workload(
+            config["datasets"], limit=config["data"].get("limit")
+        )
+    elif rule_name == "infer":
+        wildcards = SimpleNamespace(dataset=dataset, prompt=prompt)
+        workload = infer_workload(
+            dataset,
+            prompt,
+            limit=config["data"].get("limit"),
+            batch_size=config["inference"]["batch_size"],
+            batch_tokens=config["inference"].get("batch_tokens", 8192),
+            max_new_tokens=max_new_tokens(wildcards) or None,
+            sc_samples=sc_samples(wildcards),
+        )
+    return job_resources(
+        config["models"][model],
+        config["methods"][method],
+        rule_name,
+        workload=workload,
+        attempt=attempt,
+    )
+
+
+def gpu_job_resource(rule_name, key):
+    """A resource callable giving ``key`` (mem_mb, gpu_mem_mb or runtime) of a job of rule
+    ``rule_name``."""
+
+    def resource(wildcards, attempt):
+        return _gpu_job_resources(
+            rule_name,
+            wildcards.model,
+            wildcards.method,
+            wildcards.get("dataset"),
+            wildcards.get("prompt"),
+            attempt,
+        )[key]
+
+    return resource
+
+
+def gpu_tier_resources(rule_name):
+    """{'constraint': callable} when GPU tiers are configured, else nothing to add."""
+    if not GPU_TIERS:
+        return {}
+    gpu_mem = gpu_job_resource(rule_name, "gpu_mem_mb")
+    return {
+        "constraint": lambda wildcards, attempt: gpu_constraint(
+            gpu_mem(wildcards, attempt), GPU_TIERS
+        )
+    }
