@@ -37,4 +37,14 @@ def test_demo_workflow(tmp_path):
     run = read_json(wd / "results/predictions/smollm2_135m/none/medqa/zero-shot.run.json")
     assert run["n_unparsable"] <= run["n_items"] // 2
 
+    # Memory: 4-bit weights well under 16-bit, the estimate within 5% of what loaded.
+    memory = {r["method"]: r for r in csv.DictReader((wd / "results/tables/memory.csv").open())}
+    assert 0.3 < float(memory["gptq-w4g64"]["weights_ratio_to_baseline"]) < 0.6
+    assert all(abs(float(r["est_weights_error"])) < 0.05 for r in memory.values())
+    perplexity = {
+        r["method"]: float(r["perplexity"])
+        for r in csv.DictReader((wd / "results/tables/perplexity.csv").open())
+    }
+    assert 1 < perplexity["none"] < perplexity["gptq-w4g64"] < 10 * perplexity["none"]
+
     assert "Nothing to be done" in snakemake(wd, "-n").stdout

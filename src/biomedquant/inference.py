@@ -373,12 +373,15 @@ def run_inference(
         "max_new_tokens": limit,
         "seed": seed if samples > 1 else None,
     }
-    keys = [entry_key(p, decoding) for p in prompts]
+    # The model key is part of every item key, so neither the cache nor the partial file of an
+    # interrupted run can hand over generations of another model (say, a requantized one).
+    mkey = model_key(model_dir, method, backend)
+    keys = [entry_key(p, {**decoding, "model": mkey}) for p in prompts]
 
     gens: dict[str, dict[str, Any]] = {}
     cache = None
     if cache_dir:
-        cache = GenerationCache(cache_dir, model_key(model_dir, method, backend))
+        cache = GenerationCache(cache_dir, mkey)
         gens.update(cache.get_many(keys))
     from_cache = sum(k in gens for k in set(keys))
     partial_path = Path(f"{out_path}.partial")
