@@ -250,12 +250,6 @@ def _cmd_memory_table(args: argparse.Namespace) -> None:
     print(f"{len(rows)} rows -> {args.out}")
 
 
-def _cmd_figures(args: argparse.Namespace) -> None:
-    from biomedquant.figures import plot_scores_by_dataset
-
-    plot_scores_by_dataset(args.table, args.out)
-
-
 def _cmd_plot(args: argparse.Namespace) -> None:
     from biomedquant.figures import draw_figure, order_from_json
 
@@ -428,11 +422,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("runs", nargs="*", help="run records (.run.json)")
     s.set_defaults(func=_cmd_memory_table)
-
-    s = sub.add_parser("figures", help="draw the figures from the score table")
-    s.add_argument("--table", required=True)
-    s.add_argument("--out", required=True, nargs="+")
-    s.set_defaults(func=_cmd_figures)
 
     s = sub.add_parser("plot", help="draw one figure of the study from the tidy tables")
     s.add_argument(
