@@ -463,18 +463,7 @@ def plot_scores_by_dataset(
                 if not annotate:
                     continue
                 # Printed above the interval, so a score of 0 reads as 0, not as a gap.
-                for p, v, top in zip(pos, vals, np.fmax(vals, ci_hi), strict=True):
-                    if not np.isnan(v):
-                        ax.annotate(
-                            f"{v:.2f}",
-                            (p, top),
-                            xytext=(0, 2),
-                            textcoords="offset points",
-                            ha="center",
-                            va="bottom",
-                            fontsize=6,
-                            rotation=90,
-                        )
+                _bar_labels(ax, pos, vals, ".2f", heights=np.fmax(vals, ci_hi))
             ax.set_ylim(0, 1.2 if annotate else 1.05)
             ax.grid(axis="y", alpha=0.3)
             if i == 0:
@@ -587,13 +576,19 @@ def plot_change_heatmap(
 
 
 def _bar_labels(
-    ax: Axes, positions: Sequence[float], values: Sequence[float], fmt: str = ".3g"
+    ax: Axes,
+    positions: Sequence[float],
+    values: Sequence[float],
+    fmt: str = ".3g",
+    heights: Sequence[float] | None = None,
 ) -> None:
-    for p, v in zip(positions, values, strict=True):
+    """Each bar's value printed above it, or above ``heights`` (say, its interval's top)."""
+    heights = values if heights is None else heights
+    for p, v, h in zip(positions, values, heights, strict=True):
         if not math.isnan(v):
             ax.annotate(
                 f"{v:{fmt}}",
-                (p, v),
+                (p, h),
                 xytext=(0, 2),
                 textcoords="offset points",
                 ha="center",
