@@ -64,6 +64,7 @@ METHODS = {
         "calibration": {"source": "generic", "n_samples": 64, "seq_len": 256},
     },
     "bnb-nf4": {"kind": "bnb-nf4", "double_quant": True},
+    "bnb-int8": {"kind": "bnb-int8"},
 }
 
 
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                     "tokens_per_s_batch1": b1,
                     "tokens_per_s_batch32": b32,
                     "load_seconds": info["load_seconds"],
+                    "kernel": info.get("quant_kernel"),
                     "quantize_seconds": quant_seconds,
                 }
             )

@@ -112,7 +112,7 @@ def test_schema_rejects_bad_config_naming_the_key(tmp_path, tiny_source, mutate,
     assert "Error validating config" in err and named in err, err[-2000:]
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "gpu_check.yaml"])
 def test_demo_and_paper_configs_validate_and_dry_run(tmp_path, name):
     """Each shipped config plans its whole study (in a fresh copy: nothing exists yet)."""
     cfg = yaml.safe_load((REPO / "config" / name).read_text())

@@ -119,8 +119,26 @@ def load_model(model_dir: str | Path, method: dict[str, Any]) -> tuple[Any, Any,
         "weights_bytes": deployment_weight_bytes(model, stored.itemsize, upcast=dtype != stored),
         "size_on_disk_bytes": dir_size(model_dir) if not kind.load_time else None,
         "gpu_allocated_after_load_bytes": torch.cuda.memory_allocated() if cuda else None,
+        "quant_kernel": quant_kernel(model),
     }
     return model, tokenizer, info
+
+
+def quant_kernel(model: Any) -> str | None:
+    """The class of the quantized linear layers, i.e. the kernel the library chose.
+
+    gptqmodel picks a GPTQ kernel per device (Marlin, Machete, ExLlama, Triton, torch) and
+    bitsandbytes has its own layers; which one ran changes speed, not results, so the run
+    record names it. None for a model without quantized layers.
+    """
+    names = sorted(
+        {
+            type(m).__name__
+            for m in model.modules()
+            if "QuantLinear" in type(m).__name__ or type(m).__module__.startswith("bitsandbytes")
+        }
+    )
+    return ",".join(names) or None
 
 
 def common_prefix_length(seqs: list[list[int]]) -> int:
