@@ -17,7 +17,13 @@ norm() { tr 'A-Z_.' 'a-z--'; }
 skip="$(norm <"$HAVE"; printf 'torch\ntriton\nbiomedquant\n')"
 plat=(--platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform linux_x86_64)
-builder="$(command -v "python$PYV" || ls -d "$HOME"/.pyenv/versions/"$PYV"*/bin/python 2>/dev/null | head -1 || true)"
+builder=""
+for c in "$HOME"/.pyenv/versions/"$PYV"*/bin/python "python$PYV"; do
+  if "$c" -c "import sys; assert sys.version.startswith('$PYV')" 2>/dev/null; then
+    builder="$c"
+    break
+  fi
+done
 pip freeze --exclude-editable | sed 's/ @.*//' | while IFS= read -r req; do
   name="$(echo "${req%%==*}" | norm)"
   case "$name" in nvidia-*) continue ;; esac
@@ -25,7 +31,7 @@ pip freeze --exclude-editable | sed 's/ @.*//' | while IFS= read -r req; do
   if ! pip download -q --no-deps --only-binary=:all: --python-version "$PYV" \
     --implementation cp "${plat[@]}" -d "$DIR" "$req" 2>/dev/null; then
     [ -n "$builder" ] || { echo "no wheel for $req and no python$PYV to build it" >&2; exit 1; }
-    "$builder" -m pip wheel -q --no-deps -w "$DIR" "$req"
+    "$builder" -m pip wheel -q --no-deps -w "$DIR" "$req" || exit 1
   fi
 done
 pip wheel -q --no-deps -w "$DIR" "$(cd "$(dirname "$0")/.." && pwd)"

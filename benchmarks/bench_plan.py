@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Benchmark: how long Snakemake takes to plan each study (a dry run), and how many jobs.
+
+Every run of the workflow, on a laptop or on a cluster's login node, first builds the whole
+job graph; its cost grows with the number of jobs. For the demo, the methods config, the paper
+config and a synthetic config twice the paper's size (every model listed twice, 24 models),
+this prints the median wall time of ``snakemake -n`` over ``--repeats`` runs (each in a fresh
+copy of the workflow, so nothing already computed shortens the plan) and the planned job
+counts per rule, GPU rules first. A benchmark, not a test: it asserts nothing.
+
+    python benchmarks/bench_plan.py [--repeats 3] [--configs demo methods paper paper_x2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+GPU_RULES = ("quantize_model", "infer", "perplexity")
+
+
+def load_config(name: str) -> dict[str, Any]:
+    """A shipped config by short name; ``paper_x2`` is the paper's with every model twice."""
+    files = {"demo": "config.yaml", "methods": "methods.yaml", "paper": "paper.yaml"}
+    if name == "paper_x2":
+        cfg = load_config("paper")
+        cfg["models"] = {
+            **cfg["models"],
+            **{f"{slug}_copy": spec for slug, spec in cfg["models"].items()},
+        }
+        return cfg
+    return yaml.safe_load((REPO / "config" / files[name]).read_text())
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    """Job counts from Snakemake's 'Job stats' table of a dry run."""
+    table = stdout.split("Job stats:")[1].split("Reasons:")[0] if "Job stats:" in stdout else ""
+    counts = {}
+    for line in table.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m:
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def dry_run(cfg: dict[str, Any]) -> tuple[float, dict[str, int]]:
+    """Seconds for one ``snakemake -n`` of ``cfg`` in a fresh copy of the workflow."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wd = Path(tmp)
+        for name in ("Snakefile", "workflow", "envs", "config"):
+            src = REPO / name
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, wd / name)
+        (wd / "config" / "bench.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        cmd = [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/bench.yaml"]
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [*cmd, "--cores", "8"], cwd=wd, capture_output=True, text=True, check=False
+        )
+        seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"dry run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return seconds, job_counts(proc.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--configs", nargs="+", default=["demo", "methods", "paper", "paper_x2"])
+    args = p.parse_args(argv)
+    print(f"{'config':<10}{'median s':>10}{'runs (s)':>24}{'jobs':>7}{'GPU jobs':>10}  per rule")
+    for name in args.configs:
+        cfg = load_config(name)
+        runs, counts = [], {}
+        for _ in range(args.repeats):
+            seconds, counts = dry_run(cfg)
+            runs.append(seconds)
+        total = counts.get("total", 0)
+        gpu = sum(counts.get(r, 0) for r in GPU_RULES)
+        rules = sorted(
+            ((r, n) for r, n in counts.items() if r != "total"),
+            key=lambda rn: (rn[0] not in GPU_RULES, -rn[1]),
+        )
+        listed = ", ".join(f"{r} {n}" for r, n in rules if n > 1 or r in GPU_RULES)
+        shown = " ".join(f"{s:.1f}" for s in runs)
+        print(f"{name:<10}{statistics.median(runs):>10.1f}{shown:>24}{total:>7}{gpu:>10}  {listed}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
