@@ -11,6 +11,7 @@ stall a study for days. URLs are logged and recorded without the ``user:password
 
 from __future__ import annotations
 
+import base64
 import http.client
 import logging
 import time
@@ -84,6 +85,19 @@ def source_url(base_url: str, relpath: str) -> str:
     return base_url.rstrip("/") + "/" + quoted
 
 
+def _with_basic_auth(url: str) -> tuple[str, dict[str, str]]:
+    """urllib does not read ``user:password@`` from a URL: send it as a Basic auth header."""
+    headers = {"User-Agent": "biomedquant"}
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("http", "https") and "@" in parts.netloc:
+        userinfo, host = parts.netloc.rsplit("@", 1)
+        user, _, password = userinfo.partition(":")
+        token = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+        headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+        url = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return url, headers
+
+
 def _content_length(resp: object) -> int | None:
     value = getattr(resp, "headers", {}).get("Content-Length")
     try:
@@ -96,7 +110,8 @@ def _stream(url: str, dest: Path, timeout: float, deadline: float, chunk: int = 
     """One attempt: copy the body to ``dest``; raise :class:`TransferError` when it is cut
     short, exceeds the deadline (seconds for the whole file) or fails on the network."""
     start = time.monotonic()
-    req = urllib.request.Request(url, headers={"User-Agent": "biomedquant"})
+    plain_url, headers = _with_basic_auth(url)
+    req = urllib.request.Request(plain_url, headers=headers)
     got = 0
     try:
         with urllib.request.urlopen(req, timeout=min(timeout, deadline)) as resp:
