@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -62,6 +63,9 @@ class CacheKeyError(ValueError):
 
 def _open(path: Path) -> sqlite3.Connection:
     """Open a cache file and make sure it is a readable cache (raises sqlite3.DatabaseError)."""
+    # SQLite creates files 0644 at most; made here first, the file follows the umask (a
+    # group-shared cache stays writable by the group). Its WAL files copy its mode.
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o666))
     db = sqlite3.connect(path, timeout=120)
     try:
         db.execute("PRAGMA journal_mode=WAL")
