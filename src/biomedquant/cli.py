@@ -355,8 +355,15 @@ def _config_args(s: argparse.ArgumentParser) -> None:
     group.add_argument("--config-json", type=_json_arg, help="models, methods, inference (JSON)")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad option reported as one line (its usage block is one --help away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="biomedquant", description=__doc__)
+    p = Parser(prog="biomedquant", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
