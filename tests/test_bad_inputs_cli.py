@@ -186,6 +186,10 @@ CASES: dict[str, Case] = {
     ),
     "missing predictions file": (lambda c: c.score("ddi", str(c.tmp / "nope.jsonl")), "not found"),
     "unknown dataset": (lambda c: c.score("ddx", c.jsonl("p", []), gold=c.jsonl("g", [])), "ddx"),
+    "aggregate --out is one of its inputs": (
+        lambda c: ["aggregate", "--out", c.jsonl("t", [{}]), str(c.tmp / "t")],
+        "is the input #1 file",
+    ),
     # config
     "group_size 0": (
         lambda c: [

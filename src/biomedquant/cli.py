@@ -208,10 +208,9 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 
 def _cmd_aggregate(args: argparse.Namespace) -> None:
     from biomedquant.scoring import aggregate_comparisons, aggregate_scores
-    from biomedquant.scoring_inputs import check_options
+    from biomedquant.scoring_inputs import check_out_path
 
-    inputs = {f"input #{i}": path for i, path in enumerate(args.files, 1)}
-    check_options(out_path=args.out, inputs=inputs, level=0.5, resamples=0)
+    check_out_path(args.out, {f"input #{i}": path for i, path in enumerate(args.files, 1)})
     fn = aggregate_scores if args.kind == "scores" else aggregate_comparisons
     n = fn(args.files, args.out)
     print(f"{n} rows -> {args.out}")

@@ -238,6 +238,11 @@ def check_options(
         )
     if resamples < 0:
         raise ScoringInputError(f"--resamples {resamples}: must be 0 (no intervals) or more")
+    check_out_path(out_path, inputs)
+
+
+def check_out_path(out_path: str | Path, inputs: dict[str, str | Path]) -> None:
+    """An output path that is none of the inputs and not a folder."""
     for name, path in inputs.items():
         if _same_file(out_path, path):
             raise ScoringInputError(
