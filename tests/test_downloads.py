@@ -34,7 +34,7 @@ from biomedquant.datasets.download import (
 )
 from biomedquant.datasets.prepare import DatasetValidationError, download_split, prepare_split
 from biomedquant.datasets.registry import get_dataset
-from biomedquant.io import atomic_path, read_json
+from biomedquant.io import _host_tag, atomic_path, read_json
 
 BODY = b"0123456789" * 100  # 1000 bytes
 
@@ -251,16 +251,20 @@ def test_a_stale_temporary_of_a_killed_writer_is_removed_on_the_next_start(tmp_p
     """kill -9 runs no handler: the next writer of the same target removes what it left."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
+    host = _host_tag()
     target = tmp_path / "a.json"
-    stale = tmp_path / f".a.json.{dead.pid}-abcd1234.tmp"
+    stale = tmp_path / f".a.json.{host}-{dead.pid}-abcd1234.tmp"
     stale.write_text("half")
-    stale_dir = tmp_path / f".a.json.{dead.pid}-dir12345.tmp"
+    stale_dir = tmp_path / f".a.json.{host}-{dead.pid}-dir12345.tmp"
     stale_dir.mkdir()
-    live = tmp_path / f".a.json.{os.getppid()}-live1234.tmp"  # a writer still running
-    live.write_text("busy")
-    sibling = tmp_path / f".a.json.provenance.json.{dead.pid}-abcd1234.tmp"  # another target's
-    sibling.write_text("other")
+    keep = [
+        tmp_path / f".a.json.{host}-{os.getppid()}-live1234.tmp",  # a writer still running
+        tmp_path / f".a.json.0000abcd-{dead.pid}-other123.tmp",  # another host's: unknown
+        tmp_path / f".a.json.provenance.json.{host}-{dead.pid}-abcd1234.tmp",  # another target
+    ]
+    for path in keep:
+        path.write_text("busy")
     with atomic_path(target) as tmp:
         tmp.write_text("{}")
     assert not stale.exists() and not stale_dir.exists()
-    assert live.exists() and sibling.exists() and read_json(target) == {}
+    assert all(p.exists() for p in keep) and read_json(target) == {}

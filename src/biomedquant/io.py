@@ -2,10 +2,13 @@
 
 Every output of the pipeline is written to a temporary sibling and renamed into place, so a
 killed job never leaves a half-written file that a later run would mistake for a finished one.
-Temporary names carry the writer's process id: a job killed outright (``kill -9``, a node
-lost) leaves its temporary behind, and the next writer of the same target removes it when that
-process is gone. Finished files and folders get the permissions the user's umask allows (the
-temporary ones Python creates are private, 0600 and 0700, which a lab's group could not read).
+Temporary names carry the writer's host and process id: a job killed outright (``kill -9``)
+leaves its temporary behind, and the next writer of the same target on the same host removes
+it once that process is gone. (A temporary left by another host is kept: its process cannot be
+looked up from here, and on a shared file system it may still be writing.)
+
+Finished files and folders get the permissions the user's umask allows (the temporary ones
+Python creates are private, 0600 and 0700, which a lab's group could not read).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,8 +46,14 @@ def _open_to_umask(path: Path, is_dir: bool) -> None:
     os.chmod(path, (0o777 if is_dir else 0o666) & ~current_umask())
 
 
+def _host_tag() -> str:
+    """Eight hex digits naming this host: host names may hold dots and dashes, which would
+    make temporary names ambiguous."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
 def _tmp_prefix(path: Path) -> str:
-    return f".{path.name}.{os.getpid()}-"
+    return f".{path.name}.{_host_tag()}-{os.getpid()}-"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -59,18 +69,23 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_temporaries(path: str | Path) -> list[Path]:
     """Remove temporaries of ``path`` left by writers that no longer run; return them.
 
-    Only names of exactly the shape this module makes (``.NAME.PID-XXXXXXXX.tmp``) count, so
-    the temporaries of a sibling whose name starts the same (``a.json`` and
-    ``a.json.provenance.json``) are never touched, nor those of a writer still running.
+    Only names of exactly the shape this module makes (``.NAME.HOST-PID-XXXXXXXX.tmp``) count,
+    so the temporaries of a sibling whose name starts the same (``a.json`` and
+    ``a.json.provenance.json``) are never touched, nor those of a writer still running or of
+    another host.
     """
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    shape = re.compile(rf"\.{re.escape(path.name)}\.(\d+)-[A-Za-z0-9_]+\.tmp")
+    shape = re.compile(rf"\.{re.escape(path.name)}\.([0-9a-f]{{8}})-(\d+)-[A-Za-z0-9_]+\.tmp")
+    host = _host_tag()
     removed = []
     for entry in path.parent.iterdir():
         m = shape.fullmatch(entry.name)
-        if not m or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+        if not m or m.group(1) != host:
+            continue
+        pid = int(m.group(2))
+        if pid == os.getpid() or _pid_alive(pid):
             continue
         log.warning("removing %s, left by an interrupted writer", entry)
         if entry.is_dir() and not entry.is_symlink():
