@@ -7,15 +7,14 @@ explicit argument, so the rule's ``params`` show it to Snakemake's rerun trigger
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import logging
 import os
-import signal
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Any
+
+from biomedquant.cli_errors import OneLineErrorParser, run_reporting_errors
 
 
 def _positive(text: str) -> float:
@@ -354,15 +353,8 @@ def _config_args(s: argparse.ArgumentParser) -> None:
     group.add_argument("--config-json", type=_json_arg, help="models, methods, inference (JSON)")
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, with a bad option reported as one line (its usage block is one --help away)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="biomedquant", description=__doc__)
+    p = OneLineErrorParser(prog="biomedquant", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -558,91 +550,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-REPORT = (
-    "this is a bug in biomedquant: please report it with the command, its output with -v and"
-    " `biomedquant doctor` (README: 'Reporting a bug')"
-)
-
-
-class Terminated(BaseException):
-    """SIGTERM (a SLURM time limit, Snakemake cancelling a job): unwind like Ctrl-C, so every
-    ``finally`` removes its temporary files before the process ends."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _on_signal(signum: int, frame: Any) -> None:
-    raise Terminated(signum)
-
-
-def _message(err: BaseException) -> str:
-    """One line for an expected error (a KeyError's message is its first argument)."""
-    if isinstance(err, KeyError) and err.args:
-        text = str(err.args[0])
-    elif isinstance(err, OSError) and err.filename and err.strerror:
-        text = f"{err.strerror}: {err.filename}"
-    else:
-        text = str(err) or type(err).__name__
-    return " ".join(text.split())
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        return int(args.func(args) or 0)
-    except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        # Outputs are written under a temporary name and renamed when complete, so what
-        # was there before is intact; the half-written temporary file is already removed.
-        print(
-            f"biomedquant {args.command}: error: no space left on the device"
-            f" ({err.filename or 'while writing'}); earlier results are intact."
-            " Free space and rerun.",
-            file=sys.stderr,
-        )
-        return 1
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand. An expected failure (bad input, a missing file, a network error)
-    is one line naming the cause and exit code 1; anything else is a bug, reported as such,
-    with the traceback shown only under -v (so logs stay readable and hold no local state
-    by default)."""
+    """Run one subcommand; failures are reported by :func:`run_reporting_errors`."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    previous = signal.signal(signal.SIGTERM, _on_signal)
-    try:
-        return _run(args)
-    except (ValueError, KeyError, RuntimeError, OSError, UnicodeError) as err:
-        if args.verbose:
-            traceback.print_exc()
-        print(f"biomedquant {args.command}: error: {_message(err)}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, Terminated) as err:
-        signum = err.signum if isinstance(err, Terminated) else signal.SIGINT
-        name = signal.Signals(signum).name
-        print(
-            f"biomedquant {args.command}: stopped by {name}; temporary files removed, "
-            "finished outputs intact",
-            file=sys.stderr,
-        )
-        return 128 + signum
-    except Exception as err:
-        if args.verbose:
-            traceback.print_exc()
-        print(
-            f"biomedquant {args.command}: internal error: {type(err).__name__}: "
-            f"{_message(err)[:300]}; {REPORT}",
-            file=sys.stderr,
-        )
-        return 70  # EX_SOFTWARE
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return run_reporting_errors(args.func, args, args.command, verbose=args.verbose)
 
 
 if __name__ == "__main__":
