@@ -82,6 +82,11 @@ def _cut_test_file(c: Ctx) -> list[str]:
             "--out", str(c.tmp / "hoc.jsonl")]  # fmt: skip
 
 
+def _plan_with_group(c: Ctx, group_size: int) -> list[str]:
+    method = {"kind": "gptq", "bits": 4, "group_size": group_size}
+    return ["plan", "--config", c.config({**DEMO, "methods": {"q": method}})]
+
+
 Case = tuple[Callable[[Ctx], list[str]], str]
 CASES: dict[str, Case] = {
     # downloads
@@ -191,22 +196,12 @@ CASES: dict[str, Case] = {
         "is the input #1 file",
     ),
     # config
-    "group_size 0": (
-        lambda c: [
-            "plan",
-            "--config",
-            c.config({**DEMO, "methods": {"q": {"kind": "gptq", "bits": 4, "group_size": 0}}}),
-        ],
-        "group_size",
-    ),  # fmt: skip
-    "group_size 100000": (
-        lambda c: [
-            "plan",
-            "--config",
-            c.config({**DEMO, "methods": {"q": {"kind": "gptq", "bits": 4, "group_size": 100000}}}),
-        ],
-        "group_size",
-    ),  # fmt: skip
+    "group_size 0": (lambda c: _plan_with_group(c, 0), "group_size"),
+    "group_size 100000": (lambda c: _plan_with_group(c, 100000), "group_size"),
+    "group_size wider than the model (plan)": (
+        lambda c: _plan_with_group(c, 1024),
+        "576 input columns",
+    ),
     "duplicate YAML keys": (
         lambda c: [
             "plan",

@@ -228,9 +228,12 @@ def _load_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_plan(args: argparse.Namespace) -> None:
+    from biomedquant.config_checks import check_group_sizes
     from biomedquant.plan import FIT_COLUMNS, GPU_SIZES_GIB, fit_rows, plot_fit, write_csv
 
-    rows = fit_rows(_load_config(args))
+    config = _load_config(args)
+    check_group_sizes(config)  # a group wider than a layer fails GPTQ only after calibration
+    rows = fit_rows(config)
     if args.out:
         write_csv(args.out, FIT_COLUMNS, rows)
     if args.figure:
