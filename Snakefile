@@ -1,14 +1,8 @@
 # biomedquant: accuracy lost and GPU memory saved by quantizing LLMs for biomedical NLP.
 # Thin on purpose: all logic lives in the biomedquant package; rules are one CLI call each.
-import sys
-
 from snakemake.utils import min_version, validate
 
-from biomedquant.config_checks import (
-    check_group_sizes,
-    check_strict_revisions,
-    unpinned_models,
-)
+from biomedquant.config_checks import check_strict_revisions, check_study
 from biomedquant.config_loader import check_config_files
 
 min_version("9.0")
@@ -24,14 +18,8 @@ if not workflow.config_settings.configfiles:
 # Snakemake's YAML reading keeps the last of two equal keys; re-read the files strictly.
 check_config_files(workflow.config_settings.configfiles or ["config/config.yaml"])
 validate(config, "workflow/schemas/config.schema.yaml")
-# A GPTQ group wider than a layer fails only after calibration: refuse it before any job.
-check_group_sizes(config)
-if config["strict_revisions"] and unpinned_models(config):
-    print(
-        f"warning: strict_revisions is on and {len(unpinned_models(config))} model(s) are not"
-        " pinned to a commit hash: a run (not a dry run) will refuse to start",
-        file=sys.stderr,
-    )
+# What the schema cannot see (GPTQ group sizes against the models' shapes): before any job.
+check_study(config)
 
 
 onstart:
