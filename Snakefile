@@ -2,6 +2,9 @@
 # Thin on purpose: all logic lives in the biomedquant package; rules are one CLI call each.
 from snakemake.utils import min_version, validate
 
+from biomedquant.config_checks import check_strict_revisions, check_study
+from biomedquant.config_loader import check_config_files
+
 min_version("9.0")
 
 
@@ -12,7 +15,17 @@ if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
 
+# Snakemake's YAML reading keeps the last of two equal keys; re-read the files strictly.
+check_config_files(workflow.config_settings.configfiles or ["config/config.yaml"])
 validate(config, "workflow/schemas/config.schema.yaml")
+# What the schema cannot see (GPTQ group sizes against the models' shapes): before any job.
+check_study(config)
+
+
+onstart:
+    # Only real runs: a dry run plans an unpinned study without downloading anything.
+    if config["strict_revisions"]:
+        check_strict_revisions(config)
 
 
 include: "workflow/rules/common.smk"

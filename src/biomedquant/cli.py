@@ -7,14 +7,24 @@ explicit argument, so the rule's ``params`` show it to Snakemake's rerun trigger
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
+
+from biomedquant.cli_errors import OneLineErrorParser, run_reporting_errors
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
 
 
 def _json_arg(text: str) -> Any:
@@ -51,7 +61,15 @@ def _cmd_datasets(args: argparse.Namespace) -> None:
 def _cmd_download(args: argparse.Namespace) -> None:
     from biomedquant.datasets.prepare import download_split
 
-    download_split(args.dataset, args.split, args.base_url, args.out)
+    download_split(
+        args.dataset,
+        args.split,
+        args.base_url,
+        args.out,
+        lock_path=args.lock or None,
+        timeout=args.timeout,
+        deadline=args.deadline,
+    )
 
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
@@ -63,8 +81,13 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
+    from biomedquant.config_checks import check_revision
     from biomedquant.models import fetch_model
 
+    if not isinstance(args.spec, dict):
+        raise ValueError("--spec must be a JSON object (the model's config entry)")
+    if args.strict_revisions:
+        check_revision(args.model, args.spec)
     prov = fetch_model(args.model, args.spec, args.out)
     print(f"{args.model}: {prov['size_bytes'] / 1e6:.1f} MB in {prov['wall_seconds']} s")
 
@@ -81,8 +104,12 @@ def _pairs(text: str) -> dict[str, str]:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> None:
+    from biomedquant.config_checks import check_group_size_for_folder
     from biomedquant.quantization import quantize_model
 
+    if not isinstance(args.method, dict):
+        raise ValueError("--method must be a JSON object (the method's config entry)")
+    check_group_size_for_folder(args.source, args.method)
     _cpu_threads(args.cpu_threads)
     prov = quantize_model(
         args.source,
@@ -123,7 +150,16 @@ def _cmd_infer(args: argparse.Namespace) -> None:
 
 def _cmd_score(args: argparse.Namespace) -> None:
     from biomedquant.scoring import score_predictions
+    from biomedquant.scoring_inputs import check_scoring_inputs
 
+    check_scoring_inputs(
+        dataset=args.dataset,
+        gold_path=args.gold,
+        predictions={"predictions": args.predictions},
+        out_path=args.out,
+        level=args.level,
+        resamples=args.resamples,
+    )
     score_predictions(
         predictions_path=args.predictions,
         gold_path=args.gold,
@@ -140,7 +176,19 @@ def _cmd_score(args: argparse.Namespace) -> None:
 
 def _cmd_compare(args: argparse.Namespace) -> None:
     from biomedquant.scoring import compare_to_baseline
+    from biomedquant.scoring_inputs import check_scoring_inputs
 
+    check_scoring_inputs(
+        dataset=args.dataset,
+        gold_path=args.gold,
+        predictions={
+            "baseline predictions": args.baseline_predictions,
+            "predictions": args.predictions,
+        },
+        out_path=args.out,
+        level=args.level,
+        resamples=args.resamples,
+    )
     compare_to_baseline(
         baseline_path=args.baseline_predictions,
         predictions_path=args.predictions,
@@ -159,25 +207,33 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 
 def _cmd_aggregate(args: argparse.Namespace) -> None:
     from biomedquant.scoring import aggregate_comparisons, aggregate_scores
+    from biomedquant.scoring_inputs import check_out_path
 
+    check_out_path(args.out, {f"input #{i}": path for i, path in enumerate(args.files, 1)})
     fn = aggregate_scores if args.kind == "scores" else aggregate_comparisons
     n = fn(args.files, args.out)
     print(f"{n} rows -> {args.out}")
 
 
 def _load_config(args: argparse.Namespace) -> dict[str, Any]:
-    """A study config from --config (YAML file) or --config-json (as the workflow passes it)."""
-    import yaml
+    """A study config from --config (YAML file: strict parse and the workflow's schema, with
+    its defaults) or --config-json (parts of a config the workflow already validated)."""
+    from biomedquant.config_loader import load_config
 
-    if args.config_json:
+    if args.config_json is not None:
+        if not isinstance(args.config_json, dict):
+            raise ValueError("--config-json must be a JSON object")
         return args.config_json
-    return yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+    return load_config(args.config)
 
 
 def _cmd_plan(args: argparse.Namespace) -> None:
+    from biomedquant.config_checks import check_group_sizes
     from biomedquant.plan import FIT_COLUMNS, GPU_SIZES_GIB, fit_rows, plot_fit, write_csv
 
-    rows = fit_rows(_load_config(args))
+    config = _load_config(args)
+    check_group_sizes(config)  # a group wider than a layer fails GPTQ only after calibration
+    rows = fit_rows(config)
     if args.out:
         write_csv(args.out, FIT_COLUMNS, rows)
     if args.figure:
@@ -223,6 +279,8 @@ def _cmd_perplexity_table(args: argparse.Namespace) -> None:
 def _cmd_cache(args: argparse.Namespace) -> None:
     from biomedquant.generation_cache import cache_summary, clear_cache
 
+    if args.action == "info" and args.model_key is not None:
+        raise ValueError("--model-key only applies to 'cache clear'")
     if args.action == "clear":
         n = clear_cache(args.dir, args.model_key)
         print(f"removed {n} file(s) from {args.dir}")
@@ -234,9 +292,15 @@ def _cmd_cache(args: argparse.Namespace) -> None:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
+    from biomedquant.config_loader import load_yaml
     from biomedquant.doctor import run_doctor
 
-    findings, code = run_doctor(_load_config(args), args.workdir)
+    # The raw file: the doctor validates it against the schema first and reports what fails.
+    config = args.config_json if args.config_json is not None else load_yaml(args.config)
+    source = "--config-json" if args.config_json is not None else args.config
+    findings, code = run_doctor(
+        config, args.workdir, source=source, strict_revisions=args.strict_revisions
+    )
     for f in findings:
         print(f.line())
     return code
@@ -293,7 +357,7 @@ def _config_args(s: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="biomedquant", description=__doc__)
+    p = OneLineErrorParser(prog="biomedquant", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -305,6 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", required=True)
     s.add_argument("--base-url", required=True, help="upstream base URL, a folder, or 'demo'")
     s.add_argument("--out", required=True)
+    s.add_argument(
+        "--lock",
+        default="resources/raw/checksums.lock",
+        help="hashes of files without a pinned one, recorded on first download ('' = off)",
+    )
+    s.add_argument("--timeout", type=_positive, default=60.0, help="seconds per read")
+    s.add_argument("--deadline", type=_positive, default=3600.0, help="seconds per file")
     s.set_defaults(func=_cmd_download)
 
     s = sub.add_parser("prepare", help="parse, validate and subsample a split into JSON Lines")
@@ -320,6 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True)
     s.add_argument("--spec", required=True, type=_json_arg, help="the model's config entry")
     s.add_argument("--out", required=True)
+    s.add_argument(
+        "--strict-revisions",
+        action="store_true",
+        help="refuse a Hugging Face revision that is not a full commit hash (e.g. main)",
+    )
     s.set_defaults(func=_cmd_fetch)
 
     s = sub.add_parser("quantize", help="quantize a fetched model with one method")
@@ -409,12 +485,19 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("doctor", help="check this machine against a study config, before it runs")
     _config_args(s)
     s.add_argument("--workdir", default=".", help="where the workflow will write")
+    s.add_argument(
+        "--strict-revisions",
+        action="store_true",
+        help="fail on models not pinned to a commit hash (also on with strict_revisions: true)",
+    )
     s.set_defaults(func=_cmd_doctor)
 
     s = sub.add_parser("cache", help="show or clear the generation cache")
     s.add_argument("action", choices=["info", "clear"])
     s.add_argument("--dir", default="resources/generation_cache", help="the cache folder")
-    s.add_argument("--model-key", help="clear only this model's generations")
+    s.add_argument(
+        "--model-key", help="clear only this model's generations (a key listed by 'cache info')"
+    )
     s.set_defaults(func=_cmd_cache)
 
     s = sub.add_parser("memory-table", help="estimates beside the memory the runs measured")
@@ -471,29 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; failures are reported by :func:`run_reporting_errors`."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        code = args.func(args)
-    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:
-        print(f"biomedquant {args.command}: error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        # Outputs are written under a temporary name and renamed when complete, so what
-        # was there before is intact; the half-written temporary file is already removed.
-        print(
-            f"biomedquant {args.command}: error: no space left on the device"
-            f" ({err.filename or 'while writing'}); earlier results are intact."
-            " Free space and rerun.",
-            file=sys.stderr,
-        )
-        return 1
-    return int(code or 0)
+    return run_reporting_errors(args.func, args, args.command, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 A study that dies after six hours because bitsandbytes is missing, the disk is full or the
 70B model does not fit the GPU wastes a GPU-day. The doctor reads the config and reports, in
-plain lines marked ok / warn / FAIL: package versions against the pins, the GPUs and what fits
-them (from the fit estimator), free disk against what the study will write, and whether each
-model can be fetched without a network.
+plain lines marked ok / warn / FAIL: the config against the workflow's schema (first: the
+other checks read it), model revisions and GPTQ group sizes, package versions against the pins,
+the GPUs and what fits them (from the fit estimator), free disk against what the study will
+write, and whether each model can be fetched without a network.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from biomedquant.config_checks import GroupSizeError, check_group_sizes, unpinned_models
+from biomedquant.config_loader import ConfigError, validate_config
 from biomedquant.memory import shape_for_model, weight_bytes
 from biomedquant.plan import fit_rows
 
@@ -182,9 +185,48 @@ def check_models(config: dict[str, Any]) -> list[Finding]:
     return out
 
 
-def run_doctor(config: dict[str, Any], workdir: str | Path = ".") -> tuple[list[Finding], int]:
-    """Every finding, and the exit code: 1 when a FAIL blocks the study, else 0."""
+def check_config(config: dict[str, Any], strict_revisions: bool = False) -> list[Finding]:
+    """Revisions (FAIL under strict revisions, else a warning) and GPTQ group sizes."""
+    out = []
+    strict = strict_revisions or bool(config.get("strict_revisions"))
+    unpinned = unpinned_models(config)
+    if unpinned:
+        names = ", ".join(name for name, _ in unpinned[:6]) + ("..." if len(unpinned) > 6 else "")
+        out.append(
+            Finding(
+                "FAIL" if strict else "warn",
+                "revisions",
+                f"{len(unpinned)} Hugging Face model(s) not pinned to a commit hash ({names})"
+                + (": strict revisions refuse to run them" if strict else "")
+                + "; see README, 'Pinning model revisions'",
+            )
+        )
+    try:
+        check_group_sizes(config)
+    except GroupSizeError as err:
+        out.append(Finding("FAIL", "gptq", str(err)))
+    return out
+
+
+def run_doctor(
+    config: Any,
+    workdir: str | Path = ".",
+    *,
+    source: str = "config",
+    strict_revisions: bool = False,
+) -> tuple[list[Finding], int]:
+    """Every finding, and the exit code: 1 when a FAIL blocks the study, else 0.
+
+    The config is validated against the workflow's schema first; when it fails, that is the
+    only finding (every other check reads the config's keys).
+    """
+    try:
+        config = validate_config(config, source)
+    except ConfigError as err:
+        return [Finding("FAIL", "config", str(err))], 1
     findings = [
+        Finding("ok", "config", f"{source} is valid against the workflow's schema"),
+        *check_config(config, strict_revisions),
         *check_packages(),
         *check_gpus(config, gpus()),
         *check_disk(config, Path(workdir)),

@@ -11,13 +11,19 @@ One SQLite file per model key under the cache folder: concurrent jobs of one mod
 (SQLite serializes writers), and clearing one model is deleting one file. SQLite locking is
 unreliable on some network file systems; on a cluster put the cache on node-local or
 lock-capable storage, or turn it off (``inference.generation_cache.enabled: false``).
+
+A cache file that SQLite cannot read (a disk fault, a copy cut short) is moved aside under a
+name that says so, with a warning naming it, and the run goes on with a fresh cache: a cache
+only saves time, so losing one never stops a study.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -51,6 +57,51 @@ def entry_key(prompt: str, decoding: dict[str, Any]) -> str:
     return sha256_text(json.dumps({"prompt": prompt, "decoding": decoding}, sort_keys=True))
 
 
+class CacheKeyError(ValueError):
+    """A model key that names no cache file in the folder."""
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """Open a cache file and make sure it is a readable cache (raises sqlite3.DatabaseError)."""
+    # SQLite creates files 0644 at most; made here first, the file follows the umask (a
+    # group-shared cache stays writable by the group). Its WAL files copy its mode.
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o666))
+    db = sqlite3.connect(path, timeout=120)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
+        db.execute("SELECT COUNT(*) FROM generations").fetchone()
+        db.commit()
+    except sqlite3.DatabaseError:
+        db.close()
+        raise
+    return db
+
+
+def is_corrupt(err: sqlite3.DatabaseError) -> bool:
+    """Damage to the file itself, not a lock, permission or a missing table (those are
+    OperationalError and say nothing about the file's contents)."""
+    return not isinstance(err, sqlite3.OperationalError)
+
+
+def move_aside(path: Path, err: Exception) -> Path:
+    """Move a corrupt cache file (and its WAL/SHM companions) out of the way; return where."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for companion in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
+        if companion.exists():
+            companion.rename(target.with_name(target.name + companion.name[len(path.name) :]))
+    log.warning(
+        "generation cache %s is unreadable (%s): moved aside to %s; going on without it",
+        path,
+        err,
+        target,
+    )
+    return target
+
+
 class GenerationCache:
     """Generations of one model key: ``get_many`` before generating, ``put_many`` after each
     batch (committed at once, so a killed job keeps every batch it finished)."""
@@ -58,12 +109,13 @@ class GenerationCache:
     def __init__(self, folder: str | Path, model: str) -> None:
         self.path = Path(folder) / f"{model}.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=120)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-        )
-        self._db.commit()
+        try:
+            self._db = _open(self.path)
+        except sqlite3.DatabaseError as err:
+            if not is_corrupt(err):
+                raise
+            move_aside(self.path, err)
+            self._db = _open(self.path)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -95,21 +147,51 @@ def cache_summary(folder: str | Path) -> list[dict[str, Any]]:
     """One row per model key: entries and bytes on disk."""
     rows = []
     for path in sorted(Path(folder).glob("*.sqlite")):
-        db = sqlite3.connect(path, timeout=120)
         try:
-            n = int(db.execute("SELECT COUNT(*) FROM generations").fetchone()[0])
-        finally:
-            db.close()
+            db = sqlite3.connect(path, timeout=120)
+            try:
+                n = int(db.execute("SELECT COUNT(*) FROM generations").fetchone()[0])
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as err:
+            if is_corrupt(err):
+                move_aside(path, err)
+                continue
+            if "no such table" not in str(err):
+                raise
+            n = 0  # an empty SQLite file: a cache that never stored anything
         size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
         rows.append({"model_key": path.stem, "entries": n, "bytes": size})
     return rows
 
 
+def cache_keys(folder: str | Path) -> list[str]:
+    """The model keys that have a cache file in ``folder`` (what ``cache info`` lists)."""
+    return sorted(p.stem for p in Path(folder).glob("*.sqlite") if p.is_file())
+
+
 def clear_cache(folder: str | Path, model: str | None = None) -> int:
-    """Delete the cache of one model key, or all of it; returns the files removed."""
-    pattern = f"{model}.sqlite*" if model else "*.sqlite*"
-    removed = 0
-    for path in Path(folder).glob(pattern):
+    """Delete the cache of one model key, or all of it; returns the files removed.
+
+    A model key must be one of :func:`cache_keys`: a path (``../x``), a pattern or an empty
+    string never reaches the file system, so nothing outside the cache, and never the whole
+    cache by accident, is deleted.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no cache folder {folder}")
+    if model is not None:
+        keys = cache_keys(folder)
+        if model not in keys:
+            shown = ", ".join(k[:12] + "..." for k in keys[:5]) or "none"
+            raise CacheKeyError(
+                f"--model-key {model!r} is not a cache in {folder} (keys: {shown}; "
+                "`biomedquant cache info` lists them in full)"
+            )
+        names = [f"{model}.sqlite{suffix}" for suffix in ("", "-wal", "-shm")]
+        paths = [folder / n for n in names if (folder / n).exists()]
+    else:
+        paths = [p for p in folder.glob("*.sqlite*") if p.is_file()]
+    for path in paths:
         path.unlink()
-        removed += 1
-    return removed
+    return len(paths)

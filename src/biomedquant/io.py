@@ -2,19 +2,98 @@
 
 Every output of the pipeline is written to a temporary sibling and renamed into place, so a
 killed job never leaves a half-written file that a later run would mistake for a finished one.
+Temporary names carry the writer's host and process id: a job killed outright (``kill -9``)
+leaves its temporary behind, and the next writer of the same target on the same host removes
+it once that process is gone. (A temporary left by another host is kept: its process cannot be
+looked up from here, and on a shared file system it may still be writing.)
+
+Finished files and folders get the permissions the user's umask allows (the temporary ones
+Python creates are private, 0600 and 0700, which a lab's group could not read).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask. POSIX offers no way to read it without setting it, so it is set and
+    restored under a lock (threads of this process never see a changed umask)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _open_to_umask(path: Path, is_dir: bool) -> None:
+    """Give a temporary file or folder the mode a plain ``open``/``mkdir`` would have."""
+    os.chmod(path, (0o777 if is_dir else 0o666) & ~current_umask())
+
+
+def _host_tag() -> str:
+    """Eight hex digits naming this host: host names may hold dots and dashes, which would
+    make temporary names ambiguous."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.{_host_tag()}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove temporaries of ``path`` left by writers that no longer run; return them.
+
+    Only names of exactly the shape this module makes (``.NAME.HOST-PID-XXXXXXXX.tmp``) count,
+    so the temporaries of a sibling whose name starts the same (``a.json`` and
+    ``a.json.provenance.json``) are never touched, nor those of a writer still running or of
+    another host.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    shape = re.compile(rf"\.{re.escape(path.name)}\.([0-9a-f]{{8}})-(\d+)-[A-Za-z0-9_]+\.tmp")
+    host = _host_tag()
+    removed = []
+    for entry in path.parent.iterdir():
+        m = shape.fullmatch(entry.name)
+        if not m or m.group(1) != host:
+            continue
+        pid = int(m.group(2))
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        log.warning("removing %s, left by an interrupted writer", entry)
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
 
 
 @contextmanager
@@ -22,10 +101,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        _open_to_umask(tmp_path, is_dir=False)
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
@@ -38,8 +119,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; move it onto ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
+        _open_to_umask(tmp, is_dir=True)
         yield tmp
         if path.exists():
             shutil.rmtree(path)
@@ -56,6 +139,22 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> int:
+    """A CSV table with a header, written atomically; missing or None cells are empty.
+
+    Keys outside ``columns`` are left out, so a row may carry fields a table does not show.
+    Returns the number of rows written.
+    """
+    n = 0
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+            n += 1
+    return n
 
 
 def read_json(path: str | Path) -> Any:

@@ -12,12 +12,12 @@ GPU sizes are marketed in GiB ("40 GB" A100 = 40 GiB = 42.9 GB) while the tables
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 from typing import Any
 
 from biomedquant.io import atomic_path, read_json
+from biomedquant.io import write_csv as io_write_csv
 from biomedquant.memory import GIB, estimate, shape_for_model, weight_bytes
 
 GPU_SIZES_GIB = (24, 40, 48, 80)
@@ -104,11 +104,9 @@ def fit_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def write_csv(path: str | Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    """The package's one CSV writer (:func:`biomedquant.io.write_csv`), kept under this name
+    for the callers that import it from here."""
+    io_write_csv(path, columns, rows)
 
 
 RUN_PATH = re.compile(r"(?P<model>[^/]+)/(?P<method>[^/]+)/(?P<dataset>[^/]+)/[^/]+\.run\.json$")

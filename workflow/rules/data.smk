@@ -13,7 +13,8 @@ rule download_dataset:
         base_url=config["data"]["base_url"],
     shell:
         "biomedquant download --dataset {wildcards.dataset} --split {wildcards.split}"
-        " --base-url {params.base_url:q} --out {output.raw:q} > {log:q} 2>&1"
+        " --base-url {params.base_url:q} --out {output.raw:q}"
+        " --lock resources/raw/checksums.lock > {log:q} 2>&1"
 
 
 rule prepare_dataset:

@@ -2,12 +2,18 @@
 
 The file is written to a temporary name and renamed only once complete and verified, so a
 failed or interrupted download never leaves a file behind that a later run would trust.
+
+A transfer is complete only when it has as many bytes as the server announced
+(``Content-Length``); a short one is retried like any network error. Each read has a timeout
+and each file an overall deadline, so a server that trickles a byte every few seconds cannot
+stall a study for days. URLs are logged and recorded without the ``user:password@`` part.
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
 import logging
-import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -28,6 +34,20 @@ class ChecksumError(RuntimeError):
 
 class DownloadError(RuntimeError):
     """A file could not be fetched after all retries."""
+
+
+class TransferError(OSError):
+    """One attempt failed in a way worth retrying: cut short, too slow, or a network error."""
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials (``https://user:pass@host/x`` -> ``https://***@host/x``),
+    for logs, errors and provenance."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 @dataclass
@@ -65,10 +85,55 @@ def source_url(base_url: str, relpath: str) -> str:
     return base_url.rstrip("/") + "/" + quoted
 
 
-def _stream(url: str, dest: Path, timeout: float, chunk: int = 1 << 20) -> None:
-    req = urllib.request.Request(url, headers={"User-Agent": "biomedquant"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp, dest.open("wb") as fh:
-        shutil.copyfileobj(resp, fh, chunk)
+def _with_basic_auth(url: str) -> tuple[str, dict[str, str]]:
+    """urllib does not read ``user:password@`` from a URL: send it as a Basic auth header."""
+    headers = {"User-Agent": "biomedquant"}
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("http", "https") and "@" in parts.netloc:
+        userinfo, host = parts.netloc.rsplit("@", 1)
+        user, _, password = userinfo.partition(":")
+        token = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+        headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+        url = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return url, headers
+
+
+def _content_length(resp: object) -> int | None:
+    value = getattr(resp, "headers", {}).get("Content-Length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _stream(url: str, dest: Path, timeout: float, deadline: float, chunk: int = 1 << 16) -> int:
+    """One attempt: copy the body to ``dest``; raise :class:`TransferError` when it is cut
+    short, exceeds the deadline (seconds for the whole file) or fails on the network."""
+    start = time.monotonic()
+    plain_url, headers = _with_basic_auth(url)
+    req = urllib.request.Request(plain_url, headers=headers)
+    got = 0
+    try:
+        with urllib.request.urlopen(req, timeout=min(timeout, deadline)) as resp:
+            expected = _content_length(resp)
+            # read1 returns what one read of the socket gives, so the deadline is checked at
+            # least once per per-read timeout, however slowly the bytes come.
+            read = getattr(resp, "read1", resp.read)
+            with dest.open("wb") as fh:
+                while block := read(chunk):
+                    fh.write(block)
+                    got += len(block)
+                    if time.monotonic() - start > deadline:
+                        raise TransferError(
+                            f"not complete after the {deadline:g} s deadline ({got} bytes)"
+                        )
+    except http.client.HTTPException as err:  # e.g. IncompleteRead of a chunked body
+        raise TransferError(
+            f"transfer broken off after {got} bytes ({type(err).__name__})"
+        ) from err
+    if expected is not None and got != expected:
+        raise TransferError(f"transfer cut short: {got} of {expected} bytes")
+    return got
 
 
 def fetch_file(
@@ -80,34 +145,46 @@ def fetch_file(
     retries: int = 3,
     backoff: float = 1.0,
     timeout: float = 60.0,
+    deadline: float = 3600.0,
+    hash_source: str = "the registry",
 ) -> FetchResult:
     """Download ``relpath`` under ``base_url`` to ``dest`` and verify its SHA-256.
 
     ``expected_sha256=None`` means the hash could not be pinned; the observed hash is returned
-    so the caller records it in the provenance, and a warning says the file is unverified.
+    so the caller records it (in the lock file and the provenance). ``timeout`` bounds each
+    read, ``deadline`` each attempt at the whole file. ``hash_source`` says where the
+    expected hash comes from, for the error message.
     """
     url = source_url(base_url, relpath)
+    shown = redact_url(url)
     dest = Path(dest)
     last_err: Exception | None = None
     with atomic_path(dest) as tmp:
         for attempt in range(1, retries + 1):
             try:
-                _stream(url, tmp, timeout)
+                _stream(url, tmp, timeout, deadline)
                 break
-            except (urllib.error.URLError, OSError, TimeoutError) as err:
-                last_err = err
-                log.warning("download %s failed (attempt %d/%d): %s", url, attempt, retries, err)
-                if attempt < retries:
-                    time.sleep(backoff * 2 ** (attempt - 1))
+            except urllib.error.HTTPError as err:
+                if 400 <= err.code < 500 and err.code not in (408, 429):  # asking again won't help
+                    raise DownloadError(
+                        f"could not download {shown}: HTTP {err.code} {err.reason}"
+                    ) from None
+                last_err = TransferError(f"HTTP {err.code} {err.reason}")
+            except (urllib.error.URLError, OSError) as err:
+                reason = getattr(err, "reason", None) or err
+                last_err = err if isinstance(err, TransferError) else TransferError(str(reason))
+            log.warning("download %s failed (attempt %d/%d): %s", shown, attempt, retries, last_err)
+            if attempt < retries:
+                time.sleep(backoff * 2 ** (attempt - 1))
         else:
-            raise DownloadError(f"could not download {url} after {retries} attempts: {last_err}")
+            raise DownloadError(f"could not download {shown} after {retries} attempts: {last_err}")
         actual = sha256_file(tmp)
         if expected_sha256 is not None and actual != expected_sha256:
             raise ChecksumError(
-                f"checksum mismatch for {url}: expected sha256 {expected_sha256}, "
-                f"got {actual}; the file was not kept"
+                f"checksum mismatch for {shown}: expected sha256 {expected_sha256} "
+                f"({hash_source}), got {actual}; the file was not kept"
             )
         size = tmp.stat().st_size
     if expected_sha256 is None:
-        log.warning("%s has no pinned checksum; recording the observed sha256 %s", url, actual)
-    return FetchResult(str(dest), url, actual, expected_sha256, expected_sha256 is not None, size)
+        log.warning("%s has no pinned checksum; its observed sha256 is %s", shown, actual)
+    return FetchResult(str(dest), shown, actual, expected_sha256, expected_sha256 is not None, size)

@@ -8,10 +8,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from biomedquant.datasets.download import DEMO_SOURCE, demo_manifest, fetch_file
+from biomedquant.datasets.checksum_lock import ChecksumLock
+from biomedquant.datasets.download import DEMO_SOURCE, ChecksumError, demo_manifest, fetch_file
 from biomedquant.datasets.readers import Record, read_source
 from biomedquant.datasets.registry import DatasetSpec, get_dataset
-from biomedquant.io import sha256_file, write_json, write_jsonl
+from biomedquant.io import read_json, sha256_file, write_json, write_jsonl
 from biomedquant.provenance import now, versions
 
 
@@ -45,18 +46,79 @@ def fewshot_split(name: str, base_url: str) -> str:
     return spec.fewshot_split
 
 
-def download_split(name: str, split: str, base_url: str, dest: str | Path) -> dict[str, Any]:
-    """Fetch the source file of ``name``/``split`` and write its provenance beside it."""
+def download_split(
+    name: str,
+    split: str,
+    base_url: str,
+    dest: str | Path,
+    *,
+    lock_path: str | Path | None = None,
+    timeout: float = 60.0,
+    deadline: float = 3600.0,
+) -> dict[str, Any]:
+    """Fetch the source file of ``name``/``split`` and write its provenance beside it.
+
+    A file without a pinned hash is checked against ``lock_path`` (see
+    :mod:`biomedquant.datasets.checksum_lock`), and recorded there on its first download.
+    """
     spec = get_dataset(name)
     if split not in spec.files:
         raise KeyError(f"dataset {name!r} has no split {split!r}; it has {list(spec.files)}")
     src = spec.files[split]
-    result = fetch_file(base_url, src.path, dest, expected_hash(spec, split, base_url))
+    expected = expected_hash(spec, split, base_url)
+    hash_source = "the demo manifest" if base_url == DEMO_SOURCE else "the registry"
+    lock = ChecksumLock(lock_path) if lock_path and expected is None else None
+    locked = lock.get(src.path) if lock else None
+    if locked is not None:
+        expected, hash_source = locked.sha256, f"recorded in {lock_path} on first download"
+    result = fetch_file(
+        base_url,
+        src.path,
+        dest,
+        expected,
+        timeout=timeout,
+        deadline=deadline,
+        hash_source=hash_source,
+    )
+    if lock is not None and locked is None:
+        entry = lock.record(src.path, result.sha256, result.bytes)
+        if entry.sha256 != result.sha256:  # another job recorded a different file first
+            Path(dest).unlink(missing_ok=True)
+            raise ChecksumError(
+                f"checksum mismatch for {result.url}: {lock_path} holds sha256 {entry.sha256},"
+                f" this download gave {result.sha256}; the file was not kept"
+            )
+        hash_source = f"none pinned: recorded in {lock_path} (first download)"
+        result.verified = False
+    elif expected is None:
+        hash_source = "none pinned (no lock file in use)"
     prov = {"dataset": name, "split": split, "source_path": src.path, "reader": src.reader}
     prov.update(asdict(result))
+    prov["hash_source"] = hash_source
+    prov["demo"] = base_url == DEMO_SOURCE
     prov["downloaded_at"] = now()
     write_json(f"{dest}.provenance.json", prov)
     return prov
+
+
+def check_official_size(spec: DatasetSpec, split: str, n_items: int, raw_path: str | Path) -> None:
+    """A full test split must hold the benchmark's official number of items.
+
+    A file cut short (where neither a pinned hash nor the server's length could tell) then
+    fails here instead of being scored as if it were the benchmark. Only test sizes are
+    published; the packaged demo holds small samples and is exempt.
+    """
+    if split != "test":
+        return
+    prov_path = Path(f"{raw_path}.provenance.json")
+    if prov_path.exists() and read_json(prov_path).get("demo"):
+        return
+    if n_items != spec.test_size:
+        raise DatasetValidationError(
+            f"{spec.name}/test ({raw_path}): {n_items} items, but the official test set has "
+            f"{spec.test_size}: the download may be cut short or the file is not the benchmark's"
+            " test split (delete it and download again)"
+        )
 
 
 def validate_records(spec: DatasetSpec, records: list[Record], where: str) -> None:
@@ -143,6 +205,7 @@ def prepare_split(
     records = read_source(raw_path, spec.files[split].reader)
     validate_records(spec, records, f"{name}/{split} ({raw_path})")
     n_source = len(records)
+    check_official_size(spec, split, n_source, raw_path)
     if limit:
         records = stratified_sample(spec, records, limit, seed)
     write_jsonl(out_path, records)

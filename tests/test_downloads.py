@@ -1,0 +1,270 @@
+"""Downloads against real local HTTP servers (127.0.0.1 only) that cut, trickle and fail.
+
+Each server misbehaves in one way a real one does: a body cut short of its Content-Length, a
+connection closed mid-transfer, a byte every few tenths of a second, errors, a changed file.
+Every case is bounded in time: per-read timeouts and per-file deadlines of a second or two.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from biomedquant.datasets.checksum_lock import ChecksumLock
+from biomedquant.datasets.download import (
+    ChecksumError,
+    DownloadError,
+    demo_root,
+    fetch_file,
+    redact_url,
+)
+from biomedquant.datasets.prepare import DatasetValidationError, download_split, prepare_split
+from biomedquant.datasets.registry import get_dataset
+from biomedquant.io import _host_tag, atomic_path, read_json
+
+BODY = b"0123456789" * 100  # 1000 bytes
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """Behaviour by the first path part: full, cut, cut-once, trickle, fail, fail-once,
+    missing, tree (files of ``server.root`` at their relative path)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:  # keep test output clean
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+        server = self.server
+        kind, _, rest = self.path.lstrip("/").partition("/")
+        server.hits[kind] += 1
+        server.auth.append(self.headers.get("Authorization"))
+        body = BODY
+        if kind == "tree":
+            path = server.root / urllib.parse.unquote(rest)
+            if not path.is_file():
+                return self._status(404)
+            body = path.read_bytes()
+        if kind == "fail" or (kind == "fail-once" and server.hits[kind] == 1):
+            return self._status(503)
+        if kind == "missing":
+            return self._status(404)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if kind == "cut" or (kind == "cut-once" and server.hits[kind] == 1):
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return None
+        if kind == "trickle":
+            for i in range(len(body)):
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                time.sleep(server.trickle_s)
+            return None
+        self.wfile.write(body)
+        return None
+
+    def _status(self, code: int) -> None:
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+class QuietServer(http.server.ThreadingHTTPServer):
+    """A client that gives up mid-transfer (the point of these tests) breaks the server's
+    pipe: expected here, so not printed."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
+@contextmanager
+def misbehaving_server(root: Path) -> Iterator[http.server.ThreadingHTTPServer]:
+    """A :class:`Handler` server on 127.0.0.1 (an unused port), serving ``root`` under /tree/."""
+    srv = QuietServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    srv.hits = Counter()
+    srv.auth = []
+    srv.root = root
+    srv.trickle_s = 0.2
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    with misbehaving_server(tmp_path / "served") as srv:
+        yield srv
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_a_full_transfer_is_kept(server, tmp_path):
+    res = fetch_file(server.url, "full/x.bin", tmp_path / "x.bin", None, backoff=0.01)
+    assert (tmp_path / "x.bin").read_bytes() == BODY and res.bytes == len(BODY)
+
+
+def test_a_transfer_cut_short_of_its_length_is_retried_then_fails(server, tmp_path):
+    with pytest.raises(DownloadError, match="after 3 attempts: transfer cut short: 500 of 1000"):
+        fetch_file(server.url, "cut/x.bin", tmp_path / "x.bin", None, backoff=0.01, timeout=2)
+    assert server.hits["cut"] == 3
+    assert not (tmp_path / "x.bin").exists() and _leftovers(tmp_path) == []
+
+
+def test_a_transfer_cut_once_is_retried_and_completes(server, tmp_path):
+    fetch_file(server.url, "cut-once/x.bin", tmp_path / "x.bin", None, backoff=0.01, timeout=2)
+    assert server.hits["cut-once"] == 2 and (tmp_path / "x.bin").read_bytes() == BODY
+
+
+def test_a_server_error_is_retried(server, tmp_path):
+    fetch_file(server.url, "fail-once/x.bin", tmp_path / "x.bin", None, backoff=0.01)
+    assert server.hits["fail-once"] == 2
+    with pytest.raises(DownloadError, match="after 2 attempts: HTTP 503"):
+        fetch_file(server.url, "fail/x.bin", tmp_path / "y.bin", None, retries=2, backoff=0.01)
+
+
+def test_a_missing_file_fails_at_once(server, tmp_path):
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        fetch_file(server.url, "missing/x.bin", tmp_path / "x.bin", None, backoff=0.01)
+    assert server.hits["missing"] == 1  # a 404 does not improve by asking again
+
+
+def test_a_trickling_server_meets_the_per_file_deadline(server, tmp_path):
+    """One byte every 0.2 s never trips the 5 s per-read timeout; the 1 s deadline ends it."""
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="not complete after the 1 s deadline"):
+        fetch_file(
+            server.url, "trickle/x.bin", tmp_path / "x.bin", None,
+            retries=2, backoff=0.01, timeout=5, deadline=1,
+        )  # fmt: skip
+    elapsed = time.monotonic() - start
+    print(f"trickle: gave up after {elapsed:.1f} s (2 attempts, 1 s deadline each)")
+    assert elapsed < 30  # bounded: without the deadline this transfer takes 200 s per try
+    assert not (tmp_path / "x.bin").exists() and _leftovers(tmp_path) == []
+
+
+def test_credentials_in_the_url_are_never_logged(server, tmp_path, caplog):
+    assert redact_url("https://ann:s3cret@host/a?b=1") == "https://***@host/a?b=1"
+    assert redact_url("https://host/a") == "https://host/a"
+    base = server.url.replace("http://", "http://ann:s3cret@")
+    with pytest.raises(DownloadError) as err:
+        fetch_file(base, "fail/x.bin", tmp_path / "x.bin", None, retries=2, backoff=0.01)
+    res = fetch_file(base, "full/x.bin", tmp_path / "x.bin", None, backoff=0.01)
+    assert "s3cret" not in str(err.value) and "s3cret" not in caplog.text
+    assert "s3cret" not in res.url and "***@127.0.0.1" in res.url
+    assert server.auth[-1] == "Basic " + base64.b64encode(b"ann:s3cret").decode()  # still used
+
+
+def _serve_chemprot(server, text: str) -> str:
+    """The demo ChemProt test file at its upstream path: the registry pins no hash for it."""
+    rel = get_dataset("chemprot").files["test"].path
+    assert get_dataset("chemprot").files["test"].sha256 is None
+    (server.root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (server.root / rel).write_text(text, encoding="utf-8")
+    return rel
+
+
+def test_a_file_without_pinned_hash_is_locked_on_first_download(server, tmp_path):
+    rel = _serve_chemprot(server, (demo_root() / get_dataset("chemprot").files["test"].path)
+                          .read_text(encoding="utf-8"))  # fmt: skip
+    lock = tmp_path / "raw" / "checksums.lock"
+    base = f"{server.url}/tree/"
+    first = download_split("chemprot", "test", base, tmp_path / "a.raw", lock_path=lock)
+    entry = ChecksumLock(lock).get(rel)
+    assert entry is not None and entry.sha256 == first["sha256"]
+    assert "recorded in" in first["hash_source"] and first["verified"] is False
+    again = download_split("chemprot", "test", base, tmp_path / "b.raw", lock_path=lock)
+    assert again["verified"] is True and again["sha256"] == first["sha256"]
+    # Upstream changes (or a server without Content-Length cuts the file): refused.
+    (server.root / rel).write_text("index\tsentence\tlabel\n", encoding="utf-8")
+    with pytest.raises(ChecksumError, match=f"expected sha256 {entry.sha256} \\(recorded in"):
+        download_split("chemprot", "test", base, tmp_path / "c.raw", lock_path=lock)
+    assert not (tmp_path / "c.raw").exists()
+    assert len(lock.read_text().splitlines()) == 3  # two comment lines and one entry
+
+
+def test_prepare_refuses_a_full_test_split_of_the_wrong_size(tmp_path):
+    """A local mirror (not the demo) whose HoC test file is cut short: prepare names both
+    counts instead of scoring 10 items as if they were the benchmark's 315."""
+    mirror = tmp_path / "mirror"
+    rel = get_dataset("hoc").files["test"].path
+    (mirror / rel).parent.mkdir(parents=True)
+    shutil.copy2(demo_root() / rel, mirror / rel)
+    raw = tmp_path / "hoc.raw"
+    prov = fetch_file(str(mirror), rel, raw, None)
+    (tmp_path / "hoc.raw.provenance.json").write_text('{"demo": false}')
+    with pytest.raises(DatasetValidationError, match="items, but the official test set has 315"):
+        prepare_split("hoc", "test", raw, tmp_path / "hoc.jsonl")
+    assert prov.bytes > 0 and not (tmp_path / "hoc.jsonl").exists()
+    # The packaged demo holds small samples on purpose: exempt.
+    download_split("hoc", "test", "demo", tmp_path / "demo.raw")
+    assert prepare_split("hoc", "test", tmp_path / "demo.raw", tmp_path / "d.jsonl")["n_source"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_download_leaves_no_temporary_file(server, tmp_path, sig):
+    """SIGTERM is what SLURM sends at a time limit and Snakemake on cancel; SIGINT is Ctrl-C."""
+    rel = _serve_chemprot(server, "x" * 200)
+    server.trickle_s = 0.05
+    out = tmp_path / "raw" / "chemprot" / "test.raw"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "biomedquant.cli", "download", "--dataset", "chemprot",
+         "--split", "test", "--base-url", f"{server.url}/trickle/", "--out", str(out),
+         "--lock", str(tmp_path / "checksums.lock")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out.parent.is_dir() and _leftovers(out.parent)):
+        time.sleep(0.05)
+    assert _leftovers(out.parent), "the download never started"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    assert f"stopped by {signal.Signals(sig).name}" in err and "Traceback" not in err
+    assert _leftovers(out.parent) == [] and not out.exists() and rel
+
+
+def test_a_stale_temporary_of_a_killed_writer_is_removed_on_the_next_start(tmp_path):
+    """kill -9 runs no handler: the next writer of the same target removes what it left."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = _host_tag()
+    target = tmp_path / "a.json"
+    stale = tmp_path / f".a.json.{host}-{dead.pid}-abcd1234.tmp"
+    stale.write_text("half")
+    stale_dir = tmp_path / f".a.json.{host}-{dead.pid}-dir12345.tmp"
+    stale_dir.mkdir()
+    keep = [
+        tmp_path / f".a.json.{host}-{os.getppid()}-live1234.tmp",  # a writer still running
+        tmp_path / f".a.json.0000abcd-{dead.pid}-other123.tmp",  # another host's: unknown
+        tmp_path / f".a.json.provenance.json.{host}-{dead.pid}-abcd1234.tmp",  # another target
+    ]
+    for path in keep:
+        path.write_text("busy")
+    with atomic_path(target) as tmp:
+        tmp.write_text("{}")
+    assert not stale.exists() and not stale_dir.exists()
+    assert all(p.exists() for p in keep) and read_json(target) == {}
