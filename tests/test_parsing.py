@@ -5,13 +5,18 @@ from __future__ import annotations
 import pytest
 
 from biomedquant.datasets.registry import get_dataset
-from biomedquant.tasks import AMBIGUOUS, EMPTY, NO_ANSWER, OK, parse_output
+from biomedquant.parsing import parse_output
+from biomedquant.tasks import AMBIGUOUS, EMPTY, NO_ANSWER, OK
 
 TOKENS = ["Cisplatin", "-", "induced", "nephrotoxicity", "in", "rats", "."]
 NER_REC = {"id": "1", "tokens": TOKENS, "tags": []}
 O7 = ["O"] * 7
 B0 = ["B", "O", "O", "O", "O", "O", "O"]
 SPAN = '<span class="chemical">'
+
+
+def parse(dataset, output, rec):
+    return parse_output(dataset, output, rec, "zero-shot")
 
 
 @pytest.mark.parametrize(
@@ -42,8 +47,8 @@ SPAN = '<span class="chemical">'
     ],
 )
 def test_ner_parser(output, tags, status):
-    parsed = parse_output(output, get_dataset("bc5cdr_chem"), NER_REC)
-    assert (parsed.prediction, parsed.status) == (tags, status)
+    parsed = parse("bc5cdr_chem", output, NER_REC)
+    assert parsed[:2] == (tags, status)
 
 
 @pytest.mark.parametrize(
@@ -72,8 +77,8 @@ def test_ner_parser(output, tags, status):
     ],
 )
 def test_relation_parser(dataset, output, expected, status):
-    parsed = parse_output(output, get_dataset(dataset), {"id": "1", "text": "", "label": ""})
-    assert (parsed.prediction, parsed.status) == (expected, status)
+    parsed = parse(dataset, output, {"id": "1", "text": "", "label": ""})
+    assert parsed[:2] == (expected, status)
 
 
 @pytest.mark.parametrize(
@@ -102,8 +107,8 @@ def test_relation_parser(dataset, output, expected, status):
     ],
 )
 def test_multilabel_parser(output, expected, status):
-    parsed = parse_output(output, get_dataset("litcovid"), {"id": "1", "text": "", "labels": []})
-    assert (sorted(parsed.prediction), parsed.status) == (sorted(expected), status)
+    parsed = parse("litcovid", output, {"id": "1", "text": "", "labels": []})
+    assert (sorted(parsed[0]), parsed[1]) == (sorted(expected), status)
 
 
 MEDQA_REC = {
@@ -143,8 +148,8 @@ MEDQA_REC = {
     ],
 )
 def test_medqa_parser(output, expected, status):
-    parsed = parse_output(output, get_dataset("medqa"), MEDQA_REC)
-    assert (parsed.prediction, parsed.status) == (expected, status)
+    parsed = parse("medqa", output, MEDQA_REC)
+    assert parsed[:2] == (expected, status)
 
 
 @pytest.mark.parametrize(
@@ -163,8 +168,8 @@ def test_medqa_parser(output, expected, status):
 )
 def test_pubmedqa_parser(output, expected, status):
     rec = {"id": "1", "question": "q", "context": "c", "options": {}, "answer": "yes"}
-    parsed = parse_output(output, get_dataset("pubmedqa"), rec)
-    assert (parsed.prediction, parsed.status) == (expected, status)
+    parsed = parse("pubmedqa", output, rec)
+    assert parsed[:2] == (expected, status)
 
 
 def test_parsers_never_raise_on_odd_input():
@@ -177,5 +182,5 @@ def test_parsers_never_raise_on_odd_input():
     }
     for name, rec in recs.items():
         for text in odd:
-            parsed = parse_output(text, get_dataset(name), rec)
-            assert parsed.status in (OK, EMPTY, NO_ANSWER, AMBIGUOUS)
+            parsed = parse(name, text, rec)
+            assert parsed[1] in (OK, EMPTY, NO_ANSWER, AMBIGUOUS)
