@@ -102,7 +102,7 @@ def find_phrases(text: str, phrases: Iterable[tuple[str, re.Pattern[str]]]) -> l
 
 def unnegated(text: str, spans: Sequence[Span]) -> list[tuple[int, str]]:
     """(position, key) of the spans that do not stand under a negation."""
-    return [(s, key) for s, _, key in spans if not negated(text, s)]
+    return [(s, key) for s, e, key in spans if not negated(text, s, e)]
 
 
 def _lines(block: str) -> list[str]:

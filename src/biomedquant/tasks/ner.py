@@ -160,12 +160,16 @@ def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[list[str], str, st
     for block in matcher.get_matching_blocks():
         for k in range(block.size):
             gold_of_out[block.b + k] = sub[block.a + k][1]
-    entities: dict[int, list[int]] = {}
+    # An entity counts only when every one of its tokens is found in the sentence: a tagged
+    # phrase that is not in it ("Muscular weakness" for "muscular dystrophy") is not read as
+    # the part of it that happens to match.
+    entities: dict[int, list[int | None]] = {}
     for oi, ent in enumerate(owner):
-        if ent is not None and oi in gold_of_out:
-            entities.setdefault(ent, []).append(gold_of_out[oi])
+        if ent is not None:
+            entities.setdefault(ent, []).append(gold_of_out.get(oi))
+    entities = {e: g for e, g in entities.items() if None not in g}
     for gidx in entities.values():
-        _mark(tags, min(gidx), max(gidx))
+        _mark(tags, min(gidx), max(gidx))  # type: ignore[type-var]
     if entities:
         return tags, OK, "marker" if marked else "tagged"
     if len(set(gold_of_out.values())) / max(1, len(gold_tokens)) >= 0.5:

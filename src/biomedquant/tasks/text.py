@@ -29,6 +29,7 @@ _MARKER = re.compile(
     r"\banswers?(?:\s+to\s+(?:this|the)\s+question)?\s*(?:is\b|would\s+be\b|will\s+be\b|:|=)"
     r"|\b(?:(?:the\s+)?(?:applicable\s+|predicted\s+|correct\s+)?labels?\s+(?:is|are)\b)"
     r"|\b(?:the\s+)?(?:correct\s+|best\s+)?(?:option|choice)\s+is\b"
+    r"|\bI\s*(?:would|will|'d)?\s+(?:choose|pick|select|go\s+with)\b"
     r"|(?m:^\s*(?:final\s+)?(?:label|labels|relation|relation\s+type|classification|prediction|"
     r"category|categories|topics?|output|decision|result|final)\s*:)",
     re.IGNORECASE,
@@ -48,6 +49,12 @@ _NEGATION = re.compile(
     r"\b(?:not(?!\s+only)|no|never|without|neither|nor|cannot|lacks?|lacking|absence\s+of|"
     r"rather\s+than|instead\s+of|other\s+than|except|excluding|rules?\s+out|ruled\s+out)\b"
     r"|n't\b",
+    re.IGNORECASE,
+)
+# Right after a mention: it is stated not to apply.
+_NEGATED_AFTER = re.compile(
+    r"\s*(?:(?:is|are|was|were|does|do)\s+not\b|(?:is|are|does|do)n't\b"
+    r"|[:=\-\u2013]\s*(?:no|false|0|absent|not\s+applicable|n/a)\b|\(\s*no\s*\))",
     re.IGNORECASE,
 )
 # Where a clause starts: sentence ends, line breaks, semicolons, colons, commas, "but".
@@ -126,16 +133,19 @@ def word_pattern(label: str) -> re.Pattern[str]:
     return re.compile(r"(?<![\w-])" + r"[\s:\-_]*".join(parts) + r"(?![\w-])", re.IGNORECASE)
 
 
-def negated(text: str, start: int) -> bool:
-    """Whether a mention starting at ``start`` stands under a negation in its clause.
+def negated(text: str, start: int, end: int | None = None) -> bool:
+    """Whether a mention at ``text[start:end]`` stands under a negation.
 
-    "does not discuss Diagnosis", "not CPR:4", "without Treatment", "rather than B": the
-    negation word comes before the mention in the same clause (clauses end at sentence
-    punctuation, line breaks, commas, "but", "however").
+    Before it, in its clause: "does not discuss Diagnosis", "not CPR:4", "without Treatment",
+    "rather than B" (clauses end at sentence punctuation, line breaks, commas, "but",
+    "however"). Right after it: "Prevention is not relevant", "Diagnosis: no",
+    "Mechanism - false".
     """
     breaks = [m.end() for m in _CLAUSE_BREAK.finditer(text, 0, start)]
     clause = text[breaks[-1] if breaks else 0 : start]
-    return bool(_NEGATION.search(clause))
+    if _NEGATION.search(clause):
+        return True
+    return end is not None and bool(_NEGATED_AFTER.match(text, end))
 
 
 def strip_list_mark(line: str) -> str:
