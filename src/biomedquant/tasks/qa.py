@@ -31,7 +31,8 @@ _LETTER_CUES = (
 )
 # After a letter opening a line, words that show the letter is the answer ("C is correct").
 _AFTER_LETTER = re.compile(
-    r"^\s*(?:is|because|since|as|would|should|seems|appears|fits|best|correct|[-\u2013\u2014=(])",
+    r"^\s*(?:(?:is|because|since|as|would|should|seems|appears|fits|best|correct|or|and|nor)\b"
+    r"|[-\u2013\u2014=(/])",
     re.IGNORECASE,
 )
 _DECISION_CUES = re.compile(
