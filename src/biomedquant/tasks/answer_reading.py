@@ -80,12 +80,16 @@ class ChoiceReader:
     ``mentions(text)``: (position, answer) of every non-negated mention.
     ``weak(text)``: looser mentions used only when there is no mention at all (bare type
     words of relation labels), or ``None``.
+    ``alternative(text)``: the answer an alternative after "or"/"no wait" starts with; by
+    default ``lead``, stricter where ``lead`` also reads weak cues (a type word after "or" in
+    "DDI-effect: an effect or pharmacokinetic interaction" is prose, not a second answer).
     """
 
     lead: Callable[[str], tuple[str, int] | None]
     answer_line: Callable[[str], str | None]
     mentions: Callable[[str], list[tuple[int, str]]]
     weak: Callable[[str], list[tuple[int, str]]] | None = None
+    alternative: Callable[[str], tuple[str, int] | None] | None = None
 
 
 def find_phrases(text: str, phrases: Iterable[tuple[str, re.Pattern[str]]]) -> list[Span]:
@@ -119,8 +123,9 @@ def opening(block: str, reader: ChoiceReader) -> tuple[str | None, str]:
     if hit is None:
         return None, NO_ANSWER
     label, end = hit
+    alternative = reader.alternative or reader.lead
     for cue in _ALTERNATIVE.finditer(first, end):
-        other = reader.lead(first[cue.end() :].lstrip(" ,:;-"))
+        other = alternative(first[cue.end() :].lstrip(" ,:;-"))
         if other is not None and other[0] != label:
             return None, AMBIGUOUS
     for line in lines[1:]:

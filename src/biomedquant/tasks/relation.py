@@ -39,7 +39,7 @@ NEGATIVE_SYNONYMS = (
 # Bare type words by label (regular expressions, whole words, any case).
 TYPE_WORDS = {
     "DDI-effect": r"effects?",
-    "DDI-mechanism": r"mechanisms?|pharmacokinetic",
+    "DDI-mechanism": r"mechanisms?",
     "DDI-advise": r"advise|advice",
     "DDI-int": r"int",
     "CPR:3": r"activators?|activates|activation|upregulat\w*|up-regulat\w*",
@@ -96,12 +96,18 @@ def reader(spec: DatasetSpec) -> ChoiceReader:
         if lab in TYPE_WORDS
     ]
 
-    def lead(line: str) -> tuple[str, int] | None:
-        for phrases in (formal, types):
+    def lead_of(line: str, tiers: tuple[list[tuple[str, re.Pattern[str]]], ...]) -> Any:
+        for phrases in tiers:
             spans = find_phrases(line, phrases)
             if spans and spans[0][0] == 0:
                 return spans[0][2], spans[0][1]
         return None
+
+    def lead(line: str) -> tuple[str, int] | None:
+        return lead_of(line, (formal, types))
+
+    def alternative(line: str) -> tuple[str, int] | None:
+        return lead_of(line, (formal,))
 
     def answer_line(line: str) -> str | None:
         hit = lead(line)
@@ -113,7 +119,9 @@ def reader(spec: DatasetSpec) -> ChoiceReader:
     def weak(text: str) -> list[tuple[int, str]]:
         return unnegated(text, find_phrases(text, types))
 
-    return ChoiceReader(lead=lead, answer_line=answer_line, mentions=mentions, weak=weak)
+    return ChoiceReader(
+        lead=lead, answer_line=answer_line, mentions=mentions, weak=weak, alternative=alternative
+    )
 
 
 def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[str | None, str, str | None]:
