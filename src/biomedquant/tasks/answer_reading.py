@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from biomedquant.tasks.json_answer import answer_field, json_value, truth
@@ -60,6 +61,9 @@ _NONE_SET = re.compile(
 )
 
 Span = tuple[int, int, str]
+# Alternatives looked at on an opening line (a degenerate output can repeat "or" thousands of
+# times; a real answer line has a few).
+MAX_ALTERNATIVES = 20
 
 
 @dataclass(frozen=True)
@@ -97,9 +101,11 @@ def find_phrases(text: str, phrases: Iterable[tuple[str, re.Pattern[str]]]) -> l
     named inside another option's text) does not count. Returns (start, end, key) by start."""
     found = [(m.start(), m.end(), key) for key, pat in phrases for m in pat.finditer(text)]
     found.sort(key=lambda s: (-(s[1] - s[0]), s[0]))
+    taken = bytearray(len(text))
     kept: list[Span] = []
     for s in found:
-        if all(s[1] <= k[0] or s[0] >= k[1] for k in kept):
+        if not any(taken[s[0] : s[1]]):
+            taken[s[0] : s[1]] = b"\x01" * (s[1] - s[0])
             kept.append(s)
     return sorted(kept)
 
@@ -124,8 +130,8 @@ def opening(block: str, reader: ChoiceReader) -> tuple[str | None, str]:
         return None, NO_ANSWER
     label, end = hit
     alternative = reader.alternative or reader.lead
-    for cue in _ALTERNATIVE.finditer(first, end):
-        other = alternative(first[cue.end() :].lstrip(" ,:;-"))
+    for cue in islice(_ALTERNATIVE.finditer(first, end), MAX_ALTERNATIVES):
+        other = alternative(first[cue.end() : cue.end() + 200].lstrip(" ,:;-"))
         if other is not None and other[0] != label:
             return None, AMBIGUOUS
     for line in lines[1:]:

@@ -138,8 +138,8 @@ def letter_reader(options: dict[str, str]) -> ChoiceReader:
         for pattern in (cue_letter, bracket, line_start):
             hits += [(m.start(1), m.end(1), m.group(1).upper()) for m in pattern.finditer(plain)]
         for m in standalone.finditer(plain):
-            before = plain[: m.start()].rstrip(" \t")
-            after = plain[m.end() :]
+            before = plain[max(0, m.start() - 40) : m.start()].rstrip(" \t")
+            after = plain[m.end() : m.end() + 40]
             word_before = re.search(r"(\w+)$", before)
             if word_before and not re.fullmatch(_LETTER_CUES, word_before.group(1), re.I):
                 continue  # "vitamin D", "type B"
@@ -172,8 +172,8 @@ def word_reader(labels: tuple[str, ...]) -> ChoiceReader:
     def mentions(text: str) -> list[tuple[int, str]]:
         hits = []
         for m in word.finditer(text):
-            before = text[: m.start()].rstrip(" \t\"'")
-            after = text[m.end() :].lstrip(" \t\"'")
+            before = text[max(0, m.start() - 40) : m.start()].rstrip(" \t\"'")
+            after = text[m.end() : m.end() + 40].lstrip(" \t\"'")
             standing_before = (
                 not before or before[-1] in "\n.,;:!?(" or _DECISION_CUES.search(before)
             )

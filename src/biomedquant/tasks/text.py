@@ -23,9 +23,9 @@ Hits = list[tuple[int, str]]
 # example headers ("Sentence:", "Question:" ...) are added per task by the caller.
 TURN_HEADERS = ("User:", "Human:", "### Human", "### Instruction", "### Input", "Instruction:")
 
-# An explicit answer marker: "Answer:", "the (final/correct) answer is", "Label(s):" ...
+# An explicit answer marker: "Answer:", "the (final/correct) answer is", "Label(s):" ... Only
+# where the marker ends matters, so words before "answer" ("final", "correct") need no pattern.
 _MARKER = re.compile(
-    r"(?:\b(?:my|the|final|correct|best|right|most\s+likely|short)\s+)*"
     r"\banswers?(?:\s+to\s+(?:this|the)\s+question)?\s*(?:is\b|would\s+be\b|will\s+be\b|:|=)"
     r"|\b(?:(?:the\s+)?(?:applicable\s+|predicted\s+|correct\s+)?labels?\s+(?:is|are)\b)"
     r"|\b(?:the\s+)?(?:correct\s+|best\s+)?(?:option|choice)\s+is\b"
@@ -57,6 +57,8 @@ _NEGATED_AFTER = re.compile(
     r"|[:=\-\u2013]\s*(?:no|false|0|absent|not\s+applicable|n/a)\b|\(\s*no\s*\))",
     re.IGNORECASE,
 )
+# How far back a negation is looked for (characters); longer clauses are cut there.
+CLAUSE_WINDOW = 200
 # Where a clause starts: sentence ends, line breaks, semicolons, colons, commas, "but".
 _CLAUSE_BREAK = re.compile(r"[.;:!?\n,]|\bbut\b|\bhowever\b|\bwhile\b|\bwhereas\b", re.IGNORECASE)
 
@@ -141,8 +143,9 @@ def negated(text: str, start: int, end: int | None = None) -> bool:
     "however"). Right after it: "Prevention is not relevant", "Diagnosis: no",
     "Mechanism - false".
     """
-    breaks = [m.end() for m in _CLAUSE_BREAK.finditer(text, 0, start)]
-    clause = text[breaks[-1] if breaks else 0 : start]
+    window = max(0, start - CLAUSE_WINDOW)  # bounded: long outputs stay linear to read
+    breaks = [m.end() for m in _CLAUSE_BREAK.finditer(text, window, start)]
+    clause = text[breaks[-1] if breaks else window : start]
     if _NEGATION.search(clause):
         return True
     return end is not None and bool(_NEGATED_AFTER.match(text, end))
