@@ -275,9 +275,10 @@ def generate(
             texts, reasons, n_new = [], [], 0
             for tokens in new[row * samples : (row + 1) * samples]:
                 # Up to and including the first end-of-sequence; the rest is padding.
-                end = next((k + 1 for k, t in enumerate(tokens) if t in stop_ids), len(tokens))
+                first = next((k for k, t in enumerate(tokens) if t in stop_ids), None)
+                end = len(tokens) if first is None else first + 1
                 text = tokenizer.decode(tokens[:end], skip_special_tokens=True)
-                text, reason = cut_at_stop(text, stop or [], ended=end < len(tokens))
+                text, reason = cut_at_stop(text, stop or [], ended=first is not None)
                 texts.append(text.strip())
                 reasons.append(reason)
                 n_new += end
