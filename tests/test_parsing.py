@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from biomedquant.datasets.readers import read_source
+from biomedquant.datasets.registry import DATASETS
 from biomedquant.parsing import parse_output
 from biomedquant.tasks import AMBIGUOUS, EMPTY, NO_ANSWER, OK
+
+from conftest import SHARED_DATA
 
 TOKENS = ["Cisplatin", "-", "induced", "nephrotoxicity", "in", "rats", "."]
 NER_REC = {"id": "1", "tokens": TOKENS, "tags": []}
@@ -305,3 +311,26 @@ def test_self_consistency_votes_over_samples_and_records_each_rule():
     rec = {"id": "1", "text": "", "label": ""}
     samples = ["Answer: DDI-int", "DDI-effect", "The answer is DDI-int.", "unsure"]
     assert parse_output("ddi", samples, rec, "sc-cot") == ("DDI-int", OK, "vote")
+
+
+REAL_MEDQA = SHARED_DATA / DATASETS["medqa"].files["test"].path
+
+
+@pytest.mark.skipif(not REAL_MEDQA.is_file(), reason="real MedQA test file is not present")
+def test_every_real_medqa_option_reads_as_itself_also_when_nested_in_another():
+    """All 1,273 items: an option given by its text, by its letter and text, or by a marked
+    lower-case letter is read as that option, including the items where one option's text
+    lies inside another's ("Hepatitis B" / "Hepatitis B vaccine")."""
+    items = read_source(REAL_MEDQA, DATASETS["medqa"].files["test"].reader)
+    nested = 0
+    for rec in items:
+        options = rec["options"]
+        nested += any(
+            a != b and re.search(rf"(?<!\w){re.escape(ta.lower())}(?!\w)", tb.lower())
+            for a, ta in options.items()
+            for b, tb in options.items()
+        )
+        for key, text in options.items():
+            for output in (f"Answer: {text}", f"{key}. {text}", f"Answer: ({key.lower()})"):
+                assert parse_output("medqa", output, rec)[:2] == (key, OK), (output, options)
+    assert len(items) == 1273 and nested == 24

@@ -93,7 +93,17 @@ def letter_reader(options: dict[str, str]) -> ChoiceReader:
     def text_spans(line: str) -> list[tuple[int, int, str]]:
         return find_phrases(line, texts)
 
+    def _norm(text: str) -> str:
+        return re.sub(r"\s+", " ", text).strip(" .;:,!").lower()
+
+    exact = {_norm(v): k for k, v in options.items() if _norm(v)}
+
     def lead(line: str) -> tuple[str, int] | None:
+        """The option a line opens with; its end covers the option's text when the letter is
+        followed by it ("E. Mixed respiratory and metabolic acidosis"), so words inside that
+        text are not read as alternatives."""
+        if _norm(line) in exact:  # the whole line is one option's text, however short ("16")
+            return exact[_norm(line)], len(line)
         spans = text_spans(line)
         if spans and spans[0][0] == 0:
             return spans[0][2], spans[0][1]
@@ -105,15 +115,15 @@ def letter_reader(options: dict[str, str]) -> ChoiceReader:
         if after.startswith(".") and re.match(r"\.\w", after):
             return None  # an abbreviation: "e.g."
         rest = after.lstrip(".):,; ")
-        others = [s for s in text_spans(rest) if s[0] == 0 and s[2] != letter]
-        if others:
+        offset = len(line) - len(rest)
+        own = [s for s in text_spans(rest) if s[0] == 0]
+        if own and own[0][2] != letter:
             return None  # "D. Heparin" when heparin is B: no clear opening
+        end = offset + own[0][1] if own else m.end()
         if not after.strip() or closed or after[0] in ".):,;":
-            return letter, m.end()
-        if m.group(2).isupper() and _AFTER_LETTER.match(after):
-            return letter, m.end()
-        if any(s[0] == 0 and s[2] == letter for s in text_spans(after.strip())):
-            return letter, m.end()
+            return letter, end
+        if m.group(2).isupper() and (own or _AFTER_LETTER.match(after)):
+            return letter, end
         return None  # "A 45-year-old ...", "a calcium channel blocker"
 
     def answer_line(line: str) -> str | None:

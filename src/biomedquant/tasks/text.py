@@ -28,7 +28,7 @@ TURN_HEADERS = ("User:", "Human:", "### Human", "### Instruction", "### Input", 
 _MARKER = re.compile(
     r"\banswers?(?:\s+to\s+(?:this|the)\s+question)?\s*(?:is\b|would\s+be\b|will\s+be\b|:|=)"
     r"|\b(?:(?:the\s+)?(?:applicable\s+|predicted\s+|correct\s+)?labels?\s+(?:is|are)\b)"
-    r"|\b(?:the\s+)?(?:correct\s+|best\s+)?(?:option|choice)\s+is\b"
+    r"|\bthe\s+(?:correct\s+|best\s+|right\s+)?(?:option|choice)\s+is\b"
     r"|\bI\s*(?:would|will|'d)?\s+(?:choose|pick|select|go\s+with)\b"
     r"|(?m:^\s*(?:final\s+)?(?:label|labels|relation|relation\s+type|classification|prediction|"
     r"category|categories|topics?|output|decision|result|final)\s*:)",
