@@ -43,6 +43,9 @@ _SECTION = re.compile(
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
 _EMPHASIS = re.compile(r"[*`]+|(?<!\w)_+|_+(?!\w)")
 _QUOTE = re.compile(r"^\s*>+\s?")
+# LaTeX answer boxes, as math-tuned models write them: "$\boxed{C}$".
+_BOXED = re.compile(r"\\boxed\s*\{([^{}]*)\}")
+_LATEX_TEXT = re.compile(r"\\(?:text|textbf|mathrm)\s*\{([^{}]*)\}")
 
 # Words that put what follows them in the same clause under negation.
 _NEGATION = re.compile(
@@ -84,13 +87,16 @@ def cut_follow_up(text: str, headers: Iterable[str] = ()) -> tuple[str, bool]:
 
 
 def clean(text: str) -> str:
-    """Drop markdown emphasis, code marks and quote marks, collapse spaces; keep line breaks.
+    """Drop markdown emphasis, code marks, quote marks and LaTeX answer boxes, collapse
+    spaces; keep line breaks.
 
     A markdown heading becomes a new paragraph (a blank line before it), so an answer segment
     ends where the model's next section starts; runs of blank lines become one.
     """
+    text = _LATEX_TEXT.sub(r"\1", (text or "").replace("\r\n", "\n"))
+    text = _BOXED.sub(r" \1 ", text).replace("$", " ")
     out: list[str] = []
-    for raw in (text or "").replace("\r\n", "\n").split("\n"):
+    for raw in text.split("\n"):
         heading = bool(_HEADING.match(raw))
         line = _QUOTE.sub("", _HEADING.sub("", raw))
         line = re.sub(r"[ \t\f\v\r]+", " ", _EMPHASIS.sub(" ", line)).strip()
