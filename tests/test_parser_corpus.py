@@ -70,3 +70,8 @@ def test_corpus_case(dataset, item, output, expect):
             sorted(expect) if isinstance(expect, list) else expect,
         ), f"rule {rule}"
         assert rule is not None
+
+
+def test_readme_states_the_corpus_size():
+    readme = (Path(__file__).parent.parent / "README.md").read_text("utf-8")
+    assert f"corpus of {len(CASES)} realistic outputs" in readme
