@@ -82,18 +82,11 @@ class ChoiceReader:
     ``lead(line)``: the answer a line starts with and where it ends, or ``None``.
     ``answer_line(line)``: the answer when the line is nothing but an answer.
     ``mentions(text)``: (position, answer) of every non-negated mention.
-    ``weak(text)``: looser mentions used only when there is no mention at all (bare type
-    words of relation labels), or ``None``.
-    ``alternative(text)``: the answer an alternative after "or"/"no wait" starts with; by
-    default ``lead``, stricter where ``lead`` also reads weak cues (a type word after "or" in
-    "DDI-effect: an effect or pharmacokinetic interaction" is prose, not a second answer).
     """
 
     lead: Callable[[str], tuple[str, int] | None]
     answer_line: Callable[[str], str | None]
     mentions: Callable[[str], list[tuple[int, str]]]
-    weak: Callable[[str], list[tuple[int, str]]] | None = None
-    alternative: Callable[[str], tuple[str, int] | None] | None = None
 
 
 def find_phrases(text: str, phrases: Iterable[tuple[str, re.Pattern[str]]]) -> list[Span]:
@@ -129,9 +122,8 @@ def opening(block: str, reader: ChoiceReader) -> tuple[str | None, str]:
     if hit is None:
         return None, NO_ANSWER
     label, end = hit
-    alternative = reader.alternative or reader.lead
     for cue in islice(_ALTERNATIVE.finditer(first, end), MAX_ALTERNATIVES):
-        other = alternative(first[cue.end() : cue.end() + 200].lstrip(" ,:;-"))
+        other = reader.lead(first[cue.end() : cue.end() + 200].lstrip(" ,:;-"))
         if other is not None and other[0] != label:
             return None, AMBIGUOUS
     for line in lines[1:]:
@@ -143,15 +135,10 @@ def opening(block: str, reader: ChoiceReader) -> tuple[str | None, str]:
 
 def single_mention(block: str, reader: ChoiceReader) -> tuple[str | None, str]:
     """The one answer ``block`` names (however often), or why there is none."""
-    for finder in (reader.mentions, reader.weak):
-        if finder is None:
-            continue
-        labels = {label for _, label in finder(block)}
-        if len(labels) == 1:
-            return labels.pop(), OK
-        if labels:
-            return None, AMBIGUOUS
-    return None, NO_ANSWER
+    labels = {label for _, label in reader.mentions(block)}
+    if len(labels) == 1:
+        return labels.pop(), OK
+    return None, AMBIGUOUS if labels else NO_ANSWER
 
 
 def read_block(block: str, reader: ChoiceReader) -> tuple[str | None, str]:

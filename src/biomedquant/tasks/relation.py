@@ -7,10 +7,11 @@ Read by the reading rule of :mod:`.answer_reading`. Besides the labels themselve
   "no relationship", "no interaction", "no DDI", "no CPR", "none", "false", "negative",
   "unrelated", "not related", "DDI-false", also with up to two words in between
   ("no known drug interaction").
-- Bare type words, used only when no label or synonym is named at all, and then only when they
-  name exactly one type: DDI "effect", "mechanism", "advise"/"advice", "int"; ChemProt
-  "activator"/"upregulates" (CPR:3), "inhibitor"/"downregulates" (CPR:4), "agonist" (CPR:5),
-  "antagonist" (CPR:6), "substrate"/"product"/"metabolite" (CPR:9).
+- Bare type words, when the answer is one (the output or its marked answer opens with it, and
+  no other type follows as an alternative): DDI "effect", "mechanism", "advise"/"advice",
+  "int"; ChemProt "activator"/"upregulates" (CPR:3), "inhibitor"/"downregulates" (CPR:4),
+  "agonist" (CPR:5), "antagonist" (CPR:6), "substrate"/"product"/"metabolite" (CPR:9). A type
+  word inside prose ("cardiomyocyte activation by the chemical ...") is not an answer.
 
 A label under negation ("not CPR:4", "rather than DDI-effect") is not an answer.
 """
@@ -96,18 +97,12 @@ def reader(spec: DatasetSpec) -> ChoiceReader:
         if lab in TYPE_WORDS
     ]
 
-    def lead_of(line: str, tiers: tuple[list[tuple[str, re.Pattern[str]]], ...]) -> Any:
-        for phrases in tiers:
+    def lead(line: str) -> tuple[str, int] | None:
+        for phrases in (formal, types):
             spans = find_phrases(line, phrases)
             if spans and spans[0][0] == 0:
                 return spans[0][2], spans[0][1]
         return None
-
-    def lead(line: str) -> tuple[str, int] | None:
-        return lead_of(line, (formal, types))
-
-    def alternative(line: str) -> tuple[str, int] | None:
-        return lead_of(line, (formal,))
 
     def answer_line(line: str) -> str | None:
         hit = lead(line)
@@ -116,12 +111,7 @@ def reader(spec: DatasetSpec) -> ChoiceReader:
     def mentions(text: str) -> list[tuple[int, str]]:
         return unnegated(text, find_phrases(text, formal))
 
-    def weak(text: str) -> list[tuple[int, str]]:
-        return unnegated(text, find_phrases(text, types))
-
-    return ChoiceReader(
-        lead=lead, answer_line=answer_line, mentions=mentions, weak=weak, alternative=alternative
-    )
+    return ChoiceReader(lead=lead, answer_line=answer_line, mentions=mentions)
 
 
 def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[str | None, str, str | None]:
