@@ -17,8 +17,6 @@ EMPTY = "empty"
 NO_ANSWER = "no_answer"
 AMBIGUOUS = "ambiguous"
 
-Hits = list[tuple[int, str]]
-
 # Lines that open a turn the model invented (its own next question, a chat turn). The prompt's
 # example headers ("Sentence:", "Question:" ...) are added per task by the caller.
 TURN_HEADERS = ("User:", "Human:", "### Human", "### Instruction", "### Input", "Instruction:")
