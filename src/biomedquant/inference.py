@@ -409,11 +409,12 @@ def run_inference(
     stops = [] if getattr(tokenizer, "chat_template", None) else stop_strings(spec)
     decoding = {
         "samples": samples,
-        "stop": stops,
         "temperature": sc_temperature if samples > 1 else 0.0,
         "max_new_tokens": limit,
         "seed": seed if samples > 1 else None,
     }
+    if stops:  # part of the generation's identity (cache key) only when it changes it
+        decoding["stop"] = stops
     # The model key is part of every item key, so neither the cache nor the partial file of an
     # interrupted run can hand over generations of another model (say, a requantized one).
     mkey = model_key(model_dir, method, backend)
