@@ -3,9 +3,12 @@ keeps why; stored raw outputs are parsed again without generating."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 
-from biomedquant.inference import cut_at_stop, generate, load_model
+from biomedquant.inference import cut_at_stop, generate, load_model, run_inference
 from biomedquant.io import read_jsonl, write_jsonl
 from biomedquant.parsing import reparse_predictions
 from biomedquant.tasks.text import cut_follow_up
@@ -94,3 +97,35 @@ def test_reparse_refuses_records_without_raw_output(tmp_path):
     write_jsonl(stored, [{"id": "1", "prediction": "DDI-false"}])
     with pytest.raises(ValueError, match="no raw 'output'"):
         reparse_predictions(stored, data, "ddi", "zero-shot", tmp_path / "o.jsonl")
+
+
+def test_plain_prompt_format_stops_at_the_next_examples_header(
+    tiny_fetched, demo_prepared, tmp_path
+):
+    """A model without a chat template gets the plain format and its stop strings; every
+    prediction keeps its raw output, why generation stopped and the rule that read it."""
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_fetched, plain)
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((plain / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    out = tmp_path / "p.jsonl"
+    run = run_inference(
+        model_dir=plain,
+        method={"kind": "none"},
+        dataset="ddi",
+        data_path=demo_prepared["ddi"],
+        prompt_method="zero-shot",
+        out_path=out,
+        run_path=tmp_path / "r.json",
+        batch_size=10,
+        max_new_tokens=6,
+    )
+    records = read_jsonl(out)
+    assert run["decoding"]["stop"] == ["\nSentence:"]
+    assert all(r["prompt"].endswith("\n\nAnswer:") for r in records)
+    assert all(r["stop_reason"] in ("stop_string", "end_of_turn", "length") for r in records)
+    assert all("\nSentence:" not in r["output"] for r in records)
+    assert sum(run["stop_reason"].values()) == len(records) == 10
+    assert all("parse_rule" in r for r in records)
