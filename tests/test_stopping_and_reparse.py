@@ -45,6 +45,8 @@ def test_follow_up_cut_keeps_an_echoed_header_on_the_first_line():
     assert cut_follow_up(text, ["Sentence:"]) == ("Sentence: <span>x</span>", True)
     assert cut_follow_up("yes\n**Question:** more", ["Question:"]) == ("yes", True)
     assert cut_follow_up("no follow-up", ["Question:"]) == ("no follow-up", False)
+    # A chat turn whose special tokens were decoded away leaves only its role name.
+    assert cut_follow_up("DDI-int\nuser\n\nClassify: x\nassistant\n\nDDI-advise")[0] == "DDI-int"
 
 
 def test_reparse_rewrites_parsed_fields_and_keeps_raw_outputs(tmp_path):

@@ -20,6 +20,9 @@ AMBIGUOUS = "ambiguous"
 # Lines that open a turn the model invented (its own next question, a chat turn). The prompt's
 # example headers ("Sentence:", "Question:" ...) are added per task by the caller.
 TURN_HEADERS = ("User:", "Human:", "### Human", "### Instruction", "### Input", "Instruction:")
+# A line that is only a role name: a chat turn whose special tokens were decoded away
+# ("<|start_header_id|>user<|end_header_id|>" reads "user").
+TURN_ROLES = {"user", "assistant", "system", "model"}
 
 # An explicit answer marker: "Answer:", "the (final/correct) answer is", "Label(s):" ... Only
 # where the marker ends matters, so words before "answer" ("final", "correct") need no pattern.
@@ -65,7 +68,8 @@ _CLAUSE_BREAK = re.compile(r"[.;:!?\n,]|\bbut\b|\bhowever\b|\bwhile\b|\bwhereas\
 
 
 def cut_follow_up(text: str, headers: Iterable[str] = ()) -> tuple[str, bool]:
-    """The output up to the first line that starts an invented next example or turn.
+    """The output up to the first line that starts an invented next example or turn (a
+    header, a "User:" line, or a line that is only a role name).
 
     ``headers`` are the prompt format's input headers (the next example's "Sentence:" or
     "Question:" line). A header on the output's first non-empty line is the model echoing the
@@ -77,7 +81,7 @@ def cut_follow_up(text: str, headers: Iterable[str] = ()) -> tuple[str, bool]:
     pos = 0
     for line in text.splitlines(keepends=True):
         stripped = _EMPHASIS.sub("", line).strip().lower()
-        if seen_content and stripped.startswith(starts):
+        if seen_content and (stripped.startswith(starts) or stripped in TURN_ROLES):
             return text[:pos].rstrip(), True
         seen_content = seen_content or bool(stripped)
         pos += len(line)
