@@ -335,3 +335,28 @@ def test_every_real_medqa_option_reads_as_itself_also_when_nested_in_another():
             for output in (f"Answer: {text}", f"{key}. {text}", f"Answer: ({key.lower()})"):
                 assert parse_output("medqa", output, rec)[:2] == (key, OK), (output, options)
     assert len(items) == 1273 and nested == 24
+
+
+TWO_ANSWER_FORMS = (
+    "{a} or {b}",
+    "{a}\n{b}",
+    "{a}, no wait, {b}",
+    "Answer: {a} or {b}",
+    "The answer is {a}, or maybe {b}.",
+    "It is {a}. It could also be {b}.",
+    '{{"answer": "{a} or {b}"}}',
+)
+
+
+@pytest.mark.parametrize("dataset", ["chemprot", "ddi", "medqa", "pubmedqa"])
+def test_two_different_answers_at_the_same_level_never_parse(dataset):
+    labels = DATASETS[dataset].labels
+    rec = {**MEDQA_REC, "text": "", "label": ""}
+    for a in labels:
+        for b in labels:
+            if a == b:
+                continue
+            for form in TWO_ANSWER_FORMS:
+                output = form.format(a=a, b=b)
+                prediction, status, _ = parse_output(dataset, output, rec)
+                assert status == AMBIGUOUS, (output, prediction)

@@ -51,6 +51,12 @@ _ALTERNATIVE = re.compile(
     r"\b(?:or|no\s+wait|wait|actually|rather|i\s+mean|sorry|correction|versus|vs\.?|and|nor)\b|/",
     re.IGNORECASE,
 )
+# Hedges between an alternative cue and the alternative ("or maybe B", "or possibly it is B").
+_HEDGE = re.compile(
+    r"^(?:(?:maybe|perhaps|possibly|probably|even|also|rather|it|is|it's|could|might|be|"
+    r"would)\s+)+",
+    re.IGNORECASE,
+)
 _NONE_SET = re.compile(
     r"^\W*(?:none|no|n/?a|nothing|not\s+applicable)\W*$"
     r"|\bnone\s+of\s+(?:the|these|them|those)\b(?!\s+\w+\s+except)"
@@ -123,9 +129,11 @@ def opening(block: str, reader: ChoiceReader) -> tuple[str | None, str]:
         return None, NO_ANSWER
     label, end = hit
     for cue in islice(_ALTERNATIVE.finditer(first, end), MAX_ALTERNATIVES):
-        other = reader.lead(first[cue.end() : cue.end() + 200].lstrip(" ,:;-"))
-        if other is not None and other[0] != label:
-            return None, AMBIGUOUS
+        after = first[cue.end() : cue.end() + 200].lstrip(" ,:;-")
+        for candidate in (after, _HEDGE.sub("", after, count=1)):
+            other = reader.lead(candidate)
+            if other is not None and other[0] != label:
+                return None, AMBIGUOUS
     for line in lines[1:]:
         other_label = reader.answer_line(strip_list_mark(line))
         if other_label is not None and other_label != label:
