@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.io import read_jsonl
 from biomedquant.prompting import (
     COT_INSTRUCTION,
+    DEFAULT_SYSTEM_PROMPT,
     PROMPT_METHODS,
+    accepts_system_role,
+    builder,
+    end_of_turn_tokens,
+    merge_system,
     messages,
     render,
     select_examples,
+    shipped_chat_template,
+    stop_strings,
 )
 from biomedquant.tasks import NO_ANSWER, OK, Parsed, get_task, vote_label, vote_labelset, vote_spans
+
+from conftest import CHATML
 
 
 def _re_pool(n_per_label: dict[str, int]) -> list[dict]:
@@ -102,3 +114,72 @@ def test_votes():
         Parsed(["O"] * 3, NO_ANSWER),
     ]
     assert vote_spans(spans).prediction == ["B", "I", "O"]
+
+
+def _tokenizer(template: str):
+    """A small real tokenizer carrying ``template`` (the vocabulary does not matter here)."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<bos>": 1, "<eos>": 2, "<start_of_turn>": 3, "<end_of_turn>": 4}
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<unk>")),
+        unk_token="<unk>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+        additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
+    )
+    tok.chat_template = template
+    return tok
+
+
+GEMMA2 = "google/gemma-2-9b-it"
+
+
+def test_gemma2_template_is_shipped_and_refuses_a_system_role():
+    template = shipped_chat_template(GEMMA2)
+    assert template is not None and "System role not supported" in template
+    tok = _tokenizer(template)
+    with pytest.raises(Exception, match="System role not supported"):
+        tok.apply_chat_template(
+            [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}], tokenize=False
+        )
+    assert not accepts_system_role(tok)
+    assert accepts_system_role(_tokenizer(CHATML))
+    assert end_of_turn_tokens(tok) == ["<end_of_turn>"]
+
+
+def test_system_text_is_merged_into_the_first_user_turn_when_refused(demo_prepared):
+    spec = get_dataset("medqa")
+    rec = read_jsonl(demo_prepared["medqa"])[0]
+    msgs = messages(spec, rec, "zero-shot", system_prompt=DEFAULT_SYSTEM_PROMPT)
+    text = render(msgs, _tokenizer(shipped_chat_template(GEMMA2)))
+    expected_user = f"{DEFAULT_SYSTEM_PROMPT}\n\n{msgs[1]['content']}".strip()
+    assert text == f"<bos><start_of_turn>user\n{expected_user}<end_of_turn>\n<start_of_turn>model\n"
+    # A template that takes a system role keeps it as its own turn.
+    assert "<|im_start|>system\n" in render(msgs, _tokenizer(CHATML))
+    assert merge_system(msgs)[0]["content"].startswith(DEFAULT_SYSTEM_PROMPT)
+
+
+def test_every_gemma2_job_of_the_paper_config_builds_its_prompts(demo_prepared):
+    """All datasets x prompting methods of config/paper.yaml, on the shipped template."""
+    paper = yaml.safe_load((Path(__file__).parent.parent / "config" / "paper.yaml").read_text())
+    assert paper["models"]["gemma2_9b"]["id"] == GEMMA2
+    tok = _tokenizer(shipped_chat_template(GEMMA2))
+    system = paper.get("prompting", {}).get("system_prompt") or DEFAULT_SYSTEM_PROMPT
+    for dataset in paper["datasets"]:
+        spec = get_dataset(dataset)
+        items = read_jsonl(demo_prepared[dataset])
+        for method in paper["prompts"]:
+            build = builder(method, tok, pool=items[1:], spec=spec, seed=0, system_prompt=system)
+            prompt = build(spec, items[0])
+            assert prompt.startswith(f"<bos><start_of_turn>user\n{system}")
+            assert prompt.endswith("<start_of_turn>model\n")
+
+
+def test_stop_strings_are_the_next_examples_header():
+    assert stop_strings(get_dataset("ddi")) == ["\nSentence:"]
+    assert stop_strings(get_dataset("medqa")) == ["\nQuestion:"]
+    assert stop_strings(get_dataset("pubmedqa")) == ["\nAbstract:"]
+    assert stop_strings(get_dataset("hoc")) == ["\nText:"]
+    assert end_of_turn_tokens(type("NoTemplate", (), {"chat_template": None})()) == []

@@ -2,7 +2,10 @@
 
 Items are sorted by prompt length before batching (less padding), padded on the left (so every
 row's generation starts right after its prompt), decoded greedily with the KV cache and stopped
-at the end-of-sequence token. Predictions are written in the dataset's order.
+at the end of the model's answer: its end-of-sequence or end-of-turn token, or a stop string
+(the next example's header, see :func:`biomedquant.prompting.stop_strings`). Each output
+keeps why it stopped (``stop_reason``: ``end_of_turn``, ``stop_string`` or ``length``).
+Predictions are written in the dataset's order.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ from typing import Any
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.io import dir_size, read_json, read_jsonl, sha256_text, write_json, write_jsonl
 from biomedquant.models import trusts_remote_code
-from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT, builder, get_prompt_method
+from biomedquant.parsing import parse_fields
+from biomedquant.prompting import (
+    DEFAULT_SYSTEM_PROMPT,
+    builder,
+    end_of_turn_tokens,
+    get_prompt_method,
+    stop_strings,
+)
 from biomedquant.provenance import hardware, now, peak_host_rss_bytes, versions
 from biomedquant.tasks import get_task
 
@@ -198,6 +208,7 @@ def generate(
     temperature: float = 0.0,
     top_p: float = 1.0,
     prefix_cache: bool = True,
+    stop: list[str] | None = None,
     on_batch: Callable[[dict[int, dict[str, Any]]], None] | None = None,
     stats: dict[str, Any] | None = None,
     progress: Any = None,
@@ -206,7 +217,8 @@ def generate(
 
     Greedy when ``samples == 1``; otherwise ``samples`` sampled sequences per prompt (seed
     torch before calling for reproducible samples). Each result holds ``outputs`` (one text per
-    sample), ``n_prompt_tokens`` and ``n_new_tokens`` (summed over samples).
+    sample, cut before a ``stop`` string), ``stop_reasons`` (one per sample),
+    ``n_prompt_tokens`` and ``n_new_tokens`` (summed over samples).
 
     Batches follow :func:`plan_batches`. When a batch runs out of GPU memory it is split in
     halves and retried, down to single prompts; ``stats`` records the retries and the largest
@@ -231,7 +243,12 @@ def generate(
     stats.setdefault("batches", 0)
     device = next(model.parameters()).device
     eos = model.generation_config.eos_token_id
-    stop_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.pad_token_id}
+    end_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+    end_ids |= {tokenizer.convert_tokens_to_ids(t) for t in end_of_turn_tokens(tokenizer)}
+    stop_ids = end_ids | {tokenizer.pad_token_id}
+    stopping: dict[str, Any] = {"eos_token_id": sorted(end_ids)} if end_ids else {}
+    if stop:
+        stopping.update(stop_strings=list(stop), tokenizer=tokenizer)
     pad = tokenizer.pad_token_id
     if samples > 1:
         decoding = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}
@@ -266,19 +283,29 @@ def generate(
                 max_new_tokens=max_new_tokens,
                 num_return_sequences=samples,
                 pad_token_id=pad,
+                **stopping,
                 **decoding,
                 **kwargs,
             )
         new = out[:, shared + width :].tolist()
         done = {}
         for row, i in enumerate(idx):
-            texts, n_new = [], 0
+            texts, reasons, n_new = [], [], 0
             for tokens in new[row * samples : (row + 1) * samples]:
                 # Up to and including the first end-of-sequence; the rest is padding.
-                end = next((k + 1 for k, t in enumerate(tokens) if t in stop_ids), len(tokens))
-                texts.append(tokenizer.decode(tokens[:end], skip_special_tokens=True).strip())
+                first = next((k for k, t in enumerate(tokens) if t in stop_ids), None)
+                end = len(tokens) if first is None else first + 1
+                text = tokenizer.decode(tokens[:end], skip_special_tokens=True)
+                text, reason = cut_at_stop(text, stop or [], ended=first is not None)
+                texts.append(text.strip())
+                reasons.append(reason)
                 n_new += end
-            done[i] = {"outputs": texts, "n_prompt_tokens": lengths[i], "n_new_tokens": n_new}
+            done[i] = {
+                "outputs": texts,
+                "stop_reasons": reasons,
+                "n_prompt_tokens": lengths[i],
+                "n_new_tokens": n_new,
+            }
         return done
 
     def run_or_split(idx: list[int]) -> None:
@@ -314,6 +341,15 @@ def generate(
     for idx in plan_batches(lengths, max_new_tokens, batch_size, batch_tokens):
         run_or_split(idx)
     return [r for r in results if r is not None]
+
+
+def cut_at_stop(text: str, stop: list[str], *, ended: bool) -> tuple[str, str]:
+    """``text`` before its first stop string, and why generation stopped: ``stop_string``,
+    ``end_of_turn`` (an end-of-sequence or end-of-turn token, ``ended``) or ``length``."""
+    hits = [i for i in (text.find(s) for s in stop) if i >= 0]
+    if hits:
+        return text[: min(hits)], "stop_string"
+    return text, "end_of_turn" if ended else "length"
 
 
 def read_partial(path: Path) -> dict[str, dict[str, Any]]:
@@ -385,12 +421,18 @@ def run_inference(
     default_limit = task.cot_max_new_tokens if pm.chain_of_thought else task.max_new_tokens
     limit = max_new_tokens or default_limit
     samples = sc_samples if pm.self_consistency else 1
+    # Stop strings only for the plain prompt format: a chat template's own end-of-turn token
+    # ends the answer, and its generation prompt may end with a newline that, followed by an
+    # echoed "Sentence:", would look like a next example's header.
+    stops = [] if getattr(tokenizer, "chat_template", None) else stop_strings(spec)
     decoding = {
         "samples": samples,
         "temperature": sc_temperature if samples > 1 else 0.0,
         "max_new_tokens": limit,
         "seed": seed if samples > 1 else None,
     }
+    if stops:  # part of the generation's identity (cache key) only when it changes it
+        decoding["stop"] = stops
     # The model key is part of every item key, so neither the cache nor the partial file of an
     # interrupted run can hand over generations of another model (say, a requantized one).
     mkey = model_key(model_dir, method, backend)
@@ -447,6 +489,7 @@ def run_inference(
                 batch_tokens=batch_tokens,
                 samples=samples,
                 temperature=decoding["temperature"],
+                stop=stops,
                 on_batch=persist,
                 stats=stats,
                 progress=bar,
@@ -458,22 +501,18 @@ def run_inference(
     preds = []
     for rec, prompt, key in zip(records, prompts, keys, strict=True):
         gen = gens[key]
-        parsed = [task.parse(text, spec, rec) for text in gen["outputs"]]
-        final = task.vote(parsed) if samples > 1 else parsed[0]
+        reasons = gen.get("stop_reasons") or [None] * len(gen["outputs"])
+        output = gen["outputs"][0] if samples == 1 else gen["outputs"]
         pred = {
             "id": rec["id"],
             "prompt_sha256": sha256_text(prompt),
             "prompt": prompt,
-            "output": gen["outputs"][0] if samples == 1 else gen["outputs"],
-            "prediction": final.prediction,
-            "parse_ok": final.ok,
-            "parse_status": final.status,
+            "output": output,
+            "stop_reason": reasons[0] if samples == 1 else reasons,
+            **parse_fields(spec, output, rec, prompt_method),
             "n_prompt_tokens": gen["n_prompt_tokens"],
             "n_new_tokens": gen["n_new_tokens"],
         }
-        if samples > 1:
-            pred["sample_predictions"] = [p.prediction for p in parsed]
-            pred["sample_status"] = [p.status for p in parsed]
         preds.append(pred)
     write_jsonl(out_path, preds)
     n_generated = len(todo)
@@ -492,6 +531,16 @@ def run_inference(
         "n_items": len(preds),
         "n_unparsable": sum(not p["parse_ok"] for p in preds),
         "parse_status": dict(Counter(p["parse_status"] for p in preds)),
+        "parse_rule": dict(Counter(str(p["parse_rule"]) for p in preds)),
+        "stop_reason": dict(
+            Counter(
+                str(r)
+                for p in preds
+                for r in (
+                    p["stop_reason"] if isinstance(p["stop_reason"], list) else [p["stop_reason"]]
+                )
+            )
+        ),
         "n_generated": n_generated,
         "n_from_cache": from_cache,
         "n_resumed": len(resumed),

@@ -7,7 +7,13 @@ prediction.
 Layout of a prompt, as chat messages: an optional system message; the task description (and,
 for chain-of-thought, how to reason and mark the answer) followed by the first input; for
 few-shot methods each example is a user turn with its input and an assistant turn with its gold
-answer in the output format, and the item to answer comes last.
+answer in the output format, and the item to answer comes last. A chat template that refuses
+a system role (Gemma-2 raises "System role not supported") gets the system text as the opening
+paragraph of the first user turn instead; the rendered text, and so the prompt hash, records it.
+
+Generation stops at the end of the model's answer: at the next example's header in the plain
+prompt format (:func:`stop_strings`), and at the template's end-of-turn tokens
+(:func:`end_of_turn_tokens`) for models with a chat template.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from biomedquant.datasets.readers import Record
@@ -113,9 +120,35 @@ def messages(
     return msgs
 
 
+def merge_system(msgs: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The system message as the opening paragraph of the first user turn."""
+    if not msgs or msgs[0]["role"] != "system":
+        return list(msgs)
+    system, rest = msgs[0]["content"], [dict(m) for m in msgs[1:]]
+    if rest and rest[0]["role"] == "user":
+        rest[0]["content"] = f"{system}\n\n{rest[0]['content']}"
+    else:
+        rest.insert(0, {"role": "user", "content": system})
+    return rest
+
+
+def accepts_system_role(tokenizer: Any) -> bool:
+    """Whether the tokenizer's chat template renders a system message (Gemma-2's raises)."""
+    probe = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    try:
+        tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+    except Exception as exc:  # jinja2 TemplateError from the template's raise_exception
+        if "system" in str(exc).lower():
+            return False
+        raise
+    return True
+
+
 def render(msgs: list[dict[str, str]], tokenizer: Any) -> str:
     """The exact text fed to the model: the tokenizer's chat template, or plain text."""
     if getattr(tokenizer, "chat_template", None):
+        if msgs and msgs[0]["role"] == "system" and not accepts_system_role(tokenizer):
+            msgs = merge_system(msgs)
         return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     parts = []
     for m in msgs:
@@ -124,6 +157,45 @@ def render(msgs: list[dict[str, str]], tokenizer: Any) -> str:
         else:
             parts.append(m["content"])
     return "\n\n".join(parts) + "\n\nAnswer:"
+
+
+def stop_strings(spec: DatasetSpec) -> list[str]:
+    """Strings that end a generation: a new line opening the next example of the prompt
+    format ("Sentence:", "Question:" ...), which only an invented follow-up writes."""
+    return [f"\n{header}" for header in get_task(spec.task).headers(spec)]
+
+
+# End-of-turn tokens of common chat templates (Llama 3, ChatML, Gemma, Phi, Mistral ...).
+END_OF_TURN_TOKENS = (
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<end_of_turn>",
+    "<|end|>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "</s>",
+)
+
+
+def end_of_turn_tokens(tokenizer: Any) -> list[str]:
+    """The end-of-turn tokens the tokenizer's chat template writes (none without one).
+
+    A model that ends its turn with one of them but lists only its end-of-sequence token as
+    ``eos_token_id`` would otherwise run on into an invented next turn.
+    """
+    template = getattr(tokenizer, "chat_template", None)
+    if not isinstance(template, str):
+        return []
+    vocab = tokenizer.get_vocab()
+    return [tok for tok in END_OF_TURN_TOKENS if tok in template and tok in vocab]
+
+
+def shipped_chat_template(model_id: str) -> str | None:
+    """The chat template from a study model's published ``tokenizer_config.json``, shipped in
+    ``model_configs/chat_templates`` (for checks that need no download), or ``None``."""
+    name = model_id.replace("/", "--") + ".jinja"
+    item = resources.files("biomedquant").joinpath("model_configs", "chat_templates", name)
+    return item.read_text("utf-8") if item.is_file() else None
 
 
 PromptBuilder = Callable[[DatasetSpec, Record], str]

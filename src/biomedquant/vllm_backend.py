@@ -52,6 +52,14 @@ def load(
     return llm, llm.get_tokenizer(), info
 
 
+def stop_reason(finish_reason: str | None, matched: Any) -> str:
+    """vLLM's finish reason in the engine-neutral vocabulary: a matched stop string is
+    ``stop_string``, another stop (end-of-sequence or end-of-turn token) ``end_of_turn``."""
+    if finish_reason == "stop":
+        return "stop_string" if isinstance(matched, str) else "end_of_turn"
+    return "length" if finish_reason == "length" else str(finish_reason)
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -62,15 +70,25 @@ def generate(
     batch_tokens: int | None = None,
     samples: int = 1,
     temperature: float = 0.0,
+    stop: list[str] | None = None,
     on_batch: Any = None,
     stats: dict[str, Any] | None = None,
     progress: Any = None,
     **_: Any,
 ) -> list[dict[str, Any]]:
-    """Generations in input order, in the transformers engine's result format."""
+    """Generations in input order, in the transformers engine's result format: stopped at
+    the ``stop`` strings (not kept in the text) and the chat template's end-of-turn tokens,
+    with each sample's stop reason."""
+    from biomedquant.prompting import end_of_turn_tokens
+
     vllm = _vllm()
+    eot = [tokenizer.convert_tokens_to_ids(t) for t in end_of_turn_tokens(tokenizer)]
     params = vllm.SamplingParams(
-        n=samples, temperature=temperature if samples > 1 else 0.0, max_tokens=max_new_tokens
+        n=samples,
+        temperature=temperature if samples > 1 else 0.0,
+        max_tokens=max_new_tokens,
+        stop=list(stop or []) or None,
+        stop_token_ids=eot or None,
     )
     results: list[dict[str, Any]] = []
     for start in range(0, len(prompts), CHUNK):
@@ -82,6 +100,7 @@ def generate(
             n_new = sum(len(c.token_ids) for c in out.outputs)
             done[start + j] = {
                 "outputs": texts,
+                "stop_reasons": [stop_reason(c.finish_reason, c.stop_reason) for c in out.outputs],
                 "n_prompt_tokens": len(out.prompt_token_ids),
                 "n_new_tokens": n_new,
             }

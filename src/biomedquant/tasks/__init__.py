@@ -2,8 +2,11 @@
 
 A task is data plus functions, not a class per dataset: ``description`` states the task and
 the output format for a dataset, ``render_input`` shows one item, ``render_answer`` writes an
-item's gold answer in the output format (for few-shot examples), ``parse`` reads a generation
-into a prediction and a status, ``vote`` combines self-consistency samples, ``metrics`` scores.
+item's gold answer in the output format (for few-shot examples), ``headers`` names the line that
+starts the next example in the prompt format (where an invented follow-up begins), ``parse``
+reads a generation into a prediction, a status and the reading rule that decided (see
+:mod:`biomedquant.tasks.answer_reading`), ``vote`` combines self-consistency samples,
+``metrics`` scores.
 Datasets name their task in :mod:`biomedquant.datasets.registry`.
 """
 
@@ -22,13 +25,17 @@ from biomedquant.tasks.text import AMBIGUOUS, EMPTY, NO_ANSWER, OK
 
 __all__ = ["AMBIGUOUS", "EMPTY", "NO_ANSWER", "OK", "TASKS", "Parsed", "Task", "get_task"]
 
+VOTE = "vote"
+
 
 @dataclass(frozen=True)
 class Parsed:
-    """A parsed generation: the prediction and the parse status (``ok`` or why not)."""
+    """A parsed generation: the prediction, the parse status (``ok`` or why not) and the
+    reading rule that decided (``None`` when none did)."""
 
     prediction: Any
     status: str
+    rule: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -42,7 +49,7 @@ def vote_label(preds: list[Parsed]) -> Parsed:
         return Parsed(None, NO_ANSWER)
     counts = Counter(labels)
     top = max(counts.values())
-    return Parsed(next(lab for lab in labels if counts[lab] == top), OK)
+    return Parsed(next(lab for lab in labels if counts[lab] == top), OK, VOTE)
 
 
 def vote_labelset(preds: list[Parsed]) -> Parsed:
@@ -52,7 +59,7 @@ def vote_labelset(preds: list[Parsed]) -> Parsed:
         return Parsed([], NO_ANSWER)
     counts = Counter(lab for s in sets for lab in set(s))
     order = list(dict.fromkeys(lab for s in sets for lab in s))
-    return Parsed([lab for lab in order if counts[lab] * 2 > len(sets)], OK)
+    return Parsed([lab for lab in order if counts[lab] * 2 > len(sets)], OK, VOTE)
 
 
 def vote_spans(preds: list[Parsed]) -> Parsed:
@@ -68,7 +75,7 @@ def vote_spans(preds: list[Parsed]) -> Parsed:
             tags[start] = "B"
             for i in range(start + 1, end):
                 tags[i] = "I"
-    return Parsed(tags, OK)
+    return Parsed(tags, OK, VOTE)
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,8 @@ class Task:
     description: Callable[[DatasetSpec], str]
     render_input: Callable[[DatasetSpec, Record], str]
     render_answer: Callable[[DatasetSpec, Record], str]
-    parse_fn: Callable[[str, DatasetSpec, Record], tuple[Any, str]]
+    headers: Callable[[DatasetSpec], tuple[str, ...]]
+    parse_fn: Callable[[str, DatasetSpec, Record], tuple[Any, str, str | None]]
     gold: Callable[[Record], Any]
     vote: Callable[[list[Parsed]], Parsed]
     metrics: Callable[[list[Any], list[Any]], dict[str, float]]
@@ -90,8 +98,8 @@ class Task:
 
     def parse(self, text: str, spec: DatasetSpec, rec: Record) -> Parsed:
         """Parse one generation; never raises on model output."""
-        pred, status = self.parse_fn(text or "", spec, rec)
-        return Parsed(pred, status)
+        pred, status, rule = self.parse_fn(text or "", spec, rec)
+        return Parsed(pred, status, rule)
 
 
 TASKS: dict[str, Task] = {
@@ -106,6 +114,7 @@ TASKS: dict[str, Task] = {
             description=ner.description,
             render_input=ner.render_input,
             render_answer=ner.render_answer,
+            headers=ner.headers,
             parse_fn=ner.parse,
             gold=lambda rec: rec["tags"],
             vote=vote_spans,
@@ -120,6 +129,7 @@ TASKS: dict[str, Task] = {
             description=relation.description,
             render_input=relation.render_input,
             render_answer=relation.render_answer,
+            headers=relation.headers,
             parse_fn=relation.parse,
             gold=lambda rec: rec["label"],
             vote=vote_label,
@@ -135,6 +145,7 @@ TASKS: dict[str, Task] = {
             description=multilabel.description,
             render_input=multilabel.render_input,
             render_answer=multilabel.render_answer,
+            headers=multilabel.headers,
             parse_fn=multilabel.parse,
             gold=lambda rec: rec["labels"],
             vote=vote_labelset,
@@ -149,6 +160,7 @@ TASKS: dict[str, Task] = {
             description=qa.description,
             render_input=qa.render_input,
             render_answer=qa.render_answer,
+            headers=qa.headers,
             parse_fn=qa.parse,
             gold=lambda rec: rec["answer"],
             vote=vote_label,
@@ -164,8 +176,3 @@ def get_task(name: str) -> Task:
         return TASKS[name]
     except KeyError:
         raise KeyError(f"unknown task {name!r}; known: {', '.join(TASKS)}") from None
-
-
-def parse_output(text: str, spec: DatasetSpec, rec: Record) -> Parsed:
-    """Parse one generation for ``spec``'s task; never raises on model output."""
-    return get_task(spec.task).parse(text, spec, rec)

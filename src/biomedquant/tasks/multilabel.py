@@ -1,16 +1,22 @@
-"""Multi-label classification: the set of topic labels that apply to a document."""
+"""Multi-label classification: the set of topic labels that apply to a document.
+
+Read by the set form of the reading rule (:mod:`.answer_reading`): the labels in the marked
+answer, else in the opening paragraph when the output opens with a label, else every label
+named. Labels match as whole phrases in any case, with ":", "-", "_" or a space between words
+("case-report"); a label under negation ("does not discuss Diagnosis", "not Treatment") is not
+predicted; "none", "none of the labels", "no label applies" is the empty set; a JSON list of
+labels or a JSON map from labels to 0/1, true/false or yes/no is read as such.
+"""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
 from biomedquant.metrics import multilabel_scores
-from biomedquant.tasks.text import EMPTY, NO_ANSWER, OK, answer_segment, clean, find_words
-
-_NONE = re.compile(r"\b(none|no label|no labels|not applicable)\b", re.IGNORECASE)
+from biomedquant.tasks.answer_reading import SetReader, find_phrases, read_set
+from biomedquant.tasks.text import word_pattern
 
 
 def description(spec: DatasetSpec) -> str:
@@ -26,26 +32,24 @@ def render_input(spec: DatasetSpec, rec: Record) -> str:
     return f"Text: {rec['text']}"
 
 
+def headers(spec: DatasetSpec) -> tuple[str, ...]:
+    """The line that starts the next example in the prompt format."""
+    return ("Text:",)
+
+
 def render_answer(spec: DatasetSpec, rec: Record) -> str:
     return "; ".join(rec["labels"]) if rec["labels"] else "none"
 
 
-def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[list[str], str]:
-    """Every label named (after the answer marker when there is one), in label-set order.
+def reader(spec: DatasetSpec) -> SetReader:
+    patterns = [(lab, word_pattern(lab)) for lab in spec.labels]
+    return SetReader(labels=lambda text: find_phrases(text, patterns), order=spec.labels)
 
-    A set answer has no contradiction to resolve: naming a label is predicting it. An explicit
-    "none" is an empty prediction; naming nothing at all is unparsable.
-    """
-    body = clean(text)
-    if not body:
-        return [], EMPTY
-    segment = answer_segment(body)
-    find = find_words(spec.labels)
-    scope = segment if segment and (find(segment) or _NONE.search(segment)) else body
-    named = {label for _, label in find(scope)}
-    if named:
-        return [lab for lab in spec.labels if lab in named], OK
-    return [], OK if _NONE.search(scope) else NO_ANSWER
+
+def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[list[str], str, str | None]:
+    """The labels predicted, the parse status and the rule that decided."""
+    reading = read_set(text, reader(spec), headers(spec))
+    return reading.prediction, reading.status, reading.rule
 
 
 def metrics(gold: list[Any], pred: list[Any]) -> dict[str, float]:

@@ -19,7 +19,7 @@ from typing import Any
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
 from biomedquant.metrics import iob2_spans, ner_scores
-from biomedquant.tasks.text import EMPTY, NO_ANSWER, OK, answer_segment
+from biomedquant.tasks.text import EMPTY, NO_ANSWER, OK, answer_segment, cut_follow_up
 
 _OPEN = re.compile(r"<\s*span\b[^>]*>", re.IGNORECASE)
 _CLOSE = re.compile(r"<\s*/\s*span\s*>", re.IGNORECASE)
@@ -40,6 +40,11 @@ def description(spec: DatasetSpec) -> str:
 
 def render_input(spec: DatasetSpec, rec: Record) -> str:
     return "Sentence: " + " ".join(rec["tokens"])
+
+
+def headers(spec: DatasetSpec) -> tuple[str, ...]:
+    """The line that starts the next example in the prompt format."""
+    return ("Sentence:",)
 
 
 def render_answer(spec: DatasetSpec, rec: Record) -> str:
@@ -124,24 +129,28 @@ def _tag_strings(gold_tokens: list[str], strings: list[str]) -> list[str]:
     return tags
 
 
-def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[list[str], str]:
-    """IOB2 tags over the gold tokens, and the parse status.
+def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[list[str], str, str | None]:
+    """IOB2 tags over the gold tokens, the parse status and the rule that decided.
 
-    Not ok ("no_answer", prediction: no entity) when the output neither tags a span of the
-    sentence, nor lists entities, nor echoes most of the sentence, nor says there is no entity.
+    The output is cut where an invented next example starts; the text after the last answer
+    marker is read when it holds span tags (``marker``). Then, in order: tagged spans of the
+    sentence (``tagged``), a JSON or bullet list of entity strings (``list``), the sentence
+    echoed without tags (``echo``: no entity) or a statement that there is none
+    (``no_entity``). Not ok ("no_answer", prediction: no entity) otherwise.
     """
     gold_tokens = rec["tokens"]
     tags = ["O"] * len(gold_tokens)
-    text = text or ""
+    text, _ = cut_follow_up(text or "", headers(spec))
     if not text.strip():
-        return tags, EMPTY
+        return tags, EMPTY, None
     segment = answer_segment(text)
-    if segment and _OPEN.search(segment):
-        text = segment
+    marked = bool(segment and _OPEN.search(segment))
+    if marked:
+        text = segment or ""
     if not _OPEN.search(text):
         strings = _entity_list(text)
         if strings:
-            return _tag_strings(gold_tokens, strings), OK
+            return _tag_strings(gold_tokens, strings), OK, "list"
     out_tokens, owner = _tagged_tokens(text)
     sub = _sub_tokens(gold_tokens)
     matcher = difflib.SequenceMatcher(
@@ -151,15 +160,23 @@ def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[list[str], str]:
     for block in matcher.get_matching_blocks():
         for k in range(block.size):
             gold_of_out[block.b + k] = sub[block.a + k][1]
-    entities: dict[int, list[int]] = {}
+    # An entity counts only when every one of its tokens is found in the sentence: a tagged
+    # phrase that is not in it ("Muscular weakness" for "muscular dystrophy") is not read as
+    # the part of it that happens to match.
+    entities: dict[int, list[int | None]] = {}
     for oi, ent in enumerate(owner):
-        if ent is not None and oi in gold_of_out:
-            entities.setdefault(ent, []).append(gold_of_out[oi])
+        if ent is not None:
+            entities.setdefault(ent, []).append(gold_of_out.get(oi))
+    entities = {e: g for e, g in entities.items() if None not in g}
     for gidx in entities.values():
-        _mark(tags, min(gidx), max(gidx))
-    echoed = len(set(gold_of_out.values())) / max(1, len(gold_tokens))
-    ok = bool(entities) or echoed >= 0.5 or bool(_NONE.search(text))
-    return tags, OK if ok else NO_ANSWER
+        _mark(tags, min(gidx), max(gidx))  # type: ignore[type-var]
+    if entities:
+        return tags, OK, "marker" if marked else "tagged"
+    if len(set(gold_of_out.values())) / max(1, len(gold_tokens)) >= 0.5:
+        return tags, OK, "echo"
+    if _NONE.search(text):
+        return tags, OK, "no_entity"
+    return tags, NO_ANSWER, None
 
 
 def metrics(gold: list[Any], pred: list[Any]) -> dict[str, float]:

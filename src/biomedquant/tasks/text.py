@@ -1,84 +1,164 @@
-"""Text handling shared by the parsers: clean-up, the answer marker, and label choice.
+"""Text handling shared by the parsers: clean-up, the end of the model's own answer, the
+answer marker and its segment, whole-word label patterns and negation.
 
-Small and quantized models wrap answers in markdown, explanations, repeats and second thoughts.
-The rules here decide what counts as an answer, and say when there is none instead of guessing:
-
-1. An explicit marker wins: the text after the *last* "Answer:" / "the answer is" (also "final
-   answer", "correct answer") is searched first. Chain-of-thought prompts ask for this marker.
-2. Without a marker, an output that names exactly one label (however often) gives that label.
-3. An output naming several different labels without a marker is ``ambiguous``; one naming none
-   is ``no_answer``; an empty one is ``empty``. All three count as unparsable.
+Small and quantized models wrap answers in markdown, explanations, repeats, second thoughts
+and, without a chat template or an end-of-turn token, invented follow-up examples. The helpers
+here find the part of an output that is the model's answer; :mod:`.answer_reading` applies the
+reading rule to it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-
-_MARKDOWN = re.compile(r"[*_`#>]+")
-_MARKER = re.compile(r"\b(?:(?:final|correct)\s+)?answer\s*(?:is\b|:|=)\s*[:\-]?\s*", re.IGNORECASE)
+from collections.abc import Iterable
 
 OK = "ok"
 EMPTY = "empty"
 NO_ANSWER = "no_answer"
 AMBIGUOUS = "ambiguous"
 
-Hits = list[tuple[int, str]]
+# Lines that open a turn the model invented (its own next question, a chat turn). The prompt's
+# example headers ("Sentence:", "Question:" ...) are added per task by the caller.
+TURN_HEADERS = ("User:", "Human:", "### Human", "### Instruction", "### Input", "Instruction:")
+# A line that is only a role name: a chat turn whose special tokens were decoded away
+# ("<|start_header_id|>user<|end_header_id|>" reads "user").
+TURN_ROLES = {"user", "assistant", "system", "model"}
+
+# An explicit answer marker: "Answer:", "the (final/correct) answer is", "Label(s):" ... Only
+# where the marker ends matters, so words before "answer" ("final", "correct") need no pattern.
+_MARKER = re.compile(
+    r"\banswers?(?:\s+to\s+(?:this|the)\s+question)?\s*(?:is\b|would\s+be\b|will\s+be\b|:|=)"
+    r"|\b(?:(?:the\s+)?(?:applicable\s+|predicted\s+|correct\s+)?labels?\s+(?:is|are)\b)"
+    r"|\bthe\s+(?:correct\s+|best\s+|right\s+)?(?:option|choice)\s+is\b"
+    r"|\bI\s*(?:would|will|'d)?\s+(?:choose|pick|select|go\s+with)\b"
+    r"|(?m:^\s*(?:final\s+)?(?:label|labels|relation|relation\s+type|classification|prediction|"
+    r"category|categories|topics?|output|decision|result|final)\s*:)",
+    re.IGNORECASE,
+)
+# A line that starts a new section: the answer segment stops before it.
+_SECTION = re.compile(
+    r"^(?:explanation|reason|reasons|reasoning|rationale|justification|note|notes|why|"
+    r"confidence|evidence|analysis|summary|step\s*\d+|question|context)\b\s*[:\-]",
+    re.IGNORECASE,
+)
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
+_EMPHASIS = re.compile(r"[*`]+|(?<!\w)_+|_+(?!\w)")
+_QUOTE = re.compile(r"^\s*>+\s?")
+# LaTeX answer boxes, as math-tuned models write them: "$\boxed{C}$".
+_BOXED = re.compile(r"\\boxed\s*\{([^{}]*)\}")
+_LATEX_TEXT = re.compile(r"\\(?:text|textbf|mathrm)\s*\{([^{}]*)\}")
+
+# Words that put what follows them in the same clause under negation.
+_NEGATION = re.compile(
+    r"\b(?:not(?!\s+only)|no|never|without|neither|nor|cannot|lacks?|lacking|absence\s+of|"
+    r"rather\s+than|instead\s+of|other\s+than|except|excluding|rules?\s+out|ruled\s+out)\b"
+    r"|n't\b",
+    re.IGNORECASE,
+)
+# Right after a mention: it is stated not to apply.
+_NEGATED_AFTER = re.compile(
+    r"\s*(?:(?:is|are|was|were|does|do)\s+not\b|(?:is|are|does|do)n't\b"
+    r"|[:=\-\u2013]\s*(?:no|false|0|absent|not\s+applicable|n/a)\b|\(\s*no\s*\))",
+    re.IGNORECASE,
+)
+# How far back a negation is looked for (characters); longer clauses are cut there.
+CLAUSE_WINDOW = 200
+# Where a clause starts: sentence ends, line breaks, semicolons, colons, commas, "but".
+_CLAUSE_BREAK = re.compile(r"[.;:!?\n,]|\bbut\b|\bhowever\b|\bwhile\b|\bwhereas\b", re.IGNORECASE)
+
+
+def cut_follow_up(text: str, headers: Iterable[str] = ()) -> tuple[str, bool]:
+    """The output up to the first line that starts an invented next example or turn (a
+    header, a "User:" line, or a line that is only a role name).
+
+    ``headers`` are the prompt format's input headers (the next example's "Sentence:" or
+    "Question:" line). A header on the output's first non-empty line is the model echoing the
+    input format, not a follow-up, so only later lines cut. Returns (text, whether it was cut).
+    """
+    text = text or ""
+    starts = tuple(h.lower() for h in (*headers, *TURN_HEADERS))
+    seen_content = False
+    pos = 0
+    for line in text.splitlines(keepends=True):
+        stripped = _EMPHASIS.sub("", line).strip().lower()
+        if seen_content and (stripped.startswith(starts) or stripped in TURN_ROLES):
+            return text[:pos].rstrip(), True
+        seen_content = seen_content or bool(stripped)
+        pos += len(line)
+    return text, False
 
 
 def clean(text: str) -> str:
-    """Drop markdown emphasis/code marks, collapse spaces; keep line breaks."""
-    text = _MARKDOWN.sub(" ", text or "")
-    lines = (re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in text.split("\n"))
-    return "\n".join(line for line in lines if line)
+    """Drop markdown emphasis, code marks, quote marks and LaTeX answer boxes, collapse
+    spaces; keep line breaks.
+
+    A markdown heading becomes a new paragraph (a blank line before it), so an answer segment
+    ends where the model's next section starts; runs of blank lines become one.
+    """
+    text = _LATEX_TEXT.sub(r"\1", (text or "").replace("\r\n", "\n"))
+    text = _BOXED.sub(r" \1 ", text).replace("$", " ")
+    out: list[str] = []
+    for raw in text.split("\n"):
+        heading = bool(_HEADING.match(raw))
+        line = _QUOTE.sub("", _HEADING.sub("", raw))
+        line = re.sub(r"[ \t\f\v\r]+", " ", _EMPHASIS.sub(" ", line)).strip()
+        if heading and out and out[-1]:
+            out.append("")
+        if line or (out and out[-1]):
+            out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out)
 
 
 def answer_segment(text: str) -> str | None:
-    """The text after the last answer marker, up to the end of its line (or the next line
-    when the marker ends a line); ``None`` when there is no marker."""
+    """The text after the last answer marker, up to a blank line or a new section.
+
+    When the marker ends its line, the segment starts on the next non-empty line. ``None``
+    when there is no marker; ``""`` when nothing follows it.
+    """
     matches = list(_MARKER.finditer(text))
     if not matches:
         return None
-    last = matches[-1]
-    rest = text[last.end() :]
-    first, _, after = rest.partition("\n")
-    if first.strip():
-        return first.strip()
-    return after.strip().split("\n", 1)[0] if after.strip() else ""
+    rest = text[matches[-1].end() :].lstrip(" \t:-=")
+    lines = rest.split("\n")
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    segment: list[str] = []
+    for i, line in enumerate(lines):
+        if not line.strip() or (i and _SECTION.match(line.strip())):
+            break
+        segment.append(line.strip())
+    return "\n".join(segment).strip()
 
 
-def choose_one(
-    text: str, find: Callable[[str], Hits], find_marked: Callable[[str], Hits] | None = None
-) -> tuple[str | None, str]:
-    """One label from ``text`` by the rules above; ``find`` lists (position, label) hits.
-
-    ``find_marked`` (default ``find``) searches the marked answer, where looser cues are
-    safe (a bare letter right after "Answer:" is an option letter, not an article).
-    """
-    body = clean(text)
-    if not body:
-        return None, EMPTY
-    segment = answer_segment(body)
-    if segment:
-        hits = (find_marked or find)(segment)
-        if hits:
-            return min(hits)[1], OK
-    labels = {label for _, label in find(body)}
-    if len(labels) == 1:
-        return labels.pop(), OK
-    return None, AMBIGUOUS if labels else NO_ANSWER
+def paragraphs(text: str) -> list[str]:
+    """Blank-line separated blocks of a cleaned text."""
+    return [p for p in re.split(r"\n\s*\n", text) if p.strip()]
 
 
 def word_pattern(label: str) -> re.Pattern[str]:
     """A label as a whole word or phrase; case and the separators ':', '-', '_', space vary."""
     parts = [re.escape(p) for p in re.split(r"[:\-_\s]+", label) if p]
-    return re.compile(r"(?<!\w)" + r"[\s:\-_]*".join(parts) + r"(?!\w)", re.IGNORECASE)
+    return re.compile(r"(?<![\w-])" + r"[\s:\-_]*".join(parts) + r"(?![\w-])", re.IGNORECASE)
 
 
-def find_words(labels: tuple[str, ...]) -> Callable[[str], Hits]:
-    patterns = [(label, word_pattern(label)) for label in labels]
+def negated(text: str, start: int, end: int | None = None) -> bool:
+    """Whether a mention at ``text[start:end]`` stands under a negation.
 
-    def find(text: str) -> Hits:
-        return [(m.start(), label) for label, pat in patterns for m in pat.finditer(text)]
+    Before it, in its clause: "does not discuss Diagnosis", "not CPR:4", "without Treatment",
+    "rather than B" (clauses end at sentence punctuation, line breaks, commas, "but",
+    "however"). Right after it: "Prevention is not relevant", "Diagnosis: no",
+    "Mechanism - false".
+    """
+    window = max(0, start - CLAUSE_WINDOW)  # bounded: long outputs stay linear to read
+    breaks = [m.end() for m in _CLAUSE_BREAK.finditer(text, window, start)]
+    clause = text[breaks[-1] if breaks else window : start]
+    if _NEGATION.search(clause):
+        return True
+    return end is not None and bool(_NEGATED_AFTER.match(text, end))
 
-    return find
+
+def strip_list_mark(line: str) -> str:
+    """A line without its bullet or number ("- x", "* x", "1. x", "2) x")."""
+    return re.sub(r"^\s*(?:[-*\u2022+]|\d+[.)])\s+", "", line)
