@@ -4,7 +4,8 @@ A resample of m units (items, or clusters of items) drawn with replacement is a 
 counts that sums to m (a multinomial draw with equal probabilities). Its metrics depend on
 the items only through ``counts @ stats`` (see :mod:`biomedquant.item_stats`), so B resamples
 are a (B x m) count matrix times an (m x k) statistics matrix. The count matrix is built in
-blocks of rows to keep memory flat at 10,000 resamples.
+small blocks of rows: memory stays flat at 10,000 resamples, and a block that fits in the CPU
+cache makes the whole thing several times faster than one large matrix (measured).
 
 Cluster bootstrap: where items are not independent (all entity pairs of one DDI sentence,
 all pairs of one ChemProt abstract), the unit is the cluster. Its statistics are the sums over
@@ -24,8 +25,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-# Count-matrix entries per block: about 32 MB of float64 at a time.
-_BLOCK_CELLS = 4_000_000
+# Count-matrix entries per block: 512 KB of int64, cache-resident on common CPUs.
+_BLOCK_CELLS = 65_536
 
 
 def make_rng(seed: int, stream: str) -> np.random.Generator:

@@ -21,6 +21,7 @@ from biomedquant.bootstrap import (
 )
 from biomedquant.item_stats import (
     ItemStats,
+    as_spans,
     item_stats,
     label_f1,
     labels_of,
@@ -104,6 +105,8 @@ def compare_items(
     p-value, the primary metric's resampled differences (for verdicts pooled over datasets),
     flip directions, McNemar's test (single-label tasks) and, if asked, per-label F1 changes.
     """
+    if kind == "ner":
+        gold, baseline, other = ([as_spans(s) for s in seqs] for seqs in (gold, baseline, other))
     labels = labels_of(kind, gold, baseline, other)
     sb = item_stats(kind, gold, baseline, labels)
     so = item_stats(kind, gold, other, labels)

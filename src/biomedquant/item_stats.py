@@ -28,6 +28,15 @@ import numpy as np
 
 from biomedquant.metrics import iob2_spans
 
+Spans = set[tuple[int, int]] | frozenset[tuple[int, int]]
+
+
+def as_spans(seq: Sequence[str] | Spans) -> Spans:
+    """Entity spans of a tag sequence; spans computed before pass through (a comparison
+    needs each sequence's spans three times, and span finding dominates NER scoring)."""
+    return seq if isinstance(seq, set | frozenset) else iob2_spans(seq)
+
+
 TASK_KIND = {"ner": "ner", "re": "single", "qa": "single", "mlc": "multi"}
 
 
@@ -75,7 +84,7 @@ def item_stats(
     if kind == "ner":
         m = np.zeros((n, 3))
         for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
-            gs, ps = iob2_spans(g), iob2_spans(p)
+            gs, ps = as_spans(g), as_spans(p)
             tp = len(gs & ps)
             m[i] = (tp, len(ps) - tp, len(gs) - tp)
         return ItemStats(kind, labels, m)

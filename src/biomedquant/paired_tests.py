@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
-from biomedquant.metrics import iob2_spans
+from biomedquant.item_stats import as_spans
 
 FLIP_KEYS = ("correct_to_wrong", "wrong_to_correct", "wrong_to_other_wrong")
 
@@ -77,7 +77,7 @@ def flip_directions(
     decisions: list[tuple[bool, bool]] = []
     if kind == "ner":
         for g, b, o in zip(gold, baseline, other, strict=True):
-            gs, bs, os_ = iob2_spans(g), iob2_spans(b), iob2_spans(o)
+            gs, bs, os_ = as_spans(g), as_spans(b), as_spans(o)
             for span in gs | bs | os_:
                 truth = span in gs
                 decisions.append(((span in bs) == truth, (span in os_) == truth))

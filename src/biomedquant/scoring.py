@@ -109,12 +109,18 @@ def _provenance(
 
 
 def aligned_predictions(
-    predictions_path: str | Path, gold_path: str | Path, dataset: str
+    predictions_path: str | Path,
+    gold_path: str | Path,
+    dataset: str,
+    gold_records: list[Record] | None = None,
 ) -> tuple[list[Record], list[Any], list[bool]]:
-    """Gold records and their predictions in gold order; raw outputs are parsed here."""
+    """Gold records and their predictions in gold order; raw outputs are parsed here.
+
+    ``gold_records``: the gold file already read (a comparison aligns two prediction files
+    to one gold file and need not read and decode it twice)."""
     spec = get_dataset(dataset)
     task = get_task(spec.task)
-    gold = read_jsonl(gold_path)
+    gold = gold_records if gold_records is not None else read_jsonl(gold_path)
     by_id: dict[str, dict[str, Any]] = {}
     for lineno, p in enumerate(read_jsonl(predictions_path), 1):
         if "id" not in p or ("prediction" not in p and "output" not in p):
@@ -211,7 +217,7 @@ def compare_to_baseline(
     spec = get_dataset(dataset)
     task = get_task(spec.task)
     gold_records, base_pred, _ = aligned_predictions(baseline_path, gold_path, dataset)
-    _, other_pred, _ = aligned_predictions(predictions_path, gold_path, dataset)
+    _, other_pred, _ = aligned_predictions(predictions_path, gold_path, dataset, gold_records)
     gold = [task.gold(r) for r in gold_records]
     clusters = cluster_index([r["id"] for r in gold_records], spec.cluster_pattern)
     stats = compare_items(
