@@ -175,7 +175,8 @@ def final_targets():
     extra = ["results/report/configuration.html"]
     if comparison_files():
         tables += ["comparisons", "recommendation"]
-        figures += ["change_heatmap", "flip_rate", "recommendation"]
+        figures += ["change_heatmap", "flip_rate", "change_by_label", "recommendation"]
+        extra.append("results/tables/comparisons_by_label.csv")
         # the recommendation as SVG: the report's landing page inlines it
         extra.append("results/figures/recommendation.svg")
     return [

@@ -1,5 +1,6 @@
 # Scoring: the benchmark's metrics with bootstrap intervals, paired comparisons with the
-# unquantized baseline, and the tidy tables.
+# unquantized baseline, and the tidy tables. Relation-extraction datasets resample whole
+# sentences or abstracts (the registry's cluster key).
 
 
 rule score:
@@ -72,3 +73,17 @@ rule aggregate_comparisons:
         CONDA_ENV
     shell:
         "biomedquant aggregate --kind comparisons --out {output:q} {input:q} > {log:q} 2>&1"
+
+
+rule aggregate_comparisons_by_label:
+    input:
+        comparison_files(),
+    output:
+        "results/tables/comparisons_by_label.csv",
+    log:
+        "logs/aggregate_comparisons_by_label.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "biomedquant aggregate --kind comparisons_by_label --out {output:q} {input:q}"
+        " > {log:q} 2>&1"
