@@ -154,6 +154,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
         resamples=args.resamples,
         level=args.level,
         seed=args.seed,
+        noise_floor=args.noise_floor,
     )
 
 
@@ -404,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resamples", type=int, default=1000)
     s.add_argument("--level", type=float, default=0.95)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--noise-floor",
+        action="store_true",
+        help="the predictions are the baseline rerun at another batch shape",
+    )
     s.set_defaults(func=_cmd_compare)
 
     s = sub.add_parser("aggregate", help="gather score or comparison files into a CSV table")

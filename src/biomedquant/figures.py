@@ -898,8 +898,11 @@ def plot_flip_rate(
 ) -> None:
     """Share of items whose answer changed against the baseline, per method and dataset
     (rows: prompting methods). A flip rate well above the score change means errors were
-    traded, not avoided. With several models: the mean, each model a dot."""
+    traded, not avoided. With several models: the mean, each model a dot. Where the table has
+    a noise floor (the baseline rerun at another batch size), a dashed line across each
+    dataset's bars marks its flip rate: the changes batching alone causes."""
     import numpy as np
+    import pandas as pd
 
     df = read_comparisons(comparisons_path, primary_only=True)
     if df.empty:
@@ -947,12 +950,25 @@ def plot_flip_rate(
                     ax.scatter(np.full(len(pts), pos[d_idx]), pts, s=4, color="black", zorder=3)
             elif annotate:
                 _bar_labels(ax, pos, vals, ".2f")
+        if "noise_floor_flip_rate" in sub:
+            floor = pd.to_numeric(sub["noise_floor_flip_rate"], errors="coerce")
+            floor = floor.groupby(sub["dataset"]).mean().reindex(datasets).to_numpy(dtype=float)
+            for d_idx, level in enumerate(floor):
+                if not np.isnan(level):
+                    ax.hlines(level, d_idx - 0.45, d_idx + 0.45, colors="black", linestyles="--")
         # room above the tallest bar for its label
         ax.set_ylim(0, min(1.0, max(0.1, top)) * (1.22 if annotate else 1.05))
         ax.set_ylabel(f"{prompt}\nflip rate")
         ax.grid(axis="y", alpha=0.3)
     _dataset_ticks(axes[-1, 0], datasets, metrics)
-    _fig_legend(fig, _legend_handles(order, methods), "quantization method")
+    handles = _legend_handles(order, methods)
+    if "noise_floor_flip_rate" in df and df["noise_floor_flip_rate"].notna().any():
+        from matplotlib.lines import Line2D
+
+        handles.append(
+            Line2D([], [], color="black", ls="--", label="baseline rerun (other batch size)")
+        )
+    _fig_legend(fig, handles, "quantization method")
     what = f"mean over {n_models} models, dots: each model" if n_models > 1 else "one model"
     _suptitle(
         fig,

@@ -69,6 +69,10 @@ COMPARISON_COLUMNS = (
     "n",
     "resampling_unit",
     "n_units",
+    "noise_floor_flip_rate",
+    "noise_floor_diff",
+    "noise_floor_diff_ci_low",
+    "noise_floor_diff_ci_high",
     "primary",
 )
 BY_LABEL_COLUMNS = (
@@ -209,11 +213,15 @@ def compare_to_baseline(
     resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    noise_floor: bool = False,
 ) -> dict[str, Any]:
     """Paired comparison of a quantized method with the unquantized baseline on the same
     items: metric differences with paired (cluster) bootstrap intervals and p-values, the flip
     rate and flip directions, McNemar's exact test (single-label tasks), per-label F1 changes
-    (relation extraction, multi-label), and the primary metric's resampled differences."""
+    (relation extraction, multi-label), and the primary metric's resampled differences.
+
+    ``noise_floor``: the "method" is the baseline itself rerun under another batch shape; the
+    record is marked so the comparison table reports it beside every method, not as one."""
     spec = get_dataset(dataset)
     task = get_task(spec.task)
     gold_records, base_pred, _ = aligned_predictions(baseline_path, gold_path, dataset)
@@ -243,6 +251,7 @@ def compare_to_baseline(
         "n": len(gold),
         "primary_metric": task.primary_metric,
         "flip_rate": flip_rate(base_pred, other_pred, as_set=spec.task == "mlc"),
+        "noise_floor": noise_floor,
         **stats,
         **_provenance(
             resamples,
@@ -292,12 +301,25 @@ def aggregate_scores(score_paths: list[str | Path], out_path: str | Path) -> int
 
 
 def aggregate_comparisons(paths: list[str | Path], out_path: str | Path) -> int:
-    """Write the comparison table: one row per quantized run x metric."""
+    """Write the comparison table: one row per quantized run x metric.
+
+    Noise-floor records (the baseline rerun at another batch shape) are not rows of their
+    own: their flip rate and change fill the ``noise_floor_*`` columns of every method's row
+    of the same model, dataset, prompt and metric."""
+    records = [read_json(path) for path in paths]
+    noise = {
+        (c["model"], c["dataset"], c["prompt"], metric): (c["flip_rate"], m)
+        for c in records
+        if c.get("noise_floor")
+        for metric, m in c["metrics"].items()
+    }
     rows = []
-    for path in paths:
-        c = read_json(path)
+    for c in records:
+        if c.get("noise_floor"):
+            continue
         flips, boot = c.get("flips") or {}, c.get("bootstrap") or {}
         for metric, m in c["metrics"].items():
+            nf_flip, nf = noise.get((c["model"], c["dataset"], c["prompt"], metric), (None, {}))
             rows.append(
                 {
                     **{
@@ -317,6 +339,10 @@ def aggregate_comparisons(paths: list[str | Path], out_path: str | Path) -> int:
                     **{k: flips.get(k) for k in FLIP_KEYS},
                     "resampling_unit": boot.get("unit", "item"),
                     "n_units": boot.get("units", c["n"]),
+                    "noise_floor_flip_rate": nf_flip,
+                    "noise_floor_diff": nf.get("diff"),
+                    "noise_floor_diff_ci_low": nf.get("ci_low"),
+                    "noise_floor_diff_ci_high": nf.get("ci_high"),
                     "primary": metric == c["primary_metric"],
                 }
             )
@@ -329,6 +355,8 @@ def aggregate_comparisons_by_label(paths: list[str | Path], out_path: str | Path
     rows = []
     for path in paths:
         c = read_json(path)
+        if c.get("noise_floor"):
+            continue
         for label, m in (c.get("by_label") or {}).items():
             rows.append(
                 {
