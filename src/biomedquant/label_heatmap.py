@@ -100,7 +100,7 @@ def plot_change_by_label(
             ax.text(
                 c,
                 r,
-                f"{v:+.0f}",
+                f"{v:+.1f}" if abs(v) < 9.95 else f"{v:+.0f}",
                 ha="center",
                 va="center",
                 fontsize=6,
