@@ -280,3 +280,25 @@ def test_score_intervals_are_seeded_and_bracket_the_estimate():
 def test_labels_of_unions_both_systems():
     assert labels_of("single", ["a"], ["b", None], ["c"]) == ("a", "b", "c")
     assert labels_of("multi", [["x"]], [None], [["y"]]) == ("x", "y")
+
+
+@settings(max_examples=60, deadline=None)
+@given(ner_case(), st.integers(0, 10**6))
+def test_ner_comparison_equals_the_difference_of_definitions(case, seed):
+    gold, other = case
+    rnd = random.Random(seed)
+    base = [[rnd.choice("BIO") for _ in g] for g in gold]
+    res = compare_items(
+        "ner",
+        gold,
+        base,
+        other,
+        clusters=np.arange(len(gold)),
+        resamples=20,
+        level=0.9,
+        rng=make_rng(seed, "n"),
+        primary="f1",
+    )
+    for k, v in ner_scores(gold, other).items():
+        assert res["metrics"][k]["diff"] == pytest.approx(v - ner_scores(gold, base)[k])
+    assert len(res["primary_diff_draws"]) == 20 and res["mcnemar_p"] is None
