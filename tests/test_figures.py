@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import math
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +18,9 @@ from biomedquant.figures import (
     read_memory,
     write_table_page,
 )
+from biomedquant.io import write_json
 from biomedquant.plan import MEMORY_COLUMNS, smallest_gpu
-from biomedquant.recommendation import recommend, task_changes
+from biomedquant.scoring import BY_LABEL_COLUMNS
 
 PAPER_MODELS = [
     "llama31_8b",
@@ -52,10 +51,11 @@ def write_tables(
     seed: int = 0,
     gpu: bool = True,
 ) -> dict[str, Path]:
-    """Scores, comparisons and memory tables in the workflow's formats, with plausible values:
-    lower bits lose more, bigger models score higher, some runs are measured on a GPU."""
+    """Scores, comparisons (table and per-run files with resampled differences), per-label
+    changes and memory in the workflow's formats, with plausible values: lower bits lose
+    more, bigger models score higher, some runs are measured on a GPU."""
     rng = np.random.default_rng(seed)
-    scores, comps, memory = [], [], []
+    scores, comps, memory, by_label, comp_files = [], [], [], [], []
     for mi, model in enumerate(models):
         size_b = 70.0 if "70" in model or "72" in model else 8.0
         for method in methods:
@@ -105,6 +105,33 @@ def write_tables(
                                 "primary": metric == PRIMARY[spec.task],
                             }
                         )
+                    if method == methods[0]:
+                        continue
+                    path = folder / "comparisons" / model / method / dataset / f"{prompt}.json"
+                    write_json(
+                        path,
+                        {
+                            **{k: comps[-1][k] for k in ("model", "method", "baseline")},
+                            **{"dataset": dataset, "task": spec.task, "prompt": prompt},
+                            "primary_metric": PRIMARY[spec.task],
+                            "metrics": {PRIMARY[spec.task]: {"diff": -loss}},
+                            "primary_diff_draws": list(rng.normal(-loss, 0.0075, 200)),
+                        },
+                    )
+                    comp_files.append(path)
+                    if spec.task in ("re", "mlc"):
+                        for k, label in enumerate(spec.labels):
+                            d = -loss * (1 + k % 3)
+                            by_label.append(
+                                {
+                                    **{k2: comps[-1][k2] for k2 in ("model", "method")},
+                                    **{"baseline": methods[0], "dataset": dataset},
+                                    **{"task": spec.task, "prompt": prompt, "label": label},
+                                    **{"support": 10 + 7 * k, "baseline_f1": 0.6, "f1": 0.6 + d},
+                                    **{"diff": d, "diff_ci_low": d - 0.03},
+                                    **{"diff_ci_high": d + 0.03, "p_value": 0.2},
+                                }
+                            )
             est_w = size_b * 2 * bits / 16 * 1.07
             measured = gpu and mi % 2 == 0
             memory.append(
@@ -133,9 +160,11 @@ def write_tables(
         ("scores", scores, None),
         ("comparisons", comps, None),
         ("memory", memory, list(MEMORY_COLUMNS)),
+        ("comparisons_by_label", by_label, list(BY_LABEL_COLUMNS)),
     ):
         paths[name] = folder / f"{name}.csv"
         pd.DataFrame(rows, columns=cols).to_csv(paths[name], index=False)
+    paths["comparison_files"] = comp_files
     return paths
 
 
@@ -162,16 +191,15 @@ def test_every_figure_draws_at_demo_and_paper_scale(tmp_path, scale, models, met
     main(
         [
             "recommend",
-            "--comparisons",
-            str(tables["comparisons"]),
             "--memory",
             str(tables["memory"]),
-            "--tolerance",
+            "--margin",
             "1.0",
             "--out",
             str(tables["recommendation"]),
             "--evidence-out",
             str(tables["evidence"]),
+            *map(str, tables["comparison_files"]),
         ]
     )
     order = Order(tuple(methods), tuple(models), tuple(prompts), "none")
@@ -274,8 +302,9 @@ def test_table_pages_hold_the_table_and_the_csv(tmp_path):
     main(
         [
             "recommend",
-            *("--comparisons", str(tables["comparisons"]), "--memory", str(tables["memory"])),
+            *("--memory", str(tables["memory"])),
             *("--out", str(rec), "--evidence-out", str(ev)),
+            *map(str, tables["comparison_files"]),
         ]
     )
     out = tmp_path / "recommendation.html"
@@ -289,141 +318,3 @@ def test_table_pages_hold_the_table_and_the_csv(tmp_path):
         and "Evidence" in text
         and 'download="recommendation_evidence.csv"' in text
     )
-
-
-# --------------------------------------------------------------------------- recommendation
-
-
-def comparisons_table(rows: list[tuple[str, str, str, str, float, float, float]]) -> pd.DataFrame:
-    """Hand-made primary comparisons: (model, method, dataset, prompt, diff, lo, hi)."""
-    return pd.DataFrame(
-        [
-            {
-                "model": m,
-                "method": meth,
-                "baseline": "none",
-                "dataset": d,
-                "task": DATASETS[d].task,
-                "prompt": p,
-                "metric": "x",
-                "diff": diff,
-                "diff_ci_low": lo,
-                "diff_ci_high": hi,
-                "primary": True,
-            }
-            for m, meth, d, p, diff, lo, hi in rows
-        ]
-    )
-
-
-def memory_table(rows: list[tuple[str, str, float, float | None]]) -> pd.DataFrame:
-    """(model, method, est_total_gb, peak_gpu_allocated_gb or None)."""
-    return pd.DataFrame(
-        [
-            {"model": m, "method": meth, "est_total_gb": est, "peak_gpu_allocated_gb": peak}
-            for m, meth, est, peak in rows
-        ]
-    )
-
-
-def test_task_change_is_the_mean_of_its_datasets_with_combined_interval():
-    comps = comparisons_table(
-        [
-            ("m", "q4", "medqa", "zero-shot", -0.02, -0.05, 0.01),
-            ("m", "q4", "pubmedqa", "zero-shot", 0.00, -0.04, 0.04),
-        ]
-    )
-    (row,) = task_changes(comps).itertuples()
-    assert row.task == "qa" and row.n_datasets == 2
-    assert row.delta_points == pytest.approx(-1.0)
-    half = math.sqrt(3**2 + 4**2) / 2  # points
-    assert row.delta_ci_low_points == pytest.approx(-1.0 - half)
-    assert row.delta_ci_high_points == pytest.approx(-1.0 + half)
-
-
-def test_recommends_the_least_memory_within_one_point_on_every_task():
-    rows = []
-    # q8 loses 0.2 points everywhere; q4 loses 0.8 (within 1); q3 loses 0.5 except 3 on NER
-    for method, ner, rest in (
-        ("q8", -0.002, -0.002),
-        ("q4", -0.008, -0.008),
-        ("q3", -0.03, -0.005),
-    ):
-        for d in DATASETS:
-            diff = ner if DATASETS[d].task == "ner" else rest
-            rows.append(("m", method, d, "zero-shot", diff, diff - 0.02, diff + 0.02))
-    memory = memory_table(
-        [
-            ("m", "none", 17.0, None),
-            ("m", "q8", 9.5, None),
-            ("m", "q4", 6.0, None),
-            ("m", "q3", 5.0, None),
-        ]
-    )
-    rec, evidence = recommend(comparisons_table(rows), memory, tolerance_points=1.0)
-    (r,) = rec.itertuples()
-    assert r.recommended == "q4" and r.memory_gb == 6.0 and r.smallest_gpu_gb == 24
-    assert r.memory_source == "estimated" and r.baseline_memory_gb == 17.0
-    assert r.worst_delta_points == pytest.approx(-0.8)
-    assert "q3: ner zero-shot -3.0" in r.not_qualifying
-    assert r.qualifying.startswith("q4 (6 GB); q8 (9.5 GB); none (17 GB)")
-    assert "qa zero-shot -0.8" in r.evidence
-    assert set(evidence["method"]) == {"q8", "q4", "q3"}
-    assert len(evidence) == 3 * 4  # methods x tasks (one prompt)
-
-    # a tighter tolerance leaves only q8
-    rec, _ = recommend(comparisons_table(rows), memory, tolerance_points=0.5)
-    assert rec["recommended"].iloc[0] == "q8"
-    # exactly at the tolerance passes (diffs are means of floats)
-    rec, _ = recommend(comparisons_table(rows), memory, tolerance_points=0.8)
-    assert rec["recommended"].iloc[0] == "q4"
-
-
-def test_baseline_when_every_method_loses_too_much_and_gpu_measurement_wins():
-    rows = [("m", "q4", d, p, -0.05, -0.08, -0.02) for d in DATASETS for p in ("zero-shot", "cot")]
-    memory = memory_table([("m", "none", 150.0, 141.0), ("m", "q4", 40.0, 38.0)])
-    rec, _ = recommend(comparisons_table(rows), memory)
-    (r,) = rec.itertuples()
-    assert r.recommended == "none" and r.memory_gb == 141.0 and r.memory_source == "measured"
-    assert pd.isna(r.smallest_gpu_gb)  # 141 GB fits no single common GPU
-    assert r.evidence.startswith("the baseline itself")
-
-
-def test_missing_evidence_or_memory_disqualifies():
-    rows = [("m", "q4", d, "zero-shot", 0.0, -0.01, 0.01) for d in DATASETS]
-    rows += [("m", "q4", d, "cot", 0.0, -0.01, 0.01) for d in DATASETS if d != "medqa"]
-    rows += [("m", "q3", d, p, 0.0, -0.01, 0.01) for d in DATASETS for p in ("zero-shot", "cot")]
-    # q4 has qa/cot from pubmedqa only: still evidence for the task; drop pubmedqa too
-    rows = [r for r in rows if not (r[1] == "q4" and r[2] == "pubmedqa" and r[3] == "cot")]
-    memory = memory_table([("m", "none", 17.0, None), ("m", "q4", 6.0, None)])
-    rec, _ = recommend(comparisons_table(rows), memory)
-    (r,) = rec.itertuples()
-    assert r.recommended == "none"
-    assert "q4: no comparison for qa cot" in r.not_qualifying
-    assert "q3: memory unknown" in r.not_qualifying
-
-
-def test_recommend_cli_writes_both_tables(tmp_path):
-    tables = write_tables(tmp_path, ["m0", "m1"], ["none", "gptq-w8g128", "gptq-w3g128"], ["cot"])
-    out, ev = tmp_path / "rec.csv", tmp_path / "ev.csv"
-    assert (
-        main(
-            [
-                "recommend",
-                "--comparisons",
-                str(tables["comparisons"]),
-                "--memory",
-                str(tables["memory"]),
-                "--out",
-                str(out),
-                "--evidence-out",
-                str(ev),
-            ]
-        )
-        == 0
-    )
-    rec = list(csv.DictReader(out.open()))
-    assert [r["model"] for r in rec] == ["m0", "m1"]
-    # 8-bit loses 0.3 points at most, 3-bit 4 or more: 8-bit is the recommendation
-    assert {r["recommended"] for r in rec} == {"gptq-w8g128"}
-    assert float(rec[0]["tolerance_points"]) == 1.0

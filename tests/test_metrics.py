@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from biomedquant.metrics import (
-    bootstrap_intervals,
     flip_rate,
     iob2_spans,
     multilabel_scores,
@@ -136,13 +135,3 @@ def test_flip_rate_counts_changed_predictions(triples):
 def test_flip_rate_compares_label_sets_as_sets():
     assert flip_rate([["a", "b"], ["c"]], [["b", "a"], []], as_set=True) == 0.5
     assert flip_rate([["B", "I"]], [["B", "O"]]) == 1.0
-
-
-def test_bootstrap_is_seeded_and_brackets_the_estimate():
-    gold = ["a", "b"] * 20
-    pred = ["a", "a"] * 20
-    ci1 = bootstrap_intervals(single_label_scores, gold, pred, resamples=200, level=0.95, seed=3)
-    ci2 = bootstrap_intervals(single_label_scores, gold, pred, resamples=200, level=0.95, seed=3)
-    assert ci1 == ci2
-    lo, hi = ci1["accuracy"]
-    assert lo <= 0.5 <= hi and lo < hi

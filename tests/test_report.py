@@ -48,7 +48,7 @@ def tiny_study_config(model_path: Path) -> dict:
         "prompts": TINY_PROMPTS,
         "inference": {"batch_size": 4, "max_new_tokens": {"ner": 8, "re": 4, "mlc": 4, "qa": 4}},
         "scoring": {"bootstrap_resamples": 20},
-        "recommendation": {"tolerance": 1.0},
+        "recommendation": {"margin_points": 1.0},
     }
 
 
@@ -100,10 +100,12 @@ def test_the_study_writes_every_figure_and_the_recommendation(study):
     rec = list(csv.DictReader((study / "results/tables/recommendation.csv").open()))
     assert [r["model"] for r in rec] == ["tiny"]
     assert rec[0]["recommended"] in ("none", "gptq-w4g32")
-    assert rec[0]["tolerance_points"] == "1.0"
+    assert rec[0]["margin_points"] == "1" and rec[0]["verdict"]
+    assert float(rec[0]["min_detectable_loss_points"]) >= 0
     evidence = list(csv.DictReader((study / "results/tables/recommendation_evidence.csv").open()))
-    # one row per task and prompting method of the quantized method
+    # one verdict per task and prompting method of the quantized method
     assert len(evidence) == len(TINY_DATASETS) * len(TINY_PROMPTS)
+    assert {e["verdict"] for e in evidence} <= {"non-inferior", "inconclusive", "inferior"}
 
 
 def test_report_holds_figures_captions_tables_and_configuration(report):

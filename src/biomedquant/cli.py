@@ -202,15 +202,24 @@ def _cmd_compare(args: argparse.Namespace) -> None:
         resamples=args.resamples,
         level=args.level,
         seed=args.seed,
+        noise_floor=args.noise_floor,
     )
 
 
 def _cmd_aggregate(args: argparse.Namespace) -> None:
-    from biomedquant.scoring import aggregate_comparisons, aggregate_scores
+    from biomedquant.scoring import (
+        aggregate_comparisons,
+        aggregate_comparisons_by_label,
+        aggregate_scores,
+    )
     from biomedquant.scoring_inputs import check_out_path
 
     check_out_path(args.out, {f"input #{i}": path for i, path in enumerate(args.files, 1)})
-    fn = aggregate_scores if args.kind == "scores" else aggregate_comparisons
+    fn = {
+        "scores": aggregate_scores,
+        "comparisons": aggregate_comparisons,
+        "comparisons_by_label": aggregate_comparisons_by_label,
+    }[args.kind]
     n = fn(args.files, args.out)
     print(f"{n} rows -> {args.out}")
 
@@ -319,7 +328,14 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 
     tables = {
         name: getattr(args, name)
-        for name in ("scores", "comparisons", "memory", "recommendation", "evidence")
+        for name in (
+            "scores",
+            "comparisons",
+            "memory",
+            "recommendation",
+            "evidence",
+            "comparisons_by_label",
+        )
     }
     draw_figure(args.figure, tables, args.out, order=order_from_json(args.order))
 
@@ -327,15 +343,26 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 def _cmd_recommend(args: argparse.Namespace) -> None:
     from biomedquant.recommendation import write_recommendation
 
+    task_margins = {}
+    for item in args.task_margin:
+        task, _, value = item.partition("=")
+        try:
+            task_margins[task] = float(value)
+        except ValueError:
+            raise ValueError(
+                f"--task-margin wants TASK=POINTS (e.g. ner=2), got {item!r}"
+            ) from None
     rec = write_recommendation(
         args.comparisons,
         args.memory,
         args.out,
         args.evidence_out,
-        tolerance_points=args.tolerance,
+        margin_points=args.margin,
+        task_margin_points=task_margins,
+        alpha=args.alpha,
     )
     for r in rec.itertuples():
-        print(f"{r.model}: {r.recommended} ({r.memory_gb:.3g} GB, {r.memory_source})")
+        print(f"{r.model}: {r.recommended} ({r.memory_gb:.3g} GB, {r.memory_source}): {r.verdict}")
 
 
 def _cmd_report_table(args: argparse.Namespace) -> None:
@@ -454,11 +481,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resamples", type=int, default=1000)
     s.add_argument("--level", type=float, default=0.95)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--noise-floor",
+        action="store_true",
+        help="the predictions are the baseline rerun at another batch shape",
+    )
     s.set_defaults(func=_cmd_compare)
 
     s = sub.add_parser("aggregate", help="gather score or comparison files into a CSV table")
     s.add_argument("--out", required=True)
-    s.add_argument("--kind", choices=("scores", "comparisons"), default="scores")
+    s.add_argument(
+        "--kind", choices=("scores", "comparisons", "comparisons_by_label"), default="scores"
+    )
     s.add_argument("files", nargs="+")
     s.set_defaults(func=_cmd_aggregate)
 
@@ -518,23 +552,30 @@ def build_parser() -> argparse.ArgumentParser:
             "memory_vs_score",
             "memory_estimate_check",
             "recommendation",
+            "change_by_label",
         ),
         help="which figure (each lists the tables it reads in docs/figures.md)",
     )
     for name in ("scores", "comparisons", "memory", "recommendation", "evidence"):
         s.add_argument(f"--{name}", default="", help=f"the {name} table (CSV)")
+    s.add_argument("--comparisons-by-label", default="", help="the per-label table (CSV)")
     s.add_argument("--order", default="", help="JSON: models, methods, prompts, baseline")
     s.add_argument("--out", required=True, nargs="+", help="PNG and/or PDF paths")
     s.set_defaults(func=_cmd_plot)
 
     s = sub.add_parser(
-        "recommend", help="per model, the least-memory method within tolerance of the baseline"
+        "recommend",
+        help="per model, the least-memory method shown non-inferior to the baseline everywhere",
     )
-    s.add_argument("--comparisons", required=True)
     s.add_argument("--memory", required=True)
-    s.add_argument("--tolerance", type=float, default=1.0, help="points (0.01 on a 0-1 scale)")
+    s.add_argument("--margin", type=float, default=1.0, help="points (0.01 on a 0-1 scale)")
+    s.add_argument(
+        "--task-margin", action="append", default=[], help="TASK=POINTS, overrides --margin"
+    )
+    s.add_argument("--alpha", type=float, default=0.05, help="one-sided, family-wise (Holm)")
     s.add_argument("--out", required=True)
     s.add_argument("--evidence-out", required=True)
+    s.add_argument("comparisons", nargs="+", help="comparison files (JSON) of every method")
     s.set_defaults(func=_cmd_recommend)
 
     s = sub.add_parser("report-table", help="an HTML page of a table for the report")

@@ -66,6 +66,8 @@ METRIC_TITLES = {
     "recall": "recall",
 }
 ESTIMATED_HATCH = "////"
+# Recommendation figure: a method's verdict over all its tests.
+MARKERS = {"non-inferior": "o", "inconclusive": "D", "inferior": "X"}
 
 
 # --------------------------------------------------------------------------- reading the tables
@@ -896,8 +898,11 @@ def plot_flip_rate(
 ) -> None:
     """Share of items whose answer changed against the baseline, per method and dataset
     (rows: prompting methods). A flip rate well above the score change means errors were
-    traded, not avoided. With several models: the mean, each model a dot."""
+    traded, not avoided. With several models: the mean, each model a dot. Where the table has
+    a noise floor (the baseline rerun at another batch size), a dashed line across each
+    dataset's bars marks its flip rate: the changes batching alone causes."""
     import numpy as np
+    import pandas as pd
 
     df = read_comparisons(comparisons_path, primary_only=True)
     if df.empty:
@@ -945,12 +950,25 @@ def plot_flip_rate(
                     ax.scatter(np.full(len(pts), pos[d_idx]), pts, s=4, color="black", zorder=3)
             elif annotate:
                 _bar_labels(ax, pos, vals, ".2f")
+        if "noise_floor_flip_rate" in sub:
+            floor = pd.to_numeric(sub["noise_floor_flip_rate"], errors="coerce")
+            floor = floor.groupby(sub["dataset"]).mean().reindex(datasets).to_numpy(dtype=float)
+            for d_idx, level in enumerate(floor):
+                if not np.isnan(level):
+                    ax.hlines(level, d_idx - 0.45, d_idx + 0.45, colors="black", linestyles="--")
         # room above the tallest bar for its label
         ax.set_ylim(0, min(1.0, max(0.1, top)) * (1.22 if annotate else 1.05))
         ax.set_ylabel(f"{prompt}\nflip rate")
         ax.grid(axis="y", alpha=0.3)
     _dataset_ticks(axes[-1, 0], datasets, metrics)
-    _fig_legend(fig, _legend_handles(order, methods), "quantization method")
+    handles = _legend_handles(order, methods)
+    if "noise_floor_flip_rate" in df and df["noise_floor_flip_rate"].notna().any():
+        from matplotlib.lines import Line2D
+
+        handles.append(
+            Line2D([], [], color="black", ls="--", label="baseline rerun (other batch size)")
+        )
+    _fig_legend(fig, handles, "quantization method")
     what = f"mean over {n_models} models, dots: each model" if n_models > 1 else "one model"
     _suptitle(
         fig,
@@ -1043,8 +1061,10 @@ def plot_recommendation(
     *,
     order: Order | None = None,
 ) -> None:
-    """Per model: each method's worst task change against the tolerance (left) and its memory
-    (right), the recommended method ringed. Both criteria of the choice on one row."""
+    """Per model: each method's binding test (the task and prompt with the lowest lower bound:
+    its change, and the one-sided bound as a line) against the margin (left), and its memory
+    (right), the recommended method ringed. Marker: circle non-inferior on every test, diamond
+    some test inconclusive, cross some test inferior. Both criteria of the choice on one row."""
     import numpy as np
     import pandas as pd
     from matplotlib.lines import Line2D
@@ -1062,16 +1082,26 @@ def plot_recommendation(
         for col in ("model", "method", "recommended", "baseline"):
             if col in frame:
                 frame[col] = frame[col].astype(str)
-    ev["within_tolerance"] = _truthy(ev["within_tolerance"]) if len(ev) else []
     order = (order or Order()).with_data(ev, rec.rename(columns={"recommended": "method"}))
     models = Order.sort(order.models, rec["model"])
-    tolerance = float(rec["tolerance_points"].iloc[0])
-    # One row per (model, method): the worst (task, prompt) change and the method's memory.
-    # (drop_duplicates, not groupby.first: first() would mix rows where an interval is empty)
-    worst = ev.sort_values("delta_points", kind="stable").drop_duplicates(["model", "method"])[
-        ["model", "method", "delta_points", "delta_ci_low_points", "delta_ci_high_points"]
+    margin = float(pd.to_numeric(ev["margin_points"]).min()) if len(ev) else 1.0
+    # One row per (model, method): the binding (task, prompt) test and the method's memory.
+    # (drop_duplicates, not groupby.first: first() would mix rows where a bound is empty)
+    worst = ev.sort_values("lower_bound_points", kind="stable", na_position="first")
+    worst = worst.drop_duplicates(["model", "method"])[
+        ["model", "method", "delta_points", "lower_bound_points"]
     ]
-    verdict = ev.groupby(["model", "method"])["within_tolerance"].all().rename("qualifies")
+    verdict = (
+        ev.groupby(["model", "method"])["verdict"]
+        .agg(
+            lambda v: (
+                "inferior"
+                if (v == "inferior").any()
+                else ("non-inferior" if (v == "non-inferior").all() else "inconclusive")
+            )
+        )
+        .rename("qualifies")
+    )
     mem = ev.groupby(["model", "method"], as_index=False)[["memory_gb", "memory_source"]].first()
     rows = worst.merge(verdict.reset_index(), on=["model", "method"]).merge(
         mem, on=["model", "method"]
@@ -1079,7 +1109,7 @@ def plot_recommendation(
     base = rec[["model", "baseline", "baseline_memory_gb"]].rename(
         columns={"baseline": "method", "baseline_memory_gb": "memory_gb"}
     )
-    base = base.assign(delta_points=0.0, qualifies=True, memory_source="")
+    base = base.assign(delta_points=0.0, qualifies="non-inferior", memory_source="")
     rows = pd.concat([base, rows], ignore_index=True)
     methods = Order.sort(order.methods, rows["method"])
     n_methods = len(methods)
@@ -1093,11 +1123,11 @@ def plot_recommendation(
     for row in rows.itertuples():
         y = y_of[row.model] + (methods.index(row.method) - (n_methods - 1) / 2) * step
         color = order.color(row.method)
-        marker = "o" if row.qualifies else "X"
-        lo = getattr(row, "delta_ci_low_points", float("nan"))
-        hi = getattr(row, "delta_ci_high_points", float("nan"))
-        if not (pd.isna(lo) or pd.isna(hi)):
-            left.plot([lo, hi], [y, y], color=color, lw=1.0)
+        marker = MARKERS[row.qualifies]
+        lo = getattr(row, "lower_bound_points", float("nan"))
+        if not pd.isna(lo):
+            left.plot([lo, row.delta_points], [y, y], color=color, lw=1.0)
+            left.plot([lo], [y], marker="|", color=color, ms=7)
         left.scatter(
             row.delta_points,
             y,
@@ -1139,16 +1169,16 @@ def plot_recommendation(
             fontsize=6.5,
         )
     left.axvspan(
-        -tolerance,
-        max(tolerance, float(np.nanmax(rows["delta_points"])) + 1),
+        -margin,
+        max(margin, float(np.nanmax(rows["delta_points"])) + 1),
         color="#009E73",
         alpha=0.12,
         lw=0,
     )
-    left.axvline(-tolerance, color="#009E73", lw=1.0)
+    left.axvline(-margin, color="#009E73", lw=1.0)
     left.axvline(0, color="black", lw=0.6)
-    left.set_xlabel("worst change over tasks and prompts (points)")
-    left.set_title(f"accuracy: within {tolerance:g} point(s) of the baseline?")
+    left.set_xlabel("change (points), bar: one-sided lower bound, binding task and prompt")
+    left.set_title(f"accuracy: loss shown smaller than {margin:g} point(s)?")
     left.set_yticks(range(len(models)), models)
     left.set_ylim(len(models) - 0.5, -0.5)
     left.grid(axis="x", alpha=0.3)
@@ -1158,16 +1188,21 @@ def plot_recommendation(
         right.set_xlim(lo / 2, hi * 8)
         _gpu_lines(right, axis="x", lo=lo / 2, hi=hi * 8)
     right.set_xlabel("GPU memory (GB, log)")
-    right.set_title("memory: the least among the qualifying (ringed)")
+    right.set_title("memory: the least among the non-inferior (ringed)")
     right.grid(axis="x", alpha=0.3)
     handles = _legend_handles(order, methods) + [
-        Line2D([], [], marker="o", ls="", mfc="#777777", mec="black", label="within tolerance"),
-        Line2D([], [], marker="X", ls="", mfc="#777777", mec="black", label="not within"),
+        Line2D([], [], marker=MARKERS[v], ls="", mfc="#777777", mec="black", label=label)
+        for v, label in (
+            ("non-inferior", "non-inferior on every test"),
+            ("inconclusive", "some test inconclusive"),
+            ("inferior", "some test inferior"),
+        )
     ]
     _fig_legend(fig, handles, "quantization method")
     _suptitle(
         fig,
-        "Recommendation: least memory whose primary score stays within tolerance on every task",
+        "Recommendation: least memory among the methods shown non-inferior to the baseline on "
+        "every task and prompt (Holm-adjusted one-sided bootstrap tests)",
     )
     save_figure(fig, out_paths)
 
@@ -1196,7 +1231,17 @@ FIGURES: dict[str, FigureSpec] = {
     "recommendation": FigureSpec(
         plot_recommendation, ("recommendation", "evidence"), "Recommendation"
     ),
+    "change_by_label": FigureSpec(
+        lambda *a, **k: _label_heatmap(*a, **k), ("comparisons_by_label",), "Change by label"
+    ),
 }
+
+
+def _label_heatmap(*args: Any, **kwargs: Any) -> None:
+    """The per-label heatmap lives in its own module (imported late: it imports this one)."""
+    from biomedquant.label_heatmap import plot_change_by_label
+
+    plot_change_by_label(*args, **kwargs)
 
 
 def draw_figure(
@@ -1244,9 +1289,13 @@ TABLE_NOTES = {
     "metric, p-values, flip rates) is the CSV below.",
     "memory": "Memory per model and method: the fit estimator (est_*), and what the runs "
     "measured (weights in the deployment dtype, peak GPU and host memory, size on disk).",
-    "recommendation": "Per model, the method with the least GPU memory whose primary score "
-    "stays within the tolerance of the baseline on every task and prompting method; the "
-    "evidence column lists the per-task changes in points with their intervals.",
+    "recommendation": "Per model, the method with the least GPU memory that is shown "
+    "non-inferior to the baseline (its loss smaller than the margin) on every task and prompting "
+    "method; when none is, the baseline, and the least-memory method never shown inferior as "
+    "'not shown to lose'. A verdict is a one-sided bound of the change, pooled over the task's "
+    "datasets by a stratified paired bootstrap, with Holm's correction over the method's tests; "
+    "the minimum detectable loss is the smallest margin the test sets could have established. "
+    "The evidence table lists every test.",
 }
 
 

@@ -1,4 +1,9 @@
-"""The benchmark metrics as small pure functions, plus seeded bootstrap intervals.
+"""The benchmark metrics as small pure functions: the definitions.
+
+The workflow computes the same metrics from per-item sufficient statistics
+(:mod:`biomedquant.item_stats`), which makes the bootstrap one matrix product; the tests
+check both against each other on random and real data, and these functions against
+hand-computed values, seqeval and scikit-learn.
 
 Definitions (they follow the benchmark of Chen et al., Nature Communications 2025):
 
@@ -21,7 +26,7 @@ macro average; when precision or recall is 0/0 it counts as 0 (scikit-learn's ze
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -100,83 +105,6 @@ def multilabel_scores(
         "macro_f1": float(np.mean(per_label)) if per_label else 0.0,
         "micro_f1": _prf(tp_all, fp_all, fn_all)[2],
     }
-
-
-def bootstrap_intervals(
-    metric_fn: Callable[[list[Any], list[Any]], dict[str, float]],
-    gold: Sequence[Any],
-    pred: Sequence[Any],
-    *,
-    resamples: int,
-    level: float,
-    seed: int,
-) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap interval of every metric, resampling items with replacement."""
-    if resamples <= 0 or len(gold) == 0:
-        return {}
-    rng = np.random.default_rng(seed)
-    n = len(gold)
-    draws: dict[str, list[float]] = {}
-    for _ in range(resamples):
-        idx = rng.integers(0, n, size=n)
-        values = metric_fn([gold[i] for i in idx], [pred[i] for i in idx])
-        for k, v in values.items():
-            draws.setdefault(k, []).append(v)
-    alpha = (1 - level) / 2
-    return {
-        k: (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha)))
-        for k, v in draws.items()
-    }
-
-
-def paired_bootstrap(
-    metric_fn: Callable[[list[Any], list[Any]], dict[str, float]],
-    gold: Sequence[Any],
-    baseline: Sequence[Any],
-    other: Sequence[Any],
-    *,
-    resamples: int,
-    level: float,
-    seed: int,
-) -> dict[str, dict[str, float]]:
-    """Difference ``other - baseline`` of every metric, with a paired bootstrap test.
-
-    Items are resampled jointly (the same items for both systems), so the test accounts for
-    the two systems answering the same questions. The two-sided p-value is the share of
-    resampled differences on the far side of zero, doubled:
-    ``p = min(1, 2 * min(#(d* <= 0) + 1, #(d* >= 0) + 1) / (B + 1))`` (the +1 keeps a finite
-    number of resamples from claiming p = 0). The interval is the percentile interval of d*.
-    """
-    observed_b = metric_fn(list(gold), list(baseline))
-    observed_o = metric_fn(list(gold), list(other))
-    out = {
-        k: {
-            "baseline": observed_b[k],
-            "value": observed_o[k],
-            "diff": observed_o[k] - observed_b[k],
-        }
-        for k in observed_o
-    }
-    if resamples <= 0 or len(gold) == 0:
-        return out
-    rng = np.random.default_rng(seed)
-    n = len(gold)
-    diffs: dict[str, list[float]] = {k: [] for k in out}
-    for _ in range(resamples):
-        idx = rng.integers(0, n, size=n)
-        g = [gold[i] for i in idx]
-        mb = metric_fn(g, [baseline[i] for i in idx])
-        mo = metric_fn(g, [other[i] for i in idx])
-        for k in out:
-            diffs[k].append(mo[k] - mb[k])
-    alpha = (1 - level) / 2
-    for k, d in diffs.items():
-        arr = np.asarray(d)
-        below, above = int((arr <= 0).sum()), int((arr >= 0).sum())
-        out[k]["ci_low"] = float(np.quantile(arr, alpha))
-        out[k]["ci_high"] = float(np.quantile(arr, 1 - alpha))
-        out[k]["p_value"] = min(1.0, 2 * min(below + 1, above + 1) / (resamples + 1))
-    return out
 
 
 def flip_rate(baseline: Sequence[Any], other: Sequence[Any], *, as_set: bool = False) -> float:

@@ -5,6 +5,12 @@ A prediction file is JSON Lines with one object per item: ``id`` plus either ``p
 (already parsed: tags for NER, a label, a label list, an option letter or decision word) or
 ``output`` (raw model text, parsed here with the task's parser). ``parse_ok`` is optional.
 Predictions made outside biomedquant can be scored the same way.
+
+The statistics (sufficient statistics per item, the bootstrap as a matrix product, cluster
+resampling, flips, McNemar) live in :mod:`biomedquant.estimates`; this module reads the files
+and writes the results. Each dataset's bootstrap draws from its own random stream of the one
+configured seed (:func:`biomedquant.bootstrap.make_rng`), so the resampled differences of a
+task's datasets are independent and can be pooled (:mod:`biomedquant.verdicts`).
 """
 
 from __future__ import annotations
@@ -13,12 +19,20 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from biomedquant.bootstrap import cluster_index, make_rng
 from biomedquant.datasets.readers import Record
-from biomedquant.datasets.registry import get_dataset
+from biomedquant.datasets.registry import DatasetSpec, get_dataset
+from biomedquant.estimates import compare_items, score_items
 from biomedquant.io import atomic_path, read_json, read_jsonl, sha256_file, write_json
-from biomedquant.metrics import bootstrap_intervals, flip_rate, paired_bootstrap
+from biomedquant.item_stats import TASK_KIND
+from biomedquant.metrics import flip_rate
+from biomedquant.paired_tests import FLIP_KEYS
 from biomedquant.provenance import now, versions
 from biomedquant.tasks import get_task
+
+# Per-label changes where labels are classes a lab cares about (relation types, topics);
+# QA options are answer positions, and NER has one entity type per dataset.
+BY_LABEL_TASKS = ("re", "mlc")
 
 TABLE_COLUMNS = (
     "model",
@@ -48,16 +62,50 @@ COMPARISON_COLUMNS = (
     "diff_ci_low",
     "diff_ci_high",
     "p_value",
+    "mcnemar_p",
     "flip_rate",
+    "decisions",
+    *FLIP_KEYS,
     "n",
+    "resampling_unit",
+    "n_units",
+    "noise_floor_flip_rate",
+    "noise_floor_diff",
+    "noise_floor_diff_ci_low",
+    "noise_floor_diff_ci_high",
     "primary",
+)
+BY_LABEL_COLUMNS = (
+    "model",
+    "method",
+    "baseline",
+    "dataset",
+    "task",
+    "prompt",
+    "label",
+    "support",
+    "baseline_f1",
+    "f1",
+    "diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "p_value",
 )
 
 
-def _provenance(resamples: int, level: float, seed: int, **inputs: str | Path) -> dict[str, Any]:
+def _provenance(
+    resamples: int, level: float, seed: int, spec: DatasetSpec, n_units: int, **inputs: str | Path
+) -> dict[str, Any]:
     """Bootstrap settings, input hashes and versions recorded beside every score."""
     return {
-        "bootstrap": {"resamples": resamples, "level": level, "seed": seed},
+        "bootstrap": {
+            "resamples": resamples,
+            "level": level,
+            "seed": seed,
+            "stream": spec.name,
+            "unit": spec.cluster_unit,
+            "units": n_units,
+        },
         "inputs": {f"{name}_sha256": sha256_file(path) for name, path in inputs.items()},
         "versions": versions(("biomedquant", "numpy")),
         "written_at": now(),
@@ -65,12 +113,18 @@ def _provenance(resamples: int, level: float, seed: int, **inputs: str | Path) -
 
 
 def aligned_predictions(
-    predictions_path: str | Path, gold_path: str | Path, dataset: str
+    predictions_path: str | Path,
+    gold_path: str | Path,
+    dataset: str,
+    gold_records: list[Record] | None = None,
 ) -> tuple[list[Record], list[Any], list[bool]]:
-    """Gold records and their predictions in gold order; raw outputs are parsed here."""
+    """Gold records and their predictions in gold order; raw outputs are parsed here.
+
+    ``gold_records``: the gold file already read (a comparison aligns two prediction files
+    to one gold file and need not read and decode it twice)."""
     spec = get_dataset(dataset)
     task = get_task(spec.task)
-    gold = read_jsonl(gold_path)
+    gold = gold_records if gold_records is not None else read_jsonl(gold_path)
     by_id: dict[str, dict[str, Any]] = {}
     for lineno, p in enumerate(read_jsonl(predictions_path), 1):
         if "id" not in p or ("prediction" not in p and "output" not in p):
@@ -116,8 +170,17 @@ def score_predictions(
     task = get_task(spec.task)
     gold_records, pred, oks = aligned_predictions(predictions_path, gold_path, dataset)
     gold = [task.gold(r) for r in gold_records]
-    values = task.metrics(gold, pred)
-    cis = bootstrap_intervals(task.metrics, gold, pred, resamples=resamples, level=level, seed=seed)
+    clusters = cluster_index([r["id"] for r in gold_records], spec.cluster_pattern)
+    metrics = score_items(
+        TASK_KIND[spec.task],
+        gold,
+        pred,
+        clusters=clusters,
+        resamples=resamples,
+        level=level,
+        rng=make_rng(seed, spec.name),
+    )
+    n_units = int(clusters.max()) + 1 if len(clusters) else 0
     result = {
         "model": model,
         "method": method,
@@ -127,15 +190,10 @@ def score_predictions(
         "n": len(gold),
         "parse_failure_rate": sum(not ok for ok in oks) / len(gold),
         "primary_metric": task.primary_metric,
-        "metrics": {
-            k: {
-                "value": v,
-                "ci_low": cis.get(k, (None, None))[0],
-                "ci_high": cis.get(k, (None, None))[1],
-            }
-            for k, v in values.items()
-        },
-        **_provenance(resamples, level, seed, predictions=predictions_path, gold=gold_path),
+        "metrics": metrics,
+        **_provenance(
+            resamples, level, seed, spec, n_units, predictions=predictions_path, gold=gold_path
+        ),
     }
     write_json(out_path, result)
     return result
@@ -155,14 +213,34 @@ def compare_to_baseline(
     resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    noise_floor: bool = False,
 ) -> dict[str, Any]:
     """Paired comparison of a quantized method with the unquantized baseline on the same
-    items: metric differences, paired-bootstrap intervals and p-values, and the flip rate."""
+    items: metric differences with paired (cluster) bootstrap intervals and p-values, the flip
+    rate and flip directions, McNemar's exact test (single-label tasks), per-label F1 changes
+    (relation extraction, multi-label), and the primary metric's resampled differences.
+
+    ``noise_floor``: the "method" is the baseline itself rerun under another batch shape; the
+    record is marked so the comparison table reports it beside every method, not as one."""
     spec = get_dataset(dataset)
     task = get_task(spec.task)
     gold_records, base_pred, _ = aligned_predictions(baseline_path, gold_path, dataset)
-    _, other_pred, _ = aligned_predictions(predictions_path, gold_path, dataset)
+    _, other_pred, _ = aligned_predictions(predictions_path, gold_path, dataset, gold_records)
     gold = [task.gold(r) for r in gold_records]
+    clusters = cluster_index([r["id"] for r in gold_records], spec.cluster_pattern)
+    stats = compare_items(
+        TASK_KIND[spec.task],
+        gold,
+        base_pred,
+        other_pred,
+        clusters=clusters,
+        resamples=resamples,
+        level=level,
+        rng=make_rng(seed, spec.name),
+        primary=task.primary_metric,
+        by_label=spec.task in BY_LABEL_TASKS,
+    )
+    n_units = int(clusters.max()) + 1 if len(clusters) else 0
     result = {
         "model": model,
         "method": method,
@@ -173,13 +251,14 @@ def compare_to_baseline(
         "n": len(gold),
         "primary_metric": task.primary_metric,
         "flip_rate": flip_rate(base_pred, other_pred, as_set=spec.task == "mlc"),
-        "metrics": paired_bootstrap(
-            task.metrics, gold, base_pred, other_pred, resamples=resamples, level=level, seed=seed
-        ),
+        "noise_floor": noise_floor,
+        **stats,
         **_provenance(
             resamples,
             level,
             seed,
+            spec,
+            n_units,
             baseline=baseline_path,
             predictions=predictions_path,
             gold=gold_path,
@@ -190,11 +269,12 @@ def compare_to_baseline(
 
 
 def _write_csv(out_path: str | Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> int:
+    """Rows sorted by run and metric (or label), written atomically; extra keys dropped."""
     rows.sort(
         key=lambda r: tuple(str(r[c]) for c in ("model", "method", "dataset", "prompt", "metric"))
     )
     with atomic_path(out_path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     return len(rows)
@@ -221,11 +301,25 @@ def aggregate_scores(score_paths: list[str | Path], out_path: str | Path) -> int
 
 
 def aggregate_comparisons(paths: list[str | Path], out_path: str | Path) -> int:
-    """Write the comparison table: one row per quantized run x metric."""
+    """Write the comparison table: one row per quantized run x metric.
+
+    Noise-floor records (the baseline rerun at another batch shape) are not rows of their
+    own: their flip rate and change fill the ``noise_floor_*`` columns of every method's row
+    of the same model, dataset, prompt and metric."""
+    records = [read_json(path) for path in paths]
+    noise = {
+        (c["model"], c["dataset"], c["prompt"], metric): (c["flip_rate"], m)
+        for c in records
+        if c.get("noise_floor")
+        for metric, m in c["metrics"].items()
+    }
     rows = []
-    for path in paths:
-        c = read_json(path)
+    for c in records:
+        if c.get("noise_floor"):
+            continue
+        flips, boot = c.get("flips") or {}, c.get("bootstrap") or {}
         for metric, m in c["metrics"].items():
+            nf_flip, nf = noise.get((c["model"], c["dataset"], c["prompt"], metric), (None, {}))
             rows.append(
                 {
                     **{
@@ -239,8 +333,44 @@ def aggregate_comparisons(paths: list[str | Path], out_path: str | Path) -> int:
                     "diff_ci_low": m.get("ci_low"),
                     "diff_ci_high": m.get("ci_high"),
                     "p_value": m.get("p_value"),
+                    "mcnemar_p": c.get("mcnemar_p"),
                     "flip_rate": c["flip_rate"],
+                    "decisions": flips.get("decisions"),
+                    **{k: flips.get(k) for k in FLIP_KEYS},
+                    "resampling_unit": boot.get("unit", "item"),
+                    "n_units": boot.get("units", c["n"]),
+                    "noise_floor_flip_rate": nf_flip,
+                    "noise_floor_diff": nf.get("diff"),
+                    "noise_floor_diff_ci_low": nf.get("ci_low"),
+                    "noise_floor_diff_ci_high": nf.get("ci_high"),
                     "primary": metric == c["primary_metric"],
                 }
             )
     return _write_csv(out_path, COMPARISON_COLUMNS, rows)
+
+
+def aggregate_comparisons_by_label(paths: list[str | Path], out_path: str | Path) -> int:
+    """Write the per-label table: one row per quantized run x label (relation extraction and
+    multi-label datasets), F1 of both systems and the paired change with its interval."""
+    rows = []
+    for path in paths:
+        c = read_json(path)
+        if c.get("noise_floor"):
+            continue
+        for label, m in (c.get("by_label") or {}).items():
+            rows.append(
+                {
+                    **{k: c[k] for k in ("model", "method", "baseline", "dataset", "task")},
+                    "prompt": c["prompt"],
+                    "label": label,
+                    "support": m["support"],
+                    "baseline_f1": m["baseline"],
+                    "f1": m["value"],
+                    "diff": m["diff"],
+                    "diff_ci_low": m["ci_low"],
+                    "diff_ci_high": m["ci_high"],
+                    "p_value": m["p_value"],
+                    "metric": label,
+                }
+            )
+    return _write_csv(out_path, BY_LABEL_COLUMNS, rows)

@@ -161,6 +161,16 @@ def comparison_files():
     )
 
 
+def noise_floor_files():
+    """The baseline rerun at noise_floor.batch_size, compared with the baseline ([] if unset)."""
+    if BASELINE is None or not config["noise_floor"].get("batch_size"):
+        return []
+    return run_files(
+        "results/noise_floor/comparisons/{model}/{method}/{dataset}/{prompt}.json",
+        [BASELINE],
+    )
+
+
 def final_targets():
     """Tables, figures (PNG and PDF) and the report's pages. Without a baseline and a
     quantized method nothing is compared: no comparison figures, no recommendation."""
@@ -175,7 +185,8 @@ def final_targets():
     extra = ["results/report/configuration.html"]
     if comparison_files():
         tables += ["comparisons", "recommendation"]
-        figures += ["change_heatmap", "flip_rate", "recommendation"]
+        figures += ["change_heatmap", "flip_rate", "change_by_label", "recommendation"]
+        extra.append("results/tables/comparisons_by_label.csv")
         # the recommendation as SVG: the report's landing page inlines it
         extra.append("results/figures/recommendation.svg")
     return [

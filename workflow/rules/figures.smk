@@ -101,6 +101,27 @@ rule figure_flip_rate:
         " --order {params.order:q} --out {output.png:q} {output.pdf:q} > {log:q} 2>&1"
 
 
+rule figure_change_by_label:
+    input:
+        by_label="results/tables/comparisons_by_label.csv",
+    output:
+        png=report(
+            "results/figures/change_by_label.png",
+            caption="../report/change_by_label.rst",
+            category="Accuracy",
+        ),
+        pdf="results/figures/change_by_label.pdf",
+    log:
+        "logs/figures/change_by_label.log",
+    conda:
+        CONDA_ENV
+    params:
+        order=FIGURE_ORDER,
+    shell:
+        "biomedquant plot change_by_label --comparisons-by-label {input.by_label:q}"
+        " --order {params.order:q} --out {output.png:q} {output.pdf:q} > {log:q} 2>&1"
+
+
 rule figure_memory:
     input:
         memory="results/tables/memory.csv",
@@ -168,7 +189,8 @@ rule figure_memory_estimate_check:
 
 rule recommend:
     input:
-        comparisons="results/tables/comparisons.csv",
+        # the comparison files carry the resampled differences the verdicts pool over datasets
+        comparisons=comparison_files(),
         memory="results/tables/memory.csv",
     output:
         table="results/tables/recommendation.csv",
@@ -178,11 +200,16 @@ rule recommend:
     conda:
         CONDA_ENV
     params:
-        tolerance=config["recommendation"]["tolerance"],
+        margin=config["recommendation"]["margin_points"],
+        task_margins=" ".join(
+            f"--task-margin {task}={points}"
+            for task, points in config["recommendation"]["task_margin_points"].items()
+        ),
+        alpha=config["recommendation"]["alpha"],
     shell:
-        "biomedquant recommend --comparisons {input.comparisons:q} --memory {input.memory:q}"
-        " --tolerance {params.tolerance} --out {output.table:q}"
-        " --evidence-out {output.evidence:q} > {log:q} 2>&1"
+        "biomedquant recommend --memory {input.memory:q} --margin {params.margin}"
+        " {params.task_margins} --alpha {params.alpha} --out {output.table:q}"
+        " --evidence-out {output.evidence:q} {input.comparisons:q} > {log:q} 2>&1"
 
 
 rule figure_recommendation:

@@ -42,6 +42,11 @@ class DatasetSpec:
     fewshot_split: str = "train"
     label_help: dict[str, str] = field(default_factory=dict)  # shown to the model
     extra: dict[str, str] = field(default_factory=dict)
+    # The bootstrap's resampling unit when items are not independent: a regular expression
+    # matched at the start of an item id whose first group names the item's cluster (all
+    # entity pairs of one sentence or abstract). None: every item is its own unit.
+    cluster_pattern: str | None = None
+    cluster_unit: str = "item"  # what a cluster is, for tables and documentation
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -143,6 +148,9 @@ DATASETS: dict[str, DatasetSpec] = {
                 "false": "none of the relations above",
             },
             extra={"entity_markers": "@CHEMICAL$ and @GENE$"},
+            # ids are <PMID>.<entity>.<entity>: pairs of one abstract resample together
+            cluster_pattern=r"^(\d+)\.",
+            cluster_unit="abstract",
         ),
         DatasetSpec(
             name="ddi",
@@ -169,6 +177,9 @@ DATASETS: dict[str, DatasetSpec] = {
                 "DDI-false": "no interaction between the two drugs is stated",
             },
             extra={"entity_markers": "@DRUG$ (twice)"},
+            # ids are DDI-<source>.d<doc>.s<sentence>.p<pair>: pairs of one sentence together
+            cluster_pattern=r"^(.+\.s\d+)\.p\d+",
+            cluster_unit="sentence",
         ),
         DatasetSpec(
             name="hoc",

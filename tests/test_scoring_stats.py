@@ -1,0 +1,304 @@
+"""Vectorised statistics against the pure metric definitions; cluster bootstrap; paired tests.
+
+Real-data cases read ../shared/data/bionlp-benchmarks (never copied into the repository) and
+skip when it is absent.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from biomedquant.bootstrap import (
+    cluster_index,
+    cluster_sums,
+    count_blocks,
+    make_rng,
+    resampled_totals,
+)
+from biomedquant.datasets.readers import read_source
+from biomedquant.datasets.registry import get_dataset
+from biomedquant.estimates import compare_items, score_items
+from biomedquant.item_stats import TASK_KIND, item_stats, labels_of, metrics_from_totals
+from biomedquant.metrics import multilabel_scores, ner_scores, single_label_scores
+from biomedquant.paired_tests import flip_directions, mcnemar_exact
+
+from conftest import SHARED_DATA
+
+PURE = {"ner": ner_scores, "single": single_label_scores, "multi": multilabel_scores}
+
+TAGS = st.lists(st.sampled_from("BIOOO"), min_size=1, max_size=10)
+LABEL = st.sampled_from(["a", "b", "c", "d", None])
+LABELSET = st.one_of(
+    st.none(), st.lists(st.sampled_from(["x", "y", "z", "w"]), max_size=3, unique=True)
+)
+
+
+@st.composite
+def ner_case(draw):
+    gold = draw(st.lists(TAGS, min_size=1, max_size=8))
+    pred = [draw(st.lists(st.sampled_from("BIO"), min_size=len(g), max_size=len(g))) for g in gold]
+    return gold, pred
+
+
+@st.composite
+def single_case(draw):
+    n = draw(st.integers(1, 25))
+    gold = draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=n, max_size=n))
+    pred = draw(st.lists(LABEL, min_size=n, max_size=n))
+    return gold, pred
+
+
+@st.composite
+def multi_case(draw):
+    n = draw(st.integers(1, 25))
+    gold = draw(
+        st.lists(
+            st.lists(st.sampled_from(["x", "y", "z"]), max_size=3, unique=True),
+            min_size=n,
+            max_size=n,
+        )
+    )
+    pred = draw(st.lists(LABELSET, min_size=n, max_size=n))
+    return gold, pred
+
+
+def _check_resamples(kind: str, gold: list, pred: list, seed: int, n_resamples: int = 5) -> None:
+    """Observed metrics and several resamples: statistics route == pure function."""
+    stats = item_stats(kind, gold, pred)
+    pure = PURE[kind]
+    obs = metrics_from_totals(kind, stats.matrix.sum(axis=0), stats.n_labels)
+    for k, v in pure(gold, pred).items():
+        assert float(obs[k]) == pytest.approx(v, abs=1e-12), k
+    rng = np.random.default_rng(seed)
+    for counts in count_blocks(rng, len(gold), n_resamples):
+        vec = metrics_from_totals(kind, counts @ stats.matrix, stats.n_labels)
+        for b, row in enumerate(counts):
+            idx = np.repeat(np.arange(len(gold)), row.astype(int))
+            ref = pure([gold[i] for i in idx], [pred[i] for i in idx])
+            for k, v in ref.items():
+                assert float(vec[k][b]) == pytest.approx(v, abs=1e-12), k
+
+
+@settings(max_examples=150, deadline=None)
+@given(ner_case(), st.integers(0, 10**6))
+def test_ner_statistics_equal_the_definition(case, seed):
+    _check_resamples("ner", *case, seed)
+
+
+@settings(max_examples=150, deadline=None)
+@given(single_case(), st.integers(0, 10**6))
+def test_single_label_statistics_equal_the_definition(case, seed):
+    _check_resamples("single", *case, seed)
+
+
+@settings(max_examples=150, deadline=None)
+@given(multi_case(), st.integers(0, 10**6))
+def test_multilabel_statistics_equal_the_definition(case, seed):
+    _check_resamples("multi", *case, seed)
+
+
+def test_counts_are_a_resample_with_replacement():
+    blocks = list(count_blocks(np.random.default_rng(0), 7, 25))
+    counts = np.concatenate(blocks)
+    assert counts.shape == (25, 7)
+    assert (counts.sum(axis=1) == 7).all() and (counts >= 0).all()
+
+
+def _corrupt(kind: str, gold: list, labels: tuple, rate: float, seed: int) -> list:
+    """Predictions that differ from the gold on a seeded share of items."""
+    rnd = random.Random(seed)
+    out = []
+    for g in gold:
+        if rnd.random() >= rate:
+            out.append(g)
+        elif kind == "ner":
+            out.append([rnd.choice("BIOO") for _ in g])
+        elif kind == "single":
+            out.append(rnd.choice([*labels, None]))
+        else:
+            out.append(rnd.sample(labels, rnd.randint(0, 2)) if rnd.random() > 0.1 else None)
+    return out
+
+
+REAL = [("bc5cdr_chem", "test"), ("ddi", "test"), ("hoc", "test"), ("pubmedqa", "test")]
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="real benchmark files are not present")
+@pytest.mark.parametrize(("dataset", "split"), REAL)
+def test_statistics_equal_the_definition_on_real_data(dataset, split):
+    from biomedquant.tasks import get_task
+
+    spec = get_dataset(dataset)
+    src = spec.files[split]
+    records = read_source(SHARED_DATA / src.path, src.reader)
+    task = get_task(spec.task)
+    kind = TASK_KIND[spec.task]
+    gold = [task.gold(r) for r in records]
+    labels = spec.labels if kind != "ner" else ()
+    pred = _corrupt(kind, gold, labels, 0.3, 1)
+    _check_resamples(kind, gold, pred, seed=2, n_resamples=3)
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="real benchmark files are not present")
+def test_real_ddi_clusters_are_sentences():
+    spec = get_dataset("ddi")
+    src = spec.files["test"]
+    ids = [r["id"] for r in read_source(SHARED_DATA / src.path, src.reader)]
+    clusters = cluster_index(ids, spec.cluster_pattern)
+    assert len(ids) == 5761 and clusters.max() + 1 == 795
+    assert clusters[ids.index("DDI-DrugBank.d572.s0.p2")] == clusters[0]
+
+
+def test_cluster_index_names_a_bad_id():
+    assert list(cluster_index(["1.T1.T2", "1.T3.T4", "2.T1.T2"], r"^(\d+)\.")) == [0, 0, 1]
+    with pytest.raises(ValueError, match="'abc' does not match"):
+        cluster_index(["abc"], r"^(\d+)\.")
+
+
+def test_cluster_bootstrap_widens_as_theory_says():
+    """200 sentences of 5 pairs, all pairs of a sentence right or all wrong: the item
+    bootstrap treats 1000 pairs as independent, the truth has 200 independent units, so the
+    accuracy interval must widen by sqrt(5) (design effect 1 + (m - 1) * rho, rho = 1)."""
+    rnd = random.Random(0)
+    gold, pred, ids = [], [], []
+    for s in range(200):
+        right = rnd.random() < 0.6
+        for p in range(5):
+            gold.append("yes")
+            pred.append("yes" if right else "no")
+            ids.append(f"d1.s{s}.p{p}")
+    pattern = get_dataset("ddi").cluster_pattern
+    widths = {}
+    for name, clusters in (
+        ("items", np.arange(len(ids))),
+        ("sentences", cluster_index(ids, pattern)),
+    ):
+        res = score_items(
+            "single",
+            gold,
+            pred,
+            clusters=clusters,
+            resamples=4000,
+            level=0.95,
+            rng=make_rng(0, "t"),
+        )
+        widths[name] = res["accuracy"]["ci_high"] - res["accuracy"]["ci_low"]
+    assert widths["sentences"] / widths["items"] == pytest.approx(math.sqrt(5), rel=0.12)
+    # and each resample keeps whole sentences: every total is a multiple of 5 items
+    sums = cluster_sums(item_stats("single", gold, pred).matrix, cluster_index(ids, pattern))
+    totals = resampled_totals(sums, 50, make_rng(1, "t"))
+    assert (totals[:, 0] == 1000).all() and (totals[:, 1] % 5 == 0).all()
+
+
+def test_mcnemar_matches_hand_computed_exact_p():
+    # b = 1, c = 5: 2 * (C(6,0) + C(6,1)) / 2^6 = 14 / 64
+    assert mcnemar_exact(1, 5) == pytest.approx(14 / 64)
+    assert mcnemar_exact(5, 1) == pytest.approx(14 / 64)
+    # b = 0, c = 10: 2 / 1024
+    assert mcnemar_exact(0, 10) == pytest.approx(2 / 1024)
+    assert mcnemar_exact(3, 3) == 1.0 and mcnemar_exact(0, 0) == 1.0
+    # large counts stay exact and finite: symmetric tail of Binomial(4000, 1/2)
+    assert 0 < mcnemar_exact(1900, 2100) < 0.01
+
+
+def test_flip_directions_single_label():
+    gold = ["a", "a", "b", "b", "c", "c"]
+    base = ["a", "a", "a", "b", "a", None]
+    other = ["a", "b", "b", "c", "b", "a"]
+    # item 1: c->w; item 2: w->c; item 3: c->w; item 4: a->b both wrong; item 5: None->a
+    f = flip_directions("single", gold, base, other)
+    assert f == {
+        "decisions": 6,
+        "correct_to_wrong": 2,
+        "wrong_to_correct": 1,
+        "wrong_to_other_wrong": 2,
+    }
+
+
+def test_flip_directions_per_entity_and_per_label():
+    gold = [["B", "I", "O", "B"]]  # spans (0,2), (3,4)
+    base = [["B", "I", "O", "O"]]  # (0,2)
+    other = [["B", "O", "O", "B"]]  # (0,1), (3,4)
+    # decisions: (0,2) base right other wrong; (3,4) w->c; (0,1) base right (absent), other wrong
+    f = flip_directions("ner", gold, base, other)
+    assert f == {
+        "decisions": 3,
+        "correct_to_wrong": 2,
+        "wrong_to_correct": 1,
+        "wrong_to_other_wrong": 0,
+    }
+    f = flip_directions("multi", [["x"], ["y"]], [["x"], None], [[], ["y", "x"]])
+    # labels x, y over 2 docs = 4 decisions: doc1 x c->w; doc2 y w->c, x c->w
+    assert f["decisions"] == 4 and f["correct_to_wrong"] == 2 and f["wrong_to_correct"] == 1
+
+
+def test_compare_pairs_the_resamples_and_labels():
+    gold = ["a"] * 30 + ["b"] * 30
+    base = list(gold)
+    other = ["a"] * 30 + ["a"] * 10 + ["b"] * 20  # 10 b's lost
+    res = compare_items(
+        "single",
+        gold,
+        base,
+        other,
+        clusters=np.arange(60),
+        resamples=500,
+        level=0.95,
+        rng=make_rng(0, "x"),
+        primary="accuracy",
+        by_label=True,
+    )
+    acc = res["metrics"]["accuracy"]
+    assert acc["diff"] == pytest.approx(-10 / 60)
+    assert acc["ci_high"] < 0 and acc["p_value"] < 0.01
+    assert len(res["primary_diff_draws"]) == 500 and max(res["primary_diff_draws"]) < 0
+    assert res["flips"]["correct_to_wrong"] == 10 and res["mcnemar_p"] == pytest.approx(2 / 1024)
+    b = res["by_label"]["b"]
+    assert b["support"] == 30 and b["baseline"] == 1.0
+    assert b["value"] == pytest.approx(2 * 20 / (2 * 20 + 10))
+    assert b["ci_high"] < 0
+
+
+def test_score_intervals_are_seeded_and_bracket_the_estimate():
+    gold = ["a", "b"] * 20
+    pred = ["a", "a"] * 20
+    kw = {"clusters": np.arange(40), "resamples": 300, "level": 0.95}
+    r1 = score_items("single", gold, pred, rng=make_rng(3, "d"), **kw)
+    r2 = score_items("single", gold, pred, rng=make_rng(3, "d"), **kw)
+    assert r1 == r2
+    assert r1["accuracy"]["ci_low"] <= 0.5 <= r1["accuracy"]["ci_high"]
+    r3 = score_items("single", gold, pred, rng=make_rng(3, "other dataset"), **kw)
+    assert r3 != r1  # each dataset its own stream
+
+
+def test_labels_of_unions_both_systems():
+    assert labels_of("single", ["a"], ["b", None], ["c"]) == ("a", "b", "c")
+    assert labels_of("multi", [["x"]], [None], [["y"]]) == ("x", "y")
+
+
+@settings(max_examples=60, deadline=None)
+@given(ner_case(), st.integers(0, 10**6))
+def test_ner_comparison_equals_the_difference_of_definitions(case, seed):
+    gold, other = case
+    rnd = random.Random(seed)
+    base = [[rnd.choice("BIO") for _ in g] for g in gold]
+    res = compare_items(
+        "ner",
+        gold,
+        base,
+        other,
+        clusters=np.arange(len(gold)),
+        resamples=20,
+        level=0.9,
+        rng=make_rng(seed, "n"),
+        primary="f1",
+    )
+    for k, v in ner_scores(gold, other).items():
+        assert res["metrics"][k]["diff"] == pytest.approx(v - ner_scores(gold, base)[k])
+    assert len(res["primary_diff_draws"]) == 20 and res["mcnemar_p"] is None
