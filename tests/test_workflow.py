@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shutil
 import subprocess
@@ -57,8 +58,8 @@ COMPUTING_RULES = {
     "quantize_model",
     "infer",
     "perplexity",
-    "score",
-    "compare_to_baseline",
+    "evaluate_baseline",
+    "evaluate",
     "plan",
 }
 
@@ -151,13 +152,23 @@ def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path, tiny_source):
 
     assert "Nothing to be done" in snakemake(wd, "-n").stdout
 
-    # A scoring parameter reruns scoring and what follows, never quantization or inference.
+    # A scoring parameter reruns the evaluation (parse, score, compare: one job per model x
+    # method x dataset) and what follows, never quantization or inference.
     cfg["scoring"]["bootstrap_resamples"] = 30
     (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(wd, "-n").stdout)
     n = len(DATASETS)
-    assert computing(jobs) == {"score": 2 * n, "compare_to_baseline": n}
+    assert computing(jobs) == {"evaluate_baseline": n, "evaluate": n}
     assert {"aggregate_scores", "aggregate_comparisons", "all"} <= set(jobs)
+
+    # A change to the parsers' code re-reads the stored outputs: evaluation jobs only.
+    src = tmp_path / "changed_src"
+    shutil.copytree(REPO / "src", src)
+    qa = src / "biomedquant" / "tasks" / "qa.py"
+    qa.write_text(qa.read_text() + "\n# a parser change\n")
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    jobs = planned_jobs(snakemake(wd, "-n", env=env).stdout)
+    assert computing(jobs) == {"evaluate_baseline": n, "evaluate": n}
 
     # A GPTQ parameter reruns that method's quantization and what depends on it, nothing else.
     cfg["scoring"]["bootstrap_resamples"] = 20
@@ -167,8 +178,7 @@ def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path, tiny_source):
     assert computing(jobs) == {
         "quantize_model": 1,
         "infer": n,
-        "score": n,
-        "compare_to_baseline": n,
+        "evaluate": n,
         "perplexity": 1,
     }
     assert jobs["memory_table"] == 1

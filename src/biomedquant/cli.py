@@ -122,10 +122,39 @@ def _cmd_quantize(args: argparse.Namespace) -> None:
     print(f"quantized in {prov['quantize_seconds']} s, {prov['size_bytes'] / 1e6:.1f} MB")
 
 
+# Settings of `infer` that change a result: the workflow hands them over as one JSON object
+# (--settings), the same values the single flags take by hand.
+INFER_SETTINGS = (
+    "method",
+    "sc_samples",
+    "sc_temperature",
+    "batch_size",
+    "batch_tokens",
+    "backend",
+    "max_new_tokens",
+    "seed",
+    "system_prompt",
+)
+
+
+def _apply_settings(args: argparse.Namespace, allowed: Sequence[str]) -> None:
+    """Copy the keys of ``--settings`` onto ``args``; an unknown key is an error."""
+    if not getattr(args, "settings", None):
+        return
+    unknown = sorted(set(args.settings) - set(allowed))
+    if unknown:
+        raise ValueError(f"--settings: unknown key(s) {unknown} (known: {', '.join(allowed)})")
+    for key, value in args.settings.items():
+        setattr(args, key, value)
+
+
 def _cmd_infer(args: argparse.Namespace) -> None:
     from biomedquant.inference import run_inference
     from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT
 
+    _apply_settings(args, INFER_SETTINGS)
+    if not args.method:
+        raise ValueError("infer: give the method as --method or in --settings")
     _cpu_threads(args.cpu_threads)
     run_inference(
         model_dir=args.model_dir,
@@ -146,6 +175,25 @@ def _cmd_infer(args: argparse.Namespace) -> None:
         seed=args.seed,
         system_prompt=args.system_prompt or DEFAULT_SYSTEM_PROMPT,
     )
+
+
+def _cmd_parse(args: argparse.Namespace) -> None:
+    from biomedquant.evaluation import parse_generations
+    from biomedquant.scoring_inputs import check_out_path
+
+    check_out_path(args.out, {"generations": args.generations, "gold": args.gold})
+    summary = parse_generations(args.generations, args.gold, args.dataset, args.prompt, args.out)
+    print(
+        f"{summary['n_items']} items, {summary['n_unparsable']} unparsable"
+        f" ({summary['parse_status']}) -> {args.out}"
+    )
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from biomedquant.evaluation import evaluate_group
+
+    for prompt, result in evaluate_group(args.settings).items():
+        print(f"{prompt}: {result['n']} items, {result['parse']['n_unparsable']} unparsable")
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
@@ -437,9 +485,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
     s.set_defaults(func=_cmd_quantize)
 
-    s = sub.add_parser("infer", help="generate and parse predictions for one dataset")
+    s = sub.add_parser("infer", help="generate the raw outputs for one dataset")
     s.add_argument("--model-dir", required=True)
-    s.add_argument("--method", required=True, type=_json_arg)
+    s.add_argument("--method", type=_json_arg, help="the method entry as JSON")
+    s.add_argument(
+        "--settings",
+        type=_json_arg,
+        help=f"a JSON object of any of {', '.join(INFER_SETTINGS)} (the workflow's way)",
+    )
     s.add_argument("--dataset", required=True)
     s.add_argument("--data", required=True)
     s.add_argument("--prompt", required=True)
@@ -457,6 +510,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--system-prompt", default="", help="empty: the package default")
     s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
     s.set_defaults(func=_cmd_infer)
+
+    s = sub.add_parser(
+        "parse",
+        help="read the answers of stored raw outputs (a generations file) into predictions",
+    )
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--gold", required=True, help="the prepared split the outputs answer")
+    s.add_argument("--generations", required=True)
+    s.add_argument("--prompt", default="zero-shot", help="prompting method (sc-cot votes)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_cmd_parse)
+
+    s = sub.add_parser(
+        "evaluate",
+        help="parse, score and compare every prompting method of a model x method x dataset",
+    )
+    s.add_argument("--settings", required=True, type=_json_arg, help="JSON (the workflow's)")
+    s.set_defaults(func=_cmd_evaluate)
 
     s = sub.add_parser(
         "score",

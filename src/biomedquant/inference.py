@@ -25,7 +25,6 @@ from typing import Any
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.io import dir_size, read_json, read_jsonl, sha256_text, write_json, write_jsonl
 from biomedquant.models import trusts_remote_code
-from biomedquant.parsing import parse_fields
 from biomedquant.prompting import (
     DEFAULT_SYSTEM_PROMPT,
     builder,
@@ -389,7 +388,12 @@ def run_inference(
     cache_dir: str | Path | None = None,
     backend: str = "transformers",
 ) -> dict[str, Any]:
-    """Generate, parse and record predictions for one (model, method, dataset, prompt).
+    """Generate and record the raw outputs for one (model, method, dataset, prompt).
+
+    The generations file holds, per item, the prompt and its hash, the raw output(s), why
+    generation stopped and the token counts; it is not parsed here. Parsing is its own step
+    (:mod:`biomedquant.parsing`, run by :mod:`biomedquant.evaluation`), so a parser fix
+    re-reads stored outputs and never costs a GPU-hour.
 
     Generations come, in this order, from the generation cache (``cache_dir``; None turns it
     off), from the partial file of an interrupted run of this job (``<out>.partial``), and only
@@ -509,7 +513,6 @@ def run_inference(
             "prompt": prompt,
             "output": output,
             "stop_reason": reasons[0] if samples == 1 else reasons,
-            **parse_fields(spec, output, rec, prompt_method),
             "n_prompt_tokens": gen["n_prompt_tokens"],
             "n_new_tokens": gen["n_new_tokens"],
         }
@@ -529,9 +532,6 @@ def run_inference(
         "data_path": str(data_path),
         "fewshot_pool": str(pool_path) if pool_path else None,
         "n_items": len(preds),
-        "n_unparsable": sum(not p["parse_ok"] for p in preds),
-        "parse_status": dict(Counter(p["parse_status"] for p in preds)),
-        "parse_rule": dict(Counter(str(p["parse_rule"]) for p in preds)),
         "stop_reason": dict(
             Counter(
                 str(r)
@@ -566,7 +566,7 @@ def run_inference(
     write_json(run_path, run)
     partial_path.unlink(missing_ok=True)
     log.info(
-        "%s %s: %d items (%d generated in %.1fs: %.2f items/s, %.1f new tokens/s), %d unparsable",
+        "%s %s: %d items (%d generated in %.1fs: %.2f items/s, %.1f new tokens/s)",
         dataset,
         prompt_method,
         len(preds),
@@ -574,7 +574,6 @@ def run_inference(
         gen_seconds,
         run["items_per_second"] or 0,
         run["new_tokens_per_second"] or 0,
-        run["n_unparsable"],
     )
     return run
 

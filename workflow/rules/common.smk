@@ -1,10 +1,14 @@
 # Targets, input functions and wildcard constraints: the only place that reads the config.
+import inspect
 import json
+import re
 
 from biomedquant.datasets.prepare import fewshot_split
 from biomedquant.datasets.registry import get_dataset
+from biomedquant.evaluation import evaluation_code_fingerprint
 from biomedquant.prompting import get_prompt_method
 from biomedquant.quantization import METHOD_KINDS
+from snakemake.common import overwrite_function_params
 
 
 wildcard_constraints:
@@ -13,6 +17,18 @@ wildcard_constraints:
     method="[a-z0-9][a-z0-9_.-]*",
     prompt="[a-z0-9][a-z0-9_.-]*",
     split="test|dev|train",
+
+
+def signature_once(func):
+    """Record ``func``'s signature for Snakemake once.
+
+    Snakemake inspects the signature of an input, params or resource function every time it
+    calls it, once per job and directive: for a study of thousands of jobs that was a tenth of
+    the time a dry run takes. It reads a recorded one instead when present (the mechanism
+    behind its own `subpath`; this project pins Snakemake, see tests/test_pins.py).
+    """
+    overwrite_function_params(func, inspect.signature(func).parameters)
+    return func
 
 
 EVAL_SPLIT = config["data"]["split"]
@@ -31,6 +47,7 @@ def method_spec(wildcards):
     return config["methods"][wildcards.method]
 
 
+@signature_once
 def model_dir(wildcards):
     """Artifact folder of (model, method): methods without an artifact of their own (the
     16-bit baseline, bitsandbytes at load time) use the fetched model."""
@@ -76,6 +93,7 @@ def pairs_arg(files):
     return " ".join(f"{name}={path}" for name, path in sorted(files.items()))
 
 
+@signature_once
 def fewshot_pool(wildcards):
     """The dataset's few-shot pool, for prompting methods that show examples."""
     if get_prompt_method(wildcards.prompt).shots == 0:
@@ -103,6 +121,7 @@ def sc_temperature(wildcards):
     return config["prompting"]["sc_temperature"] if sc else 0
 
 
+@signature_once
 def prepare_limit(wildcards):
     """Subsample the evaluated split only; few-shot pools stay whole (0 = every item)."""
     return (config["data"]["limit"] or 0) if wildcards.split == EVAL_SPLIT else 0
@@ -159,6 +178,118 @@ def comparison_files():
     return run_files(
         "results/comparisons/{model}/{method}/{dataset}/{prompt}.json", quantized
     )
+
+
+# Reading the answers, scoring and comparing (the evaluate rules in scoring.smk).
+EVALUATION_CODE = evaluation_code_fingerprint()
+# The baseline's evaluate rule covers the baseline only (or every method when the study has
+# no baseline: then nothing is compared); the other rule covers the quantized methods.
+BASELINE_PATTERN = BASELINE if BASELINE is not None else "{method}"
+QUANTIZED_METHODS = (
+    "|".join(re.escape(m) for m, s in config["methods"].items() if s["kind"] != "none")
+    or "(?!)"
+)
+NOISE_FLOOR = BASELINE is not None and bool(config["noise_floor"].get("batch_size"))
+
+
+# What the evaluate rules read and write, per prompting method.
+GENERATIONS = "results/generations/{model}/{method}/{dataset}/{prompt}.jsonl"
+PREDICTIONS = "results/predictions/{model}/{method}/{dataset}/{prompt}.jsonl"
+SCORES = "results/scores/{model}/{method}/{dataset}/{prompt}.json"
+COMPARISONS = "results/comparisons/{model}/{method}/{dataset}/{prompt}.json"
+NOISE_FLOOR_GENERATIONS = f"results/noise_floor/{GENERATIONS.removeprefix('results/')}"
+NOISE_FLOOR_PREDICTIONS = f"results/noise_floor/{PREDICTIONS.removeprefix('results/')}"
+NOISE_FLOOR_COMPARISONS = f"results/noise_floor/{COMPARISONS.removeprefix('results/')}"
+
+
+def per_prompt(pattern, method="{method}"):
+    """One path per prompting method of the study, in the config's order, with the method
+    fixed (the baseline's rule) or left a wildcard."""
+    pattern = pattern.replace("{method}", method)
+    return [pattern.replace("{prompt}", p) for p in config["prompts"]]
+
+
+def noise_floor_inputs():
+    if not NOISE_FLOOR:
+        return {}
+    return {"noise_floor": per_prompt(NOISE_FLOOR_GENERATIONS, BASELINE)}
+
+
+def noise_floor_outputs():
+    if not NOISE_FLOOR:
+        return {}
+    return {
+        "noise_floor_predictions": per_prompt(NOISE_FLOOR_PREDICTIONS, BASELINE),
+        "noise_floor_comparisons": per_prompt(NOISE_FLOOR_COMPARISONS, BASELINE),
+    }
+
+
+@signature_once
+def evaluate_settings(wildcards):
+    """Everything one evaluate job reads and writes, as JSON (biomedquant.evaluation).
+
+    A function of the wildcards alone (not of the job's input and output), so that Snakemake
+    compares it with the last run's and re-evaluates when a scoring setting changes.
+    """
+    names = {
+        "model": wildcards.model,
+        "method": wildcards.get("method", BASELINE),
+        "dataset": wildcards.dataset,
+    }
+
+    def by_prompt(pattern):
+        return {p: pattern.format(**names, prompt=p) for p in config["prompts"]}
+
+    settings = {
+        **names,
+        "gold": f"resources/datasets/{wildcards.dataset}/{EVAL_SPLIT}.jsonl",
+        "prompts": config["prompts"],
+        "generations": by_prompt(GENERATIONS),
+        "predictions": by_prompt(PREDICTIONS),
+        "scores": by_prompt(SCORES),
+        "resamples": config["scoring"]["bootstrap_resamples"],
+        "level": config["scoring"]["ci_level"],
+        "seed": config["seed"],
+    }
+    if BASELINE is not None and names["method"] != BASELINE:
+        settings["baseline"] = BASELINE
+        settings["baseline_predictions"] = by_prompt(
+            PREDICTIONS.replace("{method}", BASELINE)
+        )
+        settings["comparisons"] = by_prompt(COMPARISONS)
+    if NOISE_FLOOR and names["method"] == BASELINE:
+        settings["noise_floor_label"] = (
+            f"{BASELINE}@batch{config['noise_floor']['batch_size']}"
+        )
+        settings["noise_floor_generations"] = by_prompt(NOISE_FLOOR_GENERATIONS)
+        settings["noise_floor_predictions"] = by_prompt(NOISE_FLOOR_PREDICTIONS)
+        settings["noise_floor_comparisons"] = by_prompt(NOISE_FLOOR_COMPARISONS)
+    return as_json(settings)
+
+
+@signature_once
+def infer_settings(wildcards, batch_size=None):
+    """What changes an inference job's outputs, as one JSON object for `biomedquant infer`."""
+    inference = config["inference"]
+    return as_json(
+        {
+            "method": method_spec(wildcards),
+            "batch_size": batch_size or inference["batch_size"],
+            "batch_tokens": inference["batch_tokens"],
+            "backend": inference["backend"],
+            "max_new_tokens": max_new_tokens(wildcards) or None,
+            "system_prompt": config["prompting"].get("system_prompt", ""),
+            "sc_samples": sc_samples(wildcards),
+            "sc_temperature": sc_temperature(wildcards),
+            "seed": config["seed"],
+        }
+    )
+
+
+@signature_once
+def noise_floor_infer_settings(wildcards):
+    """The baseline's settings at the noise floor's batch shape."""
+    return infer_settings(wildcards, batch_size=config["noise_floor"]["batch_size"])
 
 
 def noise_floor_files():

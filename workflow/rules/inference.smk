@@ -1,4 +1,6 @@
 # Inference: one job per (model, method, dataset, prompting method), on the GPU when present.
+# It writes the raw outputs only (results/generations); reading the answers is the evaluate
+# step's (scoring.smk), so a parser fix reruns no inference.
 
 
 rule infer:
@@ -7,7 +9,7 @@ rule infer:
         data=f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
         pool=fewshot_pool,
     output:
-        predictions="results/predictions/{model}/{method}/{dataset}/{prompt}.jsonl",
+        generations="results/generations/{model}/{method}/{dataset}/{prompt}.jsonl",
         run="results/predictions/{model}/{method}/{dataset}/{prompt}.run.json",
     log:
         "logs/infer/{model}/{method}/{dataset}/{prompt}.log",
@@ -24,25 +26,14 @@ rule infer:
         cpu_threads=CPU_THREADS,
         generation_cache=GENERATION_CACHE,
     params:
-        method=lambda wildcards: as_json(method_spec(wildcards)),
-        batch_size=config["inference"]["batch_size"],
-        batch_tokens=config["inference"]["batch_tokens"],
-        backend=config["inference"]["backend"],
-        max_new_tokens=max_new_tokens,
-        system_prompt=config["prompting"].get("system_prompt", ""),
-        sc_samples=sc_samples,
-        sc_temperature=sc_temperature,
-        seed=config["seed"],
+        # everything that changes the outputs, as one JSON object (see infer_settings)
+        settings=infer_settings,
     shell:
-        "biomedquant infer --model-dir {input.model:q} --method {params.method:q}"
+        "biomedquant infer --settings {params.settings:q} --model-dir {input.model:q}"
         " --dataset {wildcards.dataset} --data {input.data:q} --prompt {wildcards.prompt}"
-        " --pool={input.pool:q} --sc-samples {params.sc_samples}"
-        " --sc-temperature {params.sc_temperature}"
-        " --out {output.predictions:q} --run-record {output.run:q}"
-        " --batch-size {params.batch_size} --batch-tokens {params.batch_tokens}"
-        " --backend {params.backend} --cache-dir={resources.generation_cache:q} --seed {params.seed}"
-        " --max-new-tokens={params.max_new_tokens} --system-prompt={params.system_prompt:q}"
-        " --cpu-threads={resources.cpu_threads} > {log:q} 2>&1"
+        " --pool={input.pool:q} --out {output.generations:q} --run-record {output.run:q}"
+        " --cache-dir={resources.generation_cache:q} --cpu-threads={resources.cpu_threads}"
+        " > {log:q} 2>&1"
 
 
 # Noise floor: the baseline once more at another batch shape (config noise_floor.batch_size).
@@ -51,7 +42,7 @@ rule infer:
 # its keys do not hold the batch shape, so it would return the baseline's own answers.
 use rule infer as infer_noise_floor with:
     output:
-        predictions="results/noise_floor/predictions/{model}/{method}/{dataset}/{prompt}.jsonl",
+        generations="results/noise_floor/generations/{model}/{method}/{dataset}/{prompt}.jsonl",
         run="results/noise_floor/predictions/{model}/{method}/{dataset}/{prompt}.run.json",
     log:
         "logs/infer_noise_floor/{model}/{method}/{dataset}/{prompt}.log",
@@ -66,4 +57,4 @@ use rule infer as infer_noise_floor with:
         cpu_threads=CPU_THREADS,
         generation_cache="",
     params:
-        batch_size=config["noise_floor"].get("batch_size", 0),
+        settings=noise_floor_infer_settings,

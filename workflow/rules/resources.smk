@@ -71,6 +71,7 @@ def gpu_job_resource(rule_name, key):
     """A resource callable giving ``key`` (mem_mb, gpu_mem_mb or runtime) of a job of rule
     ``rule_name``."""
 
+    @signature_once
     def resource(wildcards, attempt):
         return _gpu_job_resources(
             rule_name,
@@ -89,8 +90,9 @@ def gpu_tier_resources(rule_name):
     if not GPU_TIERS:
         return {}
     gpu_mem = gpu_job_resource(rule_name, "gpu_mem_mb")
-    return {
-        "constraint": lambda wildcards, attempt: gpu_constraint(
-            gpu_mem(wildcards, attempt), GPU_TIERS
-        )
-    }
+
+    @signature_once
+    def constraint(wildcards, attempt):
+        return gpu_constraint(gpu_mem(wildcards, attempt), GPU_TIERS)
+
+    return {"constraint": constraint}

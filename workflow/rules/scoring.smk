@@ -1,77 +1,57 @@
-# Scoring: the benchmark's metrics with bootstrap intervals, paired comparisons with the
-# unquantized baseline, and the tidy tables. Relation-extraction datasets resample whole
-# sentences or abstracts (the registry's cluster key).
+# Scoring: the answers read from the raw outputs, the benchmark's metrics with bootstrap
+# intervals, paired comparisons with the unquantized baseline, and the tidy tables.
+# Relation-extraction datasets resample whole sentences or abstracts (the registry's cluster
+# key).
 
 
-rule score:
+# One CPU job per model x method x dataset reads the answers of every prompting method's raw
+# outputs, scores them and compares them with the baseline's (biomedquant.evaluation): a
+# parser or scoring change reruns these jobs and never inference. Grouped rather than one job
+# per prompt and file, so that a study of thousands of inference jobs plans in seconds.
+
+
+rule evaluate_baseline:
     input:
-        predictions="results/predictions/{model}/{method}/{dataset}/{prompt}.jsonl",
+        **noise_floor_inputs(),
+        generations=per_prompt(GENERATIONS, BASELINE_PATTERN),
         gold=f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
     output:
-        "results/scores/{model}/{method}/{dataset}/{prompt}.json",
+        **noise_floor_outputs(),
+        predictions=per_prompt(PREDICTIONS, BASELINE_PATTERN),
+        scores=per_prompt(SCORES, BASELINE_PATTERN),
     log:
-        "logs/score/{model}/{method}/{dataset}/{prompt}.log",
+        f"logs/evaluate/{{model}}/{BASELINE_PATTERN}/{{dataset}}.log",
     conda:
         CONDA_ENV
     params:
-        resamples=config["scoring"]["bootstrap_resamples"],
-        level=config["scoring"]["ci_level"],
-        seed=config["seed"],
+        settings=evaluate_settings,
+        code=EVALUATION_CODE,
     shell:
-        "biomedquant score --predictions {input.predictions:q} --gold {input.gold:q}"
-        " --dataset {wildcards.dataset} --model {wildcards.model} --method {wildcards.method}"
-        " --prompt {wildcards.prompt} --out {output:q} --resamples {params.resamples}"
-        " --level {params.level} --seed {params.seed} > {log:q} 2>&1"
+        "biomedquant evaluate --settings {params.settings:q} > {log:q} 2>&1"
 
 
-rule compare_to_baseline:
-    input:
-        baseline=f"results/predictions/{{model}}/{BASELINE}/{{dataset}}/{{prompt}}.jsonl",
-        predictions="results/predictions/{model}/{method}/{dataset}/{prompt}.jsonl",
-        gold=f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
-    output:
-        "results/comparisons/{model}/{method}/{dataset}/{prompt}.json",
-    log:
-        "logs/compare_to_baseline/{model}/{method}/{dataset}/{prompt}.log",
-    conda:
-        CONDA_ENV
-    params:
-        baseline=BASELINE,
-        resamples=config["scoring"]["bootstrap_resamples"],
-        level=config["scoring"]["ci_level"],
-        seed=config["seed"],
-    shell:
-        "biomedquant compare --baseline-predictions {input.baseline:q}"
-        " --predictions {input.predictions:q} --gold {input.gold:q}"
-        " --dataset {wildcards.dataset} --model {wildcards.model} --method {wildcards.method}"
-        " --baseline {params.baseline} --prompt {wildcards.prompt} --out {output:q}"
-        " --resamples {params.resamples} --level {params.level} --seed {params.seed}"
-        " > {log:q} 2>&1"
+if BASELINE is not None:
 
-
-rule compare_noise_floor:
-    input:
-        baseline="results/predictions/{model}/{method}/{dataset}/{prompt}.jsonl",
-        predictions="results/noise_floor/predictions/{model}/{method}/{dataset}/{prompt}.jsonl",
-        gold=f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
-    output:
-        "results/noise_floor/comparisons/{model}/{method}/{dataset}/{prompt}.json",
-    log:
-        "logs/compare_noise_floor/{model}/{method}/{dataset}/{prompt}.log",
-    conda:
-        CONDA_ENV
-    params:
-        resamples=config["scoring"]["bootstrap_resamples"],
-        level=config["scoring"]["ci_level"],
-        seed=config["seed"],
-        label=f"{BASELINE}@batch{config['noise_floor'].get('batch_size', 0)}",
-    shell:
-        "biomedquant compare --baseline-predictions {input.baseline:q}"
-        " --predictions {input.predictions:q} --gold {input.gold:q}"
-        " --dataset {wildcards.dataset} --model {wildcards.model} --method {params.label}"
-        " --baseline {wildcards.method} --prompt {wildcards.prompt} --out {output:q}"
-        " --resamples {params.resamples} --level {params.level} --seed {params.seed}"
-        " --noise-floor > {log:q} 2>&1"
+    rule evaluate:
+        input:
+            generations=per_prompt(GENERATIONS),
+            baseline=per_prompt(PREDICTIONS, BASELINE),
+            gold=f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
+        output:
+            predictions=per_prompt(PREDICTIONS),
+            scores=per_prompt(SCORES),
+            comparisons=per_prompt(COMPARISONS),
+        log:
+            "logs/evaluate/{model}/{method}/{dataset}.log",
+        wildcard_constraints:
+            method=QUANTIZED_METHODS,
+        conda:
+            CONDA_ENV
+        params:
+            settings=evaluate_settings,
+            code=EVALUATION_CODE,
+        shell:
+            "biomedquant evaluate --settings {params.settings:q} > {log:q} 2>&1"
 
 
 rule aggregate_scores:
