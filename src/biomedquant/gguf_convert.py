@@ -63,7 +63,10 @@ def llama3_rope_factors(config: dict[str, Any]) -> list[float] | None:
     head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
     base = _rope_theta(config)
     factor = float(scaling.get("factor", 8.0))
-    low, high = float(scaling.get("low_freq_factor", 1.0)), float(scaling.get("high_freq_factor", 4.0))
+    low, high = (
+        float(scaling.get("low_freq_factor", 1.0)),
+        float(scaling.get("high_freq_factor", 4.0)),
+    )
     old_ctx = float(scaling.get("original_max_position_embeddings", 8192))
     low_wavelen, high_wavelen = old_ctx / low, old_ctx / high
     factors = []

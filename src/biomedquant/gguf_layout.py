@@ -111,9 +111,12 @@ def tensor_type(
             chosen = "Q8_0"
         elif base != "Q8_0":
             chosen = "Q6_K"
-    elif role in ("attn_v", "ffn_down") and file_type in ("Q4_K_M", "Q5_K_M"):
-        if use_more_bits(layer, n_layers):
-            chosen = "Q6_K"
+    elif (
+        role in ("attn_v", "ffn_down")
+        and file_type in ("Q4_K_M", "Q5_K_M")
+        and use_more_bits(layer, n_layers)
+    ):
+        chosen = "Q6_K"
     return fallback(chosen, row_length)
 
 

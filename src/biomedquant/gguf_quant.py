@@ -162,11 +162,18 @@ def quantize_gguf(
 
             tokenizer = AutoTokenizer.from_pretrained(source_dir)
             texts, calib = calibration_texts(
-                method.get("calibration", {}), tokenizer, pools=pools, test_raws=test_raws, seed=seed
+                method.get("calibration", {}),
+                tokenizer,
+                pools=pools,
+                test_raws=test_raws,
+                seed=seed,
             )
             config = read_json(source_dir / "config.json")
             matrix = importance_matrix(
-                source_dir, texts, tokenizer, int(config["num_hidden_layers"]),
+                source_dir,
+                texts,
+                tokenizer,
+                int(config["num_hidden_layers"]),
                 conversion.get("architecture", "llama"),
             )
             entries, keep = _imatrix_param(llama_cpp, matrix)
