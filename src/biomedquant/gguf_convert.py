@@ -104,7 +104,10 @@ def pre_tokenizer_name(config: dict[str, Any], tokenizer_json: dict[str, Any]) -
     if model.get("ignore_merges"):
         return "llama-bpe"  # Llama 3's tokenizer and its fine-tunes
     if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
-        return "gpt2"
+        return "gpt-2"
+    parts = [p.get("type") for p in pre.get("pretokenizers", [])]
+    if parts == ["Digits", "ByteLevel"]:
+        return "smollm"  # single digits, then GPT-2's split (SmolLM, StarCoder-style)
     return "default"
 
 

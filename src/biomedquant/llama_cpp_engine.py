@@ -22,10 +22,12 @@ size, load time, and prompt-processing and generation tokens/s from llama.cpp's 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,38 @@ def gpu_process_bytes() -> int | None:
         return None
 
 
+REPACK_ENV = "BIOMEDQUANT_LLAMA_CPP_REPACK"
+
+
+@contextlib.contextmanager
+def _model_params_without_repacking(llama_cpp: Any) -> Iterator[None]:
+    """Load with llama.cpp's extra CPU buffer types (weight repacking) off, unless
+    ``BIOMEDQUANT_LLAMA_CPP_REPACK=1``.
+
+    Repacking reorders quantized blocks for wider SIMD kernels. With llama-cpp-python 0.3.36
+    on an AVX-512 machine (where this engine was measured) ``llama_decode`` crashes with a
+    segmentation fault on repacked Q8_0 and Q4_K_M files; without it, the same files run.
+    llama-cpp-python's ``Llama`` has no argument for it, so its default model parameters are
+    adjusted while it loads.
+    """
+    module = llama_cpp.llama_cpp
+    original = module.llama_model_default_params
+    if os.environ.get(REPACK_ENV, "") == "1":
+        yield
+        return
+
+    def defaults() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    module.llama_model_default_params = defaults
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = original
+
+
 def load(
     model_dir: str | Path,
     method: dict[str, Any],
@@ -105,17 +139,18 @@ def load(
     threads = cpu_threads()
     start = time.time()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    llm = llama_cpp.Llama(
-        model_path=str(path),
-        n_ctx=n_ctx,
-        n_batch=512,
-        n_threads=threads,
-        n_threads_batch=threads,
-        n_gpu_layers=-1 if offload else 0,
-        logits_all=logits_all,
-        seed=0,
-        verbose=False,
-    )
+    with _model_params_without_repacking(llama_cpp):
+        llm = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_batch=512,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=-1 if offload else 0,
+            logits_all=logits_all,
+            seed=0,
+            verbose=False,
+        )
     gguf_type = prov.get("gguf_type", str(method.get("type")))
     info = {
         "device": "cuda" if offload else "cpu",
@@ -130,6 +165,7 @@ def load(
         "size_on_disk_bytes": path.stat().st_size,
         "gguf_file_bytes": path.stat().st_size,
         "gpu_offload": offload,
+        "weight_repacking": os.environ.get(REPACK_ENV, "") == "1",
         "gpu_process_bytes_after_load": gpu_process_bytes() if offload else None,
         "llama_cpp_python": getattr(llama_cpp, "__version__", None),
     }
