@@ -180,3 +180,64 @@ def test_stop_strings_cut_before_the_first_one():
     )
     assert _cut_at_stop("a ### b \nQuestion: c", ["\nQuestion:", "###"]) == ("a ", True)
     assert _cut_at_stop("no stop here", ["###"]) == ("no stop here", False)
+
+
+def test_cpu_deployment_rows_add_tokens_and_seconds_over_runs(tmp_path):
+    import json
+
+    from biomedquant.cpu_deployment import cpu_deployment_rows, plot_cpu_deployment
+
+    def run(method, dataset, **extra):
+        path = tmp_path / "m" / method / dataset / "zero-shot.run.json"
+        path.parent.mkdir(parents=True)
+        rec = {"method": {"kind": method.split("-")[0]}, "device": "cpu", "n_generated": 8}
+        path.write_text(json.dumps({**rec, **extra}))
+        return path
+
+    cpp = {"backend": "llama_cpp", "size_on_disk_bytes": 1e8, "load_seconds": 2.0}
+    paths = [
+        run(
+            "gguf-q4",
+            "hoc",
+            prompt_tokens_processed=300,
+            prompt_seconds=3.0,
+            generation_tokens=40,
+            generation_seconds=4.0,
+            peak_host_rss_bytes=7e8,
+            **cpp,
+        ),
+        run(
+            "gguf-q4",
+            "ddi",
+            prompt_tokens_processed=100,
+            prompt_seconds=2.0,
+            generation_tokens=20,
+            generation_seconds=1.0,
+            peak_host_rss_bytes=9e8,
+            **cpp,
+        ),
+        run(
+            "none",
+            "hoc",
+            backend="transformers",
+            new_tokens=30,
+            generate_seconds=10.0,
+            peak_host_rss_bytes=1.2e9,
+        ),
+    ]
+    comparisons = tmp_path / "comparisons.csv"
+    comparisons.write_text(
+        "model,method,dataset,primary,diff\n"
+        "m,gguf-q4,hoc,True,-0.25\nm,gguf-q4,ddi,True,0.05\nm,gguf-q4,ddi,False,-0.9\n"
+    )
+    rows = {r["method"]: r for r in cpu_deployment_rows(paths, comparisons)}
+    q4, base = rows["gguf-q4"], rows["none"]
+    assert q4["prompt_tokens_per_second"] == 80.0  # (300 + 100) / (3 + 2)
+    assert q4["generation_tokens_per_second"] == 12.0  # (40 + 20) / (4 + 1)
+    assert q4["peak_host_rss_gb"] == 0.9 and q4["size_on_disk_gb"] == 0.1
+    assert q4["mean_primary_change"] == -0.1 and q4["worst_primary_change"] == -0.25
+    assert q4["n_comparisons"] == 2 and not q4["generation_includes_prompt"]
+    assert base["generation_tokens_per_second"] == 3.0 and base["generation_includes_prompt"]
+    assert base["prompt_tokens_per_second"] is None
+    plot_cpu_deployment(list(rows.values()), [tmp_path / "f.png"])
+    assert (tmp_path / "f.png").stat().st_size > 0

@@ -166,14 +166,17 @@ def plot_cpu_deployment(rows: list[dict[str, Any]], out_paths: list[str | Path])
     ax_speed.scatter(prompt, ys, marker="|", s=200, color="0.2", label="prompt tokens/s", zorder=3)
     for y, r, g in zip(ys, rows, gen, strict=True):
         change = r.get("mean_primary_change")
-        text = "Δ n/a" if change is None else f"Δ {change:+.3f}"
+        text = (
+            "baseline" if r["kind"] == "none" else "Δ n/a" if change is None else f"Δ {change:+.3f}"
+        )
         ax_speed.text(g, y, f" {text}", va="center", fontsize=8)
     ax_speed.set_yticks(ys, labels)
     ax_speed.invert_yaxis()
     ax_speed.set_xlabel("generated tokens/s (bar); prompt tokens/s (tick)")
     ax_speed.set_xscale("symlog", linthresh=10)
+    ax_speed.set_xlim(0, 2.5 * max([*gen, *prompt, 1]))  # room for the ticks and labels
     if any(prompt):
-        ax_speed.legend(fontsize=8, loc="lower right")
+        ax_speed.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax_mem.barh(ys, [r.get("peak_host_rss_gb") or 0 for r in rows], color=colours, height=0.6)
     ax_mem.set_xlabel("peak resident memory (GB)")
     fig.suptitle(
