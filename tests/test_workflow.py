@@ -88,7 +88,7 @@ def test_lint_is_clean():
     [
         (lambda c: c["inference"].update(batchsize=4), "batchsize"),
         (lambda c: c.update(dataset=["hoc"]), "dataset"),
-        (lambda c: c["methods"]["none"].update(kind="awq"), "awq"),
+        (lambda c: c["methods"]["none"].update(kind="exl2"), "exl2"),
         (lambda c: c["data"].update(limit=-3), "-3"),
         (lambda c: c.update(datasets=["bc5cdr"]), "bc5cdr"),
         (lambda c: c.update(prompts=["ten-shot"]), "ten-shot"),
