@@ -37,6 +37,7 @@ include: "workflow/rules/scoring.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/perplexity.smk"
 include: "workflow/rules/plan.smk"
+include: "workflow/rules/deployment.smk"
 
 
 rule all:
@@ -44,6 +45,7 @@ rule all:
     input:
         final_targets(),
         PLAN_TARGETS,
+        DEPLOYMENT_TARGETS,
 
 
 # Last, once every rule exists: small CPU rules run beside Snakemake, not as cluster jobs.

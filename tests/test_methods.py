@@ -34,8 +34,8 @@ def tiny_gptq8(tiny_fetched, tmp_path_factory):
 def test_method_registry_names_unknown_kinds():
     assert method_kind({"kind": "gptq"}).artifact
     assert method_kind({"kind": "bnb-nf4"}).load_time and not method_kind({"kind": "none"}).artifact
-    with pytest.raises(ValueError, match="unknown method kind 'awq'.*bnb-int8"):
-        method_kind({"kind": "awq"})
+    with pytest.raises(ValueError, match="unknown method kind 'exl2'.*bnb-int8"):
+        method_kind({"kind": "exl2"})
     assert bnb_config({"kind": "gptq"}, None) is None
 
 

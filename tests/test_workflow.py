@@ -89,7 +89,7 @@ def test_lint_is_clean():
     [
         (lambda c: c["inference"].update(batchsize=4), "batchsize"),
         (lambda c: c.update(dataset=["hoc"]), "dataset"),
-        (lambda c: c["methods"]["none"].update(kind="awq"), "awq"),
+        (lambda c: c["methods"]["none"].update(kind="exl2"), "exl2"),
         (lambda c: c["data"].update(limit=-3), "-3"),
         (lambda c: c.update(datasets=["bc5cdr"]), "bc5cdr"),
         (lambda c: c.update(prompts=["ten-shot"]), "ten-shot"),
@@ -126,6 +126,14 @@ def test_demo_and_paper_configs_validate_and_dry_run(tmp_path, name):
     if name == "paper.yaml":
         # a config given on the command line replaces the demo: no demo model in the study
         assert "smollm2" not in proc.stdout
+        # the deployed formats plan with the rest: AWQ and GGUF files quantized once per model
+        kinds = {m["kind"] for m in cfg["methods"].values()}
+        assert {"awq", "gguf", "fp8"} <= kinds
+        types = {m.get("type") for m in cfg["methods"].values() if m["kind"] == "gguf"}
+        assert {"Q4_K_M", "Q8_0"} <= types
+    n_artifacts = sum(m["kind"] in ("gptq", "awq", "gguf") for m in cfg["methods"].values())
+    assert jobs["quantize_model"] == len(cfg["models"]) * n_artifacts
+    assert jobs["cpu_deployment_table"] == 1
 
 
 def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path, tiny_source):

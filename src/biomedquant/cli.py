@@ -371,6 +371,20 @@ def _cmd_memory_table(args: argparse.Namespace) -> None:
     print(f"{len(rows)} rows -> {args.out}")
 
 
+def _cmd_cpu_deployment(args: argparse.Namespace) -> None:
+    from biomedquant.cpu_deployment import (
+        cpu_deployment_rows,
+        plot_cpu_deployment,
+        write_cpu_deployment,
+    )
+
+    rows = cpu_deployment_rows(args.runs, args.comparisons or None, args.perplexity or None)
+    write_cpu_deployment(rows, args.out)
+    if args.figure:
+        plot_cpu_deployment(rows, args.figure)
+    print(f"{len(rows)} rows -> {args.out}")
+
+
 def _cmd_plot(args: argparse.Namespace) -> None:
     from biomedquant.figures import draw_figure, order_from_json
 
@@ -610,6 +624,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("runs", nargs="*", help="run records (.run.json)")
     s.set_defaults(func=_cmd_memory_table)
+
+    s = sub.add_parser("cpu-deployment", help="speed and memory of CPU runs beside accuracy")
+    s.add_argument("--out", required=True)
+    s.add_argument("--comparisons", default="", help="comparisons table (optional)")
+    s.add_argument("--perplexity", default="", help="perplexity table (optional)")
+    s.add_argument("--figure", nargs="*", default=[], help="figure files (.png, .pdf)")
+    s.add_argument("runs", nargs="*", help="run records (.run.json)")
+    s.set_defaults(func=_cmd_cpu_deployment)
 
     s = sub.add_parser("plot", help="draw one figure of the study from the tidy tables")
     s.add_argument(

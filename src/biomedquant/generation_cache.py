@@ -34,7 +34,14 @@ from biomedquant.provenance import versions
 log = logging.getLogger(__name__)
 
 # Libraries whose versions change what a model generates.
-GENERATION_PACKAGES = ("torch", "transformers", "gptqmodel", "bitsandbytes", "vllm")
+GENERATION_PACKAGES = (
+    "torch",
+    "transformers",
+    "gptqmodel",
+    "bitsandbytes",
+    "vllm",
+    "llama-cpp-python",
+)
 
 
 def model_key(model_dir: str | Path, method: dict[str, Any], backend: str = "transformers") -> str:

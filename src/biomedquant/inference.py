@@ -24,6 +24,7 @@ from typing import Any
 
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.io import dir_size, read_json, read_jsonl, sha256_text, write_json, write_jsonl
+from biomedquant.method_engines import engine_for
 from biomedquant.models import trusts_remote_code
 from biomedquant.prompting import (
     DEFAULT_SYSTEM_PROMPT,
@@ -94,6 +95,7 @@ def load_model(model_dir: str | Path, method: dict[str, Any]) -> tuple[Any, Any,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from biomedquant.method_engines import fp8_config
     from biomedquant.quantization import bnb_config, method_kind
 
     start = time.time()
@@ -102,7 +104,7 @@ def load_model(model_dir: str | Path, method: dict[str, Any]) -> tuple[Any, Any,
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     stored = getattr(torch, stored_dtype(model_dir))
-    quant = bnb_config(method, stored)
+    quant = bnb_config(method, stored) or fp8_config(method)
     dtype = stored if (cuda or kind.load_time) else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(
         model_dir, padding_side="left", trust_remote_code=trusts_remote_code(model_dir)
@@ -414,6 +416,7 @@ def run_inference(
     pool = read_jsonl(pool_path) if pool_path else None
     if pool is not None and Path(pool_path).resolve() == Path(data_path).resolve():
         raise ValueError(f"few-shot pool {pool_path} is the evaluated split itself")
+    backend = engine_for(method, backend)  # gguf files run in llama.cpp
     backend_module = get_backend(backend)
     tokenizer = AutoTokenizer.from_pretrained(
         model_dir, padding_side="left", trust_remote_code=trusts_remote_code(model_dir)
@@ -547,6 +550,7 @@ def run_inference(
         "generation_cache": str(cache.path) if cache is not None else None,
         "batch_size": batch_size,
         "batch_tokens": batch_tokens,
+        **stats.pop("engine_metrics", {}),
         **{f"batch_{k}": v for k, v in stats.items()},
         "max_new_tokens": limit,
         "decoding": decoding,
@@ -590,7 +594,7 @@ def _progress(total: int, label: str) -> Iterator[Any]:
         bar.close()
 
 
-BACKENDS = ("transformers", "vllm")
+BACKENDS = ("transformers", "vllm", "llama_cpp")
 
 
 def get_backend(name: str) -> Any:
@@ -602,6 +606,10 @@ def get_backend(name: str) -> Any:
         from biomedquant import vllm_backend
 
         return vllm_backend
+    if name == "llama_cpp":
+        from biomedquant import llama_cpp_engine
+
+        return llama_cpp_engine
     raise ValueError(f"unknown inference backend {name!r} (backends: {', '.join(BACKENDS)})")
 
 

@@ -151,8 +151,9 @@ def _run(shape: ModelShape, method: dict[str, Any], work: Workload, attempt: int
     est = estimate(shape, method, tokens=work.batch_tokens)
     loaded = weight_bytes(shape, method)
     sixteen_bit = weight_bytes(shape, {"kind": "none"})
-    # bitsandbytes quantizes while loading: the 16-bit weights are read.
-    read = sixteen_bit if method.get("kind", "none").startswith("bnb") else loaded
+    # bitsandbytes and fp8 quantize while loading: the 16-bit weights are read.
+    kind = method.get("kind", "none")
+    read = sixteen_bit if kind.startswith("bnb") or kind == "fp8" else loaded
     step = max(STEP_OVERHEAD_S, sixteen_bit / DECODE_BYTES_PER_S)
     prefill = 2 * shape.params * work.prefill_tokens / PREFILL_FLOPS
     seconds = read / LOAD_BYTES_PER_S + prefill + work.forward_passes * step

@@ -23,6 +23,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from biomedquant import gguf_layout
+
 GIB = 1024**3
 
 
@@ -152,6 +154,13 @@ def linear_bytes_per_weight(method: dict[str, Any]) -> float:
         return 0.5 + 4 / NF4_BLOCK
     if kind == "bnb-int8":
         return 1.0
+    if kind == "awq":  # GPTQ's packing without the group index: bits + scale + zero per group
+        bits, group = int(method.get("bits", 4)), int(method.get("group_size", 128))
+        return bits / 8 + (2 + bits / 8) / group
+    if kind == "fp8":  # E4M3, one byte; per-tensor (vLLM) or 128x128-block scales are < 0.03%
+        return 1.0
+    if kind == "gguf":  # block layouts of the type's base; weight_bytes counts the exact mix
+        return gguf_layout.linear_bytes_per_weight(gguf_layout.method_file_type(method))
     raise ValueError(f"no memory model for method kind {kind!r}")
 
 
@@ -167,7 +176,10 @@ def row_overhead_bytes(method: dict[str, Any]) -> float:
 
 def weight_bytes(shape: ModelShape, method: dict[str, Any]) -> float:
     """Bytes of the weights under ``method`` (a config entry of any method kind): the
-    quantized block linears plus the parts every method leaves in 16-bit."""
+    quantized block linears plus the parts every method leaves in 16-bit (a GGUF file
+    quantizes embeddings too: see :mod:`biomedquant.gguf_layout`)."""
+    if method.get("kind") == "gguf":
+        return gguf_layout.gguf_weight_bytes(shape, gguf_layout.method_file_type(method))
     sixteen_bit = 2 * (shape.embedding_params + shape.norm_params)
     quantized = linear_bytes_per_weight(method) * shape.block_linear_params
     # GPTQ layers keep a 32-bit group index per input column (g_idx).

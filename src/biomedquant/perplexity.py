@@ -57,9 +57,16 @@ def run_perplexity(
     texts = [record_text(r) for path in data_paths for r in read_jsonl(path)]
     if not texts:
         raise ValueError("no texts to compute perplexity on")
-    model, tokenizer, load_info = load_model(model_dir, method)
+    nll_of = token_nll
+    if method.get("kind") == "gguf":  # llama.cpp's own logits, from the GGUF file
+        from biomedquant import llama_cpp_engine as engine
+
+        model, tokenizer, load_info = engine.load(model_dir, method, logits_all=True)
+        nll_of = engine.token_nll
+    else:
+        model, tokenizer, load_info = load_model(model_dir, method)
     start = time.time()
-    nll, n = token_nll(model, tokenizer, texts, max_length=max_length)
+    nll, n = nll_of(model, tokenizer, texts, max_length=max_length)
     if n == 0:
         raise ValueError("every text is shorter than two tokens")
     record = {

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from biomedquant import gguf_layout
 from biomedquant.io import atomic_path, read_json
 from biomedquant.io import write_csv as io_write_csv
 from biomedquant.memory import GIB, estimate, shape_for_model, weight_bytes
@@ -63,7 +64,11 @@ MEMORY_COLUMNS = (
 
 def method_bits(method: dict[str, Any]) -> int:
     """Bits per quantized weight (16 for the baseline)."""
-    return {"none": 16, "bnb-int8": 8, "bnb-nf4": 4}.get(method["kind"]) or int(method["bits"])
+    if method["kind"] == "gguf":
+        return gguf_layout.method_bits(method)
+    return {"none": 16, "bnb-int8": 8, "bnb-nf4": 4, "fp8": 8}.get(method["kind"]) or int(
+        method["bits"]
+    )
 
 
 def smallest_gpu(total_gb: float) -> int | None:

@@ -23,6 +23,7 @@ TRACKED_PACKAGES = (
     "gptqmodel",
     "bitsandbytes",
     "gguf",
+    "llama-cpp-python",
     "tokenizers",
     "safetensors",
     "numpy",

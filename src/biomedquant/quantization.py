@@ -58,6 +58,9 @@ METHOD_KINDS: dict[str, MethodKind] = {
     "gptq": MethodKind(True, False, "GPTQ post-training quantization (optimum + gptqmodel)"),
     "bnb-int8": MethodKind(False, True, "bitsandbytes LLM.int8(), quantized at load time"),
     "bnb-nf4": MethodKind(False, True, "bitsandbytes NF4 (4-bit), quantized at load time"),
+    "awq": MethodKind(True, False, "AWQ 4-bit (gptqmodel; quantizing needs a CUDA GPU)"),
+    "gguf": MethodKind(True, False, "llama.cpp GGUF file (Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0)"),
+    "fp8": MethodKind(False, True, "FP8 E4M3 weights at load time (GPUs of compute 8.9+)"),
 }
 
 
@@ -278,6 +281,11 @@ def quantize_model(
     kind = method.get("kind")
     if not method_kind(method).artifact:
         raise ValueError(f"method kind {kind!r} has no quantization step (only 'gptq' has one)")
+    if kind in ("gguf", "awq"):  # their own modules: llama.cpp's quantizer, gptqmodel's AWQ
+        from biomedquant import awq_quant, gguf_quant
+
+        run = gguf_quant.quantize_gguf if kind == "gguf" else awq_quant.quantize_awq
+        return run(source_dir, out_dir, method, seed=seed, pools=pools, test_raws=test_raws)
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, os.cpu_count() or 1)))
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig

@@ -45,8 +45,10 @@ def load(
     vllm = _vllm()
     start = time.time()
     kwargs: dict[str, Any] = {"max_num_seqs": batch_size, "max_num_batched_tokens": batch_tokens}
-    if method.get("kind") in ("bnb-int8", "bnb-nf4"):
-        kwargs["quantization"] = "bitsandbytes"
+    from biomedquant.method_engines import vllm_quantization
+
+    if vllm_quantization(method):  # bitsandbytes or fp8, quantized while loading
+        kwargs["quantization"] = vllm_quantization(method)
     llm = vllm.LLM(model=str(model_dir), **kwargs)
     info = {"device": "cuda", "load_seconds": round(time.time() - start, 3), "backend": "vllm"}
     return llm, llm.get_tokenizer(), info

@@ -153,7 +153,7 @@ def study_shape():
     """What the fit estimator reads: model entries, the method parameters that set memory
     (so that, say, a GPTQ dampening change does not rerun the plan) and the token budget.
     """
-    memory_keys = ("kind", "bits", "group_size", "double_quant")
+    memory_keys = ("kind", "bits", "group_size", "double_quant", "type")
     methods = {
         name: {k: v for k, v in spec.items() if k in memory_keys}
         for name, spec in config["methods"].items()

@@ -1,0 +1,104 @@
+"""``awq`` methods: activation-aware 4-bit weight quantization (AWQ) through gptqmodel.
+
+AWQ searches, per layer, the per-channel scales that protect the weights multiplying large
+activations, then rounds to a ``bits``-bit grid with one 16-bit scale and (``zero_point``) one
+zero per ``group_size`` weights. It is calibrated like GPTQ: the same calibration sources and
+the same checks (texts too short are counted and left out; in-domain texts never include a
+test item), through :func:`biomedquant.quantization.calibration_texts`.
+
+The artifact is a safetensors folder in the GEMM layout that vLLM and transformers load
+(``quantize_config.json`` beside it) plus ``provenance.json``. gptqmodel quantizes on the
+device it is given, but its AWQ packing is a CUDA extension: on a machine without a CUDA GPU
+the job stops at once with a message that names the hardware, before loading anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from biomedquant.io import atomic_dir, dir_size, read_json, sha256_tree, write_json
+from biomedquant.provenance import now, peak_host_rss_bytes, versions
+
+log = logging.getLogger(__name__)
+
+NEEDS_GPU = (
+    "awq quantization needs an NVIDIA GPU (CUDA): gptqmodel's AWQ packs its weights with a "
+    "CUDA extension ('AWQ: CUDA is not available' on a CPU), and this machine has no CUDA GPU"
+)
+
+
+def awq_params(method: dict[str, Any]) -> dict[str, Any]:
+    """The AWQ parameters of a method entry, with the schema's defaults."""
+    return {
+        "bits": int(method.get("bits", 4)),
+        "group_size": int(method.get("group_size", 128)),
+        "zero_point": bool(method.get("zero_point", True)),
+    }
+
+
+def quantize_awq(
+    source_dir: str | Path,
+    out_dir: str | Path,
+    method: dict[str, Any],
+    *,
+    seed: int = 0,
+    pools: dict[str, str | Path] | None = None,
+    test_raws: dict[str, str | Path] | None = None,
+) -> dict[str, Any]:
+    """Write the AWQ artifact of ``method`` for the 16-bit model in ``source_dir``."""
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, os.cpu_count() or 1)))
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError(NEEDS_GPU)
+    from gptqmodel import AWQConfig, GPTQModel
+    from transformers import AutoTokenizer
+
+    from biomedquant.models import trusts_remote_code
+    from biomedquant.quantization import calibration_texts
+
+    torch.manual_seed(seed)
+    start = time.time()
+    source_dir = Path(source_dir)
+    source_prov = read_json(source_dir / "provenance.json")
+    trusted = trusts_remote_code(source_dir)
+    tokenizer = AutoTokenizer.from_pretrained(source_dir, trust_remote_code=trusted)
+    texts, calib_info = calibration_texts(
+        method.get("calibration", {}), tokenizer, pools=pools, test_raws=test_raws, seed=seed
+    )
+    params = awq_params(method)
+    config = AWQConfig(
+        bits=params["bits"], group_size=params["group_size"], sym=not params["zero_point"]
+    )
+    model = GPTQModel.load(str(source_dir), config, device="cuda:0", trust_remote_code=trusted)
+    model.quantize(texts, tokenizer=tokenizer, batch_size=1)
+    quant_seconds = time.time() - start
+    with atomic_dir(out_dir) as tmp:
+        model.save(str(tmp))
+        tokenizer.save_pretrained(tmp)
+        prov = {
+            "method": method,
+            "awq_params": params,
+            "source_model": {
+                k: source_prov.get(k)
+                for k in ("model", "source", "spec", "revision", "weights_sha256")
+            },
+            "dtype": source_prov.get("dtype"),
+            "calibration": calib_info,
+            "seed": seed,
+            "device": "cuda",
+            "quantize_seconds": round(quant_seconds, 2),
+            "peak_host_rss_bytes": peak_host_rss_bytes(),
+            "peak_gpu_allocated_bytes": torch.cuda.max_memory_allocated(),
+            "size_bytes": dir_size(tmp),
+            "weights_sha256": sha256_tree(tmp),
+            "source_size_bytes": source_prov.get("size_bytes"),
+            "versions": versions(),
+            "written_at": now(),
+        }
+        write_json(tmp / "provenance.json", prov)
+    return prov

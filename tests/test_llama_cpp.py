@@ -1,0 +1,98 @@
+"""GGUF on the tiny model through llama.cpp: convert, quantize with llama.cpp's quantizer,
+generate and score perplexity with the llama.cpp engine. Skipped when llama-cpp-python (the
+``llamacpp`` extra, compiled from source) is not installed."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+pytest.importorskip(
+    "llama_cpp",
+    reason="llama-cpp-python is not installed: pip install 'biomedquant[llamacpp]'",
+)
+
+from biomedquant.io import read_json  # noqa: E402
+from biomedquant.memory import shape_for_model, weight_bytes  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_ggufs(tiny_fetched, tmp_path_factory):
+    from biomedquant.quantization import quantize_model
+
+    root = tmp_path_factory.mktemp("gguf")
+    out = {}
+    for kind in ("F16", "Q8_0", "Q4_K_M"):
+        method = {"kind": "gguf", "type": kind}
+        quantize_model(tiny_fetched, root / kind, method, seed=0)
+        out[kind] = (root / kind, method)
+    return out
+
+
+def test_artifact_records_types_and_its_bytes_equal_the_estimate(tiny_fetched, tiny_ggufs):
+    shape = shape_for_model({"source": "local", "path": str(tiny_fetched)})
+    for kind, (folder, method) in tiny_ggufs.items():
+        prov = read_json(folder / "provenance.json")
+        assert prov["gguf_type"] == kind and prov["llama_cpp_python"]
+        assert (folder / "model.gguf").stat().st_size == prov["file_bytes"]
+        assert (folder / "tokenizer.json").is_file() and (folder / "config.json").is_file()
+        # Every tensor's type predicted: the estimate is the file's tensor bytes exactly.
+        assert prov["tensor_bytes"] == weight_bytes(shape, method), kind
+    # Hidden size 64 is no multiple of 256: Q4_K_M falls back to 32-blocks (Q5_0, Q8_0).
+    types = read_json(tiny_ggufs["Q4_K_M"][0] / "provenance.json")["tensor_types"]
+    assert "Q4_K" not in types and {"Q5_0", "Q8_0", "F32"} <= set(types)
+
+
+def test_llama_cpp_perplexity_equals_transformers_on_the_f16_file(tiny_fetched, tiny_ggufs):
+    """Same weights, two engines: the mean log-likelihood agrees to kernel rounding."""
+    from biomedquant import llama_cpp_engine
+    from biomedquant.inference import load_model
+    from biomedquant.perplexity import token_nll
+
+    texts = ["the patient was given aspirin", "a b c d e f g h i j", "hello there, how are you"]
+    folder, method = tiny_ggufs["F16"]
+    engine, tok, info = llama_cpp_engine.load(folder, method, logits_all=True)
+    nll_cpp, n_cpp = llama_cpp_engine.token_nll(engine, tok, texts)
+    model, tok_hf, _ = load_model(tiny_fetched, {"kind": "none"})
+    nll_hf, n_hf = token_nll(model, tok_hf, texts)
+    assert n_cpp == n_hf > 0 and info["backend"] == "llama_cpp"
+    assert nll_cpp / n_cpp == pytest.approx(nll_hf / n_hf, rel=2e-3)
+
+
+def test_llama_cpp_engine_runs_an_inference_job_and_caches_it(tiny_ggufs, demo_prepared, tmp_path):
+    from biomedquant.inference import run_inference
+
+    folder, method = tiny_ggufs["Q8_0"]
+    args = {
+        "model_dir": folder,
+        "method": method,
+        "dataset": "pubmedqa",
+        "data_path": demo_prepared["pubmedqa"],
+        "prompt_method": "zero-shot",
+        "max_new_tokens": 6,
+        "cache_dir": tmp_path / "cache",
+    }
+    run = run_inference(out_path=tmp_path / "a.jsonl", run_path=tmp_path / "a.run.json", **args)
+    assert run["backend"] == "llama_cpp" and run["n_generated"] == run["n_items"] == 10
+    assert run["device"] == "cpu" and run["compute_dtype"] == "Q8_0"
+    assert run["prompt_tokens_processed"] > 0 and run["prompt_tokens_per_second"] > 0
+    assert 0 < run["generation_tokens"] <= 10 * 6 and run["generation_tokens_per_second"] > 0
+    assert run["weights_bytes"] > 0 and run["size_on_disk_bytes"] > run["weights_bytes"]
+    again = run_inference(out_path=tmp_path / "b.jsonl", run_path=tmp_path / "b.run.json", **args)
+    assert again["n_generated"] == 0 and again["n_from_cache"] == 10
+
+
+def test_gguf_perplexity_through_the_perplexity_step(tiny_ggufs, demo_prepared, tmp_path):
+    from biomedquant.perplexity import run_perplexity
+
+    folder, method = tiny_ggufs["Q4_K_M"]
+    rec = run_perplexity(
+        model_dir=folder,
+        method=method,
+        data_paths=[demo_prepared["pubmedqa"]],
+        out_path=tmp_path / "ppl.json",
+        max_length=64,
+    )
+    assert math.isfinite(rec["perplexity"]) and rec["perplexity"] > 1
+    assert rec["compute_dtype"] == "Q4_K_M" and rec["n_texts"] == 10

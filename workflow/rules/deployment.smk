@@ -1,0 +1,30 @@
+# What a lab without a GPU can serve: speed and memory of every method run on a CPU, beside its
+# accuracy change against the 16-bit baseline.
+
+DEPLOYMENT_TARGETS = [
+    "results/tables/cpu_deployment.csv",
+    "results/figures/cpu_deployment.png",
+]
+
+
+rule cpu_deployment_table:
+    input:
+        runs=run_records(),
+        comparisons=["results/tables/comparisons.csv"] if comparison_files() else [],
+        perplexity="results/tables/perplexity.csv",
+    output:
+        table="results/tables/cpu_deployment.csv",
+        png=report(
+            "results/figures/cpu_deployment.png",
+            caption="../report/cpu_deployment.rst",
+            category="Memory",
+        ),
+        pdf="results/figures/cpu_deployment.pdf",
+    log:
+        "logs/cpu_deployment_table.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "biomedquant cpu-deployment --out {output.table:q}"
+        " --comparisons={input.comparisons:q} --perplexity={input.perplexity:q}"
+        " --figure {output.png:q} {output.pdf:q} -- {input.runs:q} > {log:q} 2>&1"
