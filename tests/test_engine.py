@@ -128,7 +128,7 @@ def test_sigkill_then_rerun_resumes_without_regenerating(tiny_fetched, demo_prep
 
     whole = tmp_path / "whole.jsonl"
     subprocess.run(_infer_cmd(tiny_fetched, data, whole, "--batch-size", "2"), check=True)
-    strip = lambda rows: [{k: r[k] for k in ("id", "output", "prediction")} for r in rows]  # noqa: E731
+    strip = lambda rows: [{k: r[k] for k in ("id", "output", "stop_reason")} for r in rows]  # noqa: E731
     assert strip(read_jsonl(out)) == strip(read_jsonl(whole))
 
 

@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from biomedquant.datasets.registry import DATASETS, get_dataset
+from biomedquant.evaluation import parse_generations
 from biomedquant.inference import load_model, run_inference
 from biomedquant.io import read_json, read_jsonl
 from biomedquant.models import ModelSourceError, fetch_model
@@ -108,11 +109,16 @@ def test_infer_score_aggregate_figure(tiny_fetched, demo_prepared, tmp_path):
         gold = read_jsonl(demo_prepared[name])
         assert [r["id"] for r in records] == [g["id"] for g in gold]
         assert all(len(r["prompt_sha256"]) == 64 and r["n_new_tokens"] <= 6 for r in records)
+        assert not any("prediction" in r for r in records)  # raw outputs: parsing is its own step
         assert run["n_items"] == len(gold) and run["compute_dtype"] == "float32"
         assert run["peak_host_rss_bytes"] > 0 and run["versions"]["torch"]
+        parsed = tmp_path / f"{name}.parsed.jsonl"
+        summary = parse_generations(pred, demo_prepared[name], name, "zero-shot", parsed)
+        assert summary["n_items"] == len(gold)
+        assert all(r["parse_rule"] or not r["parse_ok"] for r in read_jsonl(parsed))
         out = tmp_path / f"{name}.score.json"
         s = score_predictions(
-            predictions_path=pred,
+            predictions_path=parsed,
             gold_path=demo_prepared[name],
             dataset=name,
             model="tiny",
@@ -227,9 +233,11 @@ def test_infer_with_other_prompting_methods(tiny_fetched, demo_prepared, tmp_pat
         max_new_tokens=5,
         sc_samples=3,
     )
-    records = read_jsonl(out)
+    parsed = tmp_path / "parsed.jsonl"
+    summary = parse_generations(out, demo_prepared[name], name, prompt, parsed)
+    records = read_jsonl(parsed)
     assert run["n_items"] == len(records) == 10
-    assert sum(run["parse_status"].values()) == 10
+    assert sum(summary["parse_status"].values()) == 10
     if prompt == "sc-cot":
         assert run["decoding"] == {"samples": 3, "temperature": 0.7, "max_new_tokens": 5, "seed": 0}
         assert all(len(r["output"]) == 3 and len(r["sample_predictions"]) == 3 for r in records)

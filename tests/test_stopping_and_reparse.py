@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from biomedquant.evaluation import parse_generations
 from biomedquant.inference import cut_at_stop, generate, load_model, run_inference
 from biomedquant.io import read_jsonl, write_jsonl
 from biomedquant.parsing import reparse_predictions
@@ -130,4 +131,6 @@ def test_plain_prompt_format_stops_at_the_next_examples_header(
     assert all(r["stop_reason"] in ("stop_string", "end_of_turn", "length") for r in records)
     assert all("\nSentence:" not in r["output"] for r in records)
     assert sum(run["stop_reason"].values()) == len(records) == 10
-    assert all("parse_rule" in r for r in records)
+    parsed = tmp_path / "parsed.jsonl"
+    parse_generations(out, demo_prepared["ddi"], "ddi", "zero-shot", parsed)
+    assert all("parse_rule" in r and r["stop_reason"] for r in read_jsonl(parsed))

@@ -1,0 +1,123 @@
+"""The evaluate step: raw outputs of every prompting method read, scored and compared in one
+job, with the same per-prompt files separate steps would write."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from biomedquant.cli import main
+from biomedquant.evaluation import evaluate_group, evaluation_code_fingerprint, parse_generations
+from biomedquant.io import read_json, read_jsonl, write_jsonl
+
+PROMPTS = ["zero-shot", "five-shot"]
+
+
+def _generations(gold: list[dict], path, wrong_every: int) -> None:
+    """Raw PubMedQA outputs: the gold decision worded as a model would, every n-th one
+    answered wrongly, one of them in a form that states two answers (unparsable)."""
+    rows = []
+    for i, g in enumerate(gold):
+        answer = g["answer"] if i % wrong_every else ("no" if g["answer"] == "yes" else "yes")
+        text = f"Answer: {answer.capitalize()}. The abstract supports this."
+        if i == 1:
+            text = "Answer: yes or no, the study cannot tell."
+        rows.append({"id": g["id"], "prompt_sha256": "0" * 64, "output": text})
+    write_jsonl(path, rows)
+
+
+def _settings(tmp_path, gold_path, method: str, baseline: bool) -> dict:
+    def files(kind: str, ext: str) -> dict[str, str]:
+        return {p: str(tmp_path / kind / method / f"{p}.{ext}") for p in PROMPTS}
+
+    settings = {
+        "model": "m",
+        "method": method,
+        "dataset": "pubmedqa",
+        "gold": str(gold_path),
+        "prompts": PROMPTS,
+        "generations": files("generations", "jsonl"),
+        "predictions": files("predictions", "jsonl"),
+        "scores": files("scores", "json"),
+        "resamples": 50,
+        "level": 0.9,
+        "seed": 3,
+    }
+    if not baseline:
+        settings.update(
+            baseline="none",
+            baseline_predictions={
+                p: str(tmp_path / "predictions" / "none" / f"{p}.jsonl") for p in PROMPTS
+            },
+            comparisons=files("comparisons", "json"),
+        )
+    return settings
+
+
+def test_one_job_reads_scores_and_compares_every_prompting_method(demo_prepared, tmp_path):
+    gold_path = demo_prepared["pubmedqa"]
+    gold = read_jsonl(gold_path)
+    base = _settings(tmp_path, gold_path, "none", baseline=True)
+    quant = _settings(tmp_path, gold_path, "q4", baseline=False)
+    for prompt in PROMPTS:
+        (tmp_path / "generations" / "none").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "generations" / "q4").mkdir(parents=True, exist_ok=True)
+        _generations(gold, base["generations"][prompt], wrong_every=100)
+        _generations(gold, quant["generations"][prompt], wrong_every=3)
+    assert main(["evaluate", "--settings", json.dumps(base)]) == 0
+    summary = evaluate_group(quant)
+    assert set(summary) == set(PROMPTS)
+    n = len(gold)
+    for prompt in PROMPTS:
+        preds = read_jsonl(quant["predictions"][prompt])
+        assert [p["id"] for p in preds] == [g["id"] for g in gold]
+        assert preds[1]["parse_status"] == "ambiguous" and not preds[1]["parse_ok"]
+        assert {p["parse_rule"] for p in preds if p["parse_ok"]} == {"marker"}
+        score = read_json(quant["scores"][prompt])
+        assert score["n"] == n and score["prompt"] == prompt and score["method"] == "q4"
+        assert score["parse_failure_rate"] == pytest.approx(1 / n)
+        # wrong on item 0 and every third item after it, except item 1 (unparsable anyway)
+        wrong = len({i for i in range(n) if i % 3 == 0} | {1})
+        assert score["metrics"]["accuracy"]["value"] == pytest.approx((n - wrong) / n)
+        base_score = read_json(base["scores"][prompt])
+        assert base_score["metrics"]["accuracy"]["value"] == pytest.approx((n - 2) / n)
+        comp = read_json(quant["comparisons"][prompt])
+        assert comp["baseline"] == "none" and comp["method"] == "q4" and comp["n"] == n
+        changed = sum(
+            a["prediction"] != b["prediction"]
+            for a, b in zip(read_jsonl(base["predictions"][prompt]), preds, strict=True)
+        )
+        assert comp["flip_rate"] == pytest.approx(changed / n)
+
+
+def test_evaluation_refuses_outputs_of_other_items_and_incomplete_settings(demo_prepared, tmp_path):
+    gold_path = demo_prepared["pubmedqa"]
+    gold = read_jsonl(gold_path)
+    gens = tmp_path / "g.jsonl"
+    _generations(gold[:-1], gens, wrong_every=2)
+    with pytest.raises(ValueError, match="does not hold the items"):
+        parse_generations(gens, gold_path, "pubmedqa", "zero-shot", tmp_path / "p.jsonl")
+    assert not (tmp_path / "p.jsonl").exists()
+    settings = _settings(tmp_path, gold_path, "q4", baseline=False)
+    del settings["comparisons"]["five-shot"]
+    with pytest.raises(ValueError, match="comparisons must name a file for each"):
+        evaluate_group(settings)
+
+
+def test_code_fingerprint_changes_with_the_parsers_source(tmp_path, monkeypatch):
+    import shutil
+    import sys
+
+    from biomedquant import tasks
+
+    src = tmp_path / "src"
+    shutil.copytree(tasks.__path__[0], src / "fakepkg")
+    monkeypatch.syspath_prepend(str(src))
+    before = evaluation_code_fingerprint(("fakepkg",))
+    assert before == evaluation_code_fingerprint(("fakepkg",))
+    qa = src / "fakepkg" / "qa.py"
+    qa.write_text(qa.read_text() + "\n# changed\n")
+    sys.modules.pop("fakepkg", None)
+    assert evaluation_code_fingerprint(("fakepkg",)) != before
+    assert len(evaluation_code_fingerprint()) == 64
