@@ -192,8 +192,8 @@ def _cmd_parse(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from biomedquant.evaluation import evaluate_group
 
-    for prompt, result in evaluate_group(args.settings).items():
-        print(f"{prompt}: {result['n']} items, {result['parse']['n_unparsable']} unparsable")
+    for run, result in evaluate_group(args.settings).items():
+        print(f"{run}: {result['n']} items, {result['parse']['n_unparsable']} unparsable")
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
@@ -538,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "evaluate",
-        help="parse, score and compare every prompting method of a model x method x dataset",
+        help="parse, score and compare every dataset and prompting method of a model x method",
     )
     s.add_argument("--settings", required=True, type=_json_arg, help="JSON (the workflow's)")
     s.set_defaults(func=_cmd_evaluate)

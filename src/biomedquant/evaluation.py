@@ -2,15 +2,15 @@
 
 A study plans one inference job per model x method x dataset x prompting method (the GPU unit
 of work: resume, cluster requests and reruns stay that fine), but the work that follows is
-seconds per prompt: reading the raw outputs (:mod:`biomedquant.parsing`), scoring them
+seconds per run: reading the raw outputs (:mod:`biomedquant.parsing`), scoring them
 (:func:`biomedquant.scoring.score_predictions`) and comparing them with the baseline on the same
 items (:func:`biomedquant.scoring.compare_to_baseline`). Planning one job each for those would
-triple the number of jobs Snakemake has to plan, so one job per model x method x dataset does
-all of it, for every prompting method, and writes the same per-prompt files
+triple the number of jobs Snakemake has to plan, so one job per model x method does all of it,
+for every dataset and prompting method, and writes the same per-run files
 (``results/predictions``, ``results/scores``, ``results/comparisons``) that separate jobs would.
 
-The trade-off: new raw outputs for one prompting method re-evaluate the whole group, which is a
-few seconds of CPU; a parser or scoring change never reruns inference.
+The trade-off: new raw outputs of one run re-evaluate its model x method, a minute or two of CPU
+for a full study's test sets; a parser or scoring change never reruns inference.
 """
 
 from __future__ import annotations
@@ -27,8 +27,11 @@ from biomedquant.scoring import compare_to_baseline, score_predictions
 
 log = logging.getLogger(__name__)
 
-# What a group needs, per prompting method (paths) and for all of them (the rest).
-REQUIRED = ("model", "method", "dataset", "gold", "prompts", "generations", "predictions", "scores")
+# What a group names once, and what each of its runs (one dataset x prompting method) names.
+REQUIRED = ("model", "method", "runs")
+RUN_REQUIRED = ("dataset", "prompt", "gold", "generations", "predictions", "scores")
+COMPARED = ("baseline_predictions", "comparisons")
+NOISE_FLOOR = ("noise_floor_generations", "noise_floor_predictions", "noise_floor_comparisons")
 
 
 # The modules whose code decides what an evaluation writes: the reading rules, the metrics
@@ -63,19 +66,19 @@ def evaluation_code_fingerprint(modules: tuple[str, ...] = EVALUATION_MODULES) -
 
 
 def check_settings(settings: dict[str, Any]) -> None:
-    """Refuse a settings object that misses a key or does not cover every prompting method."""
+    """Refuse a settings object that misses a key, or a run that misses one of its files."""
     missing = [k for k in REQUIRED if k not in settings]
     if missing:
         raise ValueError(f"evaluation settings lack {', '.join(missing)}")
-    prompts = settings["prompts"]
-    per_prompt = ["generations", "predictions", "scores"]
-    if settings.get("baseline_predictions"):
-        per_prompt += ["baseline_predictions", "comparisons"]
-    if settings.get("noise_floor_generations"):
-        per_prompt += [f"noise_floor_{k}" for k in ("generations", "predictions", "comparisons")]
-    for key in per_prompt:
-        if sorted(settings.get(key) or {}) != sorted(prompts):
-            raise ValueError(f"evaluation settings: {key} must name a file for each of {prompts}")
+    for i, run in enumerate(settings["runs"]):
+        needed = list(RUN_REQUIRED)
+        if settings.get("baseline"):
+            needed += COMPARED
+        if settings.get("noise_floor_label"):
+            needed += NOISE_FLOOR
+        lacking = [k for k in needed if not run.get(k)]
+        if lacking:
+            raise ValueError(f"evaluation settings: run {i} ({run}) lacks {', '.join(lacking)}")
 
 
 def parse_generations(
@@ -104,75 +107,64 @@ def parse_generations(
 
 def evaluate_group(settings: dict[str, Any]) -> dict[str, Any]:
     """Parse, score and (against the baseline, and the noise floor where set) compare every
-    prompting method of one model x method x dataset; returns a summary per prompt.
+    run of one model x method; returns a summary per run (``dataset/prompt``).
 
-    ``settings`` holds the names (model, method, dataset, baseline), the gold file, the
-    bootstrap settings (resamples, level, seed) and, per prompting method, the paths: the raw
-    ``generations`` to read, the ``predictions`` and ``scores`` to write, and, for a quantized
-    method, the baseline's parsed predictions and the ``comparisons`` to write. For the
-    baseline with a noise floor configured, also the noise floor's generations, its parsed
-    predictions and its comparisons with the baseline.
+    ``settings`` holds the names (model, method; ``baseline`` for a quantized method,
+    ``noise_floor_label`` for the baseline with a noise floor), the bootstrap settings
+    (resamples, level, seed) and the ``runs``: per dataset x prompting method, the gold file,
+    the raw ``generations`` to read, the ``predictions`` and ``scores`` to write, and where
+    compared the baseline's parsed predictions and the ``comparisons`` to write (the noise
+    floor: its generations, its parsed predictions and its comparisons with the baseline).
     """
     check_settings(settings)
-    dataset, gold = settings["dataset"], settings["gold"]
     boot = {
         "resamples": int(settings.get("resamples", 1000)),
         "level": float(settings.get("level", 0.95)),
         "seed": int(settings.get("seed", 0)),
     }
-    names = {"model": settings["model"], "method": settings["method"]}
+    model, method = settings["model"], settings["method"]
     summary: dict[str, Any] = {}
-    for prompt in settings["prompts"]:
-        parsed = parse_generations(
-            settings["generations"][prompt], gold, dataset, prompt, settings["predictions"][prompt]
-        )
+    for run in settings["runs"]:
+        dataset, prompt, gold = run["dataset"], run["prompt"], run["gold"]
+        common = {"gold_path": gold, "dataset": dataset, "prompt": prompt, "model": model, **boot}
+        parsed = parse_generations(run["generations"], gold, dataset, prompt, run["predictions"])
         score = score_predictions(
-            predictions_path=settings["predictions"][prompt],
-            gold_path=gold,
-            dataset=dataset,
-            out_path=settings["scores"][prompt],
-            prompt=prompt,
-            **names,
-            **boot,
+            predictions_path=run["predictions"],
+            out_path=run["scores"],
+            method=method,
+            **common,
         )
-        summary[prompt] = {"parse": parsed, "n": score["n"]}
-        if settings.get("baseline_predictions"):
+        summary[f"{dataset}/{prompt}"] = {"parse": parsed, "n": score["n"]}
+        if settings.get("baseline"):
             compare_to_baseline(
-                baseline_path=settings["baseline_predictions"][prompt],
-                predictions_path=settings["predictions"][prompt],
-                gold_path=gold,
-                dataset=dataset,
-                out_path=settings["comparisons"][prompt],
+                baseline_path=run["baseline_predictions"],
+                predictions_path=run["predictions"],
+                out_path=run["comparisons"],
+                method=method,
                 baseline=settings["baseline"],
-                prompt=prompt,
-                **names,
-                **boot,
+                **common,
             )
-        if settings.get("noise_floor_generations"):
+        if settings.get("noise_floor_label"):
             parse_generations(
-                settings["noise_floor_generations"][prompt],
+                run["noise_floor_generations"],
                 gold,
                 dataset,
                 prompt,
-                settings["noise_floor_predictions"][prompt],
+                run["noise_floor_predictions"],
             )
             compare_to_baseline(
-                baseline_path=settings["predictions"][prompt],
-                predictions_path=settings["noise_floor_predictions"][prompt],
-                gold_path=gold,
-                dataset=dataset,
-                out_path=settings["noise_floor_comparisons"][prompt],
-                model=settings["model"],
+                baseline_path=run["predictions"],
+                predictions_path=run["noise_floor_predictions"],
+                out_path=run["noise_floor_comparisons"],
                 method=settings["noise_floor_label"],
-                baseline=settings["method"],
-                prompt=prompt,
+                baseline=method,
                 noise_floor=True,
-                **boot,
+                **common,
             )
         log.info(
             "%s %s %s %s: %d items, %d unparsable",
-            settings["model"],
-            settings["method"],
+            model,
+            method,
             dataset,
             prompt,
             parsed["n_items"],

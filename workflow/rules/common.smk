@@ -202,25 +202,34 @@ NOISE_FLOOR_PREDICTIONS = f"results/noise_floor/{PREDICTIONS.removeprefix('resul
 NOISE_FLOOR_COMPARISONS = f"results/noise_floor/{COMPARISONS.removeprefix('results/')}"
 
 
-def per_prompt(pattern, method="{method}"):
-    """One path per prompting method of the study, in the config's order, with the method
-    fixed (the baseline's rule) or left a wildcard."""
+def per_run(pattern, method="{method}"):
+    """One path per dataset x prompting method of the study (the config's order, the order
+    the evaluate settings list its runs in), with the method fixed (the baseline's rule) or
+    left a wildcard."""
     pattern = pattern.replace("{method}", method)
-    return [pattern.replace("{prompt}", p) for p in config["prompts"]]
+    return [
+        pattern.replace("{dataset}", d).replace("{prompt}", p)
+        for d in config["datasets"]
+        for p in config["prompts"]
+    ]
+
+
+def gold_files():
+    return [f"resources/datasets/{d}/{EVAL_SPLIT}.jsonl" for d in config["datasets"]]
 
 
 def noise_floor_inputs():
     if not NOISE_FLOOR:
         return {}
-    return {"noise_floor": per_prompt(NOISE_FLOOR_GENERATIONS, BASELINE)}
+    return {"noise_floor": per_run(NOISE_FLOOR_GENERATIONS, BASELINE)}
 
 
 def noise_floor_outputs():
     if not NOISE_FLOOR:
         return {}
     return {
-        "noise_floor_predictions": per_prompt(NOISE_FLOOR_PREDICTIONS, BASELINE),
-        "noise_floor_comparisons": per_prompt(NOISE_FLOOR_COMPARISONS, BASELINE),
+        "noise_floor_predictions": per_run(NOISE_FLOOR_PREDICTIONS, BASELINE),
+        "noise_floor_comparisons": per_run(NOISE_FLOOR_COMPARISONS, BASELINE),
     }
 
 
@@ -231,39 +240,50 @@ def evaluate_settings(wildcards):
     A function of the wildcards alone (not of the job's input and output), so that Snakemake
     compares it with the last run's and re-evaluates when a scoring setting changes.
     """
-    names = {
-        "model": wildcards.model,
-        "method": wildcards.get("method", BASELINE),
-        "dataset": wildcards.dataset,
-    }
-
-    def by_prompt(pattern):
-        return {p: pattern.format(**names, prompt=p) for p in config["prompts"]}
-
+    model, method = wildcards.model, wildcards.get("method", BASELINE)
+    compared = BASELINE is not None and method != BASELINE
+    noise_floor = NOISE_FLOOR and method == BASELINE
+    runs = []
+    for dataset in config["datasets"]:
+        for prompt in config["prompts"]:
+            names = {
+                "model": model,
+                "method": method,
+                "dataset": dataset,
+                "prompt": prompt,
+            }
+            run = {
+                "dataset": dataset,
+                "prompt": prompt,
+                "gold": f"resources/datasets/{dataset}/{EVAL_SPLIT}.jsonl",
+                "generations": GENERATIONS.format(**names),
+                "predictions": PREDICTIONS.format(**names),
+                "scores": SCORES.format(**names),
+            }
+            if compared:
+                run["baseline_predictions"] = PREDICTIONS.format(
+                    **{**names, "method": BASELINE}
+                )
+                run["comparisons"] = COMPARISONS.format(**names)
+            if noise_floor:
+                run["noise_floor_generations"] = NOISE_FLOOR_GENERATIONS.format(**names)
+                run["noise_floor_predictions"] = NOISE_FLOOR_PREDICTIONS.format(**names)
+                run["noise_floor_comparisons"] = NOISE_FLOOR_COMPARISONS.format(**names)
+            runs.append(run)
     settings = {
-        **names,
-        "gold": f"resources/datasets/{wildcards.dataset}/{EVAL_SPLIT}.jsonl",
-        "prompts": config["prompts"],
-        "generations": by_prompt(GENERATIONS),
-        "predictions": by_prompt(PREDICTIONS),
-        "scores": by_prompt(SCORES),
+        "model": model,
+        "method": method,
+        "runs": runs,
         "resamples": config["scoring"]["bootstrap_resamples"],
         "level": config["scoring"]["ci_level"],
         "seed": config["seed"],
     }
-    if BASELINE is not None and names["method"] != BASELINE:
+    if compared:
         settings["baseline"] = BASELINE
-        settings["baseline_predictions"] = by_prompt(
-            PREDICTIONS.replace("{method}", BASELINE)
-        )
-        settings["comparisons"] = by_prompt(COMPARISONS)
-    if NOISE_FLOOR and names["method"] == BASELINE:
+    if noise_floor:
         settings["noise_floor_label"] = (
             f"{BASELINE}@batch{config['noise_floor']['batch_size']}"
         )
-        settings["noise_floor_generations"] = by_prompt(NOISE_FLOOR_GENERATIONS)
-        settings["noise_floor_predictions"] = by_prompt(NOISE_FLOOR_PREDICTIONS)
-        settings["noise_floor_comparisons"] = by_prompt(NOISE_FLOOR_COMPARISONS)
     return as_json(settings)
 
 

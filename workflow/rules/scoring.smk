@@ -4,23 +4,23 @@
 # key).
 
 
-# One CPU job per model x method x dataset reads the answers of every prompting method's raw
-# outputs, scores them and compares them with the baseline's (biomedquant.evaluation): a
+# One CPU job per model x method reads the answers of every dataset's and prompting method's
+# raw outputs, scores them and compares them with the baseline's (biomedquant.evaluation): a
 # parser or scoring change reruns these jobs and never inference. Grouped rather than one job
-# per prompt and file, so that a study of thousands of inference jobs plans in seconds.
+# per run and file, so that a study of thousands of inference jobs plans in seconds.
 
 
 rule evaluate_baseline:
     input:
         **noise_floor_inputs(),
-        generations=per_prompt(GENERATIONS, BASELINE_PATTERN),
-        gold=f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
+        generations=per_run(GENERATIONS, BASELINE_PATTERN),
+        gold=gold_files(),
     output:
         **noise_floor_outputs(),
-        predictions=per_prompt(PREDICTIONS, BASELINE_PATTERN),
-        scores=per_prompt(SCORES, BASELINE_PATTERN),
+        predictions=per_run(PREDICTIONS, BASELINE_PATTERN),
+        scores=per_run(SCORES, BASELINE_PATTERN),
     log:
-        f"logs/evaluate/{{model}}/{BASELINE_PATTERN}/{{dataset}}.log",
+        f"logs/evaluate/{{model}}/{BASELINE_PATTERN}.log",
     conda:
         CONDA_ENV
     params:
@@ -34,15 +34,15 @@ if BASELINE is not None:
 
     rule evaluate:
         input:
-            generations=per_prompt(GENERATIONS),
-            baseline=per_prompt(PREDICTIONS, BASELINE),
-            gold=f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
+            generations=per_run(GENERATIONS),
+            baseline=per_run(PREDICTIONS, BASELINE),
+            gold=gold_files(),
         output:
-            predictions=per_prompt(PREDICTIONS),
-            scores=per_prompt(SCORES),
-            comparisons=per_prompt(COMPARISONS),
+            predictions=per_run(PREDICTIONS),
+            scores=per_run(SCORES),
+            comparisons=per_run(COMPARISONS),
         log:
-            "logs/evaluate/{model}/{method}/{dataset}.log",
+            "logs/evaluate/{model}/{method}.log",
         wildcard_constraints:
             method=QUANTIZED_METHODS,
         conda:
