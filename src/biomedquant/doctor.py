@@ -130,7 +130,7 @@ def disk_needed_bytes(config: dict[str, Any]) -> float:
             continue
         total += weight_bytes(shape, {"kind": "none"})
         for method in config["methods"].values():
-            if method["kind"] == "gptq":
+            if method["kind"] in ("gptq", "rtn"):
                 total += weight_bytes(shape, method)
     return total
 
