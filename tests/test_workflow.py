@@ -122,9 +122,16 @@ def test_demo_and_paper_configs_validate_and_dry_run(tmp_path, name):
     jobs = planned_jobs(proc.stdout)
     n_runs = len(cfg["models"]) * len(cfg["methods"]) * len(cfg["datasets"])
     assert jobs["infer"] == n_runs * len(cfg["prompts"])
+    artifacts = [m for m, s in cfg["methods"].items() if s["kind"] in ("gptq", "rtn")]
+    assert jobs["quantize_model"] == len(cfg["models"]) * len(artifacts)
+    assert jobs["quantization_quality_table"] == 1
     if name == "paper.yaml":
         # a config given on the command line replaces the demo: no demo model in the study
         assert "smollm2" not in proc.stdout
+        kinds = {s["kind"] for s in cfg["methods"].values()}
+        assert {"gptq", "rtn"} <= kinds
+        calib = cfg["methods"]["gptq-w4g128"]["calibration"]
+        assert calib["source"] == "hf_dataset" and calib["n_samples"] * calib["seq_len"] == 262144
 
 
 def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path, tiny_source):
