@@ -151,12 +151,14 @@ def test_rtn_artifact_is_gptq_format_equal_to_rounding_and_runs(tiny_fetched, ti
     model, tok, _ = load_model(out, method)
     layer = model.model.layers[1].mlp.down_proj
     w = load_file(tiny_fetched / "model.safetensors")["model.layers.1.mlp.down_proj.weight"]
-    rounded = rtn_grid(w, 4, 32, True)[0]
+    rounded, scale, _, _ = rtn_grid(w, 4, 32, True)
     eye = torch.eye(w.shape[1])
     with torch.no_grad():
         dequant = layer(eye).t()
-    # equal up to the 16-bit storage of the scales
-    assert torch.allclose(dequant, rounded, atol=1e-3 * float(w.abs().max()))
+    # the same grid point for every weight: off by far less than one step (the artifact
+    # stores its scales in 16 bits)
+    steps = (dequant - rounded).abs() / scale.repeat_interleave(32, dim=1)
+    assert float(steps.max()) < 0.05
     assert generate(model, tok, ["hello"], max_new_tokens=3, batch_size=1)[0]["n_new_tokens"] >= 1
     quality = read_json(out / "provenance.json")["quality"]
     assert quality["summary"]["n_layers"] == 14 and quality["summary"]["verdict"] == "ok"
@@ -233,4 +235,3 @@ def test_perplexity_is_finite_and_gathered_with_ratios(
     assert by["gptq-w8g32"]["ratio_to_baseline"] == pytest.approx(
         q["perplexity"] / base["perplexity"], abs=1e-3
     )
-

@@ -30,7 +30,9 @@ WORSE_MIN_LAYERS = 3
 # A quantized layer counts as worse than RTN above this relative margin: the artifact stores
 # its scales in 16 bits, which moves an RTN artifact's own error by up to about 1.5%.
 TOLERANCE = 0.02
-# Held-out tokens per sequence of the check's single batch.
+# Held-out tokens the check reads (a relative error settles well within a thousand tokens;
+# the check then costs about three forward passes over them) and per sequence of its batch.
+HELDOUT_TOKENS = 1024
 WINDOW = 512
 
 
@@ -61,7 +63,7 @@ def layer_errors(
     source_dir: str | Path,
     texts: list[str],
     grid: dict[str, Any],
-    max_tokens: int = 2048,
+    max_tokens: int = HELDOUT_TOKENS,
 ) -> tuple[list[dict[str, Any]], int]:
     """Relative output error of every packed linear layer of ``model`` and of RTN on ``grid``
     (``bits``, ``group_size``, ``sym``) over up to ``max_tokens`` held-out tokens; returns
@@ -169,7 +171,7 @@ def quality_check(
     texts: list[str],
     grid: dict[str, Any],
     kind: str,
-    max_tokens: int = 2048,
+    max_tokens: int = HELDOUT_TOKENS,
 ) -> dict[str, Any]:
     """Run the check; log a warning when the verdict is ``warn``. Returns summary and rows."""
     rows, seen = layer_errors(model, tokenizer, source_dir, texts, grid, max_tokens)
