@@ -155,10 +155,10 @@ def test_rtn_artifact_is_gptq_format_equal_to_rounding_and_runs(tiny_fetched, ti
     eye = torch.eye(w.shape[1])
     with torch.no_grad():
         dequant = layer(eye).t()
-    # the same grid point for every weight: off by far less than one step (the artifact
-    # stores its scales in 16 bits)
+    # the same grid point for every weight: a code off by one would be a whole step away; the
+    # artifact's 16-bit scales and 16-bit dequantization move a weight by a few % of one
     steps = (dequant - rounded).abs() / scale.repeat_interleave(32, dim=1)
-    assert float(steps.max()) < 0.05
+    assert float(steps.max()) < 0.25
     assert generate(model, tok, ["hello"], max_new_tokens=3, batch_size=1)[0]["n_new_tokens"] >= 1
     quality = read_json(out / "provenance.json")["quality"]
     assert quality["summary"]["n_layers"] == 14 and quality["summary"]["verdict"] == "ok"

@@ -98,6 +98,16 @@ def test_lint_is_clean():
             "../etc",
         ),
         (lambda c: c["methods"].update(b={"kind": "bnb-nf4", "bits": 4}), "bnb-nf4"),
+        (
+            lambda c: c["methods"].update(
+                r={"kind": "rtn", "bits": 4, "group_size": 32, "calibration": {"source": "generic"}}
+            ),
+            "rtn",
+        ),
+        (
+            lambda c: c["methods"]["gptq-w4g32"]["calibration"].update(source="c4"),
+            "c4",
+        ),
     ],
 )
 def test_schema_rejects_bad_config_naming_the_key(tmp_path, tiny_source, mutate, named):
