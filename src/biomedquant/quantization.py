@@ -42,7 +42,14 @@ from biomedquant.io import atomic_dir, dir_size, read_json, sha256_tree, write_j
 from biomedquant.models import trusts_remote_code
 from biomedquant.provenance import now, peak_host_rss_bytes, versions
 
-__all__ = ["METHOD_KINDS", "bnb_config", "method_kind", "quantize_model", "record_text"]
+__all__ = [
+    "METHOD_KINDS",
+    "bnb_config",
+    "generic_calibration_texts",
+    "method_kind",
+    "quantize_model",
+    "record_text",
+]
 
 log = logging.getLogger(__name__)
 
