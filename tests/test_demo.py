@@ -29,6 +29,7 @@ def test_demo_workflow(tmp_path):
 
     fetched = read_json(wd / "resources/models/smollm2_135m/none/provenance.json")
     assert fetched["source"] == "pypi_gguf" and fetched["gguf_sha256"]
+    assert "Q4_1" in fetched["baseline_note"]  # the baseline says it is 4-bit underneath
     quantized = wd / "resources/models/smollm2_135m/gptq-w4g64"
     assert read_json(quantized / "quantize_config.json")["bits"] == 4
     assert read_json(quantized / "provenance.json")["size_bytes"] < fetched["size_bytes"]
@@ -46,5 +47,14 @@ def test_demo_workflow(tmp_path):
         for r in csv.DictReader((wd / "results/tables/perplexity.csv").open())
     }
     assert 1 < perplexity["none"] < perplexity["gptq-w4g64"] < 10 * perplexity["none"]
+    # GPTQ, calibrated at the scale it needs, is no worse than rounding on held-out text.
+    if "rtn-w4g64" in perplexity:
+        assert perplexity["gptq-w4g64"] <= perplexity["rtn-w4g64"]
+    quality = {
+        r["method"]: r
+        for r in csv.DictReader((wd / "results/tables/quantization_quality.csv").open())
+    }
+    assert quality["gptq-w4g64"]["verdict"] == "ok"
+    assert int(quality["gptq-w4g64"]["calibration_tokens"]) >= 1536  # down_proj's input size
 
     assert "Nothing to be done" in snakemake(wd, "-n").stdout

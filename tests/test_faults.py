@@ -47,7 +47,7 @@ def test_kill_9_during_quantization_leaves_no_artifact_and_rerun_recomputes(tiny
     leftovers = list(out.parent.glob(".gptq.*.tmp"))  # the dead job's scratch folder, if any
     subprocess.run(cmd, check=True, capture_output=True)
     assert (out / "quantize_config.json").exists() and list(out.glob("*.safetensors"))
-    assert read_json(out / "provenance.json")["calibration"]["n_used"] == 8
+    assert read_json(out / "provenance.json")["calibration"]["n_samples"] == 8
     for stale in leftovers:  # a stale scratch folder never stands in for the artifact
         assert stale != out
 

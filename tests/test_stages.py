@@ -8,13 +8,14 @@ import shutil
 
 import pytest
 
+from biomedquant.calibration import calibration_windows
 from biomedquant.datasets.registry import DATASETS, get_dataset
 from biomedquant.evaluation import parse_generations
 from biomedquant.inference import load_model, run_inference
 from biomedquant.io import read_json, read_jsonl
 from biomedquant.models import ModelSourceError, fetch_model
 from biomedquant.prompting import builder, messages
-from biomedquant.quantization import calibration_texts, quantize_model
+from biomedquant.quantization import quantize_model
 from biomedquant.scoring import TABLE_COLUMNS, aggregate_scores, score_predictions
 
 
@@ -46,13 +47,12 @@ def test_prompt_goes_through_the_chat_template(tiny_fetched):
         messages(spec, rec, "nine-shot")
 
 
-def test_calibration_filters_and_counts_short_texts(tiny_fetched):
+def test_calibration_windows_are_exactly_seq_len_tokens(tiny_fetched):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_fetched)
-    texts, info = calibration_texts({"n_samples": 8, "seq_len": 32}, tok)
-    assert info["n_used"] == len(texts) == 8 and info["n_too_short"] == 0
-    assert all(len(tok(t, add_special_tokens=False)["input_ids"]) <= 33 for t in texts)
+    windows, info = calibration_windows({"n_samples": 8, "seq_len": 32}, tok)
+    assert [len(w) for w in windows] == [32] * 8 and info["n_tokens"] == 256
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_gptq_artifact(tiny_gptq):
     assert qc["bits"] == 4 and qc["group_size"] == 32 and qc["quant_method"] == "gptq"
     assert read_json(out / "config.json")["quantization_config"]["dataset"] is None
     prov = read_json(out / "provenance.json")
-    assert prov["calibration"]["n_used"] == 8 and len(prov["calibration"]["sha256"]) == 64
+    assert prov["calibration"]["n_samples"] == 8 and len(prov["calibration"]["sha256"]) == 64
     assert prov["size_bytes"] > 0 and prov["versions"]["gptqmodel"]
 
 

@@ -99,6 +99,16 @@ def test_lint_is_clean():
             "../etc",
         ),
         (lambda c: c["methods"].update(b={"kind": "bnb-nf4", "bits": 4}), "bnb-nf4"),
+        (
+            lambda c: c["methods"].update(
+                r={"kind": "rtn", "bits": 4, "group_size": 32, "calibration": {"source": "generic"}}
+            ),
+            "rtn",
+        ),
+        (
+            lambda c: c["methods"]["gptq-w4g32"]["calibration"].update(source="c4"),
+            "c4",
+        ),
     ],
 )
 def test_schema_rejects_bad_config_naming_the_key(tmp_path, tiny_source, mutate, named):
@@ -123,15 +133,19 @@ def test_demo_and_paper_configs_validate_and_dry_run(tmp_path, name):
     jobs = planned_jobs(proc.stdout)
     n_runs = len(cfg["models"]) * len(cfg["methods"]) * len(cfg["datasets"])
     assert jobs["infer"] == n_runs * len(cfg["prompts"])
+    assert jobs["quantization_quality_table"] == 1
     if name == "paper.yaml":
         # a config given on the command line replaces the demo: no demo model in the study
         assert "smollm2" not in proc.stdout
         # the deployed formats plan with the rest: AWQ and GGUF files quantized once per model
         kinds = {m["kind"] for m in cfg["methods"].values()}
-        assert {"awq", "gguf", "fp8"} <= kinds
+        assert {"gptq", "rtn", "awq", "gguf", "fp8"} <= kinds
         types = {m.get("type") for m in cfg["methods"].values() if m["kind"] == "gguf"}
         assert {"Q4_K_M", "Q8_0"} <= types
-    n_artifacts = sum(m["kind"] in ("gptq", "awq", "gguf") for m in cfg["methods"].values())
+        calib = cfg["methods"]["gptq-w4g128"]["calibration"]
+        assert calib["source"] == "hf_dataset" and calib["n_samples"] * calib["seq_len"] == 262144
+    artifact_kinds = ("gptq", "rtn", "awq", "gguf")
+    n_artifacts = sum(m["kind"] in artifact_kinds for m in cfg["methods"].values())
     assert jobs["quantize_model"] == len(cfg["models"]) * n_artifacts
     assert jobs["cpu_deployment_table"] == 1
 

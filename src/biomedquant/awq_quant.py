@@ -4,7 +4,7 @@ AWQ searches, per layer, the per-channel scales that protect the weights multipl
 activations, then rounds to a ``bits``-bit grid with one 16-bit scale and (``zero_point``) one
 zero per ``group_size`` weights. It is calibrated like GPTQ: the same calibration sources and
 the same checks (texts too short are counted and left out; in-domain texts never include a
-test item), through :func:`biomedquant.quantization.calibration_texts`.
+test item), through :func:`biomedquant.calibration.calibration_windows` (and the same rank check).
 
 The artifact is a safetensors folder in the GEMM layout that vLLM and transformers load
 (``quantize_config.json`` beside it) plus ``provenance.json``. gptqmodel quantizes on the
@@ -58,8 +58,8 @@ def quantize_awq(
     from gptqmodel import AWQConfig, GPTQModel
     from transformers import AutoTokenizer
 
+    from biomedquant.calibration import calibration_windows, check_rank, widest_linear_input
     from biomedquant.models import trusts_remote_code
-    from biomedquant.quantization import calibration_texts
 
     torch.manual_seed(seed)
     start = time.time()
@@ -67,15 +67,20 @@ def quantize_awq(
     source_prov = read_json(source_dir / "provenance.json")
     trusted = trusts_remote_code(source_dir)
     tokenizer = AutoTokenizer.from_pretrained(source_dir, trust_remote_code=trusted)
-    texts, calib_info = calibration_texts(
-        method.get("calibration", {}), tokenizer, pools=pools, test_raws=test_raws, seed=seed
+    calib = method.get("calibration", {})
+    windows, calib_info = calibration_windows(
+        calib, tokenizer, pools=pools, test_raws=test_raws, seed=seed
     )
+    widest = widest_linear_input(read_json(source_dir / "config.json"))
+    calib_info["widest_layer_input"] = {"size": widest[0], "layer": widest[1]}
+    check_rank(calib_info["n_tokens"], widest, bool(calib.get("allow_rank_deficient", False)))
     params = awq_params(method)
     config = AWQConfig(
         bits=params["bits"], group_size=params["group_size"], sym=not params["zero_point"]
     )
     model = GPTQModel.load(str(source_dir), config, device="cuda:0", trust_remote_code=trusted)
-    model.quantize(texts, tokenizer=tokenizer, batch_size=1)
+    dataset = [{"input_ids": w, "attention_mask": [1] * len(w)} for w in windows]
+    model.quantize(dataset, tokenizer=tokenizer, batch_size=1)
     quant_seconds = time.time() - start
     with atomic_dir(out_dir) as tmp:
         model.save(str(tmp))

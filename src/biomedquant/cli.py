@@ -118,6 +118,7 @@ def _cmd_quantize(args: argparse.Namespace) -> None:
         seed=args.seed,
         pools=_pairs(args.pools),
         test_raws=_pairs(args.test_files),
+        heldout=args.heldout,
     )
     print(f"quantized in {prov['quantize_seconds']} s, {prov['size_bytes'] / 1e6:.1f} MB")
 
@@ -333,6 +334,21 @@ def _cmd_perplexity_table(args: argparse.Namespace) -> None:
     print(f"{len(rows)} rows -> {args.out}")
 
 
+def _cmd_quality_table(args: argparse.Namespace) -> None:
+    from biomedquant.plan import write_csv
+    from biomedquant.quality import QUALITY_COLUMNS, quality_rows
+
+    rows = quality_rows(args.artifacts)
+    write_csv(args.out, QUALITY_COLUMNS, rows)
+    for r in rows:
+        if r["verdict"] == "warn":
+            print(
+                f"WARNING {r['model']}/{r['method']}: worse than round-to-nearest on"
+                f" {r['n_worse_than_rtn']} of {r['n_layers']} layers (held-out text)"
+            )
+    print(f"{len(rows)} rows -> {args.out}")
+
+
 def _cmd_cache(args: argparse.Namespace) -> None:
     from biomedquant.generation_cache import cache_summary, clear_cache
 
@@ -497,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--test-files", default="", help="in-domain calibration: 'dataset=test.raw ...' to exclude"
     )
     s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
+    s.add_argument("heldout", nargs="*", help="prepared test JSON Lines: the quality check's text")
     s.set_defaults(func=_cmd_quantize)
 
     s = sub.add_parser("infer", help="generate the raw outputs for one dataset")
@@ -600,6 +617,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("records", nargs="+")
     s.set_defaults(func=_cmd_perplexity_table)
+
+    s = sub.add_parser("quality-table", help="gather quantization quality checks into a table")
+    s.add_argument("--out", required=True)
+    s.add_argument("artifacts", nargs="*", help="quantized artifact folders (model/method)")
+    s.set_defaults(func=_cmd_quality_table)
 
     s = sub.add_parser("doctor", help="check this machine against a study config, before it runs")
     _config_args(s)

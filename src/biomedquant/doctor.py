@@ -133,7 +133,7 @@ def disk_needed_bytes(config: dict[str, Any]) -> float:
             continue
         total += weight_bytes(shape, {"kind": "none"})
         for method in config["methods"].values():
-            if method["kind"] in ("gptq", "awq", "gguf"):  # kinds with an artifact
+            if method["kind"] in ("gptq", "rtn", "awq", "gguf"):  # kinds with an artifact
                 total += weight_bytes(shape, method)
     return total
 

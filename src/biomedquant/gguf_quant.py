@@ -10,7 +10,7 @@ version, per-tensor types, size).
 
 The importance matrix is llama.cpp's: per input column of each linear layer, the mean of the
 squared activations over the calibration tokens. It is computed here with the 16-bit model
-in torch (forward hooks), from the same calibration texts and checks as GPTQ, and handed to
+in torch (forward hooks), from the same calibration windows as GPTQ, and handed to
 the quantizer, which weighs each column's rounding error by it.
 """
 
@@ -65,7 +65,7 @@ def gguf_file(model_dir: str | Path) -> Path:
 
 
 def importance_matrix(
-    source_dir: Path, texts: list[str], tokenizer: Any, n_layers: int, arch: str
+    source_dir: Path, windows: list[list[int]], n_layers: int, arch: str
 ) -> dict[str, Any]:
     """Mean squared input activation per column of every block linear, by GGUF tensor name."""
     import gguf
@@ -93,9 +93,8 @@ def importance_matrix(
 
         hooks.append(module.register_forward_hook(hook))
     with torch.inference_mode():
-        for text in texts:
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            model(input_ids=torch.tensor([ids]))
+        for window in windows:
+            model(input_ids=torch.tensor([window]))
     for h in hooks:
         h.remove()
     return {k: (sums[k] / counts[k]).float().numpy().astype(np.float32) for k in sums}
@@ -158,10 +157,10 @@ def quantize_gguf(
         if method.get("imatrix"):
             from transformers import AutoTokenizer
 
-            from biomedquant.quantization import calibration_texts
+            from biomedquant.calibration import calibration_windows
 
             tokenizer = AutoTokenizer.from_pretrained(source_dir)
-            texts, calib = calibration_texts(
+            windows, calib = calibration_windows(
                 method.get("calibration", {}),
                 tokenizer,
                 pools=pools,
@@ -171,8 +170,7 @@ def quantize_gguf(
             config = read_json(source_dir / "config.json")
             matrix = importance_matrix(
                 source_dir,
-                texts,
-                tokenizer,
+                windows,
                 int(config["num_hidden_layers"]),
                 conversion.get("architecture", "llama"),
             )

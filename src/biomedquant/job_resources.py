@@ -169,15 +169,19 @@ def _quantize(shape: ModelShape, method: dict[str, Any], attempt: int) -> dict[s
     sixteen_bit = weight_bytes(shape, {"kind": "none"})
     quantized = weight_bytes(shape, method)
     calib = method.get("calibration", {})
-    calib_tokens = int(calib.get("n_samples", 64)) * int(calib.get("seq_len", 256))
+    seq_len = int(calib.get("seq_len", 512))
+    calib_tokens = int(calib.get("n_samples", 12)) * seq_len
     # GPU working set of GPTQ: one transformer block in 16-bit, the Hessian (float32, inputs x
-    # inputs) of each of its linear layers, the calibration activations through the block, the
-    # 16-bit embeddings, and the fixed runtime overhead. The rest of the model may wait in host
-    # memory (device_map="auto" offloads what does not fit).
+    # inputs) of each of its linear layers, the block's cached inputs and outputs for every
+    # calibration token (16-bit, hidden wide), one window's activations inside the block
+    # (float32, up to the MLP's width), the 16-bit embeddings, and the fixed runtime overhead.
+    # The rest of the model may wait in host memory (device_map="auto" offloads it).
     hd = shape.dim_per_head
     block = 2 * shape.block_linear_params / shape.layers
     hessians = 4 * (5 * shape.hidden**2 + (shape.heads * hd) ** 2 + shape.intermediate**2)
-    activations = 4 * 2 * calib_tokens * max(shape.hidden, shape.intermediate)
+    activations = 2 * 2 * calib_tokens * shape.hidden + 4 * 2 * seq_len * max(
+        shape.hidden, shape.intermediate
+    )
     embeddings = 2 * shape.embedding_params
     gpu = block + hessians + activations + embeddings + GIB
     io_seconds = (sixteen_bit + quantized) / LOAD_BYTES_PER_S  # read 16-bit, write quantized

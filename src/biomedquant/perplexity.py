@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from biomedquant.calibration import record_text
 from biomedquant.io import read_json, read_jsonl, sha256_text, write_json
 from biomedquant.provenance import now, versions
-from biomedquant.quantization import record_text
 
 
 def token_nll(

@@ -6,40 +6,50 @@ Method kinds (the ``kind`` key of a method in the config):
 * ``gptq``: GPTQ post-training quantization through transformers' ``GPTQConfig`` with optimum
   and gptqmodel as the backend. (AutoGPTQ, which older guides use, is archived, cannot quantize
   without CUDA and needs transformers 4.x; transformers 5 routes GPTQ through gptqmodel.)
+  Calibrated on ``n_samples`` windows of ``seq_len`` tokens (see
+  :mod:`biomedquant.calibration`).
+* ``rtn``: round-to-nearest on GPTQ's grid, no calibration (see :mod:`biomedquant.rtn`): the
+  control GPTQ must beat, stored in GPTQ's format and loaded the same way.
 * ``bnb-int8`` / ``bnb-nf4``: bitsandbytes, quantized while the 16-bit model loads (no
   artifact; see :func:`bnb_config`). NF4 uses double quantization and 16-bit compute.
 
-The GPTQ artifact is a safetensors folder with ``quantize_config.json`` and ``provenance.json``.
+An artifact is a safetensors folder with ``quantize_config.json`` and ``provenance.json``; the
+provenance records the options the quantizer applied (read back from ``quantize_config.json``)
+and a per-layer quality check against round-to-nearest on held-out text
+(:mod:`biomedquant.quality`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import random
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from biomedquant.datasets.readers import Record, read_source
-from biomedquant.datasets.registry import get_dataset
-from biomedquant.io import (
-    atomic_dir,
-    dir_size,
-    read_json,
-    read_jsonl,
-    sha256_text,
-    sha256_tree,
-    write_json,
+from biomedquant.calibration import (
+    calibration_windows,
+    check_rank,
+    generic_calibration_texts,
+    record_text,
+    widest_linear_input,
 )
+from biomedquant.io import atomic_dir, dir_size, read_json, sha256_tree, write_json
 from biomedquant.models import trusts_remote_code
 from biomedquant.provenance import now, peak_host_rss_bytes, versions
+
+__all__ = [
+    "METHOD_KINDS",
+    "bnb_config",
+    "generic_calibration_texts",
+    "method_kind",
+    "quantize_model",
+    "record_text",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +66,7 @@ class MethodKind:
 METHOD_KINDS: dict[str, MethodKind] = {
     "none": MethodKind(False, False, "the model in its stored 16-bit dtype (the baseline)"),
     "gptq": MethodKind(True, False, "GPTQ post-training quantization (optimum + gptqmodel)"),
+    "rtn": MethodKind(True, False, "round-to-nearest on GPTQ's grid (the control for GPTQ)"),
     "bnb-int8": MethodKind(False, True, "bitsandbytes LLM.int8(), quantized at load time"),
     "bnb-nf4": MethodKind(False, True, "bitsandbytes NF4 (4-bit), quantized at load time"),
     "awq": MethodKind(True, False, "AWQ 4-bit (gptqmodel; quantizing needs a CUDA GPU)"),
@@ -91,119 +102,6 @@ def bnb_config(method: dict[str, Any], compute_dtype: Any) -> Any:
         bnb_4bit_compute_dtype=compute_dtype,
         llm_int8_skip_modules=["lm_head"],
     )
-
-
-# gptqmodel silently drops calibration texts of this many tokens or fewer.
-MIN_CALIBRATION_TOKENS = 11
-
-
-def generic_calibration_texts() -> list[str]:
-    """Generic English paragraphs written for this project (one per line)."""
-    text = resources.files("biomedquant").joinpath("calibration/generic_en.txt").read_text("utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def record_text(rec: Record) -> str:
-    """The input text of a benchmark record (what a prompt shows the model), without labels."""
-    if "tokens" in rec:
-        return " ".join(rec["tokens"])
-    parts = [rec.get("context", ""), rec.get("question", ""), rec.get("text", "")]
-    return "\n".join(p for p in parts if p)
-
-
-def _normalized(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
-
-
-def in_domain_texts(
-    pools: dict[str, str | Path], test_raws: dict[str, str | Path], n_samples: int, seed: int
-) -> tuple[list[str], dict[str, Any]]:
-    """Calibration texts drawn from the benchmarks' train (or dev) splits, never from test.
-
-    ``pools`` maps dataset -> prepared train/dev JSON Lines; ``test_raws`` maps dataset -> the
-    downloaded *full* test file, so the check covers every test item, not just the evaluated
-    sample. A pool text that equals a test text (after whitespace and case folding) is left
-    out and counted; the result is then checked again to hold no test text at all.
-    """
-    test_texts: set[str] = set()
-    for name, raw in test_raws.items():
-        reader = get_dataset(name).files["test"].reader
-        test_texts.update(_normalized(record_text(r)) for r in read_source(raw, reader))
-    rng = random.Random(seed)
-    per_dataset: dict[str, list[str]] = {}
-    n_overlap = 0
-    for name in sorted(pools):
-        texts = [record_text(r) for r in read_jsonl(pools[name])]
-        kept = [t for t in texts if _normalized(t) not in test_texts]
-        n_overlap += len(texts) - len(kept)
-        rng.shuffle(kept)
-        per_dataset[name] = kept
-    # Round-robin over datasets, so every task is represented whatever n_samples is.
-    chosen: list[str] = []
-    while len(chosen) < n_samples and any(per_dataset.values()):
-        for name in sorted(per_dataset):
-            if per_dataset[name] and len(chosen) < n_samples:
-                chosen.append(per_dataset[name].pop())
-    leaked = [t for t in chosen if _normalized(t) in test_texts]
-    if leaked:  # cannot happen after the filter; a guard against future edits
-        raise AssertionError(f"{len(leaked)} calibration text(s) are test items")
-    info = {"datasets": sorted(pools), "n_test_overlap_removed": n_overlap}
-    if n_overlap:
-        log.warning("calibration: %d train/dev text(s) equal a test text, left out", n_overlap)
-    return chosen, info
-
-
-def calibration_texts(
-    calib: dict[str, Any],
-    tokenizer: Any,
-    *,
-    pools: dict[str, str | Path] | None = None,
-    test_raws: dict[str, str | Path] | None = None,
-    seed: int = 0,
-) -> tuple[list[str], dict[str, Any]]:
-    """Select calibration texts, cut each to ``seq_len`` tokens, and filter (and count) those
-    too short for the quantizer instead of letting it drop them silently.
-
-    ``source`` is ``generic`` (English paragraphs shipped with the package) or ``in_domain``
-    (benchmark train/dev texts, see :func:`in_domain_texts`; needs ``pools`` and
-    ``test_raws``). Quantization time grows with the calibration tokens (n_samples x seq_len).
-    """
-    source = calib.get("source", "generic")
-    n_samples = int(calib.get("n_samples", 64))
-    seq_len = int(calib.get("seq_len", 256))
-    extra: dict[str, Any] = {}
-    if source == "generic":
-        texts = generic_calibration_texts()[:n_samples]
-    elif source == "in_domain":
-        if not pools or test_raws is None:
-            raise ValueError("in_domain calibration needs the train/dev pools and test files")
-        texts, extra = in_domain_texts(pools, test_raws, n_samples, seed)
-    else:
-        raise ValueError(f"calibration source {source!r} is unknown (generic, in_domain)")
-    kept, n_tokens = [], 0
-    for text in texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) >= MIN_CALIBRATION_TOKENS:
-            kept.append(text if len(ids) <= seq_len else tokenizer.decode(ids[:seq_len]))
-            n_tokens += min(len(ids), seq_len)
-    if not kept:
-        raise ValueError("no calibration text is long enough for GPTQ")
-    info = {
-        "source": source,
-        "n_requested": n_samples,
-        "n_available": len(texts),
-        "n_too_short": len(texts) - len(kept),
-        "n_used": len(kept),
-        "seq_len": seq_len,
-        "n_tokens": n_tokens,
-        "sha256": sha256_text(json.dumps(kept)),
-        **extra,
-    }
-    if info["n_available"] < n_samples:
-        log.warning("calibration: %d samples requested, %d available", n_samples, len(texts))
-    if info["n_too_short"]:
-        log.warning("calibration: %d text(s) too short for GPTQ, left out", info["n_too_short"])
-    return kept, info
 
 
 @contextlib.contextmanager
@@ -254,15 +152,94 @@ def recording_layer_losses() -> Iterator[list[dict[str, Any]]]:
         quant_log.setLevel(level)
 
 
-def gptq_params(method: dict[str, Any]) -> dict[str, Any]:
-    """The GPTQ parameters of a method entry, with the schema's defaults."""
+def grid_params(method: dict[str, Any]) -> dict[str, Any]:
+    """The quantization grid of a gptq or rtn method (the same grid for both)."""
     return {
         "bits": int(method["bits"]),
         "group_size": int(method.get("group_size", 128)),
-        "desc_act": bool(method.get("desc_act", False)),
         "sym": bool(method.get("sym", True)),
-        "damp_percent": float(method.get("damp_percent", 0.01)),
     }
+
+
+def gptq_params(method: dict[str, Any]) -> dict[str, Any]:
+    """The GPTQ parameters of a method entry, with the schema's defaults. ``damp_percent``
+    0.1 is optimum's and gptqmodel's default (and the GPTQ paper's 1% of the mean diagonal
+    proved too weak for small calibration sets)."""
+    return {
+        **grid_params(method),
+        "desc_act": bool(method.get("desc_act", False)),
+        "damp_percent": float(method.get("damp_percent", 0.1)),
+    }
+
+
+def _quantize_gptq(
+    source_dir: Path,
+    method: dict[str, Any],
+    tokenizer: Any,
+    dtype: Any,
+    device_map: str,
+    trusted: bool,
+    seed: int,
+    pools: dict[str, str | Path] | None,
+    test_raws: dict[str, str | Path] | None,
+) -> tuple[Any, dict[str, Any]]:
+    """GPTQ through transformers: calibration windows, the rank check, then quantization."""
+    from transformers import AutoModelForCausalLM, GPTQConfig
+
+    calib = method.get("calibration", {})
+    windows, calib_info = calibration_windows(
+        calib, tokenizer, pools=pools, test_raws=test_raws, seed=seed
+    )
+    widest = widest_linear_input(read_json(source_dir / "config.json"))
+    calib_info["widest_layer_input"] = {"size": widest[0], "layer": widest[1]}
+    check_rank(calib_info["n_tokens"], widest, bool(calib.get("allow_rank_deficient", False)))
+    params = gptq_params(method)
+    qconfig = GPTQConfig(
+        **params,
+        # Token windows, already cut: optimum tokenizes strings itself and would drop or pad.
+        dataset=[{"input_ids": [w], "attention_mask": [[1] * len(w)]} for w in windows],
+        tokenizer=tokenizer,
+        model_seqlen=calib_info["seq_len"],
+    )
+    with recording_layer_losses() as layer_losses:
+        model = AutoModelForCausalLM.from_pretrained(
+            source_dir,
+            dtype=dtype,
+            quantization_config=qconfig,
+            device_map=device_map,
+            trust_remote_code=trusted,
+        )
+    numeric = [x["loss"] for x in layer_losses if isinstance(x["loss"], (int, float))]
+    extra = {
+        "gptq_params": params,
+        "calibration": calib_info,
+        "layer_losses": layer_losses,
+        "layer_loss_summary": {
+            "n_layers": len(layer_losses),
+            "mean": sum(numeric) / len(numeric) if numeric else None,
+            "max": max(numeric) if numeric else None,
+        },
+    }
+    return model, extra
+
+
+def _save(model: Any, tokenizer: Any, tmp: Path, kind: str, rtn_quantizer: Any) -> dict[str, Any]:
+    """Write the artifact's weights and configs; returns the applied quantize config."""
+    if kind == "rtn":
+        from biomedquant.rtn import save_rtn
+
+        save_rtn(model, rtn_quantizer, tmp)
+    else:
+        model.save_pretrained(tmp, safe_serialization=True)
+        # The calibration windows are recorded by hash in the provenance, not inlined.
+        config = read_json(tmp / "config.json")
+        config.get("quantization_config", {})["dataset"] = None
+        write_json(tmp / "config.json", config)
+        write_json(tmp / "quantize_config.json", config.get("quantization_config", {}))
+    tokenizer.save_pretrained(tmp)
+    applied = read_json(tmp / "quantize_config.json")
+    applied.pop("dataset", None)
+    return applied
 
 
 def quantize_model(
@@ -273,14 +250,17 @@ def quantize_model(
     seed: int = 0,
     pools: dict[str, str | Path] | None = None,
     test_raws: dict[str, str | Path] | None = None,
+    heldout: list[str | Path] | None = None,
 ) -> dict[str, Any]:
     """Quantize the 16-bit model in ``source_dir`` with ``method``; write the artifact.
 
     ``pools`` and ``test_raws`` (dataset -> file) are needed for in-domain calibration.
+    ``heldout`` (prepared test JSON Lines) is the text of the quality check; without it the
+    shipped generic text serves, unless it calibrated the model (then the check is skipped).
     """
     kind = method.get("kind")
     if not method_kind(method).artifact:
-        raise ValueError(f"method kind {kind!r} has no quantization step (only 'gptq' has one)")
+        raise ValueError(f"method kind {kind!r} has no quantization step")
     if kind in ("gguf", "awq"):  # their own modules: llama.cpp's quantizer, gptqmodel's AWQ
         from biomedquant import awq_quant, gguf_quant
 
@@ -288,7 +268,7 @@ def quantize_model(
         return run(source_dir, out_dir, method, seed=seed, pools=pools, test_raws=test_raws)
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, os.cpu_count() or 1)))
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(seed)
     start = time.time()
@@ -296,46 +276,35 @@ def quantize_model(
     source_prov = read_json(source_dir / "provenance.json")
     trusted = trusts_remote_code(source_dir)
     tokenizer = AutoTokenizer.from_pretrained(source_dir, trust_remote_code=trusted)
-    texts, calib_info = calibration_texts(
-        method.get("calibration", {}), tokenizer, pools=pools, test_raws=test_raws, seed=seed
-    )
-    params = gptq_params(method)
-    qconfig = GPTQConfig(
-        **params,
-        dataset=texts,
-        tokenizer=tokenizer,
-        model_seqlen=calib_info["seq_len"],
-    )
-    # Load in 16-bit, so the parts GPTQ leaves alone (embeddings, norms, lm_head) stay 16-bit.
+    # Load in 16-bit, so the parts left alone (embeddings, norms, lm_head) stay 16-bit.
     dtype = getattr(torch, source_prov.get("dtype", "float16"))
     device_map = "auto" if torch.cuda.is_available() else "cpu"
-    with recording_layer_losses() as layer_losses:
-        model = AutoModelForCausalLM.from_pretrained(
-            source_dir,
-            dtype=dtype,
-            quantization_config=qconfig,
-            device_map=device_map,
-            trust_remote_code=trusted,
+    rtn_quantizer = None
+    if kind == "gptq":
+        model, extra = _quantize_gptq(
+            source_dir, method, tokenizer, dtype, device_map, trusted, seed, pools, test_raws
         )
+    else:
+        from biomedquant.rtn import rtn_quantize
+
+        model = AutoModelForCausalLM.from_pretrained(
+            source_dir, dtype=dtype, device_map=device_map, trust_remote_code=trusted
+        )
+        grid = grid_params(method)
+        model, rtn_quantizer = rtn_quantize(model, **grid)
+        extra = {"rtn_params": grid}
     quant_seconds = time.time() - start
-    numeric = [x["loss"] for x in layer_losses if isinstance(x["loss"], (int, float))]
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        # The calibration texts are recorded by hash in the provenance, not inlined.
-        config = read_json(tmp / "config.json")
-        qc = config.get("quantization_config", {})
-        qc["dataset"] = None
-        write_json(tmp / "config.json", config)
-        write_json(tmp / "quantize_config.json", qc)
+        applied = _save(model, tokenizer, tmp, kind, rtn_quantizer)
+        del model
         prov = {
             "method": method,
-            "gptq_params": params,
+            "applied_quantize_config": applied,
             "source_model": {
                 k: source_prov.get(k)
-                for k in ("model", "source", "spec", "revision", "weights_sha256")
+                for k in ("model", "source", "spec", "revision", "weights_sha256", "baseline_note")
             },
-            "calibration": calib_info,
+            **extra,
             "seed": seed,
             "device": device_map,
             "quantize_seconds": round(quant_seconds, 2),
@@ -346,14 +315,32 @@ def quantize_model(
             "size_bytes": dir_size(tmp),
             "weights_sha256": sha256_tree(tmp),
             "source_size_bytes": source_prov.get("size_bytes"),
-            "layer_losses": layer_losses,
-            "layer_loss_summary": {
-                "n_layers": len(layer_losses),
-                "mean": sum(numeric) / len(numeric) if numeric else None,
-                "max": max(numeric) if numeric else None,
-            },
             "versions": versions(),
-            "written_at": now(),
         }
         write_json(tmp / "provenance.json", prov)
+        check_start = time.time()
+        prov["quality"] = _quality(tmp, source_dir, method, heldout)
+        prov["quality_seconds"] = round(time.time() - check_start, 2)
+        prov["written_at"] = now()
+        write_json(tmp / "provenance.json", prov)
     return prov
+
+
+def _quality(
+    artifact: Path, source_dir: Path, method: dict[str, Any], heldout: list[str | Path] | None
+) -> dict[str, Any]:
+    """The per-layer check on the artifact as saved, loaded through inference's own path."""
+    from biomedquant.inference import load_model
+    from biomedquant.quality import heldout_texts, quality_check
+
+    if heldout:
+        texts, what = heldout_texts(list(heldout)), "evaluated test items"
+    elif method.get("calibration", {}).get("source", "generic") != "generic":
+        texts, what = generic_calibration_texts(), "shipped generic English text"
+    else:
+        log.warning("quality check skipped: no held-out text apart from the calibration text")
+        return {"summary": None, "skipped": "no held-out text given", "layers": []}
+    model, tokenizer, _ = load_model(artifact, method)
+    result = quality_check(model, tokenizer, source_dir, texts, grid_params(method), method["kind"])
+    result["summary"]["heldout_text"] = what
+    return result

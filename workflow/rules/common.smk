@@ -165,6 +165,18 @@ def study_shape():
     }
 
 
+def quantized_artifacts():
+    """Every quantized artifact folder (gptq, rtn): the quality table reads their provenance."""
+    artifacts = [
+        m for m, s in config["methods"].items() if METHOD_KINDS[s["kind"]].artifact
+    ]
+    return expand(
+        "resources/models/{model}/{method}",
+        model=config["models"],
+        method=artifacts,
+    )
+
+
 def score_files():
     return run_files(
         "results/scores/{model}/{method}/{dataset}/{prompt}.json", config["methods"]
@@ -334,6 +346,8 @@ def final_targets():
         "memory_estimate_check",
     ]
     extra = ["results/report/configuration.html"]
+    if quantized_artifacts():
+        extra.append("results/tables/quantization_quality.csv")
     if comparison_files():
         tables += ["comparisons", "recommendation"]
         figures += ["change_heatmap", "flip_rate", "change_by_label", "recommendation"]

@@ -1,4 +1,5 @@
-# Models: fetch once as a 16-bit safetensors folder, then quantize (cached artifacts).
+# Models: fetch once as a 16-bit safetensors folder, then quantize (cached artifacts), each
+# artifact checked layer by layer against round-to-nearest on held-out text.
 
 
 rule fetch_model:
@@ -22,6 +23,11 @@ rule quantize_model:
         source="resources/models/{model}/none",
         pools=lambda wildcards: list(calibration_pools(wildcards).values()),
         tests=lambda wildcards: list(calibration_test_files(wildcards).values()),
+        # held-out text of the quality check: the evaluated test items (never calibration text)
+        heldout=expand(
+            f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
+            dataset=config["datasets"],
+        ),
     output:
         directory("resources/models/{model}/{method}"),
     log:
@@ -47,4 +53,21 @@ rule quantize_model:
         "biomedquant quantize --source {input.source:q} --method {params.method:q}"
         " --pools={params.pools:q} --test-files={params.tests:q}"
         " --out {output:q} --seed {params.seed} --cpu-threads={resources.cpu_threads}"
-        " > {log:q} 2>&1"
+        " {input.heldout:q} > {log:q} 2>&1"
+
+
+rule quantization_quality_table:
+    input:
+        quantized_artifacts(),
+    output:
+        report(
+            "results/tables/quantization_quality.csv",
+            caption="../report/quantization_quality.rst",
+            category="Quantization",
+        ),
+    log:
+        "logs/quantization_quality_table.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "biomedquant quality-table --out {output:q} {input:q} > {log:q} 2>&1"

@@ -1,0 +1,165 @@
+"""Calibration as GPTQ defines it: ``n_samples`` windows of exactly ``seq_len`` tokens.
+
+The texts of a source (see :mod:`biomedquant.calibration.sources`) are put in a seeded order,
+tokenized and concatenated into one stream (an end-of-text token between texts), and the
+stream is cut into consecutive windows. Short texts are therefore packed, never dropped, and
+the calibration holds exactly ``n_samples x seq_len`` tokens: the number that bounds the rank
+of the Hessian GPTQ inverts for each layer. The GPTQ paper uses 128 windows x 2048 tokens of
+C4 (262,144 tokens); a count below a layer's input size leaves that layer's Hessian
+rank-deficient, and GPTQ then fits its calibration text rather than the model's inputs (on
+the demo model it lost to plain rounding on held-out text).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from biomedquant.calibration.sources import (
+    SOURCES,
+    CalibrationError,
+    file_texts,
+    generic_calibration_texts,
+    hf_dataset_texts,
+    in_domain_texts,
+)
+from biomedquant.io import sha256_text
+
+log = logging.getLogger(__name__)
+
+# The schema's defaults (workflow/schemas/config.schema.yaml): about 6,000 of the shipped
+# generic text's 7,400 tokens. Enough for small models only; config/paper.yaml uses C4.
+DEFAULTS = {"source": "generic", "n_samples": 12, "seq_len": 512}
+
+
+def pack_windows(
+    texts: Sequence[str], order: Sequence[int], tokenizer: Any, n_samples: int, seq_len: int
+) -> tuple[list[list[int]], dict[str, int]]:
+    """Cut ``n_samples`` windows of ``seq_len`` tokens from the texts, packed in ``order``.
+
+    Texts are tokenized only until the stream is long enough, so a large dataset costs what
+    the windows need. Raises :class:`CalibrationError` (naming both numbers) when the source
+    holds fewer tokens than the windows need: repeating text would add tokens but no rank.
+    """
+    need = n_samples * seq_len
+    sep = tokenizer.eos_token_id
+    stream: list[int] = []
+    n_texts = 0
+    for i in order:
+        ids = tokenizer(texts[i], add_special_tokens=False)["input_ids"]
+        if not ids:
+            continue
+        stream.extend(ids)
+        if sep is not None:
+            stream.append(sep)
+        n_texts += 1
+        if len(stream) >= need:
+            break
+    if len(stream) < need:
+        raise CalibrationError(
+            f"the calibration source holds {len(stream)} tokens, fewer than n_samples x seq_len"
+            f" = {n_samples} x {seq_len} = {need}: lower n_samples or seq_len, or give the"
+            " source more text"
+        )
+    windows = [stream[k * seq_len : (k + 1) * seq_len] for k in range(n_samples)]
+    return windows, {"n_texts_used": n_texts, "n_stream_tokens": len(stream)}
+
+
+def widest_linear_input(config: dict[str, Any]) -> tuple[int, str]:
+    """Input size of the widest linear layer GPTQ quantizes in a decoder block, and its name,
+    read from a model's ``config.json`` (so the check runs before any weight is loaded)."""
+    cfg = config.get("text_config", config)
+    hidden = int(cfg["hidden_size"])
+    heads = int(cfg.get("num_attention_heads", 0) or 0)
+    head_dim = int(cfg.get("head_dim") or (hidden // heads if heads else 0))
+    candidates = [
+        (hidden, "attention/mlp input (hidden_size)"),
+        (heads * head_dim, "self_attn.o_proj (heads x head_dim)"),
+        (int(cfg.get("intermediate_size") or 0), "mlp.down_proj (intermediate_size)"),
+    ]
+    return max(candidates)
+
+
+def check_rank(n_tokens: int, widest: tuple[int, str], allow_rank_deficient: bool) -> None:
+    """Refuse a calibration with fewer tokens than the widest layer's input size.
+
+    GPTQ's per-layer Hessian is the sum of ``x x^T`` over calibration tokens: its rank is at
+    most the token count. Below the input size, GPTQ's error compensation is fitted to a
+    subspace the calibration happens to span, and held-out error grows.
+    """
+    size, name = widest
+    if n_tokens >= size:
+        return
+    message = (
+        f"calibration holds {n_tokens} tokens, fewer than the widest quantized layer's input"
+        f" size {size} ({name}): GPTQ's Hessian would be rank-deficient and overfit the"
+        f" calibration text; raise n_samples x seq_len above {size} (GPTQ's reference is"
+        " 128 x 2048 tokens), or set calibration.allow_rank_deficient: true"
+    )
+    if not allow_rank_deficient:
+        raise CalibrationError(message)
+    log.warning("allowed by allow_rank_deficient: %s", message)
+
+
+def calibration_windows(
+    calib: dict[str, Any],
+    tokenizer: Any,
+    *,
+    pools: dict[str, str | Path] | None = None,
+    test_raws: dict[str, str | Path] | None = None,
+    seed: int = 0,
+) -> tuple[list[list[int]], dict[str, Any]]:
+    """The calibration windows of a method's ``calibration`` entry, and their provenance.
+
+    ``pools`` (dataset -> train/dev JSON Lines) and ``test_raws`` (dataset -> full test file)
+    are needed by ``in_domain``. The provenance records the source, the windows, the total
+    tokens and a hash of the token ids (the exact calibration, whatever the source).
+    """
+    c = {**DEFAULTS, **calib}
+    source, n_samples, seq_len = c["source"], int(c["n_samples"]), int(c["seq_len"])
+    rng = random.Random(seed)
+    extra: dict[str, Any] = {}
+    texts: Sequence[str]
+    if source == "in_domain":
+        if not pools or test_raws is None:
+            raise CalibrationError("in_domain calibration needs the train/dev pools and test files")
+        texts, extra = in_domain_texts(pools, test_raws, seed)
+        order: Sequence[int] = range(len(texts))  # already in a seeded, interleaved order
+    else:
+        if source == "generic":
+            texts = generic_calibration_texts()
+        elif source == "file":
+            if "path" not in c:
+                raise CalibrationError("file calibration needs calibration.path")
+            texts = file_texts(c["path"], c.get("text_field", "text"))
+            extra = {"path": str(c["path"])}
+        elif source == "hf_dataset":
+            if "dataset" not in c:
+                raise CalibrationError("hf_dataset calibration needs calibration.dataset")
+            texts, extra = hf_dataset_texts(c)
+        else:
+            raise CalibrationError(
+                f"calibration source {source!r} is unknown ({', '.join(SOURCES)})"
+            )
+        shuffled = list(range(len(texts)))
+        rng.shuffle(shuffled)
+        order = shuffled
+    if not len(texts):
+        raise CalibrationError(f"calibration source {source!r} holds no text")
+    windows, packed = pack_windows(texts, order, tokenizer, n_samples, seq_len)
+    info = {
+        "source": source,
+        "n_samples": n_samples,
+        "seq_len": seq_len,
+        "n_tokens": n_samples * seq_len,
+        "n_texts_available": len(texts),
+        **packed,
+        "seed": seed,
+        "sha256": sha256_text(json.dumps(windows)),
+        **extra,
+    }
+    return windows, info
