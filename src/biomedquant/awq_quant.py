@@ -58,7 +58,7 @@ def quantize_awq(
     from gptqmodel import AWQConfig, GPTQModel
     from transformers import AutoTokenizer
 
-    from biomedquant.calibration import calibration_windows, check_rank, widest_linear_input
+    from biomedquant.calibration import checked_windows
     from biomedquant.models import trusts_remote_code
 
     torch.manual_seed(seed)
@@ -67,13 +67,14 @@ def quantize_awq(
     source_prov = read_json(source_dir / "provenance.json")
     trusted = trusts_remote_code(source_dir)
     tokenizer = AutoTokenizer.from_pretrained(source_dir, trust_remote_code=trusted)
-    calib = method.get("calibration", {})
-    windows, calib_info = calibration_windows(
-        calib, tokenizer, pools=pools, test_raws=test_raws, seed=seed
+    windows, calib_info = checked_windows(
+        method.get("calibration", {}),
+        tokenizer,
+        read_json(source_dir / "config.json"),
+        pools=pools,
+        test_raws=test_raws,
+        seed=seed,
     )
-    widest = widest_linear_input(read_json(source_dir / "config.json"))
-    calib_info["widest_layer_input"] = {"size": widest[0], "layer": widest[1]}
-    check_rank(calib_info["n_tokens"], widest, bool(calib.get("allow_rank_deficient", False)))
     params = awq_params(method)
     config = AWQConfig(
         bits=params["bits"], group_size=params["group_size"], sym=not params["zero_point"]

@@ -32,11 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from biomedquant.calibration import (
-    calibration_windows,
-    check_rank,
+    checked_windows,
     generic_calibration_texts,
     record_text,
-    widest_linear_input,
 )
 from biomedquant.io import atomic_dir, dir_size, read_json, sha256_tree, write_json
 from biomedquant.models import trusts_remote_code
@@ -186,13 +184,14 @@ def _quantize_gptq(
     """GPTQ through transformers: calibration windows, the rank check, then quantization."""
     from transformers import AutoModelForCausalLM, GPTQConfig
 
-    calib = method.get("calibration", {})
-    windows, calib_info = calibration_windows(
-        calib, tokenizer, pools=pools, test_raws=test_raws, seed=seed
+    windows, calib_info = checked_windows(
+        method.get("calibration", {}),
+        tokenizer,
+        read_json(source_dir / "config.json"),
+        pools=pools,
+        test_raws=test_raws,
+        seed=seed,
     )
-    widest = widest_linear_input(read_json(source_dir / "config.json"))
-    calib_info["widest_layer_input"] = {"size": widest[0], "layer": widest[1]}
-    check_rank(calib_info["n_tokens"], widest, bool(calib.get("allow_rank_deficient", False)))
     params = gptq_params(method)
     qconfig = GPTQConfig(
         **params,

@@ -1,5 +1,6 @@
-"""Calibration data for quantizers that need it (GPTQ): sources of text, and the windows of
-exactly ``seq_len`` tokens cut from them. ``generic_en.txt`` is the shipped English text."""
+"""Calibration data for quantizers that need it (GPTQ, AWQ, a GGUF importance matrix): sources
+of text, and the windows of exactly ``seq_len`` tokens cut from them. ``generic_en.txt`` is the
+shipped English text."""
 
 from biomedquant.calibration.sources import (
     CalibrationError,
@@ -10,6 +11,7 @@ from biomedquant.calibration.sources import (
 from biomedquant.calibration.windows import (
     calibration_windows,
     check_rank,
+    checked_windows,
     pack_windows,
     widest_linear_input,
 )
@@ -18,6 +20,7 @@ __all__ = [
     "CalibrationError",
     "calibration_windows",
     "check_rank",
+    "checked_windows",
     "generic_calibration_texts",
     "in_domain_texts",
     "pack_windows",

@@ -163,3 +163,24 @@ def calibration_windows(
         **extra,
     }
     return windows, info
+
+
+def checked_windows(
+    calib: dict[str, Any],
+    tokenizer: Any,
+    model_config: dict[str, Any],
+    *,
+    pools: dict[str, str | Path] | None = None,
+    test_raws: dict[str, str | Path] | None = None,
+    seed: int = 0,
+) -> tuple[list[list[int]], dict[str, Any]]:
+    """:func:`calibration_windows` after the rank check against the widest quantized layer of
+    the model (its ``config.json``), which the provenance records too. Every method that
+    calibrates (GPTQ, AWQ) goes through here, so none can run on too few tokens."""
+    windows, info = calibration_windows(
+        calib, tokenizer, pools=pools, test_raws=test_raws, seed=seed
+    )
+    widest = widest_linear_input(model_config)
+    info["widest_layer_input"] = {"size": widest[0], "layer": widest[1]}
+    check_rank(info["n_tokens"], widest, bool(calib.get("allow_rank_deficient", False)))
+    return windows, info
