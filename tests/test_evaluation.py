@@ -28,31 +28,31 @@ def _generations(gold: list[dict], path, wrong_every: int) -> None:
 
 
 def _settings(tmp_path, gold_path, method: str, baseline: bool) -> dict:
-    def files(kind: str, ext: str) -> dict[str, str]:
-        return {p: str(tmp_path / kind / method / f"{p}.{ext}") for p in PROMPTS}
+    def path(kind: str, prompt: str, ext: str, of: str = method) -> str:
+        return str(tmp_path / kind / of / f"{prompt}.{ext}")
 
-    settings = {
-        "model": "m",
-        "method": method,
-        "dataset": "pubmedqa",
-        "gold": str(gold_path),
-        "prompts": PROMPTS,
-        "generations": files("generations", "jsonl"),
-        "predictions": files("predictions", "jsonl"),
-        "scores": files("scores", "json"),
-        "resamples": 50,
-        "level": 0.9,
-        "seed": 3,
-    }
+    runs = []
+    for prompt in PROMPTS:
+        run = {
+            "dataset": "pubmedqa",
+            "prompt": prompt,
+            "gold": str(gold_path),
+            "generations": path("generations", prompt, "jsonl"),
+            "predictions": path("predictions", prompt, "jsonl"),
+            "scores": path("scores", prompt, "json"),
+        }
+        if not baseline:
+            run["baseline_predictions"] = path("predictions", prompt, "jsonl", of="none")
+            run["comparisons"] = path("comparisons", prompt, "json")
+        runs.append(run)
+    settings = {"model": "m", "method": method, "runs": runs, "resamples": 50, "level": 0.9}
     if not baseline:
-        settings.update(
-            baseline="none",
-            baseline_predictions={
-                p: str(tmp_path / "predictions" / "none" / f"{p}.jsonl") for p in PROMPTS
-            },
-            comparisons=files("comparisons", "json"),
-        )
+        settings["baseline"] = "none"
     return settings
+
+
+def _run(settings: dict, prompt: str) -> dict:
+    return next(r for r in settings["runs"] if r["prompt"] == prompt)
 
 
 def test_one_job_reads_scores_and_compares_every_prompting_method(demo_prepared, tmp_path):
@@ -63,30 +63,31 @@ def test_one_job_reads_scores_and_compares_every_prompting_method(demo_prepared,
     for prompt in PROMPTS:
         (tmp_path / "generations" / "none").mkdir(parents=True, exist_ok=True)
         (tmp_path / "generations" / "q4").mkdir(parents=True, exist_ok=True)
-        _generations(gold, base["generations"][prompt], wrong_every=100)
-        _generations(gold, quant["generations"][prompt], wrong_every=3)
+        _generations(gold, _run(base, prompt)["generations"], wrong_every=100)
+        _generations(gold, _run(quant, prompt)["generations"], wrong_every=3)
     assert main(["evaluate", "--settings", json.dumps(base)]) == 0
     summary = evaluate_group(quant)
-    assert set(summary) == set(PROMPTS)
+    assert set(summary) == {f"pubmedqa/{p}" for p in PROMPTS}
     n = len(gold)
     for prompt in PROMPTS:
-        preds = read_jsonl(quant["predictions"][prompt])
+        run, base_run = _run(quant, prompt), _run(base, prompt)
+        preds = read_jsonl(run["predictions"])
         assert [p["id"] for p in preds] == [g["id"] for g in gold]
         assert preds[1]["parse_status"] == "ambiguous" and not preds[1]["parse_ok"]
         assert {p["parse_rule"] for p in preds if p["parse_ok"]} == {"marker"}
-        score = read_json(quant["scores"][prompt])
+        score = read_json(run["scores"])
         assert score["n"] == n and score["prompt"] == prompt and score["method"] == "q4"
         assert score["parse_failure_rate"] == pytest.approx(1 / n)
         # wrong on item 0 and every third item after it, except item 1 (unparsable anyway)
         wrong = len({i for i in range(n) if i % 3 == 0} | {1})
         assert score["metrics"]["accuracy"]["value"] == pytest.approx((n - wrong) / n)
-        base_score = read_json(base["scores"][prompt])
+        base_score = read_json(base_run["scores"])
         assert base_score["metrics"]["accuracy"]["value"] == pytest.approx((n - 2) / n)
-        comp = read_json(quant["comparisons"][prompt])
+        comp = read_json(run["comparisons"])
         assert comp["baseline"] == "none" and comp["method"] == "q4" and comp["n"] == n
         changed = sum(
             a["prediction"] != b["prediction"]
-            for a, b in zip(read_jsonl(base["predictions"][prompt]), preds, strict=True)
+            for a, b in zip(read_jsonl(base_run["predictions"]), preds, strict=True)
         )
         assert comp["flip_rate"] == pytest.approx(changed / n)
 
@@ -100,8 +101,8 @@ def test_evaluation_refuses_outputs_of_other_items_and_incomplete_settings(demo_
         parse_generations(gens, gold_path, "pubmedqa", "zero-shot", tmp_path / "p.jsonl")
     assert not (tmp_path / "p.jsonl").exists()
     settings = _settings(tmp_path, gold_path, "q4", baseline=False)
-    del settings["comparisons"]["five-shot"]
-    with pytest.raises(ValueError, match="comparisons must name a file for each"):
+    del _run(settings, "five-shot")["comparisons"]
+    with pytest.raises(ValueError, match="lacks comparisons"):
         evaluate_group(settings)
 
 
