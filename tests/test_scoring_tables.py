@@ -116,6 +116,7 @@ def test_noise_floor_plans_one_rerun_per_baseline_run(tmp_path):
     copy_workflow(wd, config)
     proc = snakemake(wd, "-n", "-p")
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout.split("Job stats:")[1], re.M))
-    assert jobs["infer_noise_floor"] == "2" and jobs["compare_noise_floor"] == "2"
-    assert "--batch-size 3" in proc.stdout and "--noise-floor" in proc.stdout
+    # the rerun at batch 3 is read and compared with the baseline in the baseline's evaluate job
+    assert jobs["infer_noise_floor"] == "2" and jobs["evaluate_baseline"] == "1"
+    assert '"batch_size": 3' in proc.stdout and '"noise_floor_label": "none@batch3"' in proc.stdout
     assert jobs["aggregate_comparisons_by_label"] == "1" and jobs["figure_change_by_label"] == "1"

@@ -251,8 +251,8 @@ def test_demo_study_on_slurm_matches_a_local_run(slurm_cluster, flaky_run, tmp_p
         gpu_rule = rule in ("infer", "quantize_model", "perplexity")
         for row in jobs:
             assert ("gres/gpu=1" in row["AllocTRES"]) == gpu_rule, (rule, row)
-    assert not {"score", "aggregate_scores", "download_dataset"} & set(by_rule)
-    assert "localrule score:" in log
+    assert not {"evaluate_baseline", "aggregate_scores", "download_dataset"} & set(by_rule)
+    assert "localrule evaluate_baseline:" in log
 
     # The estimator's host memory and runtime are what Slurm was asked for.
     model = cfg["models"]["smollm2_135m"]
