@@ -177,7 +177,7 @@ def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path, tiny_source):
     # A scoring parameter reruns the evaluation (parse, score, compare: one job per model x
     # method) and what follows, never quantization or inference.
     cfg["scoring"]["bootstrap_resamples"] = 30
-    (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     jobs = planned_jobs(snakemake(wd, "-n").stdout)
     n = len(DATASETS)
     assert computing(jobs) == {"evaluate_baseline": 1, "evaluate": 1}
@@ -186,7 +186,7 @@ def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path, tiny_source):
     # A change to the parsers' code (the config as it ran) re-reads the stored outputs:
     # evaluation jobs only.
     cfg["scoring"]["bootstrap_resamples"] = 20
-    (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert "Nothing to be done" in snakemake(wd, "-n").stdout
     src = tmp_path / "changed_src"
     shutil.copytree(REPO / "src", src)
@@ -198,7 +198,7 @@ def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path, tiny_source):
 
     # A GPTQ parameter reruns that method's quantization and what depends on it, nothing else.
     cfg["methods"]["gptq-w4g32"]["damp_percent"] = 0.05
-    (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     jobs = planned_jobs(snakemake(wd, "-n").stdout)
     assert computing(jobs) == {
         "quantize_model": 1,
