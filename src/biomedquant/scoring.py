@@ -27,6 +27,8 @@ from biomedquant.io import atomic_path, read_json, read_jsonl, sha256_file, writ
 from biomedquant.item_stats import TASK_KIND
 from biomedquant.metrics import flip_rate
 from biomedquant.paired_tests import FLIP_KEYS
+from biomedquant.parsing import parse_fields
+from biomedquant.prompting import PROMPT_METHODS
 from biomedquant.provenance import now, versions
 from biomedquant.tasks import get_task
 
@@ -117,13 +119,16 @@ def aligned_predictions(
     gold_path: str | Path,
     dataset: str,
     gold_records: list[Record] | None = None,
+    prompt: str = "zero-shot",
 ) -> tuple[list[Record], list[Any], list[bool]]:
     """Gold records and their predictions in gold order; raw outputs are parsed here.
 
     ``gold_records``: the gold file already read (a comparison aligns two prediction files
-    to one gold file and need not read and decode it twice)."""
+    to one gold file and need not read and decode it twice). ``prompt``: the prompting method
+    of raw outputs (self-consistency votes over its samples)."""
     spec = get_dataset(dataset)
-    task = get_task(spec.task)
+    if prompt not in PROMPT_METHODS:  # a label of the user's own: read as one output
+        prompt = "zero-shot"
     gold = gold_records if gold_records is not None else read_jsonl(gold_path)
     by_id: dict[str, dict[str, Any]] = {}
     for lineno, p in enumerate(read_jsonl(predictions_path), 1):
@@ -144,11 +149,10 @@ def aligned_predictions(
         if "prediction" in p:
             preds.append(p["prediction"])
             oks.append(bool(p.get("parse_ok", True)))
-        else:
-            output = p["output"] if isinstance(p["output"], str) else p["output"][0]
-            parsed = task.parse(output, spec, rec)
-            preds.append(parsed.prediction)
-            oks.append(parsed.ok)
+        else:  # the workflow's own reading (biomedquant.parsing): one rule, votes included
+            fields = parse_fields(spec, p["output"], rec, prompt)
+            preds.append(fields["prediction"])
+            oks.append(fields["parse_ok"])
     return gold, preds, oks
 
 
@@ -168,7 +172,9 @@ def score_predictions(
     """Metrics with bootstrap intervals for one prediction file; written as JSON."""
     spec = get_dataset(dataset)
     task = get_task(spec.task)
-    gold_records, pred, oks = aligned_predictions(predictions_path, gold_path, dataset)
+    gold_records, pred, oks = aligned_predictions(
+        predictions_path, gold_path, dataset, prompt=prompt or "zero-shot"
+    )
     gold = [task.gold(r) for r in gold_records]
     clusters = cluster_index([r["id"] for r in gold_records], spec.cluster_pattern)
     metrics = score_items(
@@ -224,8 +230,11 @@ def compare_to_baseline(
     record is marked so the comparison table reports it beside every method, not as one."""
     spec = get_dataset(dataset)
     task = get_task(spec.task)
-    gold_records, base_pred, _ = aligned_predictions(baseline_path, gold_path, dataset)
-    _, other_pred, _ = aligned_predictions(predictions_path, gold_path, dataset, gold_records)
+    pm = prompt or "zero-shot"
+    gold_records, base_pred, _ = aligned_predictions(baseline_path, gold_path, dataset, prompt=pm)
+    _, other_pred, _ = aligned_predictions(
+        predictions_path, gold_path, dataset, gold_records, prompt=pm
+    )
     gold = [task.gold(r) for r in gold_records]
     clusters = cluster_index([r["id"] for r in gold_records], spec.cluster_pattern)
     stats = compare_items(
