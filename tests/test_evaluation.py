@@ -8,7 +8,13 @@ import json
 import pytest
 
 from biomedquant.cli import main
-from biomedquant.evaluation import evaluate_group, evaluation_code_fingerprint, parse_generations
+from biomedquant.evaluation import (
+    evaluate_group,
+    evaluation_code_fingerprint,
+    manifest_files,
+    parse_generations,
+    table_inputs,
+)
 from biomedquant.io import read_json, read_jsonl, write_jsonl
 
 PROMPTS = ["zero-shot", "five-shot"]
@@ -122,3 +128,49 @@ def test_code_fingerprint_changes_with_the_parsers_source(tmp_path, monkeypatch)
     sys.modules.pop("fakepkg", None)
     assert evaluation_code_fingerprint(("fakepkg",)) != before
     assert len(evaluation_code_fingerprint()) == 64
+
+
+def test_tables_read_through_manifests_equal_tables_of_the_listed_files(demo_prepared, tmp_path):
+    """Each evaluate job ends with a manifest of what it wrote; the study-wide tables gathered
+    through the manifests are the tables gathered from the per-run files, row for row."""
+    gold_path = demo_prepared["pubmedqa"]
+    gold = read_jsonl(gold_path)
+    base = _settings(tmp_path, gold_path, "none", baseline=True)
+    quant = _settings(tmp_path, gold_path, "q4", baseline=False)
+    for settings, wrong_every in ((base, 100), (quant, 3)):
+        settings["manifest"] = str(tmp_path / "evaluation" / f"{settings['method']}.json")
+        (tmp_path / "generations" / settings["method"]).mkdir(parents=True)
+        for prompt in PROMPTS:
+            _generations(gold, _run(settings, prompt)["generations"], wrong_every)
+        evaluate_group(settings)
+    manifests = [base["manifest"], quant["manifest"]]
+    listed = read_json(quant["manifest"])
+    assert [(r["dataset"], r["prompt"]) for r in listed["runs"]] == [
+        ("pubmedqa", p) for p in PROMPTS
+    ]
+    assert set(listed["summary"]) == {f"pubmedqa/{p}" for p in PROMPTS}
+    scores = [r["scores"] for s in (base, quant) for r in s["runs"]]
+    assert manifest_files(manifests, "scores") == scores
+    assert table_inputs("comparisons", manifests) == [r["comparisons"] for r in quant["runs"]]
+    for kind, files in (
+        ("scores", scores),
+        ("comparisons", table_inputs("comparisons", manifests)),
+    ):
+        direct, through = tmp_path / f"{kind}_files.csv", tmp_path / f"{kind}_manifests.csv"
+        assert main(["aggregate", "--kind", kind, "--out", str(direct), *files]) == 0
+        assert (
+            main(["aggregate", "--kind", kind, "--out", str(through), "--manifests", *manifests])
+            == 0
+        )
+        assert through.read_text() == direct.read_text() and len(through.read_text()) > 100
+    # a rerun removes the old manifest first: a failed rerun leaves none behind
+    del _run(quant, "five-shot")["comparisons"]
+    with pytest.raises(ValueError, match="lacks comparisons"):
+        evaluate_group(quant)
+    assert not (tmp_path / "evaluation" / "q4.json").exists()
+    with pytest.raises(ValueError, match="not one of"):
+        table_inputs("memory", manifests)
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]")
+    with pytest.raises(ValueError, match="not an evaluation manifest"):
+        manifest_files([bad], "scores")

@@ -263,13 +263,20 @@ def _cmd_aggregate(args: argparse.Namespace) -> None:
     )
     from biomedquant.scoring_inputs import check_out_path
 
-    check_out_path(args.out, {f"input #{i}": path for i, path in enumerate(args.files, 1)})
+    files = list(args.files)
+    if args.manifests:
+        from biomedquant.evaluation import table_inputs
+
+        files += table_inputs(args.kind, args.manifests)
+    if not files:
+        raise ValueError("aggregate: no input files (give files or --manifests)")
+    check_out_path(args.out, {f"input #{i}": path for i, path in enumerate(files, 1)})
     fn = {
         "scores": aggregate_scores,
         "comparisons": aggregate_comparisons,
         "comparisons_by_label": aggregate_comparisons_by_label,
     }[args.kind]
-    n = fn(args.files, args.out)
+    n = fn(files, args.out)
     print(f"{n} rows -> {args.out}")
 
 
@@ -394,7 +401,12 @@ def _cmd_cpu_deployment(args: argparse.Namespace) -> None:
         write_cpu_deployment,
     )
 
-    rows = cpu_deployment_rows(args.runs, args.comparisons or None, args.perplexity or None)
+    runs = list(args.runs)
+    if args.manifests:
+        from biomedquant.evaluation import manifest_files
+
+        runs += manifest_files(args.manifests, "run_record")
+    rows = cpu_deployment_rows(runs, args.comparisons or None, args.perplexity or None)
     write_cpu_deployment(rows, args.out)
     if args.figure:
         plot_cpu_deployment(rows, args.figure)
@@ -595,7 +607,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--kind", choices=("scores", "comparisons", "comparisons_by_label"), default="scores"
     )
-    s.add_argument("files", nargs="+")
+    s.add_argument(
+        "--manifests",
+        nargs="+",
+        default=[],
+        help="evaluation manifests: gather the files they list for this kind of table",
+    )
+    s.add_argument("files", nargs="*", help="score or comparison files")
     s.set_defaults(func=_cmd_aggregate)
 
     s = sub.add_parser("plan", help="estimate GPU memory per model and method, before a run")
@@ -652,6 +670,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--comparisons", default="", help="comparisons table (optional)")
     s.add_argument("--perplexity", default="", help="perplexity table (optional)")
     s.add_argument("--figure", nargs="*", default=[], help="figure files (.png, .pdf)")
+    s.add_argument(
+        "--manifests",
+        nargs="+",
+        default=[],
+        help="evaluation manifests: read the run records they list",
+    )
     s.add_argument("runs", nargs="*", help="run records (.run.json)")
     s.set_defaults(func=_cmd_cpu_deployment)
 

@@ -11,6 +11,12 @@ for every dataset and prompting method, and writes the same per-run files
 
 The trade-off: new raw outputs of one run re-evaluate its model x method, a minute or two of CPU
 for a full study's test sets; a parser or scoring change never reruns inference.
+
+Each group ends by writing its manifest (:func:`write_manifest`): the files it wrote, run by run,
+and the inference run records they came from. The study-wide tables read the manifests, one
+per model x method, rather than naming every per-run file: for the planner that is a hundred
+inputs instead of tens of thousands, and the manifest is rewritten whenever its group reruns,
+so the tables still follow every change.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from biomedquant.io import read_jsonl
+from biomedquant.io import read_json, read_jsonl, write_json
 from biomedquant.parsing import reparse_predictions
 from biomedquant.scoring import compare_to_baseline, score_predictions
 
@@ -32,6 +38,9 @@ REQUIRED = ("model", "method", "runs")
 RUN_REQUIRED = ("dataset", "prompt", "gold", "generations", "predictions", "scores")
 COMPARED = ("baseline_predictions", "comparisons")
 NOISE_FLOOR = ("noise_floor_generations", "noise_floor_predictions", "noise_floor_comparisons")
+# What a manifest lists per run, for the study-wide tables (the run record: the inference
+# job's, written beside the raw outputs; optional for a group evaluated by hand).
+MANIFEST_KEYS = ("scores", "comparisons", "noise_floor_comparisons", "run_record")
 
 
 # The modules whose code decides what an evaluation writes: the reading rules, the metrics
@@ -116,6 +125,9 @@ def evaluate_group(settings: dict[str, Any]) -> dict[str, Any]:
     compared the baseline's parsed predictions and the ``comparisons`` to write (the noise
     floor: its generations, its parsed predictions and its comparisons with the baseline).
     """
+    if settings.get("manifest"):
+        # a rerun: the old manifest must not outlive outputs this run may fail to rewrite
+        Path(settings["manifest"]).unlink(missing_ok=True)
     check_settings(settings)
     boot = {
         "resamples": int(settings.get("resamples", 1000)),
@@ -170,4 +182,58 @@ def evaluate_group(settings: dict[str, Any]) -> dict[str, Any]:
             parsed["n_items"],
             parsed["n_unparsable"],
         )
+    if settings.get("manifest"):
+        write_manifest(settings, summary)
     return summary
+
+
+def write_manifest(settings: dict[str, Any], summary: dict[str, Any]) -> None:
+    """The group's manifest: per run, the files the tables read (written last, atomically, so
+    a manifest exists only for a group whose every output was written)."""
+    runs = [
+        {
+            "dataset": r["dataset"],
+            "prompt": r["prompt"],
+            **{k: r[k] for k in MANIFEST_KEYS if r.get(k)},
+        }
+        for r in settings["runs"]
+    ]
+    write_json(
+        settings["manifest"],
+        {
+            "model": settings["model"],
+            "method": settings["method"],
+            "runs": runs,
+            "summary": summary,
+        },
+    )
+
+
+def manifest_files(manifests: list[str | Path], key: str) -> list[str]:
+    """The files listed under ``key`` (one of MANIFEST_KEYS) by the manifests, in their order
+    (manifest by manifest, then run by run): the order the tables' rows come in."""
+    if key not in MANIFEST_KEYS:
+        raise ValueError(f"manifest key {key!r} is not one of {', '.join(MANIFEST_KEYS)}")
+    files = []
+    for path in manifests:
+        manifest = read_json(path)
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("runs"), list):
+            raise ValueError(f"{path}: not an evaluation manifest (no list of runs)")
+        files += [run[key] for run in manifest["runs"] if run.get(key)]
+    return files
+
+
+# Which listed files each study-wide table gathers, in row order.
+TABLE_KEYS = {
+    "scores": ("scores",),
+    # the noise floor's comparisons fill the noise_floor_* columns of the methods' rows
+    "comparisons": ("comparisons", "noise_floor_comparisons"),
+    "comparisons_by_label": ("comparisons",),
+}
+
+
+def table_inputs(kind: str, manifests: list[str | Path]) -> list[str]:
+    """The per-run files the ``kind`` table (scores, comparisons, comparisons_by_label) reads."""
+    if kind not in TABLE_KEYS:
+        raise ValueError(f"table kind {kind!r} is not one of {', '.join(TABLE_KEYS)}")
+    return [f for key in TABLE_KEYS[kind] for f in manifest_files(manifests, key)]

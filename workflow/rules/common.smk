@@ -9,6 +9,7 @@ from biomedquant.evaluation import evaluation_code_fingerprint
 from biomedquant.prompting import get_prompt_method
 from biomedquant.quantization import METHOD_KINDS
 from snakemake.common import overwrite_function_params
+from snakemake.resources import Resource
 
 
 wildcard_constraints:
@@ -29,6 +30,14 @@ def signature_once(func):
     """
     overwrite_function_params(func, inspect.signature(func).parameters)
     return func
+
+
+# The same for Snakemake's own resource wrapper: it calls every callable resource through the
+# bound method Resource.evaluate, whose signature it inspected anew on every call (30,000
+# times for the paper's study). A bound method reads attributes of its function, so recording
+# the function's parameters once serves every resource of every job; the signature is
+# (self, *args, **kwargs) either way, so what Snakemake derives from it does not change.
+signature_once(Resource.evaluate)
 
 
 EVAL_SPLIT = config["data"]["split"]
@@ -177,6 +186,11 @@ def quantized_artifacts():
     )
 
 
+def evaluation_manifests():
+    """The evaluate jobs' manifests, model by model, method by method (the tables' row order)."""
+    return expand(MANIFEST, model=config["models"], method=config["methods"])
+
+
 def score_files():
     return run_files(
         "results/scores/{model}/{method}/{dataset}/{prompt}.json", config["methods"]
@@ -209,6 +223,9 @@ GENERATIONS = "results/generations/{model}/{method}/{dataset}/{prompt}.jsonl"
 PREDICTIONS = "results/predictions/{model}/{method}/{dataset}/{prompt}.jsonl"
 SCORES = "results/scores/{model}/{method}/{dataset}/{prompt}.json"
 COMPARISONS = "results/comparisons/{model}/{method}/{dataset}/{prompt}.json"
+RUN_RECORD = "results/predictions/{model}/{method}/{dataset}/{prompt}.run.json"
+# One per evaluate job: the files it wrote, which the study-wide tables read.
+MANIFEST = "results/evaluation/{model}/{method}.json"
 NOISE_FLOOR_GENERATIONS = f"results/noise_floor/{GENERATIONS.removeprefix('results/')}"
 NOISE_FLOOR_PREDICTIONS = f"results/noise_floor/{PREDICTIONS.removeprefix('results/')}"
 NOISE_FLOOR_COMPARISONS = f"results/noise_floor/{COMPARISONS.removeprefix('results/')}"
@@ -271,6 +288,7 @@ def evaluate_settings(wildcards):
                 "generations": GENERATIONS.format(**names),
                 "predictions": PREDICTIONS.format(**names),
                 "scores": SCORES.format(**names),
+                "run_record": RUN_RECORD.format(**names),
             }
             if compared:
                 run["baseline_predictions"] = PREDICTIONS.format(
@@ -285,6 +303,7 @@ def evaluate_settings(wildcards):
     settings = {
         "model": model,
         "method": method,
+        "manifest": MANIFEST.format(model=model, method=method),
         "runs": runs,
         "resamples": config["scoring"]["bootstrap_resamples"],
         "level": config["scoring"]["ci_level"],

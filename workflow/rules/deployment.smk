@@ -9,7 +9,7 @@ DEPLOYMENT_TARGETS = [
 
 rule cpu_deployment_table:
     input:
-        runs=run_records(),
+        manifests=evaluation_manifests(),
         comparisons=["results/tables/comparisons.csv"] if comparison_files() else [],
         perplexity="results/tables/perplexity.csv",
     output:
@@ -27,4 +27,5 @@ rule cpu_deployment_table:
     shell:
         "biomedquant cpu-deployment --out {output.table:q}"
         " --comparisons={input.comparisons:q} --perplexity={input.perplexity:q}"
-        " --figure {output.png:q} {output.pdf:q} -- {input.runs:q} > {log:q} 2>&1"
+        " --figure {output.png:q} {output.pdf:q} --manifests {input.manifests:q}"
+        " > {log:q} 2>&1"

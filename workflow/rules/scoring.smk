@@ -7,7 +7,8 @@
 # One CPU job per model x method reads the answers of every dataset's and prompting method's
 # raw outputs, scores them and compares them with the baseline's (biomedquant.evaluation): a
 # parser or scoring change reruns these jobs and never inference. Grouped rather than one job
-# per run and file, so that a study of thousands of inference jobs plans in seconds.
+# per run and file, so that a study of thousands of inference jobs plans in seconds. Each
+# writes a manifest of its files; the tables read the manifests (biomedquant.evaluation).
 
 
 rule evaluate_baseline:
@@ -19,6 +20,7 @@ rule evaluate_baseline:
         **noise_floor_outputs(),
         predictions=per_run(PREDICTIONS, BASELINE_PATTERN),
         scores=per_run(SCORES, BASELINE_PATTERN),
+        manifest=MANIFEST.replace("{method}", BASELINE_PATTERN),
     log:
         f"logs/evaluate/{{model}}/{BASELINE_PATTERN}.log",
     conda:
@@ -41,6 +43,7 @@ if BASELINE is not None:
             predictions=per_run(PREDICTIONS),
             scores=per_run(SCORES),
             comparisons=per_run(COMPARISONS),
+            manifest=MANIFEST,
         log:
             "logs/evaluate/{model}/{method}.log",
         wildcard_constraints:
@@ -56,7 +59,7 @@ if BASELINE is not None:
 
 rule aggregate_scores:
     input:
-        score_files(),
+        evaluation_manifests(),
     output:
         "results/tables/scores.csv",
     log:
@@ -64,13 +67,13 @@ rule aggregate_scores:
     conda:
         CONDA_ENV
     shell:
-        "biomedquant aggregate --kind scores --out {output:q} {input:q} > {log:q} 2>&1"
+        "biomedquant aggregate --kind scores --out {output:q} --manifests {input:q}"
+        " > {log:q} 2>&1"
 
 
 rule aggregate_comparisons:
     input:
-        # the noise floor's comparisons (if configured) fill the noise_floor_* columns
-        comparison_files() + noise_floor_files(),
+        evaluation_manifests(),
     output:
         "results/tables/comparisons.csv",
     log:
@@ -78,12 +81,13 @@ rule aggregate_comparisons:
     conda:
         CONDA_ENV
     shell:
-        "biomedquant aggregate --kind comparisons --out {output:q} {input:q} > {log:q} 2>&1"
+        "biomedquant aggregate --kind comparisons --out {output:q} --manifests {input:q}"
+        " > {log:q} 2>&1"
 
 
 rule aggregate_comparisons_by_label:
     input:
-        comparison_files(),
+        evaluation_manifests(),
     output:
         "results/tables/comparisons_by_label.csv",
     log:
@@ -91,5 +95,6 @@ rule aggregate_comparisons_by_label:
     conda:
         CONDA_ENV
     shell:
-        "biomedquant aggregate --kind comparisons_by_label --out {output:q} {input:q}"
+        "biomedquant aggregate --kind comparisons_by_label --out {output:q}"
+        " --manifests {input:q}"
         " > {log:q} 2>&1"
