@@ -1,4 +1,5 @@
-# Targets, input functions and wildcard constraints: the only place that reads the config.
+# Targets, input functions and wildcard constraints: the config as the rules see it (the
+# package reads the parts each job needs from the settings the rules hand over).
 import inspect
 import json
 import re
