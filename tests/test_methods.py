@@ -12,9 +12,10 @@ from biomedquant.calibration import calibration_windows
 from biomedquant.inference import generate, load_model
 from biomedquant.io import read_json
 from biomedquant.memory import shape_for_model, weight_bytes
+from biomedquant.methods import method_kind
 from biomedquant.perplexity import perplexity_rows, run_perplexity
 from biomedquant.quality import quality_rows
-from biomedquant.quantization import bnb_config, method_kind, quantize_model
+from biomedquant.quantization import bnb_config, quantize_model
 
 BNB_METHODS = [{"kind": "bnb-int8"}, {"kind": "bnb-nf4", "double_quant": True}]
 

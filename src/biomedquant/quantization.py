@@ -1,17 +1,25 @@
-"""Quantization methods: turn the fetched 16-bit model into a cached quantized artifact.
+"""Quantization: turn the fetched 16-bit model into a cached quantized artifact.
 
-Method kinds (the ``kind`` key of a method in the config):
+:func:`quantize_model` looks the method's kind up in :mod:`biomedquant.methods` and calls the
+producer its record names. Every producer has the same signature (source folder, output folder,
+method entry; keywords ``seed``, ``pools``, ``test_raws``, ``heldout``) and starts the same way:
+:class:`SourceModel` reads the fetched model's provenance and loads its tokenizer, and
+:func:`artifact_provenance` writes what every artifact records (source, library versions,
+sizes, hashes). The producers:
 
-* ``none``: the 16-bit model as fetched; no artifact of its own.
-* ``gptq``: GPTQ post-training quantization through transformers' ``GPTQConfig`` with optimum
-  and gptqmodel as the backend. (AutoGPTQ, which older guides use, is archived, cannot quantize
-  without CUDA and needs transformers 4.x; transformers 5 routes GPTQ through gptqmodel.)
-  Calibrated on ``n_samples`` windows of ``seq_len`` tokens (see
-  :mod:`biomedquant.calibration`).
-* ``rtn``: round-to-nearest on GPTQ's grid, no calibration (see :mod:`biomedquant.rtn`): the
-  control GPTQ must beat, stored in GPTQ's format and loaded the same way.
-* ``bnb-int8`` / ``bnb-nf4``: bitsandbytes, quantized while the 16-bit model loads (no
-  artifact; see :func:`bnb_config`). NF4 uses double quantization and 16-bit compute.
+* ``gptq`` (:func:`quantize_gptq_format`): GPTQ post-training quantization through
+  transformers' ``GPTQConfig`` with optimum and gptqmodel as the backend. (AutoGPTQ, which
+  older guides use, is archived, cannot quantize without CUDA and needs transformers 4.x;
+  transformers 5 routes GPTQ through gptqmodel.) Calibrated on ``n_samples`` windows of
+  ``seq_len`` tokens (see :mod:`biomedquant.calibration`).
+* ``rtn`` (the same function): round-to-nearest on GPTQ's grid, no calibration (see
+  :mod:`biomedquant.rtn`): the control GPTQ must beat, stored in GPTQ's format and loaded
+  the same way.
+* ``awq`` and ``gguf``: their own modules (:mod:`biomedquant.awq_quant`,
+  :mod:`biomedquant.gguf_quant`).
+
+``bnb-int8`` / ``bnb-nf4`` have no artifact: bitsandbytes quantizes while the 16-bit model
+loads (see :func:`bnb_config`). NF4 uses double quantization and 16-bit compute.
 
 An artifact is a safetensors folder with ``quantize_config.json`` and ``provenance.json``; the
 provenance records the options the quantizer applied (read back from ``quantize_config.json``)
@@ -22,6 +30,7 @@ and a per-layer quality check against round-to-nearest on held-out text
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import re
@@ -37,47 +46,96 @@ from biomedquant.calibration import (
     record_text,
 )
 from biomedquant.io import atomic_dir, dir_size, read_json, sha256_tree, write_json
+from biomedquant.methods import method_kind
 from biomedquant.models import trusts_remote_code
 from biomedquant.provenance import now, peak_host_rss_bytes, versions
 
 __all__ = [
-    "METHOD_KINDS",
+    "SourceModel",
+    "artifact_provenance",
     "bnb_config",
     "generic_calibration_texts",
-    "method_kind",
+    "quantize_gptq_format",
     "quantize_model",
     "record_text",
 ]
 
 log = logging.getLogger(__name__)
 
+# What an artifact's provenance repeats of its source model's.
+SOURCE_KEYS = ("model", "source", "spec", "revision", "weights_sha256")
+
 
 @dataclass(frozen=True)
-class MethodKind:
-    """What a method kind needs from the pipeline."""
+class SourceModel:
+    """The fetched 16-bit model a producer starts from: its folder and provenance, and
+    whether its config entry trusts the model's own code (loaders must be told)."""
 
-    artifact: bool  # quantized once into a cached folder (else: the fetched 16-bit model)
-    load_time: bool  # quantized while loading for inference
-    description: str
+    dir: Path
+    provenance: dict[str, Any]
+    trusted: bool
+
+    @classmethod
+    def open(cls, source_dir: str | Path) -> SourceModel:
+        folder = Path(source_dir)
+        return cls(folder, read_json(folder / "provenance.json"), trusts_remote_code(folder))
+
+    def tokenizer(self) -> Any:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.dir, trust_remote_code=self.trusted)
 
 
-METHOD_KINDS: dict[str, MethodKind] = {
-    "none": MethodKind(False, False, "the model in its stored 16-bit dtype (the baseline)"),
-    "gptq": MethodKind(True, False, "GPTQ post-training quantization (optimum + gptqmodel)"),
-    "rtn": MethodKind(True, False, "round-to-nearest on GPTQ's grid (the control for GPTQ)"),
-    "bnb-int8": MethodKind(False, True, "bitsandbytes LLM.int8(), quantized at load time"),
-    "bnb-nf4": MethodKind(False, True, "bitsandbytes NF4 (4-bit), quantized at load time"),
-    "awq": MethodKind(True, False, "AWQ 4-bit (gptqmodel; quantizing needs a CUDA GPU)"),
-    "gguf": MethodKind(True, False, "llama.cpp GGUF file (Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0)"),
-    "fp8": MethodKind(False, True, "FP8 E4M3 weights at load time (GPUs of compute 8.9+)"),
-}
+def artifact_provenance(
+    method: dict[str, Any],
+    source: SourceModel,
+    folder: Path,
+    *,
+    seed: int,
+    source_keys: tuple[str, ...] = SOURCE_KEYS,
+    **fields: Any,
+) -> dict[str, Any]:
+    """What every artifact's ``provenance.json`` records, plus the producer's own ``fields``:
+    the method, the source model, the seed, peak host memory, size and hash of the folder as
+    written (call it once the weights are saved), the source's size and library versions."""
+    return {
+        "method": method,
+        "source_model": {k: source.provenance.get(k) for k in source_keys},
+        "seed": seed,
+        **fields,
+        "peak_host_rss_bytes": peak_host_rss_bytes(),
+        "size_bytes": dir_size(folder),
+        "weights_sha256": sha256_tree(folder),
+        "source_size_bytes": source.provenance.get("size_bytes"),
+        "versions": versions(),
+        "written_at": now(),
+    }
 
 
-def method_kind(method: dict[str, Any]) -> MethodKind:
-    kind = method.get("kind")
-    if kind not in METHOD_KINDS:
-        raise ValueError(f"unknown method kind {kind!r} (kinds: {', '.join(METHOD_KINDS)})")
-    return METHOD_KINDS[kind]
+def quantize_model(
+    source_dir: str | Path,
+    out_dir: str | Path,
+    method: dict[str, Any],
+    *,
+    seed: int = 0,
+    pools: dict[str, str | Path] | None = None,
+    test_raws: dict[str, str | Path] | None = None,
+    heldout: list[str | Path] | None = None,
+) -> dict[str, Any]:
+    """Quantize the 16-bit model in ``source_dir`` with ``method``; write the artifact.
+
+    ``pools`` and ``test_raws`` (dataset -> file) are needed for in-domain calibration.
+    ``heldout`` (prepared test JSON Lines) is the text of the quality check; without it the
+    shipped generic text serves, unless it calibrated the model (then the check is skipped).
+    """
+    kind = method_kind(method)
+    if kind.producer is None:
+        raise ValueError(f"method kind {kind.name!r} has no quantization step")
+    module, _, function = kind.producer.partition(":")
+    produce = getattr(importlib.import_module(module), function)
+    return produce(
+        source_dir, out_dir, method, seed=seed, pools=pools, test_raws=test_raws, heldout=heldout
+    )
 
 
 def bnb_config(method: dict[str, Any], compute_dtype: Any) -> Any:
@@ -171,12 +229,11 @@ def gptq_params(method: dict[str, Any]) -> dict[str, Any]:
 
 
 def _quantize_gptq(
-    source_dir: Path,
+    source: SourceModel,
     method: dict[str, Any],
     tokenizer: Any,
     dtype: Any,
     device_map: str,
-    trusted: bool,
     seed: int,
     pools: dict[str, str | Path] | None,
     test_raws: dict[str, str | Path] | None,
@@ -187,7 +244,7 @@ def _quantize_gptq(
     windows, calib_info = checked_windows(
         method.get("calibration", {}),
         tokenizer,
-        read_json(source_dir / "config.json"),
+        read_json(source.dir / "config.json"),
         pools=pools,
         test_raws=test_raws,
         seed=seed,
@@ -202,11 +259,11 @@ def _quantize_gptq(
     )
     with recording_layer_losses() as layer_losses:
         model = AutoModelForCausalLM.from_pretrained(
-            source_dir,
+            source.dir,
             dtype=dtype,
             quantization_config=qconfig,
             device_map=device_map,
-            trust_remote_code=trusted,
+            trust_remote_code=source.trusted,
         )
     numeric = [x["loss"] for x in layer_losses if isinstance(x["loss"], (int, float))]
     extra = {
@@ -241,7 +298,7 @@ def _save(model: Any, tokenizer: Any, tmp: Path, kind: str, rtn_quantizer: Any) 
     return applied
 
 
-def quantize_model(
+def quantize_gptq_format(
     source_dir: str | Path,
     out_dir: str | Path,
     method: dict[str, Any],
@@ -251,43 +308,33 @@ def quantize_model(
     test_raws: dict[str, str | Path] | None = None,
     heldout: list[str | Path] | None = None,
 ) -> dict[str, Any]:
-    """Quantize the 16-bit model in ``source_dir`` with ``method``; write the artifact.
+    """The producer of ``gptq`` and ``rtn`` artifacts: one checkpoint format, one grid.
 
-    ``pools`` and ``test_raws`` (dataset -> file) are needed for in-domain calibration.
-    ``heldout`` (prepared test JSON Lines) is the text of the quality check; without it the
-    shipped generic text serves, unless it calibrated the model (then the check is skipped).
+    GPTQ calibrates; round-to-nearest rounds the same grid without data. Either artifact is
+    then checked layer by layer against round-to-nearest on ``heldout`` text.
     """
-    kind = method.get("kind")
-    if not method_kind(method).artifact:
-        raise ValueError(f"method kind {kind!r} has no quantization step")
-    if kind in ("gguf", "awq"):  # their own modules: llama.cpp's quantizer, gptqmodel's AWQ
-        from biomedquant import awq_quant, gguf_quant
-
-        run = gguf_quant.quantize_gguf if kind == "gguf" else awq_quant.quantize_awq
-        return run(source_dir, out_dir, method, seed=seed, pools=pools, test_raws=test_raws)
+    kind = method["kind"]
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, os.cpu_count() or 1)))
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     start = time.time()
-    source_dir = Path(source_dir)
-    source_prov = read_json(source_dir / "provenance.json")
-    trusted = trusts_remote_code(source_dir)
-    tokenizer = AutoTokenizer.from_pretrained(source_dir, trust_remote_code=trusted)
+    source = SourceModel.open(source_dir)
+    tokenizer = source.tokenizer()
     # Load in 16-bit, so the parts left alone (embeddings, norms, lm_head) stay 16-bit.
-    dtype = getattr(torch, source_prov.get("dtype", "float16"))
+    dtype = getattr(torch, source.provenance.get("dtype", "float16"))
     device_map = "auto" if torch.cuda.is_available() else "cpu"
     rtn_quantizer = None
     if kind == "gptq":
         model, extra = _quantize_gptq(
-            source_dir, method, tokenizer, dtype, device_map, trusted, seed, pools, test_raws
+            source, method, tokenizer, dtype, device_map, seed, pools, test_raws
         )
     else:
         from biomedquant.rtn import rtn_quantize
 
         model = AutoModelForCausalLM.from_pretrained(
-            source_dir, dtype=dtype, device_map=device_map, trust_remote_code=trusted
+            source.dir, dtype=dtype, device_map=device_map, trust_remote_code=source.trusted
         )
         grid = grid_params(method)
         model, rtn_quantizer = rtn_quantize(model, **grid)
@@ -296,29 +343,23 @@ def quantize_model(
     with atomic_dir(out_dir) as tmp:
         applied = _save(model, tokenizer, tmp, kind, rtn_quantizer)
         del model
-        prov = {
-            "method": method,
-            "applied_quantize_config": applied,
-            "source_model": {
-                k: source_prov.get(k)
-                for k in ("model", "source", "spec", "revision", "weights_sha256", "baseline_note")
-            },
+        prov = artifact_provenance(
+            method,
+            source,
+            tmp,
+            seed=seed,
+            source_keys=(*SOURCE_KEYS, "baseline_note"),
+            applied_quantize_config=applied,
             **extra,
-            "seed": seed,
-            "device": device_map,
-            "quantize_seconds": round(quant_seconds, 2),
-            "peak_host_rss_bytes": peak_host_rss_bytes(),
-            "peak_gpu_allocated_bytes": (
+            device=device_map,
+            quantize_seconds=round(quant_seconds, 2),
+            peak_gpu_allocated_bytes=(
                 torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
             ),
-            "size_bytes": dir_size(tmp),
-            "weights_sha256": sha256_tree(tmp),
-            "source_size_bytes": source_prov.get("size_bytes"),
-            "versions": versions(),
-        }
+        )
         write_json(tmp / "provenance.json", prov)
         check_start = time.time()
-        prov["quality"] = _quality(tmp, source_dir, method, heldout)
+        prov["quality"] = _quality(tmp, source.dir, method, heldout)
         prov["quality_seconds"] = round(time.time() - check_start, 2)
         prov["written_at"] = now()
         write_json(tmp / "provenance.json", prov)
