@@ -114,7 +114,8 @@ def test_gptq_records_calibration_and_the_options_the_quantizer_applied(tiny_gpt
 def test_in_domain_windows_mix_datasets_and_are_seeded(demo_prepared, tmp_path, tiny_fetched):
     from transformers import AutoTokenizer
 
-    from biomedquant.datasets.prepare import download_split, prepare_split
+    from biomedquant.datasets.download import download_split
+    from biomedquant.datasets.prepare import prepare_split
 
     pools, raws = {}, {}
     for name, split in [("hoc", "train"), ("medqa", "train"), ("bc5cdr_chem", "train")]:

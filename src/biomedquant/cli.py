@@ -59,7 +59,7 @@ def _cmd_datasets(args: argparse.Namespace) -> None:
 
 
 def _cmd_download(args: argparse.Namespace) -> None:
-    from biomedquant.datasets.prepare import download_split
+    from biomedquant.datasets.download import download_split
 
     download_split(
         args.dataset,
