@@ -147,7 +147,7 @@ def test_converted_gguf_reads_back_as_the_same_model(tiny_fetched, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from biomedquant.gguf_convert import convert_to_gguf
+    from biomedquant.quantization.gguf_convert import convert_to_gguf
 
     facts = convert_to_gguf(tiny_fetched, tmp_path / "model.gguf")
     assert facts["architecture"] == "llama" and facts["tokenizer"] == "gpt2"
@@ -164,7 +164,7 @@ def test_converted_gguf_reads_back_as_the_same_model(tiny_fetched, tmp_path):
 def test_converter_names_an_architecture_it_does_not_know(tmp_path):
     import json
 
-    from biomedquant.gguf_convert import convert_to_gguf
+    from biomedquant.quantization.gguf_convert import convert_to_gguf
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma2"}))
     with pytest.raises(ValueError, match="model_type 'gemma2'.*BIOMEDQUANT_GGUF_CONVERTER"):

@@ -14,8 +14,8 @@ from biomedquant.io import read_json
 from biomedquant.memory import shape_for_model, weight_bytes
 from biomedquant.methods import method_kind
 from biomedquant.perplexity import perplexity_rows, run_perplexity
-from biomedquant.quality import quality_rows
 from biomedquant.quantization import bnb_config, quantize_model
+from biomedquant.quantization.quality import quality_rows
 
 BNB_METHODS = [{"kind": "bnb-int8"}, {"kind": "bnb-nf4", "double_quant": True}]
 
@@ -144,7 +144,7 @@ def test_rtn_artifact_is_gptq_format_equal_to_rounding_and_runs(tiny_fetched, ti
     import torch
     from safetensors.torch import load_file
 
-    from biomedquant.rtn import rtn_grid
+    from biomedquant.quantization.rtn import rtn_grid
 
     out, method = tiny_rtn4
     qc = read_json(out / "quantize_config.json")
@@ -173,7 +173,7 @@ def test_rtn_grid_equals_gptqmodels_quantizer():
     from gptqmodel.quantization.config import QuantizeConfig
     from gptqmodel.quantization.quantizer import Quantizer
 
-    from biomedquant.rtn import rtn_grid
+    from biomedquant.quantization.rtn import rtn_grid
 
     torch.manual_seed(0)
     w = torch.randn(16, 96) * 0.02

@@ -325,7 +325,7 @@ def _cmd_perplexity_table(args: argparse.Namespace) -> None:
 
 def _cmd_quality_table(args: argparse.Namespace) -> None:
     from biomedquant.io import write_csv
-    from biomedquant.quality import QUALITY_COLUMNS, quality_rows
+    from biomedquant.quantization.quality import QUALITY_COLUMNS, quality_rows
 
     rows = quality_rows(args.artifacts)
     write_csv(args.out, QUALITY_COLUMNS, rows)

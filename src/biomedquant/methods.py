@@ -135,7 +135,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 linear_bytes_per_weight=_grid_bytes,
                 row_overhead_bytes=_grid_row_bytes,
                 col_overhead_bytes=4.0,  # a 32-bit group index per input column (g_idx)
-                producer="biomedquant.quantization:quantize_gptq_format",
+                producer="biomedquant.quantization.gptq:quantize_gptq_format",
             ),
             MethodKind(
                 "rtn",
@@ -144,7 +144,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 linear_bytes_per_weight=_grid_bytes,  # GPTQ's packed format and grid
                 row_overhead_bytes=_grid_row_bytes,
                 col_overhead_bytes=4.0,
-                producer="biomedquant.quantization:quantize_gptq_format",
+                producer="biomedquant.quantization.gptq:quantize_gptq_format",
             ),
             MethodKind(
                 "bnb-int8",
@@ -168,7 +168,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 "AWQ 4-bit (gptqmodel; quantizing needs a CUDA GPU)",
                 bits=_configured_bits,
                 linear_bytes_per_weight=_awq_bytes,
-                producer="biomedquant.awq_quant:quantize_awq",
+                producer="biomedquant.quantization.awq:quantize_awq",
             ),
             MethodKind(
                 "gguf",
@@ -176,7 +176,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 bits=gguf_layout.method_bits,
                 linear_bytes_per_weight=_gguf_bytes,
                 model_bytes=_gguf_model_bytes,
-                producer="biomedquant.gguf_quant:quantize_gguf",
+                producer="biomedquant.quantization.gguf:quantize_gguf",
             ),
             MethodKind(
                 "fp8",

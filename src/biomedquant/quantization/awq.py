@@ -53,7 +53,7 @@ def quantize_awq(
     """Write the AWQ artifact of ``method`` for the 16-bit model in ``source_dir``.
 
     ``heldout`` is accepted as every producer's is; the per-layer check against
-    round-to-nearest (:mod:`biomedquant.quality`) covers GPTQ-format artifacts only.
+    round-to-nearest (:mod:`.quality`) covers GPTQ-format artifacts only.
     """
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, os.cpu_count() or 1)))
     import torch

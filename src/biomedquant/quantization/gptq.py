@@ -1,163 +1,37 @@
-"""Quantization: turn the fetched 16-bit model into a cached quantized artifact.
+"""``gptq`` and ``rtn`` artifacts: one checkpoint format, one quantization grid.
 
-:func:`quantize_model` looks the method's kind up in :mod:`biomedquant.methods` and calls the
-producer its record names. Every producer has the same signature (source folder, output folder,
-method entry; keywords ``seed``, ``pools``, ``test_raws``, ``heldout``) and starts the same way:
-:class:`SourceModel` reads the fetched model's provenance and loads its tokenizer, and
-:func:`artifact_provenance` writes what every artifact records (source, library versions,
-sizes, hashes). The producers:
-
-* ``gptq`` (:func:`quantize_gptq_format`): GPTQ post-training quantization through
-  transformers' ``GPTQConfig`` with optimum and gptqmodel as the backend. (AutoGPTQ, which
-  older guides use, is archived, cannot quantize without CUDA and needs transformers 4.x;
-  transformers 5 routes GPTQ through gptqmodel.) Calibrated on ``n_samples`` windows of
-  ``seq_len`` tokens (see :mod:`biomedquant.calibration`).
-* ``rtn`` (the same function): round-to-nearest on GPTQ's grid, no calibration (see
-  :mod:`biomedquant.rtn`): the control GPTQ must beat, stored in GPTQ's format and loaded
-  the same way.
-* ``awq`` and ``gguf``: their own modules (:mod:`biomedquant.awq_quant`,
-  :mod:`biomedquant.gguf_quant`).
-
-``bnb-int8`` / ``bnb-nf4`` have no artifact: bitsandbytes quantizes while the 16-bit model
-loads (see :func:`bnb_config`). NF4 uses double quantization and 16-bit compute.
+* ``gptq``: GPTQ post-training quantization through transformers' ``GPTQConfig`` with optimum
+  and gptqmodel as the backend. (AutoGPTQ, which older guides use, is archived, cannot quantize
+  without CUDA and needs transformers 4.x; transformers 5 routes GPTQ through gptqmodel.)
+  Calibrated on ``n_samples`` windows of ``seq_len`` tokens (see
+  :mod:`biomedquant.calibration`).
+* ``rtn``: round-to-nearest on GPTQ's grid, no calibration (see
+  :mod:`biomedquant.quantization.rtn`): the control GPTQ must beat, stored in GPTQ's format
+  and loaded the same way.
 
 An artifact is a safetensors folder with ``quantize_config.json`` and ``provenance.json``; the
 provenance records the options the quantizer applied (read back from ``quantize_config.json``)
 and a per-layer quality check against round-to-nearest on held-out text
-(:mod:`biomedquant.quality`).
+(:mod:`biomedquant.quantization.quality`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from biomedquant.calibration import (
-    checked_windows,
-    generic_calibration_texts,
-    record_text,
-)
-from biomedquant.io import atomic_dir, dir_size, read_json, sha256_tree, write_json
-from biomedquant.methods import method_kind
-from biomedquant.models import trusts_remote_code
-from biomedquant.provenance import now, peak_host_rss_bytes, versions
-
-__all__ = [
-    "SourceModel",
-    "artifact_provenance",
-    "bnb_config",
-    "generic_calibration_texts",
-    "quantize_gptq_format",
-    "quantize_model",
-    "record_text",
-]
+from biomedquant.calibration import checked_windows, generic_calibration_texts
+from biomedquant.io import atomic_dir, read_json, write_json
+from biomedquant.provenance import now
+from biomedquant.quantization import SOURCE_KEYS, SourceModel, artifact_provenance
 
 log = logging.getLogger(__name__)
-
-# What an artifact's provenance repeats of its source model's.
-SOURCE_KEYS = ("model", "source", "spec", "revision", "weights_sha256")
-
-
-@dataclass(frozen=True)
-class SourceModel:
-    """The fetched 16-bit model a producer starts from: its folder and provenance, and
-    whether its config entry trusts the model's own code (loaders must be told)."""
-
-    dir: Path
-    provenance: dict[str, Any]
-    trusted: bool
-
-    @classmethod
-    def open(cls, source_dir: str | Path) -> SourceModel:
-        folder = Path(source_dir)
-        return cls(folder, read_json(folder / "provenance.json"), trusts_remote_code(folder))
-
-    def tokenizer(self) -> Any:
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(self.dir, trust_remote_code=self.trusted)
-
-
-def artifact_provenance(
-    method: dict[str, Any],
-    source: SourceModel,
-    folder: Path,
-    *,
-    seed: int,
-    source_keys: tuple[str, ...] = SOURCE_KEYS,
-    **fields: Any,
-) -> dict[str, Any]:
-    """What every artifact's ``provenance.json`` records, plus the producer's own ``fields``:
-    the method, the source model, the seed, peak host memory, size and hash of the folder as
-    written (call it once the weights are saved), the source's size and library versions."""
-    return {
-        "method": method,
-        "source_model": {k: source.provenance.get(k) for k in source_keys},
-        "seed": seed,
-        **fields,
-        "peak_host_rss_bytes": peak_host_rss_bytes(),
-        "size_bytes": dir_size(folder),
-        "weights_sha256": sha256_tree(folder),
-        "source_size_bytes": source.provenance.get("size_bytes"),
-        "versions": versions(),
-        "written_at": now(),
-    }
-
-
-def quantize_model(
-    source_dir: str | Path,
-    out_dir: str | Path,
-    method: dict[str, Any],
-    *,
-    seed: int = 0,
-    pools: dict[str, str | Path] | None = None,
-    test_raws: dict[str, str | Path] | None = None,
-    heldout: list[str | Path] | None = None,
-) -> dict[str, Any]:
-    """Quantize the 16-bit model in ``source_dir`` with ``method``; write the artifact.
-
-    ``pools`` and ``test_raws`` (dataset -> file) are needed for in-domain calibration.
-    ``heldout`` (prepared test JSON Lines) is the text of the quality check; without it the
-    shipped generic text serves, unless it calibrated the model (then the check is skipped).
-    """
-    kind = method_kind(method)
-    if kind.producer is None:
-        raise ValueError(f"method kind {kind.name!r} has no quantization step")
-    module, _, function = kind.producer.partition(":")
-    produce = getattr(importlib.import_module(module), function)
-    return produce(
-        source_dir, out_dir, method, seed=seed, pools=pools, test_raws=test_raws, heldout=heldout
-    )
-
-
-def bnb_config(method: dict[str, Any], compute_dtype: Any) -> Any:
-    """transformers' ``BitsAndBytesConfig`` for a bnb method, or None for other kinds.
-
-    The LM head stays in 16-bit, as bitsandbytes' own defaults leave it, so the bnb methods
-    quantize the same layers as GPTQ and their memory figures compare like for like.
-    """
-    kind = method.get("kind")
-    if kind not in ("bnb-int8", "bnb-nf4"):
-        return None
-    from transformers import BitsAndBytesConfig
-
-    if kind == "bnb-int8":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["lm_head"])
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=bool(method.get("double_quant", True)),
-        bnb_4bit_compute_dtype=compute_dtype,
-        llm_int8_skip_modules=["lm_head"],
-    )
 
 
 @contextlib.contextmanager
@@ -282,7 +156,7 @@ def _quantize_gptq(
 def _save(model: Any, tokenizer: Any, tmp: Path, kind: str, rtn_quantizer: Any) -> dict[str, Any]:
     """Write the artifact's weights and configs; returns the applied quantize config."""
     if kind == "rtn":
-        from biomedquant.rtn import save_rtn
+        from biomedquant.quantization.rtn import save_rtn
 
         save_rtn(model, rtn_quantizer, tmp)
     else:
@@ -331,7 +205,7 @@ def quantize_gptq_format(
             source, method, tokenizer, dtype, device_map, seed, pools, test_raws
         )
     else:
-        from biomedquant.rtn import rtn_quantize
+        from biomedquant.quantization.rtn import rtn_quantize
 
         model = AutoModelForCausalLM.from_pretrained(
             source.dir, dtype=dtype, device_map=device_map, trust_remote_code=source.trusted
@@ -371,7 +245,7 @@ def _quality(
 ) -> dict[str, Any]:
     """The per-layer check on the artifact as saved, loaded through inference's own path."""
     from biomedquant.inference import load_model
-    from biomedquant.quality import heldout_texts, quality_check
+    from biomedquant.quantization.quality import heldout_texts, quality_check
 
     if heldout:
         texts, what = heldout_texts(list(heldout)), "evaluated test items"

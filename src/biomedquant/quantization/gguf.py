@@ -1,6 +1,6 @@
 """``gguf`` methods: the fetched 16-bit model as a llama.cpp GGUF file of a quantization type.
 
-Steps: convert the safetensors folder to a GGUF F16 file (:mod:`biomedquant.gguf_convert`),
+Steps: convert the safetensors folder to a GGUF F16 file (:mod:`.gguf_convert`),
 optionally compute an importance matrix from calibration text, and quantize with llama.cpp's
 own quantizer (``llama_model_quantize`` of llama-cpp-python), so the file is byte-for-byte
 what ``llama-quantize`` makes. The artifact folder holds ``model.gguf``, the tokenizer and
@@ -144,9 +144,9 @@ def quantize_gguf(
     """Write the ``gguf`` artifact of ``method`` for the 16-bit model in ``source_dir``.
 
     ``heldout`` is accepted as every producer's is; the per-layer check against
-    round-to-nearest (:mod:`biomedquant.quality`) covers GPTQ-format artifacts only.
+    round-to-nearest (:mod:`.quality`) covers GPTQ-format artifacts only.
     """
-    from biomedquant.gguf_convert import convert_to_gguf
+    from biomedquant.quantization.gguf_convert import convert_to_gguf
 
     llama_cpp = llama_cpp_module()
     file_type = method_file_type(method)
