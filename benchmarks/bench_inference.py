@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from biomedquant.datasets.prepare import download_split, prepare_split
+from biomedquant.datasets.download import download_split
+from biomedquant.datasets.prepare import prepare_split
 from biomedquant.datasets.registry import DATASETS, get_dataset
 from biomedquant.inference import generate, load_model
 from biomedquant.io import read_jsonl

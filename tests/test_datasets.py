@@ -15,11 +15,11 @@ from biomedquant.datasets.download import (
     DownloadError,
     demo_manifest,
     demo_root,
+    download_split,
     fetch_file,
 )
 from biomedquant.datasets.prepare import (
     DatasetValidationError,
-    download_split,
     prepare_split,
     stratified_sample,
     validate_records,

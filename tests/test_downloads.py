@@ -29,10 +29,11 @@ from biomedquant.datasets.download import (
     ChecksumError,
     DownloadError,
     demo_root,
+    download_split,
     fetch_file,
     redact_url,
 )
-from biomedquant.datasets.prepare import DatasetValidationError, download_split, prepare_split
+from biomedquant.datasets.prepare import DatasetValidationError, prepare_split
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.io import _host_tag, atomic_path, read_json
 

@@ -19,7 +19,8 @@ from biomedquant.figures import (
     write_table_page,
 )
 from biomedquant.io import write_json
-from biomedquant.plan import MEMORY_COLUMNS, smallest_gpu
+from biomedquant.memory_table import MEMORY_COLUMNS
+from biomedquant.plan import smallest_gpu
 from biomedquant.scoring import BY_LABEL_COLUMNS
 
 PAPER_MODELS = [

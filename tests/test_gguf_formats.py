@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from biomedquant import gguf_layout as gl
-from biomedquant.memory import ModelShape, linear_bytes_per_weight, weight_bytes
+from biomedquant.memory import ModelShape, weight_bytes
 from biomedquant.method_engines import engine_for, require_fp8_gpu
-from biomedquant.plan import method_bits
+from biomedquant.methods import bits, linear_bytes_per_weight
 
 
 def test_block_layouts_are_ggmls_structs():
@@ -71,7 +71,7 @@ def test_gguf_weight_bytes_by_hand():
     four = linear - 256 * 256 - 512 * 256
     assert q4 == six * 210 / 256 + four * 144 / 256 + 4 * norms
     assert linear_bytes_per_weight({"kind": "gguf", "type": "Q4_0"}) == 18 / 32
-    assert method_bits({"kind": "gguf", "type": "Q5_K_M"}) == 5
+    assert bits({"kind": "gguf", "type": "Q5_K_M"}) == 5
 
 
 def test_awq_and_fp8_bytes_per_weight():
@@ -80,7 +80,7 @@ def test_awq_and_fp8_bytes_per_weight():
         0.5 + 2.5 / 128
     )
     assert linear_bytes_per_weight({"kind": "fp8"}) == 1.0
-    assert method_bits({"kind": "fp8"}) == 8 and method_bits({"kind": "awq", "bits": 4}) == 4
+    assert bits({"kind": "fp8"}) == 8 and bits({"kind": "awq", "bits": 4}) == 4
 
 
 def test_unknown_gguf_type_is_named():
@@ -147,7 +147,7 @@ def test_converted_gguf_reads_back_as_the_same_model(tiny_fetched, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from biomedquant.gguf_convert import convert_to_gguf
+    from biomedquant.quantization.gguf_convert import convert_to_gguf
 
     facts = convert_to_gguf(tiny_fetched, tmp_path / "model.gguf")
     assert facts["architecture"] == "llama" and facts["tokenizer"] == "gpt2"
@@ -164,7 +164,7 @@ def test_converted_gguf_reads_back_as_the_same_model(tiny_fetched, tmp_path):
 def test_converter_names_an_architecture_it_does_not_know(tmp_path):
     import json
 
-    from biomedquant.gguf_convert import convert_to_gguf
+    from biomedquant.quantization.gguf_convert import convert_to_gguf
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma2"}))
     with pytest.raises(ValueError, match="model_type 'gemma2'.*BIOMEDQUANT_GGUF_CONVERTER"):

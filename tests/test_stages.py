@@ -209,7 +209,8 @@ def test_fetch_hf_offline_from_a_local_hub_cache(tiny_source, tmp_path, monkeypa
 
 @pytest.mark.parametrize("prompt", ["five-shot", "cot", "sc-cot"])
 def test_infer_with_other_prompting_methods(tiny_fetched, demo_prepared, tmp_path, prompt):
-    from biomedquant.datasets.prepare import download_split, fewshot_split, prepare_split
+    from biomedquant.datasets.download import download_split
+    from biomedquant.datasets.prepare import fewshot_split, prepare_split
 
     name = "medqa"
     pool = None
@@ -324,7 +325,8 @@ def test_compare_to_baseline(demo_prepared, tmp_path):
 
 
 def test_shared_prefix_cache_gives_the_same_greedy_outputs(tiny_fetched, demo_prepared, tmp_path):
-    from biomedquant.datasets.prepare import download_split, fewshot_split, prepare_split
+    from biomedquant.datasets.download import download_split
+    from biomedquant.datasets.prepare import fewshot_split, prepare_split
     from biomedquant.inference import common_prefix_length, generate
 
     name = "ddi"

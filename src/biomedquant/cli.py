@@ -59,7 +59,7 @@ def _cmd_datasets(args: argparse.Namespace) -> None:
 
 
 def _cmd_download(args: argparse.Namespace) -> None:
-    from biomedquant.datasets.prepare import download_split
+    from biomedquant.datasets.download import download_split
 
     download_split(
         args.dataset,
@@ -294,7 +294,8 @@ def _load_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_plan(args: argparse.Namespace) -> None:
     from biomedquant.config_checks import check_group_sizes
-    from biomedquant.plan import FIT_COLUMNS, GPU_SIZES_GIB, fit_rows, plot_fit, write_csv
+    from biomedquant.io import write_csv
+    from biomedquant.plan import FIT_COLUMNS, fit_lines, fit_rows, plot_fit
 
     config = _load_config(args)
     check_group_sizes(config)  # a group wider than a layer fails GPTQ only after calibration
@@ -303,19 +304,7 @@ def _cmd_plan(args: argparse.Namespace) -> None:
         write_csv(args.out, FIT_COLUMNS, rows)
     if args.figure:
         plot_fit(rows, args.figure)
-    gpus = " ".join(f"{g:>4}" for g in GPU_SIZES_GIB)
-    print(f"{'model':<16}{'method':<14}{'params':>8}{'weights':>10}{'total':>9}  fits: {gpus} GB")
-    for r in rows:
-        if r.get("total_gb") is None:
-            print(
-                f"{r['model']:<16}{r['method']:<14}(shape unknown: see biomedquant/model_configs)"
-            )
-            continue
-        fits = " ".join(f"{'yes' if r[f'fits_{g}gb'] else 'no':>4}" for g in GPU_SIZES_GIB)
-        print(
-            f"{r['model']:<16}{r['method']:<14}{r['params_b']:>7.1f}B{r['weights_gb']:>9.1f}G"
-            f"{r['total_gb']:>8.1f}G        {fits}"
-        )
+    print("\n".join(fit_lines(rows)))
 
 
 def _cmd_perplexity(args: argparse.Namespace) -> None:
@@ -333,8 +322,8 @@ def _cmd_perplexity(args: argparse.Namespace) -> None:
 
 
 def _cmd_perplexity_table(args: argparse.Namespace) -> None:
+    from biomedquant.io import write_csv
     from biomedquant.perplexity import PERPLEXITY_COLUMNS, perplexity_rows
-    from biomedquant.plan import write_csv
 
     rows = perplexity_rows(args.records)
     write_csv(args.out, PERPLEXITY_COLUMNS, rows)
@@ -342,8 +331,8 @@ def _cmd_perplexity_table(args: argparse.Namespace) -> None:
 
 
 def _cmd_quality_table(args: argparse.Namespace) -> None:
-    from biomedquant.plan import write_csv
-    from biomedquant.quality import QUALITY_COLUMNS, quality_rows
+    from biomedquant.io import write_csv
+    from biomedquant.quantization.quality import QUALITY_COLUMNS, quality_rows
 
     rows = quality_rows(args.artifacts)
     write_csv(args.out, QUALITY_COLUMNS, rows)
@@ -387,7 +376,8 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_memory_table(args: argparse.Namespace) -> None:
-    from biomedquant.plan import MEMORY_COLUMNS, memory_rows, write_csv
+    from biomedquant.io import write_csv
+    from biomedquant.memory_table import MEMORY_COLUMNS, memory_rows
 
     rows = memory_rows(_load_config(args), args.runs)
     write_csv(args.out, MEMORY_COLUMNS, rows)

@@ -18,8 +18,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from biomedquant.io import read_json
-from biomedquant.plan import RUN_PATH, write_csv
+from biomedquant.io import read_json, write_csv
+from biomedquant.memory_table import RUN_PATH
 
 CPU_DEPLOYMENT_COLUMNS = (
     "model",

@@ -23,6 +23,7 @@ from typing import Any
 from biomedquant.config_checks import GroupSizeError, check_group_sizes, unpinned_models
 from biomedquant.config_loader import ConfigError, validate_config
 from biomedquant.memory import shape_for_model, weight_bytes
+from biomedquant.methods import method_kind
 from biomedquant.plan import fit_rows
 
 
@@ -124,8 +125,8 @@ def check_gpus(config: dict[str, Any], found: list[tuple[str, float]]) -> list[F
 
 
 def disk_needed_bytes(config: dict[str, Any]) -> float:
-    """What the study writes to disk: each model's 16-bit weights (fetched) and each GPTQ
-    artifact; predictions and tables are small beside them."""
+    """What the study writes to disk: each model's 16-bit weights (fetched) and each
+    quantized artifact; predictions and tables are small beside them."""
     total = 0.0
     for spec in config["models"].values():
         shape = shape_for_model(spec)
@@ -133,7 +134,7 @@ def disk_needed_bytes(config: dict[str, Any]) -> float:
             continue
         total += weight_bytes(shape, {"kind": "none"})
         for method in config["methods"].values():
-            if method["kind"] in ("gptq", "rtn", "awq", "gguf"):  # kinds with an artifact
+            if method_kind(method).artifact:
                 total += weight_bytes(shape, method)
     return total
 

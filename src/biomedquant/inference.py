@@ -96,7 +96,8 @@ def load_model(model_dir: str | Path, method: dict[str, Any]) -> tuple[Any, Any,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from biomedquant.method_engines import fp8_config
-    from biomedquant.quantization import bnb_config, method_kind
+    from biomedquant.methods import method_kind
+    from biomedquant.quantization import bnb_config
 
     start = time.time()
     kind = method_kind(method)

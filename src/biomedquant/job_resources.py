@@ -27,10 +27,10 @@ from biomedquant.memory import (
     GIB,
     ModelShape,
     estimate,
-    linear_bytes_per_weight,
     shape_for_model,
     weight_bytes,
 )
+from biomedquant.methods import linear_bytes_per_weight, method_kind
 
 MIB = 1024**2
 Rule = Literal["infer", "quantize_model", "perplexity"]
@@ -151,9 +151,8 @@ def _run(shape: ModelShape, method: dict[str, Any], work: Workload, attempt: int
     est = estimate(shape, method, tokens=work.batch_tokens)
     loaded = weight_bytes(shape, method)
     sixteen_bit = weight_bytes(shape, {"kind": "none"})
-    # bitsandbytes and fp8 quantize while loading: the 16-bit weights are read.
-    kind = method.get("kind", "none")
-    read = sixteen_bit if kind.startswith("bnb") or kind == "fp8" else loaded
+    # Kinds quantized while loading (bitsandbytes, fp8) read the 16-bit weights.
+    read = sixteen_bit if method_kind(method).load_time else loaded
     step = max(STEP_OVERHEAD_S, sixteen_bit / DECODE_BYTES_PER_S)
     prefill = 2 * shape.params * work.prefill_tokens / PREFILL_FLOPS
     seconds = read / LOAD_BYTES_PER_S + prefill + work.forward_passes * step

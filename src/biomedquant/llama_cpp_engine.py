@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from biomedquant.gguf_quant import gguf_file, llama_cpp_module
+from biomedquant.quantization.gguf import gguf_file, llama_cpp_module
 
 # Context length when the model allows it: the longest demo and paper prompts (five-shot NER)
 # plus their new tokens fit, and the KV cache of a 7-8B model stays near 1 GiB.

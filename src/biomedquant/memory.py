@@ -1,15 +1,11 @@
 """The fit estimator: GPU memory a model needs under a quantization method, before any run.
 
 Arithmetic on the model's shape (from its config), not a measurement: the run records hold the
-measured numbers, and the two are compared in the results. What is counted:
+measured numbers, and the two are compared in the memory table
+(:mod:`biomedquant.memory_table`). What is counted:
 
-* Weights. Every linear layer inside the transformer blocks is quantized; embeddings, the LM
-  head and norms stay in 16-bit (GPTQ leaves them alone, and biomedquant tells bitsandbytes to
-  skip the LM head, as its defaults do). A GPTQ layer with ``bits`` and ``group_size`` g stores
-  ``bits/8`` bytes per weight, plus per group of g input columns and output row a 16-bit scale
-  and a ``bits``-bit zero point, and a 32-bit group index per input column. bitsandbytes int8
-  stores 1 byte per weight and a float32 scale per row; NF4 stores half a byte per weight and
-  an absmax per block of 64 (8-bit with double quantization, plus a float32 per 256 blocks).
+* Weights: each method kind's memory model (bytes per weight, per row, per column; see
+  :mod:`biomedquant.methods`) applied to the model's block linears, the rest in 16-bit.
 * KV cache: 2 (K and V) x layers x KV heads x head dim x 16-bit x tokens in flight.
 * A fixed runtime overhead (CUDA context, allocator slack, activations of one forward pass),
   taken as 1 GiB plus 5% of the weights.
@@ -23,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from biomedquant import gguf_layout
+from biomedquant.methods import method_kind
 
 GIB = 1024**3
 
@@ -130,65 +126,21 @@ def shape_for_model(spec: dict[str, Any]) -> ModelShape | None:
     return MODEL_SHAPES.get(spec.get("id", ""))
 
 
-# bitsandbytes NF4 stores one absmax per block of 64 weights; with double quantization that
-# absmax is itself 8-bit, with one 32-bit scale per 256 absmax values.
-NF4_BLOCK = 64
-NF4_DOUBLE_QUANT_BLOCK = 256
-
-
-def linear_bytes_per_weight(method: dict[str, Any]) -> float:
-    """Bytes per weight of a quantized linear layer, all overheads spread over its weights
-    (row-wise overheads excluded: see :func:`weight_bytes`)."""
-    kind = method.get("kind", "none")
-    if kind == "none":
-        return 2.0
-    if kind in ("gptq", "rtn"):  # the same packed format and grid
-        bits = int(method["bits"])
-        group = int(method.get("group_size", 128))
-        # A 16-bit scale and a packed ``bits``-bit zero point per group of input columns;
-        # group_size -1 means one group per row (counted with the row-wise overheads).
-        return bits / 8 + ((2 + bits / 8) / group if group > 0 else 0.0)
-    if kind == "bnb-nf4":
-        if method.get("double_quant", True):
-            return 0.5 + 1 / NF4_BLOCK + 4 / (NF4_BLOCK * NF4_DOUBLE_QUANT_BLOCK)
-        return 0.5 + 4 / NF4_BLOCK
-    if kind == "bnb-int8":
-        return 1.0
-    if kind == "awq":  # GPTQ's packing without the group index: bits + scale + zero per group
-        bits, group = int(method.get("bits", 4)), int(method.get("group_size", 128))
-        return bits / 8 + (2 + bits / 8) / group
-    if kind == "fp8":  # E4M3, one byte; per-tensor (vLLM) or 128x128-block scales are < 0.03%
-        return 1.0
-    if kind == "gguf":  # block layouts of the type's base; weight_bytes counts the exact mix
-        return gguf_layout.linear_bytes_per_weight(gguf_layout.method_file_type(method))
-    raise ValueError(f"no memory model for method kind {kind!r}")
-
-
-def row_overhead_bytes(method: dict[str, Any]) -> float:
-    """Bytes stored per output row of a quantized linear layer."""
-    kind = method.get("kind", "none")
-    if kind == "bnb-int8":
-        return 4.0  # LLM.int8(): one float32 scale per row
-    if kind in ("gptq", "rtn") and int(method.get("group_size", 128)) <= 0:
-        return 2.0 + int(method["bits"]) / 8
-    return 0.0
-
-
 def weight_bytes(shape: ModelShape, method: dict[str, Any]) -> float:
     """Bytes of the weights under ``method`` (a config entry of any method kind): the
-    quantized block linears plus the parts every method leaves in 16-bit (a GGUF file
-    quantizes embeddings too: see :mod:`biomedquant.gguf_layout`)."""
-    if method.get("kind") == "gguf":
-        return gguf_layout.gguf_weight_bytes(shape, gguf_layout.method_file_type(method))
+    quantized block linears, counted by the kind's memory model (:mod:`biomedquant.methods`),
+    plus the parts every method leaves in 16-bit; a kind that lays out every tensor its own
+    way (a GGUF file quantizes embeddings too) counts the whole model itself."""
+    kind = method_kind(method)
+    if kind.model_bytes is not None:
+        return kind.model_bytes(shape, method)
     sixteen_bit = 2 * (shape.embedding_params + shape.norm_params)
-    quantized = linear_bytes_per_weight(method) * shape.block_linear_params
-    # GPTQ-format layers (gptq, rtn) keep a 32-bit group index per input column (g_idx).
-    col_overhead = 4 * shape.block_linear_cols if method.get("kind") in ("gptq", "rtn") else 0
+    quantized = kind.linear_bytes_per_weight(method) * shape.block_linear_params
     return (
         sixteen_bit
         + quantized
-        + row_overhead_bytes(method) * shape.block_linear_rows
-        + col_overhead
+        + kind.row_overhead_bytes(method) * shape.block_linear_rows
+        + kind.col_overhead_bytes * shape.block_linear_cols
     )
 
 

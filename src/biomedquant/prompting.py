@@ -27,6 +27,7 @@ from typing import Any
 
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
+from biomedquant.registry import Registry
 from biomedquant.tasks import Task, get_task
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -48,25 +49,26 @@ class PromptMethod:
     description: str
 
 
-PROMPT_METHODS: dict[str, PromptMethod] = {
-    m.name: m
-    for m in (
-        PromptMethod("zero-shot", 0, False, False, "task description and the item"),
-        PromptMethod("one-shot", 1, False, False, "one solved example from the few-shot pool"),
-        PromptMethod("five-shot", 5, False, False, "five solved examples from the pool"),
-        PromptMethod("cot", 0, True, False, "reason step by step, then a marked answer"),
-        PromptMethod("sc-cot", 0, True, True, "self-consistency: n sampled chains, majority vote"),
-    )
-}
+PROMPT_METHODS: Registry[PromptMethod] = Registry(
+    "prompting method",
+    (
+        (m.name, m)
+        for m in (
+            PromptMethod("zero-shot", 0, False, False, "task description and the item"),
+            PromptMethod("one-shot", 1, False, False, "one solved example from the few-shot pool"),
+            PromptMethod("five-shot", 5, False, False, "five solved examples from the pool"),
+            PromptMethod("cot", 0, True, False, "reason step by step, then a marked answer"),
+            PromptMethod(
+                "sc-cot", 0, True, True, "self-consistency: n sampled chains, majority vote"
+            ),
+        )
+    ),
+)
 
 
 def get_prompt_method(name: str) -> PromptMethod:
-    try:
-        return PROMPT_METHODS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown prompting method {name!r}; known: {', '.join(PROMPT_METHODS)}"
-        ) from None
+    """The prompting method ``name`` (an error naming the closest methods when unknown)."""
+    return PROMPT_METHODS[name]
 
 
 def select_examples(task: Task, pool: list[Record], k: int, seed: int) -> list[Record]:

@@ -8,7 +8,7 @@ from biomedquant.datasets.prepare import fewshot_split
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.evaluation import evaluation_code_fingerprint
 from biomedquant.prompting import get_prompt_method
-from biomedquant.quantization import METHOD_KINDS
+from biomedquant.methods import METHOD_KINDS
 from snakemake.common import overwrite_function_params
 from snakemake.resources import Resource
 

@@ -1,4 +1,8 @@
-"""Fetch benchmark source files: streaming HTTP with retries, or a local mirror; always hashed.
+"""Download benchmark source files: streaming HTTP with retries, or a local mirror; always hashed.
+
+:func:`download_split` (the workflow's ``download_dataset`` step) fetches the source file of
+one split of one dataset, checks it against the registry's pinned hash (or the checksum lock
+for a file without one) and writes its provenance beside it.
 
 The file is written to a temporary name and renamed only once complete and verified, so a
 failed or interrupted download never leaves a file behind that a later run would trust.
@@ -18,10 +22,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from biomedquant.io import atomic_path, sha256_file
+from biomedquant.datasets.checksum_lock import ChecksumLock
+from biomedquant.datasets.registry import DatasetSpec, get_dataset
+from biomedquant.io import atomic_path, sha256_file, write_json
+from biomedquant.provenance import now
 
 log = logging.getLogger(__name__)
 
@@ -188,3 +196,69 @@ def fetch_file(
     if expected_sha256 is None:
         log.warning("%s has no pinned checksum; its observed sha256 is %s", shown, actual)
     return FetchResult(str(dest), shown, actual, expected_sha256, expected_sha256 is not None, size)
+
+
+def expected_hash(spec: DatasetSpec, split: str, base_url: str) -> str | None:
+    """The pinned hash for this split; the demo mirror has its own manifest."""
+    src = spec.files[split]
+    if base_url == DEMO_SOURCE:
+        manifest = demo_manifest()
+        if src.path not in manifest:
+            raise KeyError(f"the demo holds no {split!r} split of {spec.name!r}")
+        return manifest[src.path]
+    return src.sha256
+
+
+def download_split(
+    name: str,
+    split: str,
+    base_url: str,
+    dest: str | Path,
+    *,
+    lock_path: str | Path | None = None,
+    timeout: float = 60.0,
+    deadline: float = 3600.0,
+) -> dict[str, Any]:
+    """Fetch the source file of ``name``/``split`` and write its provenance beside it.
+
+    A file without a pinned hash is checked against ``lock_path`` (see
+    :mod:`biomedquant.datasets.checksum_lock`), and recorded there on its first download.
+    """
+    spec = get_dataset(name)
+    if split not in spec.files:
+        raise KeyError(f"dataset {name!r} has no split {split!r}; it has {list(spec.files)}")
+    src = spec.files[split]
+    expected = expected_hash(spec, split, base_url)
+    hash_source = "the demo manifest" if base_url == DEMO_SOURCE else "the registry"
+    lock = ChecksumLock(lock_path) if lock_path and expected is None else None
+    locked = lock.get(src.path) if lock else None
+    if locked is not None:
+        expected, hash_source = locked.sha256, f"recorded in {lock_path} on first download"
+    result = fetch_file(
+        base_url,
+        src.path,
+        dest,
+        expected,
+        timeout=timeout,
+        deadline=deadline,
+        hash_source=hash_source,
+    )
+    if lock is not None and locked is None:
+        entry = lock.record(src.path, result.sha256, result.bytes)
+        if entry.sha256 != result.sha256:  # another job recorded a different file first
+            Path(dest).unlink(missing_ok=True)
+            raise ChecksumError(
+                f"checksum mismatch for {result.url}: {lock_path} holds sha256 {entry.sha256},"
+                f" this download gave {result.sha256}; the file was not kept"
+            )
+        hash_source = f"none pinned: recorded in {lock_path} (first download)"
+        result.verified = False
+    elif expected is None:
+        hash_source = "none pinned (no lock file in use)"
+    prov = {"dataset": name, "split": split, "source_path": src.path, "reader": src.reader}
+    prov.update(asdict(result))
+    prov["hash_source"] = hash_source
+    prov["demo"] = base_url == DEMO_SOURCE
+    prov["downloaded_at"] = now()
+    write_json(f"{dest}.provenance.json", prov)
+    return prov

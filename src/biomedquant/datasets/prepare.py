@@ -1,15 +1,14 @@
-"""Download one split of one dataset and write it as validated, normalized JSON Lines."""
+"""Prepare one split of one dataset: its downloaded source file (see
+:mod:`biomedquant.datasets.download`) read, validated and written as normalized JSON Lines."""
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from biomedquant.datasets.checksum_lock import ChecksumLock
-from biomedquant.datasets.download import DEMO_SOURCE, ChecksumError, demo_manifest, fetch_file
+from biomedquant.datasets.download import DEMO_SOURCE, demo_manifest
 from biomedquant.datasets.readers import Record, read_source
 from biomedquant.datasets.registry import DatasetSpec, get_dataset
 from biomedquant.io import read_json, sha256_file, write_json, write_jsonl
@@ -18,17 +17,6 @@ from biomedquant.provenance import now, versions
 
 class DatasetValidationError(ValueError):
     """Parsed records break the dataset's contract (unknown label, empty text, duplicate id)."""
-
-
-def expected_hash(spec: DatasetSpec, split: str, base_url: str) -> str | None:
-    """The pinned hash for this split; the demo mirror has its own manifest."""
-    src = spec.files[split]
-    if base_url == DEMO_SOURCE:
-        manifest = demo_manifest()
-        if src.path not in manifest:
-            raise KeyError(f"the demo holds no {split!r} split of {spec.name!r}")
-        return manifest[src.path]
-    return src.sha256
 
 
 def fewshot_split(name: str, base_url: str) -> str:
@@ -44,61 +32,6 @@ def fewshot_split(name: str, base_url: str) -> str:
                 return split
         raise KeyError(f"the demo holds no train or dev split of {name!r}")
     return spec.fewshot_split
-
-
-def download_split(
-    name: str,
-    split: str,
-    base_url: str,
-    dest: str | Path,
-    *,
-    lock_path: str | Path | None = None,
-    timeout: float = 60.0,
-    deadline: float = 3600.0,
-) -> dict[str, Any]:
-    """Fetch the source file of ``name``/``split`` and write its provenance beside it.
-
-    A file without a pinned hash is checked against ``lock_path`` (see
-    :mod:`biomedquant.datasets.checksum_lock`), and recorded there on its first download.
-    """
-    spec = get_dataset(name)
-    if split not in spec.files:
-        raise KeyError(f"dataset {name!r} has no split {split!r}; it has {list(spec.files)}")
-    src = spec.files[split]
-    expected = expected_hash(spec, split, base_url)
-    hash_source = "the demo manifest" if base_url == DEMO_SOURCE else "the registry"
-    lock = ChecksumLock(lock_path) if lock_path and expected is None else None
-    locked = lock.get(src.path) if lock else None
-    if locked is not None:
-        expected, hash_source = locked.sha256, f"recorded in {lock_path} on first download"
-    result = fetch_file(
-        base_url,
-        src.path,
-        dest,
-        expected,
-        timeout=timeout,
-        deadline=deadline,
-        hash_source=hash_source,
-    )
-    if lock is not None and locked is None:
-        entry = lock.record(src.path, result.sha256, result.bytes)
-        if entry.sha256 != result.sha256:  # another job recorded a different file first
-            Path(dest).unlink(missing_ok=True)
-            raise ChecksumError(
-                f"checksum mismatch for {result.url}: {lock_path} holds sha256 {entry.sha256},"
-                f" this download gave {result.sha256}; the file was not kept"
-            )
-        hash_source = f"none pinned: recorded in {lock_path} (first download)"
-        result.verified = False
-    elif expected is None:
-        hash_source = "none pinned (no lock file in use)"
-    prov = {"dataset": name, "split": split, "source_path": src.path, "reader": src.reader}
-    prov.update(asdict(result))
-    prov["hash_source"] = hash_source
-    prov["demo"] = base_url == DEMO_SOURCE
-    prov["downloaded_at"] = now()
-    write_json(f"{dest}.provenance.json", prov)
-    return prov
 
 
 def check_official_size(spec: DatasetSpec, split: str, n_items: int, raw_path: str | Path) -> None:

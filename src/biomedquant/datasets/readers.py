@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from biomedquant.registry import Registry
+
 Record = dict[str, Any]
 
 csv.field_size_limit(sys.maxsize)
@@ -177,19 +179,19 @@ def read_pubmedqa_json(path: Path) -> list[Record]:
     return out
 
 
-READERS: dict[str, Callable[[Path], list[Record]]] = {
-    "conll": read_conll,
-    "re_tsv": read_re_tsv,
-    "mlc_tsv": read_mlc_tsv,
-    "medqa_tsv": read_medqa_tsv,
-    "pubmedqa_tsv": read_pubmedqa_tsv,
-    "pubmedqa_json": read_pubmedqa_json,
-}
+READERS: Registry[Callable[[Path], list[Record]]] = Registry(
+    "reader",
+    {
+        "conll": read_conll,
+        "re_tsv": read_re_tsv,
+        "mlc_tsv": read_mlc_tsv,
+        "medqa_tsv": read_medqa_tsv,
+        "pubmedqa_tsv": read_pubmedqa_tsv,
+        "pubmedqa_json": read_pubmedqa_json,
+    },
+)
 
 
 def read_source(path: str | Path, reader: str) -> list[Record]:
-    try:
-        fn = READERS[reader]
-    except KeyError:
-        raise KeyError(f"unknown reader {reader!r}; known: {', '.join(READERS)}") from None
-    return fn(Path(path))
+    """The records of a source file, read by the named reader (a file format)."""
+    return READERS[reader](Path(path))

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from biomedquant.registry import Registry
+
 UPSTREAM_COMMIT = "e607a812d87df151f310a9dd3677cfc21924f192"
 DEFAULT_BASE_URL = (
     f"https://raw.githubusercontent.com/BIDS-Xu-Lab/Biomedical-NLP-Benchmarks/{UPSTREAM_COMMIT}/"
@@ -83,196 +85,195 @@ LITCOVID_LABELS = (
     "Epidemic Forecasting",
 )
 
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        DatasetSpec(
-            name="bc5cdr_chem",
-            title="BC5CDR-chemical",
-            task="ner",
-            labels=("chemical",),
-            files=_files(
-                "[NER]BC5CDR_Chemical",
-                "conll",
-                {
-                    "test": "4da9183ad83d0921eaca25ba011871308b9476c14f9b10fba7bfee55a9750649",
-                    "train": "1272b747a1d64ccfaa21061c515c26e9e1f134e3afd3c2ef14d8cd0697e9a234",
-                    "dev": "17a6bc43d459c9dedaedad7990eb44ce0c4789a3a9813104aef9d2f3192c8fd0",
-                },
-            ),
-            licence="Public Domain Mark",
-            citation="Li et al. 2016, BioCreative V CDR task corpus, Database baw068",
-            test_size=4797,
-        ),
-        DatasetSpec(
-            name="ncbi_disease",
-            title="NCBI-disease",
-            task="ner",
-            labels=("disease",),
-            files=_files(
-                "[NER]NCBI_Disease",
-                "conll",
-                {
-                    "test": "ca56aff802f8c8849793e806914636f7c9d8bf03bbd88c66402266289beb3995",
-                    "train": "26df55fb9da14f52834c7c7238ec30af271aa4e3bbe2256ef96cab2c0a7e159b",
-                    "dev": "a91324724fa0783ef3096f060580e6b4e8dfdf83664d48e77951a45b693c0eaa",
-                },
-            ),
-            licence="CC0-1.0",
-            citation="Dogan et al. 2014, NCBI disease corpus, J Biomed Inform 47:1-10",
-            test_size=940,
-        ),
-        DatasetSpec(
-            name="chemprot",
-            title="ChemProt",
-            task="re",
-            labels=("CPR:3", "CPR:4", "CPR:5", "CPR:6", "CPR:9", "false"),
-            files=_files(
-                "[RE]Chemprot",
-                "re_tsv",
-                {
-                    "test": None,
-                    "train": None,
-                    "dev": "38a1736c183f4ea71b809b28b8e4e66c406b125f3a7741292c20e24efeb43b3b",
-                },
-            ),
-            licence="Public Domain Mark",
-            citation="Krallinger et al. 2017, Overview of the BioCreative VI ChemProt track",
-            test_size=16943,
-            label_help={
-                "CPR:3": "the chemical upregulates or activates the gene/protein",
-                "CPR:4": "the chemical downregulates or inhibits the gene/protein",
-                "CPR:5": "the chemical is an agonist of the gene/protein",
-                "CPR:6": "the chemical is an antagonist of the gene/protein",
-                "CPR:9": "the chemical is a substrate or product of the gene/protein",
-                "false": "none of the relations above",
-            },
-            extra={"entity_markers": "@CHEMICAL$ and @GENE$"},
-            # ids are <PMID>.<entity>.<entity>: pairs of one abstract resample together
-            cluster_pattern=r"^(\d+)\.",
-            cluster_unit="abstract",
-        ),
-        DatasetSpec(
-            name="ddi",
-            title="DDI2013",
-            task="re",
-            labels=("DDI-effect", "DDI-mechanism", "DDI-advise", "DDI-int", "DDI-false"),
-            files=_files(
-                "[RE]DDI",
-                "re_tsv",
-                {
-                    "test": "9a67da1c6bb9c8a4109356f1275ceaae306a142d26beedc42ef636d07847c27b",
-                    "train": None,
-                    "dev": "350d725f5f6e001a5d40471828a5b7e0a177e4d0f4cbb08b37f9869aa347f2b4",
-                },
-            ),
-            licence="CC-BY-NC-4.0",
-            citation="Herrero-Zazo et al. 2013, The DDI corpus, J Biomed Inform 46:914-920",
-            test_size=5761,
-            label_help={
-                "DDI-effect": "the sentence states an effect or pharmacodynamic interaction",
-                "DDI-mechanism": "the sentence states a pharmacokinetic mechanism",
-                "DDI-advise": "the sentence gives advice or a recommendation about taking both",
-                "DDI-int": "the sentence states an interaction without further detail",
-                "DDI-false": "no interaction between the two drugs is stated",
-            },
-            extra={"entity_markers": "@DRUG$ (twice)"},
-            # ids are DDI-<source>.d<doc>.s<sentence>.p<pair>: pairs of one sentence together
-            cluster_pattern=r"^(.+\.s\d+)\.p\d+",
-            cluster_unit="sentence",
-        ),
-        DatasetSpec(
-            name="hoc",
-            title="HoC",
-            task="mlc",
-            labels=HOC_LABELS,
-            files=_files(
-                "[MLC]Hoc",
-                "mlc_tsv",
-                {
-                    "test": "21af492a3572e6529cbae3369d9dbb90abd94e23a90c2307b531311fa8c632ea",
-                    "train": "c279c936568681355c59442142e2a1608887da3457d1695ab5b4b649308b96f4",
-                    "dev": "a9dd58334fc12a32c2cc2f74b59d6979b92f61248eebdc8ca3aa39fc606034be",
-                },
-            ),
-            licence="GPL-3.0",
-            citation="Baker et al. 2016, Automatic semantic classification of scientific "
-            "literature according to the hallmarks of cancer, Bioinformatics 32:432-440",
-            test_size=315,
-        ),
-        DatasetSpec(
-            name="litcovid",
-            title="LitCovid",
-            task="mlc",
-            labels=LITCOVID_LABELS,
-            files=_files(
-                "[MLC]LitCovid",
-                "mlc_tsv",
-                {
-                    "test": "c6377364bcb67ce0907903a6b8ebae6fed6b912d76ffca589afd418403fa95b5",
-                    "train": None,
-                    "dev": None,
-                },
-            ),
-            licence="unknown",
-            citation="Chen et al. 2021, LitCovid: an open database of COVID-19 literature, "
-            "Nucleic Acids Res 49:D1534-D1540",
-            test_size=2500,
-        ),
-        DatasetSpec(
-            name="medqa",
-            title="MedQA",
-            task="qa",
-            labels=("A", "B", "C", "D", "E"),
-            files=_files(
-                "[QA]MedQA",
-                "medqa_tsv",
-                {
-                    "test": "401dd9047f4294452d4cbe03e91a06df3c77223a770220401d1f9a56f043afb3",
-                    "train": None,
-                    "dev": "91c3444e3b448478786d9c997f273ec9e99ebddbf85f63aa5297148661444ec1",
-                },
-            ),
-            licence="unknown (upstream repository MIT)",
-            citation="Jin et al. 2021, What disease does this patient have? Applied Sciences "
-            "11:6421",
-            test_size=1273,
-        ),
-        DatasetSpec(
-            name="pubmedqa",
-            title="PubMedQA",
-            task="qa",
-            labels=("yes", "no", "maybe"),
-            files={
-                "test": SourceFile(
-                    _bench("[QA]PubMedQA", "test"),
-                    "pubmedqa_tsv",
-                    "c6b1dbd385e047bcb585784c74bc1638463117ac042aba947af1cc413d407247",
+DATASETS: Registry[DatasetSpec] = Registry(
+    "dataset",
+    (
+        (spec.name, spec)
+        for spec in (
+            DatasetSpec(
+                name="bc5cdr_chem",
+                title="BC5CDR-chemical",
+                task="ner",
+                labels=("chemical",),
+                files=_files(
+                    "[NER]BC5CDR_Chemical",
+                    "conll",
+                    {
+                        "test": "4da9183ad83d0921eaca25ba011871308b9476c14f9b10fba7bfee55a9750649",
+                        "train": "1272b747a1d64ccfaa21061c515c26e9e1f134e3afd3c2ef14d8cd0697e9a234",
+                        "dev": "17a6bc43d459c9dedaedad7990eb44ce0c4789a3a9813104aef9d2f3192c8fd0",
+                    },
                 ),
-                "train": SourceFile(
-                    "GPT/generative_tasks/data/PubMedQA/pubmedqa_train.json",
-                    "pubmedqa_json",
-                    "de0e74fde937a81645163f9468980bb0389e4427a7668eb31a3b4d89b921b19d",
+                licence="Public Domain Mark",
+                citation="Li et al. 2016, BioCreative V CDR task corpus, Database baw068",
+                test_size=4797,
+            ),
+            DatasetSpec(
+                name="ncbi_disease",
+                title="NCBI-disease",
+                task="ner",
+                labels=("disease",),
+                files=_files(
+                    "[NER]NCBI_Disease",
+                    "conll",
+                    {
+                        "test": "ca56aff802f8c8849793e806914636f7c9d8bf03bbd88c66402266289beb3995",
+                        "train": "26df55fb9da14f52834c7c7238ec30af271aa4e3bbe2256ef96cab2c0a7e159b",
+                        "dev": "a91324724fa0783ef3096f060580e6b4e8dfdf83664d48e77951a45b693c0eaa",
+                    },
                 ),
-                "dev": SourceFile(
-                    "GPT/generative_tasks/data/PubMedQA/pubmedqa_dev.json",
-                    "pubmedqa_json",
-                    "7c7d066030d33a275b1575ad048220adc9f3e265ae0757217245ffa41b5324b4",
+                licence="CC0-1.0",
+                citation="Dogan et al. 2014, NCBI disease corpus, J Biomed Inform 47:1-10",
+                test_size=940,
+            ),
+            DatasetSpec(
+                name="chemprot",
+                title="ChemProt",
+                task="re",
+                labels=("CPR:3", "CPR:4", "CPR:5", "CPR:6", "CPR:9", "false"),
+                files=_files(
+                    "[RE]Chemprot",
+                    "re_tsv",
+                    {
+                        "test": None,
+                        "train": None,
+                        "dev": "38a1736c183f4ea71b809b28b8e4e66c406b125f3a7741292c20e24efeb43b3b",
+                    },
                 ),
-            },
-            licence="MIT",
-            citation="Jin et al. 2019, PubMedQA: a dataset for biomedical research question "
-            "answering, EMNLP",
-            test_size=500,
-        ),
-    )
-}
+                licence="Public Domain Mark",
+                citation="Krallinger et al. 2017, Overview of the BioCreative VI ChemProt track",
+                test_size=16943,
+                label_help={
+                    "CPR:3": "the chemical upregulates or activates the gene/protein",
+                    "CPR:4": "the chemical downregulates or inhibits the gene/protein",
+                    "CPR:5": "the chemical is an agonist of the gene/protein",
+                    "CPR:6": "the chemical is an antagonist of the gene/protein",
+                    "CPR:9": "the chemical is a substrate or product of the gene/protein",
+                    "false": "none of the relations above",
+                },
+                extra={"entity_markers": "@CHEMICAL$ and @GENE$"},
+                # ids are <PMID>.<entity>.<entity>: pairs of one abstract resample together
+                cluster_pattern=r"^(\d+)\.",
+                cluster_unit="abstract",
+            ),
+            DatasetSpec(
+                name="ddi",
+                title="DDI2013",
+                task="re",
+                labels=("DDI-effect", "DDI-mechanism", "DDI-advise", "DDI-int", "DDI-false"),
+                files=_files(
+                    "[RE]DDI",
+                    "re_tsv",
+                    {
+                        "test": "9a67da1c6bb9c8a4109356f1275ceaae306a142d26beedc42ef636d07847c27b",
+                        "train": None,
+                        "dev": "350d725f5f6e001a5d40471828a5b7e0a177e4d0f4cbb08b37f9869aa347f2b4",
+                    },
+                ),
+                licence="CC-BY-NC-4.0",
+                citation="Herrero-Zazo et al. 2013, The DDI corpus, J Biomed Inform 46:914-920",
+                test_size=5761,
+                label_help={
+                    "DDI-effect": "the sentence states an effect or pharmacodynamic interaction",
+                    "DDI-mechanism": "the sentence states a pharmacokinetic mechanism",
+                    "DDI-advise": "the sentence gives advice or a recommendation about taking both",
+                    "DDI-int": "the sentence states an interaction without further detail",
+                    "DDI-false": "no interaction between the two drugs is stated",
+                },
+                extra={"entity_markers": "@DRUG$ (twice)"},
+                # ids are DDI-<source>.d<doc>.s<sentence>.p<pair>: pairs of one sentence together
+                cluster_pattern=r"^(.+\.s\d+)\.p\d+",
+                cluster_unit="sentence",
+            ),
+            DatasetSpec(
+                name="hoc",
+                title="HoC",
+                task="mlc",
+                labels=HOC_LABELS,
+                files=_files(
+                    "[MLC]Hoc",
+                    "mlc_tsv",
+                    {
+                        "test": "21af492a3572e6529cbae3369d9dbb90abd94e23a90c2307b531311fa8c632ea",
+                        "train": "c279c936568681355c59442142e2a1608887da3457d1695ab5b4b649308b96f4",
+                        "dev": "a9dd58334fc12a32c2cc2f74b59d6979b92f61248eebdc8ca3aa39fc606034be",
+                    },
+                ),
+                licence="GPL-3.0",
+                citation="Baker et al. 2016, Automatic semantic classification of scientific "
+                "literature according to the hallmarks of cancer, Bioinformatics 32:432-440",
+                test_size=315,
+            ),
+            DatasetSpec(
+                name="litcovid",
+                title="LitCovid",
+                task="mlc",
+                labels=LITCOVID_LABELS,
+                files=_files(
+                    "[MLC]LitCovid",
+                    "mlc_tsv",
+                    {
+                        "test": "c6377364bcb67ce0907903a6b8ebae6fed6b912d76ffca589afd418403fa95b5",
+                        "train": None,
+                        "dev": None,
+                    },
+                ),
+                licence="unknown",
+                citation="Chen et al. 2021, LitCovid: an open database of COVID-19 literature, "
+                "Nucleic Acids Res 49:D1534-D1540",
+                test_size=2500,
+            ),
+            DatasetSpec(
+                name="medqa",
+                title="MedQA",
+                task="qa",
+                labels=("A", "B", "C", "D", "E"),
+                files=_files(
+                    "[QA]MedQA",
+                    "medqa_tsv",
+                    {
+                        "test": "401dd9047f4294452d4cbe03e91a06df3c77223a770220401d1f9a56f043afb3",
+                        "train": None,
+                        "dev": "91c3444e3b448478786d9c997f273ec9e99ebddbf85f63aa5297148661444ec1",
+                    },
+                ),
+                licence="unknown (upstream repository MIT)",
+                citation="Jin et al. 2021, What disease does this patient have? Applied Sciences "
+                "11:6421",
+                test_size=1273,
+            ),
+            DatasetSpec(
+                name="pubmedqa",
+                title="PubMedQA",
+                task="qa",
+                labels=("yes", "no", "maybe"),
+                files={
+                    "test": SourceFile(
+                        _bench("[QA]PubMedQA", "test"),
+                        "pubmedqa_tsv",
+                        "c6b1dbd385e047bcb585784c74bc1638463117ac042aba947af1cc413d407247",
+                    ),
+                    "train": SourceFile(
+                        "GPT/generative_tasks/data/PubMedQA/pubmedqa_train.json",
+                        "pubmedqa_json",
+                        "de0e74fde937a81645163f9468980bb0389e4427a7668eb31a3b4d89b921b19d",
+                    ),
+                    "dev": SourceFile(
+                        "GPT/generative_tasks/data/PubMedQA/pubmedqa_dev.json",
+                        "pubmedqa_json",
+                        "7c7d066030d33a275b1575ad048220adc9f3e265ae0757217245ffa41b5324b4",
+                    ),
+                },
+                licence="MIT",
+                citation="Jin et al. 2019, PubMedQA: a dataset for biomedical research question "
+                "answering, EMNLP",
+                test_size=500,
+            ),
+        )
+    ),
+)
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}"
-        ) from None
+    """The spec of dataset ``name`` (an error naming the closest datasets when unknown)."""
+    return DATASETS[name]

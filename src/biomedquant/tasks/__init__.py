@@ -20,6 +20,7 @@ from typing import Any
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
 from biomedquant.metrics import iob2_spans
+from biomedquant.registry import Registry
 from biomedquant.tasks import multilabel, ner, qa, relation
 from biomedquant.tasks.text import AMBIGUOUS, EMPTY, NO_ANSWER, OK
 
@@ -102,77 +103,78 @@ class Task:
         return Parsed(pred, status, rule)
 
 
-TASKS: dict[str, Task] = {
-    t.name: t
-    for t in (
-        Task(
-            name="ner",
-            summary="named entity recognition (span-tagged sentence)",
-            max_new_tokens=512,
-            cot_max_new_tokens=1024,
-            primary_metric="f1",
-            description=ner.description,
-            render_input=ner.render_input,
-            render_answer=ner.render_answer,
-            headers=ner.headers,
-            parse_fn=ner.parse,
-            gold=lambda rec: rec["tags"],
-            vote=vote_spans,
-            metrics=ner.metrics,
-        ),
-        Task(
-            name="re",
-            summary="relation extraction (one label per entity pair)",
-            max_new_tokens=20,
-            cot_max_new_tokens=384,
-            primary_metric="macro_f1",
-            description=relation.description,
-            render_input=relation.render_input,
-            render_answer=relation.render_answer,
-            headers=relation.headers,
-            parse_fn=relation.parse,
-            gold=lambda rec: rec["label"],
-            vote=vote_label,
-            metrics=relation.metrics,
-            balance_on=lambda rec: rec["label"],
-        ),
-        Task(
-            name="mlc",
-            summary="multi-label document classification",
-            max_new_tokens=64,
-            cot_max_new_tokens=384,
-            primary_metric="macro_f1",
-            description=multilabel.description,
-            render_input=multilabel.render_input,
-            render_answer=multilabel.render_answer,
-            headers=multilabel.headers,
-            parse_fn=multilabel.parse,
-            gold=lambda rec: rec["labels"],
-            vote=vote_labelset,
-            metrics=multilabel.metrics,
-        ),
-        Task(
-            name="qa",
-            summary="question answering (option letter or yes/no/maybe)",
-            max_new_tokens=128,
-            cot_max_new_tokens=512,
-            primary_metric="accuracy",
-            description=qa.description,
-            render_input=qa.render_input,
-            render_answer=qa.render_answer,
-            headers=qa.headers,
-            parse_fn=qa.parse,
-            gold=lambda rec: rec["answer"],
-            vote=vote_label,
-            metrics=qa.metrics,
-            balance_on=lambda rec: rec["answer"],
-        ),
-    )
-}
+TASKS: Registry[Task] = Registry(
+    "task",
+    (
+        (t.name, t)
+        for t in (
+            Task(
+                name="ner",
+                summary="named entity recognition (span-tagged sentence)",
+                max_new_tokens=512,
+                cot_max_new_tokens=1024,
+                primary_metric="f1",
+                description=ner.description,
+                render_input=ner.render_input,
+                render_answer=ner.render_answer,
+                headers=ner.headers,
+                parse_fn=ner.parse,
+                gold=lambda rec: rec["tags"],
+                vote=vote_spans,
+                metrics=ner.metrics,
+            ),
+            Task(
+                name="re",
+                summary="relation extraction (one label per entity pair)",
+                max_new_tokens=20,
+                cot_max_new_tokens=384,
+                primary_metric="macro_f1",
+                description=relation.description,
+                render_input=relation.render_input,
+                render_answer=relation.render_answer,
+                headers=relation.headers,
+                parse_fn=relation.parse,
+                gold=lambda rec: rec["label"],
+                vote=vote_label,
+                metrics=relation.metrics,
+                balance_on=lambda rec: rec["label"],
+            ),
+            Task(
+                name="mlc",
+                summary="multi-label document classification",
+                max_new_tokens=64,
+                cot_max_new_tokens=384,
+                primary_metric="macro_f1",
+                description=multilabel.description,
+                render_input=multilabel.render_input,
+                render_answer=multilabel.render_answer,
+                headers=multilabel.headers,
+                parse_fn=multilabel.parse,
+                gold=lambda rec: rec["labels"],
+                vote=vote_labelset,
+                metrics=multilabel.metrics,
+            ),
+            Task(
+                name="qa",
+                summary="question answering (option letter or yes/no/maybe)",
+                max_new_tokens=128,
+                cot_max_new_tokens=512,
+                primary_metric="accuracy",
+                description=qa.description,
+                render_input=qa.render_input,
+                render_answer=qa.render_answer,
+                headers=qa.headers,
+                parse_fn=qa.parse,
+                gold=lambda rec: rec["answer"],
+                vote=vote_label,
+                metrics=qa.metrics,
+                balance_on=lambda rec: rec["answer"],
+            ),
+        )
+    ),
+)
 
 
 def get_task(name: str) -> Task:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise KeyError(f"unknown task {name!r}; known: {', '.join(TASKS)}") from None
+    """The task ``name`` (an error naming the closest tasks when unknown)."""
+    return TASKS[name]

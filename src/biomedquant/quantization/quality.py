@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from biomedquant.io import read_json, read_jsonl
-from biomedquant.rtn import rtn_grid
+from biomedquant.quantization.rtn import rtn_grid
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from biomedquant.io import atomic_dir, dir_size, read_json, sha256_tree, write_json
-from biomedquant.provenance import now, peak_host_rss_bytes, versions
+from biomedquant.io import atomic_dir, read_json, write_json
+from biomedquant.quantization import SourceModel, artifact_provenance
 
 log = logging.getLogger(__name__)
 
@@ -48,29 +48,30 @@ def quantize_awq(
     seed: int = 0,
     pools: dict[str, str | Path] | None = None,
     test_raws: dict[str, str | Path] | None = None,
+    heldout: list[str | Path] | None = None,
 ) -> dict[str, Any]:
-    """Write the AWQ artifact of ``method`` for the 16-bit model in ``source_dir``."""
+    """Write the AWQ artifact of ``method`` for the 16-bit model in ``source_dir``.
+
+    ``heldout`` is accepted as every producer's is; the per-layer check against
+    round-to-nearest (:mod:`.quality`) covers GPTQ-format artifacts only.
+    """
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, os.cpu_count() or 1)))
     import torch
 
     if not torch.cuda.is_available():
         raise RuntimeError(NEEDS_GPU)
     from gptqmodel import AWQConfig, GPTQModel
-    from transformers import AutoTokenizer
 
     from biomedquant.calibration import checked_windows
-    from biomedquant.models import trusts_remote_code
 
     torch.manual_seed(seed)
     start = time.time()
-    source_dir = Path(source_dir)
-    source_prov = read_json(source_dir / "provenance.json")
-    trusted = trusts_remote_code(source_dir)
-    tokenizer = AutoTokenizer.from_pretrained(source_dir, trust_remote_code=trusted)
+    source = SourceModel.open(source_dir)
+    tokenizer = source.tokenizer()
     windows, calib_info = checked_windows(
         method.get("calibration", {}),
         tokenizer,
-        read_json(source_dir / "config.json"),
+        read_json(source.dir / "config.json"),
         pools=pools,
         test_raws=test_raws,
         seed=seed,
@@ -79,32 +80,26 @@ def quantize_awq(
     config = AWQConfig(
         bits=params["bits"], group_size=params["group_size"], sym=not params["zero_point"]
     )
-    model = GPTQModel.load(str(source_dir), config, device="cuda:0", trust_remote_code=trusted)
+    model = GPTQModel.load(
+        str(source.dir), config, device="cuda:0", trust_remote_code=source.trusted
+    )
     dataset = [{"input_ids": w, "attention_mask": [1] * len(w)} for w in windows]
     model.quantize(dataset, tokenizer=tokenizer, batch_size=1)
     quant_seconds = time.time() - start
     with atomic_dir(out_dir) as tmp:
         model.save(str(tmp))
         tokenizer.save_pretrained(tmp)
-        prov = {
-            "method": method,
-            "awq_params": params,
-            "source_model": {
-                k: source_prov.get(k)
-                for k in ("model", "source", "spec", "revision", "weights_sha256")
-            },
-            "dtype": source_prov.get("dtype"),
-            "calibration": calib_info,
-            "seed": seed,
-            "device": "cuda",
-            "quantize_seconds": round(quant_seconds, 2),
-            "peak_host_rss_bytes": peak_host_rss_bytes(),
-            "peak_gpu_allocated_bytes": torch.cuda.max_memory_allocated(),
-            "size_bytes": dir_size(tmp),
-            "weights_sha256": sha256_tree(tmp),
-            "source_size_bytes": source_prov.get("size_bytes"),
-            "versions": versions(),
-            "written_at": now(),
-        }
+        prov = artifact_provenance(
+            method,
+            source,
+            tmp,
+            seed=seed,
+            awq_params=params,
+            dtype=source.provenance.get("dtype"),
+            calibration=calib_info,
+            device="cuda",
+            quantize_seconds=round(quant_seconds, 2),
+            peak_gpu_allocated_bytes=torch.cuda.max_memory_allocated(),
+        )
         write_json(tmp / "provenance.json", prov)
     return prov

@@ -1,22 +1,18 @@
-"""Quantization methods: turn the fetched 16-bit model into a cached quantized artifact.
+"""``gptq`` and ``rtn`` artifacts: one checkpoint format, one quantization grid.
 
-Method kinds (the ``kind`` key of a method in the config):
-
-* ``none``: the 16-bit model as fetched; no artifact of its own.
 * ``gptq``: GPTQ post-training quantization through transformers' ``GPTQConfig`` with optimum
   and gptqmodel as the backend. (AutoGPTQ, which older guides use, is archived, cannot quantize
   without CUDA and needs transformers 4.x; transformers 5 routes GPTQ through gptqmodel.)
   Calibrated on ``n_samples`` windows of ``seq_len`` tokens (see
   :mod:`biomedquant.calibration`).
-* ``rtn``: round-to-nearest on GPTQ's grid, no calibration (see :mod:`biomedquant.rtn`): the
-  control GPTQ must beat, stored in GPTQ's format and loaded the same way.
-* ``bnb-int8`` / ``bnb-nf4``: bitsandbytes, quantized while the 16-bit model loads (no
-  artifact; see :func:`bnb_config`). NF4 uses double quantization and 16-bit compute.
+* ``rtn``: round-to-nearest on GPTQ's grid, no calibration (see
+  :mod:`biomedquant.quantization.rtn`): the control GPTQ must beat, stored in GPTQ's format
+  and loaded the same way.
 
 An artifact is a safetensors folder with ``quantize_config.json`` and ``provenance.json``; the
 provenance records the options the quantizer applied (read back from ``quantize_config.json``)
 and a per-layer quality check against round-to-nearest on held-out text
-(:mod:`biomedquant.quality`).
+(:mod:`biomedquant.quantization.quality`).
 """
 
 from __future__ import annotations
@@ -27,79 +23,15 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from biomedquant.calibration import (
-    checked_windows,
-    generic_calibration_texts,
-    record_text,
-)
-from biomedquant.io import atomic_dir, dir_size, read_json, sha256_tree, write_json
-from biomedquant.models import trusts_remote_code
-from biomedquant.provenance import now, peak_host_rss_bytes, versions
-
-__all__ = [
-    "METHOD_KINDS",
-    "bnb_config",
-    "generic_calibration_texts",
-    "method_kind",
-    "quantize_model",
-    "record_text",
-]
+from biomedquant.calibration import checked_windows, generic_calibration_texts
+from biomedquant.io import atomic_dir, read_json, write_json
+from biomedquant.provenance import now
+from biomedquant.quantization import SOURCE_KEYS, SourceModel, artifact_provenance
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MethodKind:
-    """What a method kind needs from the pipeline."""
-
-    artifact: bool  # quantized once into a cached folder (else: the fetched 16-bit model)
-    load_time: bool  # quantized while loading for inference
-    description: str
-
-
-METHOD_KINDS: dict[str, MethodKind] = {
-    "none": MethodKind(False, False, "the model in its stored 16-bit dtype (the baseline)"),
-    "gptq": MethodKind(True, False, "GPTQ post-training quantization (optimum + gptqmodel)"),
-    "rtn": MethodKind(True, False, "round-to-nearest on GPTQ's grid (the control for GPTQ)"),
-    "bnb-int8": MethodKind(False, True, "bitsandbytes LLM.int8(), quantized at load time"),
-    "bnb-nf4": MethodKind(False, True, "bitsandbytes NF4 (4-bit), quantized at load time"),
-    "awq": MethodKind(True, False, "AWQ 4-bit (gptqmodel; quantizing needs a CUDA GPU)"),
-    "gguf": MethodKind(True, False, "llama.cpp GGUF file (Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0)"),
-    "fp8": MethodKind(False, True, "FP8 E4M3 weights at load time (GPUs of compute 8.9+)"),
-}
-
-
-def method_kind(method: dict[str, Any]) -> MethodKind:
-    kind = method.get("kind")
-    if kind not in METHOD_KINDS:
-        raise ValueError(f"unknown method kind {kind!r} (kinds: {', '.join(METHOD_KINDS)})")
-    return METHOD_KINDS[kind]
-
-
-def bnb_config(method: dict[str, Any], compute_dtype: Any) -> Any:
-    """transformers' ``BitsAndBytesConfig`` for a bnb method, or None for other kinds.
-
-    The LM head stays in 16-bit, as bitsandbytes' own defaults leave it, so the bnb methods
-    quantize the same layers as GPTQ and their memory figures compare like for like.
-    """
-    kind = method.get("kind")
-    if kind not in ("bnb-int8", "bnb-nf4"):
-        return None
-    from transformers import BitsAndBytesConfig
-
-    if kind == "bnb-int8":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["lm_head"])
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=bool(method.get("double_quant", True)),
-        bnb_4bit_compute_dtype=compute_dtype,
-        llm_int8_skip_modules=["lm_head"],
-    )
 
 
 @contextlib.contextmanager
@@ -171,12 +103,11 @@ def gptq_params(method: dict[str, Any]) -> dict[str, Any]:
 
 
 def _quantize_gptq(
-    source_dir: Path,
+    source: SourceModel,
     method: dict[str, Any],
     tokenizer: Any,
     dtype: Any,
     device_map: str,
-    trusted: bool,
     seed: int,
     pools: dict[str, str | Path] | None,
     test_raws: dict[str, str | Path] | None,
@@ -187,7 +118,7 @@ def _quantize_gptq(
     windows, calib_info = checked_windows(
         method.get("calibration", {}),
         tokenizer,
-        read_json(source_dir / "config.json"),
+        read_json(source.dir / "config.json"),
         pools=pools,
         test_raws=test_raws,
         seed=seed,
@@ -202,11 +133,11 @@ def _quantize_gptq(
     )
     with recording_layer_losses() as layer_losses:
         model = AutoModelForCausalLM.from_pretrained(
-            source_dir,
+            source.dir,
             dtype=dtype,
             quantization_config=qconfig,
             device_map=device_map,
-            trust_remote_code=trusted,
+            trust_remote_code=source.trusted,
         )
     numeric = [x["loss"] for x in layer_losses if isinstance(x["loss"], (int, float))]
     extra = {
@@ -225,7 +156,7 @@ def _quantize_gptq(
 def _save(model: Any, tokenizer: Any, tmp: Path, kind: str, rtn_quantizer: Any) -> dict[str, Any]:
     """Write the artifact's weights and configs; returns the applied quantize config."""
     if kind == "rtn":
-        from biomedquant.rtn import save_rtn
+        from biomedquant.quantization.rtn import save_rtn
 
         save_rtn(model, rtn_quantizer, tmp)
     else:
@@ -241,7 +172,7 @@ def _save(model: Any, tokenizer: Any, tmp: Path, kind: str, rtn_quantizer: Any) 
     return applied
 
 
-def quantize_model(
+def quantize_gptq_format(
     source_dir: str | Path,
     out_dir: str | Path,
     method: dict[str, Any],
@@ -251,43 +182,33 @@ def quantize_model(
     test_raws: dict[str, str | Path] | None = None,
     heldout: list[str | Path] | None = None,
 ) -> dict[str, Any]:
-    """Quantize the 16-bit model in ``source_dir`` with ``method``; write the artifact.
+    """The producer of ``gptq`` and ``rtn`` artifacts: one checkpoint format, one grid.
 
-    ``pools`` and ``test_raws`` (dataset -> file) are needed for in-domain calibration.
-    ``heldout`` (prepared test JSON Lines) is the text of the quality check; without it the
-    shipped generic text serves, unless it calibrated the model (then the check is skipped).
+    GPTQ calibrates; round-to-nearest rounds the same grid without data. Either artifact is
+    then checked layer by layer against round-to-nearest on ``heldout`` text.
     """
-    kind = method.get("kind")
-    if not method_kind(method).artifact:
-        raise ValueError(f"method kind {kind!r} has no quantization step")
-    if kind in ("gguf", "awq"):  # their own modules: llama.cpp's quantizer, gptqmodel's AWQ
-        from biomedquant import awq_quant, gguf_quant
-
-        run = gguf_quant.quantize_gguf if kind == "gguf" else awq_quant.quantize_awq
-        return run(source_dir, out_dir, method, seed=seed, pools=pools, test_raws=test_raws)
+    kind = method["kind"]
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, os.cpu_count() or 1)))
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     start = time.time()
-    source_dir = Path(source_dir)
-    source_prov = read_json(source_dir / "provenance.json")
-    trusted = trusts_remote_code(source_dir)
-    tokenizer = AutoTokenizer.from_pretrained(source_dir, trust_remote_code=trusted)
+    source = SourceModel.open(source_dir)
+    tokenizer = source.tokenizer()
     # Load in 16-bit, so the parts left alone (embeddings, norms, lm_head) stay 16-bit.
-    dtype = getattr(torch, source_prov.get("dtype", "float16"))
+    dtype = getattr(torch, source.provenance.get("dtype", "float16"))
     device_map = "auto" if torch.cuda.is_available() else "cpu"
     rtn_quantizer = None
     if kind == "gptq":
         model, extra = _quantize_gptq(
-            source_dir, method, tokenizer, dtype, device_map, trusted, seed, pools, test_raws
+            source, method, tokenizer, dtype, device_map, seed, pools, test_raws
         )
     else:
-        from biomedquant.rtn import rtn_quantize
+        from biomedquant.quantization.rtn import rtn_quantize
 
         model = AutoModelForCausalLM.from_pretrained(
-            source_dir, dtype=dtype, device_map=device_map, trust_remote_code=trusted
+            source.dir, dtype=dtype, device_map=device_map, trust_remote_code=source.trusted
         )
         grid = grid_params(method)
         model, rtn_quantizer = rtn_quantize(model, **grid)
@@ -296,29 +217,23 @@ def quantize_model(
     with atomic_dir(out_dir) as tmp:
         applied = _save(model, tokenizer, tmp, kind, rtn_quantizer)
         del model
-        prov = {
-            "method": method,
-            "applied_quantize_config": applied,
-            "source_model": {
-                k: source_prov.get(k)
-                for k in ("model", "source", "spec", "revision", "weights_sha256", "baseline_note")
-            },
+        prov = artifact_provenance(
+            method,
+            source,
+            tmp,
+            seed=seed,
+            source_keys=(*SOURCE_KEYS, "baseline_note"),
+            applied_quantize_config=applied,
             **extra,
-            "seed": seed,
-            "device": device_map,
-            "quantize_seconds": round(quant_seconds, 2),
-            "peak_host_rss_bytes": peak_host_rss_bytes(),
-            "peak_gpu_allocated_bytes": (
+            device=device_map,
+            quantize_seconds=round(quant_seconds, 2),
+            peak_gpu_allocated_bytes=(
                 torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
             ),
-            "size_bytes": dir_size(tmp),
-            "weights_sha256": sha256_tree(tmp),
-            "source_size_bytes": source_prov.get("size_bytes"),
-            "versions": versions(),
-        }
+        )
         write_json(tmp / "provenance.json", prov)
         check_start = time.time()
-        prov["quality"] = _quality(tmp, source_dir, method, heldout)
+        prov["quality"] = _quality(tmp, source.dir, method, heldout)
         prov["quality_seconds"] = round(time.time() - check_start, 2)
         prov["written_at"] = now()
         write_json(tmp / "provenance.json", prov)
@@ -330,7 +245,7 @@ def _quality(
 ) -> dict[str, Any]:
     """The per-layer check on the artifact as saved, loaded through inference's own path."""
     from biomedquant.inference import load_model
-    from biomedquant.quality import heldout_texts, quality_check
+    from biomedquant.quantization.quality import heldout_texts, quality_check
 
     if heldout:
         texts, what = heldout_texts(list(heldout)), "evaluated test items"

@@ -1,6 +1,6 @@
 """``gguf`` methods: the fetched 16-bit model as a llama.cpp GGUF file of a quantization type.
 
-Steps: convert the safetensors folder to a GGUF F16 file (:mod:`biomedquant.gguf_convert`),
+Steps: convert the safetensors folder to a GGUF F16 file (:mod:`.gguf_convert`),
 optionally compute an importance matrix from calibration text, and quantize with llama.cpp's
 own quantizer (``llama_model_quantize`` of llama-cpp-python), so the file is byte-for-byte
 what ``llama-quantize`` makes. The artifact folder holds ``model.gguf``, the tokenizer and
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from biomedquant.gguf_layout import FILE_TYPES, method_file_type
-from biomedquant.io import atomic_dir, read_json, sha256_text, sha256_tree, write_json
-from biomedquant.provenance import now, peak_host_rss_bytes, versions
+from biomedquant.io import atomic_dir, read_json, sha256_text, write_json
+from biomedquant.quantization import SourceModel, artifact_provenance
 
 log = logging.getLogger(__name__)
 
@@ -138,16 +138,21 @@ def quantize_gguf(
     seed: int = 0,
     pools: dict[str, str | Path] | None = None,
     test_raws: dict[str, str | Path] | None = None,
+    heldout: list[str | Path] | None = None,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Write the ``gguf`` artifact of ``method`` for the 16-bit model in ``source_dir``."""
-    from biomedquant.gguf_convert import convert_to_gguf
+    """Write the ``gguf`` artifact of ``method`` for the 16-bit model in ``source_dir``.
+
+    ``heldout`` is accepted as every producer's is; the per-layer check against
+    round-to-nearest (:mod:`.quality`) covers GPTQ-format artifacts only.
+    """
+    from biomedquant.quantization.gguf_convert import convert_to_gguf
 
     llama_cpp = llama_cpp_module()
     file_type = method_file_type(method)
     start = time.time()
-    source_dir = Path(source_dir)
-    source_prov = read_json(source_dir / "provenance.json")
+    source = SourceModel.open(source_dir)
+    source_dir = source.dir
     with atomic_dir(out_dir) as tmp:
         f16 = tmp / "model-f16.gguf"
         conversion = convert_to_gguf(source_dir, f16)
@@ -155,14 +160,11 @@ def quantize_gguf(
         imatrix_info: dict[str, Any] | None = None
         entries, keep = None, []
         if method.get("imatrix"):
-            from transformers import AutoTokenizer
-
             from biomedquant.calibration import calibration_windows
 
-            tokenizer = AutoTokenizer.from_pretrained(source_dir)
             windows, calib = calibration_windows(
                 method.get("calibration", {}),
-                tokenizer,
+                source.tokenizer(),
                 pools=pools,
                 test_raws=test_raws,
                 seed=seed,
@@ -198,30 +200,22 @@ def quantize_gguf(
         for name in SIDE_FILES:
             if (source_dir / name).is_file():
                 shutil.copy2(source_dir / name, tmp / name)
-        prov = {
-            "method": method,
-            "gguf_type": file_type,
-            "llama_ftype": FILE_TYPES[file_type][0],
-            "source_model": {
-                k: source_prov.get(k)
-                for k in ("model", "source", "spec", "revision", "weights_sha256")
-            },
-            "dtype": source_prov.get("dtype"),
-            "conversion": conversion,
-            "imatrix": imatrix_info,
-            "seed": seed,
-            "device": "cpu",
-            "convert_seconds": round(convert_seconds, 2),
-            "quantize_seconds": round(time.time() - start, 2),
-            "peak_host_rss_bytes": peak_host_rss_bytes(),
-            "file_bytes": target.stat().st_size,
+        prov = artifact_provenance(
+            method,
+            source,
+            tmp,
+            seed=seed,
+            gguf_type=file_type,
+            llama_ftype=FILE_TYPES[file_type][0],
+            dtype=source.provenance.get("dtype"),
+            conversion=conversion,
+            imatrix=imatrix_info,
+            device="cpu",
+            convert_seconds=round(convert_seconds, 2),
+            quantize_seconds=round(time.time() - start, 2),
+            file_bytes=target.stat().st_size,
             **tensor_summary(target),
-            "size_bytes": sum(p.stat().st_size for p in tmp.iterdir() if p.is_file()),
-            "weights_sha256": sha256_tree(tmp),
-            "source_size_bytes": source_prov.get("size_bytes"),
-            "llama_cpp_python": getattr(llama_cpp, "__version__", None),
-            "versions": versions(),
-            "written_at": now(),
-        }
+            llama_cpp_python=getattr(llama_cpp, "__version__", None),
+        )
         write_json(tmp / "provenance.json", prov)
     return prov

@@ -1,0 +1,134 @@
+"""Quantization: turn the fetched 16-bit model into a cached quantized artifact.
+
+The workflow's ``quantize_model`` rule calls :func:`quantize_model`, which looks the method's
+kind up in :mod:`biomedquant.methods` and calls the producer its record names. Every producer
+has the same signature (source folder, output folder, method entry; keywords ``seed``,
+``pools``, ``test_raws``, ``heldout``) and starts the same way: :class:`SourceModel` reads the
+fetched model's provenance and loads its tokenizer, and :func:`artifact_provenance` writes what
+every artifact records (source, library versions, sizes, hashes). The modules:
+
+* :mod:`~biomedquant.quantization.gptq`: ``gptq`` and ``rtn`` artifacts (one checkpoint
+  format, one grid), with the per-layer quality check of :mod:`.quality`;
+* :mod:`~biomedquant.quantization.rtn`: round-to-nearest on GPTQ's grid, GPTQ's control;
+* :mod:`~biomedquant.quantization.awq`: AWQ through gptqmodel (a CUDA GPU to quantize);
+* :mod:`~biomedquant.quantization.gguf` and :mod:`.gguf_convert`: llama.cpp GGUF files;
+* :mod:`~biomedquant.quantization.quality`: each quantized layer's output error on held-out
+  text beside round-to-nearest, and the quality table.
+
+Calibration text comes from :mod:`biomedquant.calibration`. ``bnb-int8`` / ``bnb-nf4`` have no
+artifact: bitsandbytes quantizes while the 16-bit model loads (see :func:`bnb_config`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from biomedquant.io import dir_size, read_json, sha256_tree
+from biomedquant.methods import method_kind
+from biomedquant.models import trusts_remote_code
+from biomedquant.provenance import now, peak_host_rss_bytes, versions
+
+__all__ = ["SourceModel", "artifact_provenance", "bnb_config", "quantize_model"]
+
+log = logging.getLogger(__name__)
+
+# What an artifact's provenance repeats of its source model's.
+SOURCE_KEYS = ("model", "source", "spec", "revision", "weights_sha256")
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    """The fetched 16-bit model a producer starts from: its folder and provenance, and
+    whether its config entry trusts the model's own code (loaders must be told)."""
+
+    dir: Path
+    provenance: dict[str, Any]
+    trusted: bool
+
+    @classmethod
+    def open(cls, source_dir: str | Path) -> SourceModel:
+        folder = Path(source_dir)
+        return cls(folder, read_json(folder / "provenance.json"), trusts_remote_code(folder))
+
+    def tokenizer(self) -> Any:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.dir, trust_remote_code=self.trusted)
+
+
+def artifact_provenance(
+    method: dict[str, Any],
+    source: SourceModel,
+    folder: Path,
+    *,
+    seed: int,
+    source_keys: tuple[str, ...] = SOURCE_KEYS,
+    **fields: Any,
+) -> dict[str, Any]:
+    """What every artifact's ``provenance.json`` records, plus the producer's own ``fields``:
+    the method, the source model, the seed, peak host memory, size and hash of the folder as
+    written (call it once the weights are saved), the source's size and library versions."""
+    return {
+        "method": method,
+        "source_model": {k: source.provenance.get(k) for k in source_keys},
+        "seed": seed,
+        **fields,
+        "peak_host_rss_bytes": peak_host_rss_bytes(),
+        "size_bytes": dir_size(folder),
+        "weights_sha256": sha256_tree(folder),
+        "source_size_bytes": source.provenance.get("size_bytes"),
+        "versions": versions(),
+        "written_at": now(),
+    }
+
+
+def quantize_model(
+    source_dir: str | Path,
+    out_dir: str | Path,
+    method: dict[str, Any],
+    *,
+    seed: int = 0,
+    pools: dict[str, str | Path] | None = None,
+    test_raws: dict[str, str | Path] | None = None,
+    heldout: list[str | Path] | None = None,
+) -> dict[str, Any]:
+    """Quantize the 16-bit model in ``source_dir`` with ``method``; write the artifact.
+
+    ``pools`` and ``test_raws`` (dataset -> file) are needed for in-domain calibration.
+    ``heldout`` (prepared test JSON Lines) is the text of the quality check; without it the
+    shipped generic text serves, unless it calibrated the model (then the check is skipped).
+    """
+    kind = method_kind(method)
+    if kind.producer is None:
+        raise ValueError(f"method kind {kind.name!r} has no quantization step")
+    module, _, function = kind.producer.partition(":")
+    produce = getattr(importlib.import_module(module), function)
+    return produce(
+        source_dir, out_dir, method, seed=seed, pools=pools, test_raws=test_raws, heldout=heldout
+    )
+
+
+def bnb_config(method: dict[str, Any], compute_dtype: Any) -> Any:
+    """transformers' ``BitsAndBytesConfig`` for a bnb method, or None for other kinds.
+
+    The LM head stays in 16-bit, as bitsandbytes' own defaults leave it, so the bnb methods
+    quantize the same layers as GPTQ and their memory figures compare like for like.
+    """
+    kind = method.get("kind")
+    if kind not in ("bnb-int8", "bnb-nf4"):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if kind == "bnb-int8":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["lm_head"])
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=bool(method.get("double_quant", True)),
+        bnb_4bit_compute_dtype=compute_dtype,
+        llm_int8_skip_modules=["lm_head"],
+    )
