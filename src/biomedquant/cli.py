@@ -375,11 +375,20 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return code
 
 
+def _manifest_runs(manifests: Sequence[str]) -> list[str]:
+    """The run records the evaluation manifests list ([] for none)."""
+    if not manifests:
+        return []
+    from biomedquant.evaluation import manifest_files
+
+    return manifest_files(list(manifests), "run_record")
+
+
 def _cmd_memory_table(args: argparse.Namespace) -> None:
     from biomedquant.io import write_csv
     from biomedquant.memory_table import MEMORY_COLUMNS, memory_rows
 
-    rows = memory_rows(_load_config(args), args.runs)
+    rows = memory_rows(_load_config(args), [*args.runs, *_manifest_runs(args.manifests)])
     write_csv(args.out, MEMORY_COLUMNS, rows)
     print(f"{len(rows)} rows -> {args.out}")
 
@@ -391,11 +400,7 @@ def _cmd_cpu_deployment(args: argparse.Namespace) -> None:
         write_cpu_deployment,
     )
 
-    runs = list(args.runs)
-    if args.manifests:
-        from biomedquant.evaluation import manifest_files
-
-        runs += manifest_files(args.manifests, "run_record")
+    runs = [*args.runs, *_manifest_runs(args.manifests)]
     rows = cpu_deployment_rows(runs, args.comparisons or None, args.perplexity or None)
     write_cpu_deployment(rows, args.out)
     if args.figure:
@@ -652,6 +657,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("memory-table", help="estimates beside the memory the runs measured")
     _config_args(s)
     s.add_argument("--out", required=True)
+    s.add_argument(
+        "--manifests",
+        nargs="+",
+        default=[],
+        help="evaluation manifests: read the run records they list",
+    )
     s.add_argument("runs", nargs="*", help="run records (.run.json)")
     s.set_defaults(func=_cmd_memory_table)
 

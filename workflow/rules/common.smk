@@ -151,14 +151,6 @@ def run_files(pattern, methods):
     )
 
 
-def run_records():
-    """Every inference run record of the study."""
-    return run_files(
-        "results/predictions/{model}/{method}/{dataset}/{prompt}.run.json",
-        config["methods"],
-    )
-
-
 def study_shape():
     """What the fit estimator reads: model entries, the method parameters that set memory
     (so that, say, a GPTQ dampening change does not rerun the plan) and the token budget.
@@ -190,12 +182,6 @@ def quantized_artifacts():
 def evaluation_manifests():
     """The evaluate jobs' manifests, model by model, method by method (the tables' row order)."""
     return expand(MANIFEST, model=config["models"], method=config["methods"])
-
-
-def score_files():
-    return run_files(
-        "results/scores/{model}/{method}/{dataset}/{prompt}.json", config["methods"]
-    )
 
 
 def comparison_files():
@@ -342,16 +328,6 @@ def infer_settings(wildcards, batch_size=None):
 def noise_floor_infer_settings(wildcards):
     """The baseline's settings at the noise floor's batch shape."""
     return infer_settings(wildcards, batch_size=config["noise_floor"]["batch_size"])
-
-
-def noise_floor_files():
-    """The baseline rerun at noise_floor.batch_size, compared with the baseline ([] if unset)."""
-    if BASELINE is None or not config["noise_floor"].get("batch_size"):
-        return []
-    return run_files(
-        "results/noise_floor/comparisons/{model}/{method}/{dataset}/{prompt}.json",
-        [BASELINE],
-    )
 
 
 def final_targets():

@@ -30,7 +30,8 @@ rule plan:
 
 rule memory_table:
     input:
-        run_records(),
+        # the run records, through the evaluate jobs' manifests (a hundred inputs, not thousands)
+        evaluation_manifests(),
     output:
         "results/tables/memory.csv",
     log:
@@ -40,5 +41,6 @@ rule memory_table:
     params:
         study=as_json(study_shape()),
     shell:
-        "biomedquant memory-table --config-json {params.study:q} --out {output:q} {input:q}"
+        "biomedquant memory-table --config-json {params.study:q} --out {output:q}"
+        " --manifests {input:q}"
         " > {log:q} 2>&1"
