@@ -9,17 +9,15 @@ import pandas as pd
 import pytest
 
 from biomedquant.cli import main
+from biomedquant.cpu_deployment import CPU_DEPLOYMENT_COLUMNS
 from biomedquant.datasets.registry import DATASETS
-from biomedquant.figures import (
-    FIGURES,
-    Order,
-    draw_figure,
-    pareto_front,
-    read_memory,
-    write_table_page,
-)
+from biomedquant.figures.registry import FIGURES, draw_figure
+from biomedquant.figures.style import Order
+from biomedquant.gpus import GPU_SIZES_GIB, gpu_gb, smallest_gpu
 from biomedquant.io import write_json
-from biomedquant.plan import MEMORY_COLUMNS, smallest_gpu
+from biomedquant.plan import FIT_COLUMNS, MEMORY_COLUMNS
+from biomedquant.report import write_table_page
+from biomedquant.results import pareto_front, read_memory
 from biomedquant.scoring import BY_LABEL_COLUMNS
 
 PAPER_MODELS = [
@@ -52,10 +50,12 @@ def write_tables(
     gpu: bool = True,
 ) -> dict[str, Path]:
     """Scores, comparisons (table and per-run files with resampled differences), per-label
-    changes and memory in the workflow's formats, with plausible values: lower bits lose
-    more, bigger models score higher, some runs are measured on a GPU."""
+    changes, memory, the fit estimate and CPU deployment in the workflow's formats, with
+    plausible values: lower bits lose more, bigger models score higher, some runs are measured
+    on a GPU."""
     rng = np.random.default_rng(seed)
     scores, comps, memory, by_label, comp_files = [], [], [], [], []
+    fit, cpu = [], []
     for mi, model in enumerate(models):
         size_b = 70.0 if "70" in model or "72" in model else 8.0
         for method in methods:
@@ -155,12 +155,37 @@ def write_tables(
                     "smallest_gpu_gb": smallest_gpu(est_w * 1.05 + 2.1) or "",
                 }
             )
+            total = est_w * 1.05 + 2.1
+            fit.append(
+                {
+                    **{k: memory[-1][k] for k in ("model", "method", "kind", "bits", "params_b")},
+                    **{"weights_gb": est_w, "kv_cache_gb": 2.0, "overhead_gb": 0.1},
+                    **{"total_gb": total, "tokens_in_flight": 8192},
+                    "smallest_gpu_gb": smallest_gpu(total) or "",
+                    **{f"fits_{g}gb": total <= gpu_gb(g) for g in GPU_SIZES_GIB},
+                }
+            )
+            llama = method != methods[0] and mi % 2 == 0
+            cpu.append(
+                {
+                    **{k: memory[-1][k] for k in ("model", "method", "kind")},
+                    "engine": "llama_cpp" if llama else "transformers",
+                    **{"cpu_threads": 2, "n_runs": 8},
+                    "prompt_tokens_per_second": 40.0 * 16 / bits if llama else "",
+                    "generation_tokens_per_second": 3.0 * 16 / bits,
+                    "generation_includes_prompt": not llama,
+                    **{"peak_host_rss_gb": est_w * 1.1, "size_on_disk_gb": est_w},
+                    "mean_primary_change": "" if method == methods[0] else -0.01 * (16 / bits),
+                }
+            )
     paths = {}
     for name, rows, cols in (
         ("scores", scores, None),
         ("comparisons", comps, None),
         ("memory", memory, list(MEMORY_COLUMNS)),
         ("comparisons_by_label", by_label, list(BY_LABEL_COLUMNS)),
+        ("fit", fit, list(FIT_COLUMNS)),
+        ("cpu_deployment", cpu, list(CPU_DEPLOYMENT_COLUMNS)),
     ):
         paths[name] = folder / f"{name}.csv"
         pd.DataFrame(rows, columns=cols).to_csv(paths[name], index=False)
