@@ -343,3 +343,79 @@ def test_table_pages_hold_the_table_and_the_csv(tmp_path):
         and "Evidence" in text
         and 'download="recommendation_evidence.csv"' in text
     )
+
+
+def test_registry_names_a_caption_a_category_and_known_tables_for_every_figure():
+    import inspect
+
+    from biomedquant.figures.registry import TABLES, figure_paths
+
+    from conftest import REPO
+
+    about = (REPO / "workflow/report/workflow.rst").read_text()
+    for name, spec in FIGURES.items():
+        assert (REPO / "workflow/report" / spec.caption).is_file(), name
+        assert f'"{spec.category}"' in about, (name, spec.category)  # landing page lists it
+        assert set(spec.inputs) <= set(TABLES), name
+        params = inspect.signature(spec.draw).parameters
+        positional = [p for p in params.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+        assert len(positional) == len(spec.inputs) + 1 and "order" in params, name
+        assert figure_paths(name)[0] == f"results/figures/{name}.png"
+
+
+def test_workflow_figures_follow_the_registry():
+    from biomedquant.figures.registry import figure_rule_names
+
+    alone = figure_rule_names(compared=False)
+    assert "scores_by_dataset" in alone and "change_heatmap" not in alone
+    every = figure_rule_names(compared=True)
+    assert set(alone) < set(every)
+    # drawn beside their own tables by plan.smk and deployment.smk, not by figure rules
+    assert {"fit", "cpu_deployment"} <= set(FIGURES) - set(every)
+
+
+def test_one_set_of_gpu_sizes_for_the_fit_table_the_recommendation_and_the_figures():
+    from biomedquant.figures.style import GPU_LINES_GB
+
+    assert [gib for gib, _ in GPU_LINES_GB] == list(GPU_SIZES_GIB)
+    assert [c for c in FIT_COLUMNS if c.startswith("fits_")] == [
+        f"fits_{g}gb" for g in GPU_SIZES_GIB
+    ]
+    # marketed "40 GB" is 40 GiB = 42.95 GB: the line sits where the table's column switches
+    forty = dict(GPU_LINES_GB)[40]
+    assert forty == pytest.approx(42.95, abs=0.01)
+    assert smallest_gpu(forty) == 40 and smallest_gpu(forty + 0.01) == 48
+
+
+def test_the_recommendation_reads_the_tables_without_the_plotting_code():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, biomedquant.recommendation, biomedquant.plan; "
+        "print(sorted(m for m in sys.modules if m.startswith(('matplotlib', 'biomedquant.fig'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_fit_figure_takes_the_baseline_and_order_from_its_table(tmp_path):
+    from biomedquant.figures.style import BASELINE_COLOR, order_from_rows
+
+    tables = write_tables(tmp_path, ["b_model", "a_model"], ["base", "gptq-w4g128"], ["zero-shot"])
+    fit = pd.read_csv(tables["fit"])
+    fit["kind"] = np.where(fit["method"] == "base", "none", "gptq")
+    order = order_from_rows(fit)
+    assert order.models == ("b_model", "a_model") and order.baseline == "base"
+    assert order.color("base") == BASELINE_COLOR != order.color("gptq-w4g128")
+    fit.to_csv(tables["fit"], index=False)
+    main(["plot", "fit", "--fit", str(tables["fit"]), "--out", str(tmp_path / "fit.png")])
+    _assert_png(tmp_path / "fit.png")
+
+
+def test_plan_figure_without_its_table_is_a_one_line_error(capsys):
+    from conftest import REPO
+
+    args = ["plan", "--config", str(REPO / "config/config.yaml"), "--figure", "fit.png"]
+    assert main(args) == 1
+    assert "give --out too" in capsys.readouterr().err
