@@ -2,6 +2,8 @@
 # one `biomedquant plot` call on the tidy tables, with its caption from workflow/report/.
 # Snakemake fixes a report caption when it defines a rule (a caption cannot follow a wildcard),
 # so the registry's figures are defined in a loop, one rule each, named figure_<name>.
+import shlex
+
 from biomedquant.figures.registry import FIGURES, TABLES, figure_paths
 from biomedquant.figures.style import order_from_config, order_to_json
 
@@ -13,7 +15,6 @@ for _figure, _spec in FIGURES.items():
     if _spec.rule is not None:
         continue  # drawn by the rule that writes its table (plan.smk, deployment.smk)
     _png, *_other = figure_paths(_figure)
-    _tables = " ".join(f"--{t.replace('_', '-')} {{input.{t}:q}}" for t in _spec.inputs)
 
     rule:
         name:
@@ -32,7 +33,14 @@ for _figure, _spec in FIGURES.items():
         conda:
             CONDA_ENV
         params:
+            # Values, not loop variables in the shell string: Snakemake evaluates that string
+            # when the job runs, after the loop has moved on.
+            figure=_figure,
+            tables=" ".join(
+                f"--{table.replace('_', '-')} {shlex.quote(TABLES[table])}"
+                for table in _spec.inputs
+            ),
             order=FIGURE_ORDER,
         shell:
-            f"biomedquant plot {_figure} {_tables} --order {{params.order:q}}"
+            "biomedquant plot {params.figure} {params.tables} --order {params.order:q}"
             " --out {output:q} > {log:q} 2>&1"

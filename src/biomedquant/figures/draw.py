@@ -44,6 +44,8 @@ def subplots(
     extra_h: float = 1.4,
     **kwargs: Any,
 ) -> tuple[Figure, Any]:
+    """A grid of panels of a fixed size in inches plus room for titles and the legend, so a
+    figure grows with its content (a paper-scale study gets larger panels, not smaller text)."""
     from matplotlib.figure import Figure
 
     fig = Figure(

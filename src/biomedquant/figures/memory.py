@@ -49,7 +49,7 @@ def _memory_legend(fig: Figure, order: Order, methods: Sequence[str]) -> None:
 def plot_memory(
     memory_path: str | Path, out_paths: Sequence[str | Path], *, order: Order | None = None
 ) -> None:
-    """GPU memory per model and method on a log axis with 24/40/80 GB lines.
+    """GPU memory per model and method on a log axis with the common GPU sizes as lines.
 
     Measured peak allocation where a GPU run exists (solid), the fit estimator otherwise
     (hatched): a reader sees at once which numbers come from a run.
