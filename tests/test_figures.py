@@ -9,18 +9,16 @@ import pandas as pd
 import pytest
 
 from biomedquant.cli import main
+from biomedquant.cpu_deployment import CPU_DEPLOYMENT_COLUMNS
 from biomedquant.datasets.registry import DATASETS
-from biomedquant.figures import (
-    FIGURES,
-    Order,
-    draw_figure,
-    pareto_front,
-    read_memory,
-    write_table_page,
-)
+from biomedquant.figures.registry import FIGURES, draw_figure
+from biomedquant.figures.style import Order
+from biomedquant.gpus import GPU_SIZES_GIB, gpu_gb, smallest_gpu
 from biomedquant.io import write_json
 from biomedquant.memory_table import MEMORY_COLUMNS
-from biomedquant.plan import smallest_gpu
+from biomedquant.plan import FIT_COLUMNS
+from biomedquant.report import write_table_page
+from biomedquant.results import pareto_front, read_memory
 from biomedquant.scoring import BY_LABEL_COLUMNS
 
 PAPER_MODELS = [
@@ -53,10 +51,12 @@ def write_tables(
     gpu: bool = True,
 ) -> dict[str, Path]:
     """Scores, comparisons (table and per-run files with resampled differences), per-label
-    changes and memory in the workflow's formats, with plausible values: lower bits lose
-    more, bigger models score higher, some runs are measured on a GPU."""
+    changes, memory, the fit estimate and CPU deployment in the workflow's formats, with
+    plausible values: lower bits lose more, bigger models score higher, some runs are measured
+    on a GPU."""
     rng = np.random.default_rng(seed)
     scores, comps, memory, by_label, comp_files = [], [], [], [], []
+    fit, cpu = [], []
     for mi, model in enumerate(models):
         size_b = 70.0 if "70" in model or "72" in model else 8.0
         for method in methods:
@@ -156,12 +156,37 @@ def write_tables(
                     "smallest_gpu_gb": smallest_gpu(est_w * 1.05 + 2.1) or "",
                 }
             )
+            total = est_w * 1.05 + 2.1
+            fit.append(
+                {
+                    **{k: memory[-1][k] for k in ("model", "method", "kind", "bits", "params_b")},
+                    **{"weights_gb": est_w, "kv_cache_gb": 2.0, "overhead_gb": 0.1},
+                    **{"total_gb": total, "tokens_in_flight": 8192},
+                    "smallest_gpu_gb": smallest_gpu(total) or "",
+                    **{f"fits_{g}gb": total <= gpu_gb(g) for g in GPU_SIZES_GIB},
+                }
+            )
+            llama = method != methods[0] and mi % 2 == 0
+            cpu.append(
+                {
+                    **{k: memory[-1][k] for k in ("model", "method", "kind")},
+                    "engine": "llama_cpp" if llama else "transformers",
+                    **{"cpu_threads": 2, "n_runs": 8},
+                    "prompt_tokens_per_second": 40.0 * 16 / bits if llama else "",
+                    "generation_tokens_per_second": 3.0 * 16 / bits,
+                    "generation_includes_prompt": not llama,
+                    **{"peak_host_rss_gb": est_w * 1.1, "size_on_disk_gb": est_w},
+                    "mean_primary_change": "" if method == methods[0] else -0.01 * (16 / bits),
+                }
+            )
     paths = {}
     for name, rows, cols in (
         ("scores", scores, None),
         ("comparisons", comps, None),
         ("memory", memory, list(MEMORY_COLUMNS)),
         ("comparisons_by_label", by_label, list(BY_LABEL_COLUMNS)),
+        ("fit", fit, list(FIT_COLUMNS)),
+        ("cpu_deployment", cpu, list(CPU_DEPLOYMENT_COLUMNS)),
     ):
         paths[name] = folder / f"{name}.csv"
         pd.DataFrame(rows, columns=cols).to_csv(paths[name], index=False)
@@ -319,3 +344,79 @@ def test_table_pages_hold_the_table_and_the_csv(tmp_path):
         and "Evidence" in text
         and 'download="recommendation_evidence.csv"' in text
     )
+
+
+def test_registry_names_a_caption_a_category_and_known_tables_for_every_figure():
+    import inspect
+
+    from biomedquant.figures.registry import TABLES, figure_paths
+
+    from conftest import REPO
+
+    about = (REPO / "workflow/report/workflow.rst").read_text()
+    for name, spec in FIGURES.items():
+        assert (REPO / "workflow/report" / spec.caption).is_file(), name
+        assert f'"{spec.category}"' in about, (name, spec.category)  # landing page lists it
+        assert set(spec.inputs) <= set(TABLES), name
+        params = inspect.signature(spec.draw).parameters
+        positional = [p for p in params.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+        assert len(positional) == len(spec.inputs) + 1 and "order" in params, name
+        assert figure_paths(name)[0] == f"results/figures/{name}.png"
+
+
+def test_workflow_figures_follow_the_registry():
+    from biomedquant.figures.registry import figure_rule_names
+
+    alone = figure_rule_names(compared=False)
+    assert "scores_by_dataset" in alone and "change_heatmap" not in alone
+    every = figure_rule_names(compared=True)
+    assert set(alone) < set(every)
+    # drawn beside their own tables by plan.smk and deployment.smk, not by figure rules
+    assert {"fit", "cpu_deployment"} <= set(FIGURES) - set(every)
+
+
+def test_one_set_of_gpu_sizes_for_the_fit_table_the_recommendation_and_the_figures():
+    from biomedquant.figures.style import GPU_LINES_GB
+
+    assert [gib for gib, _ in GPU_LINES_GB] == list(GPU_SIZES_GIB)
+    assert [c for c in FIT_COLUMNS if c.startswith("fits_")] == [
+        f"fits_{g}gb" for g in GPU_SIZES_GIB
+    ]
+    # marketed "40 GB" is 40 GiB = 42.95 GB: the line sits where the table's column switches
+    forty = dict(GPU_LINES_GB)[40]
+    assert forty == pytest.approx(42.95, abs=0.01)
+    assert smallest_gpu(forty) == 40 and smallest_gpu(forty + 0.01) == 48
+
+
+def test_the_recommendation_reads_the_tables_without_the_plotting_code():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, biomedquant.recommendation, biomedquant.plan; "
+        "print(sorted(m for m in sys.modules if m.startswith(('matplotlib', 'biomedquant.fig'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_fit_figure_takes_the_baseline_and_order_from_its_table(tmp_path):
+    from biomedquant.figures.style import BASELINE_COLOR, order_from_rows
+
+    tables = write_tables(tmp_path, ["b_model", "a_model"], ["base", "gptq-w4g128"], ["zero-shot"])
+    fit = pd.read_csv(tables["fit"])
+    fit["kind"] = np.where(fit["method"] == "base", "none", "gptq")
+    order = order_from_rows(fit)
+    assert order.models == ("b_model", "a_model") and order.baseline == "base"
+    assert order.color("base") == BASELINE_COLOR != order.color("gptq-w4g128")
+    fit.to_csv(tables["fit"], index=False)
+    main(["plot", "fit", "--fit", str(tables["fit"]), "--out", str(tmp_path / "fit.png")])
+    _assert_png(tmp_path / "fit.png")
+
+
+def test_plan_figure_without_its_table_is_a_one_line_error(capsys):
+    from conftest import REPO
+
+    args = ["plan", "--config", str(REPO / "config/config.yaml"), "--figure", "fit.png"]
+    assert main(args) == 1
+    assert "give --out too" in capsys.readouterr().err

@@ -185,7 +185,8 @@ def test_stop_strings_cut_before_the_first_one():
 def test_cpu_deployment_rows_add_tokens_and_seconds_over_runs(tmp_path):
     import json
 
-    from biomedquant.cpu_deployment import cpu_deployment_rows, plot_cpu_deployment
+    from biomedquant.cpu_deployment import cpu_deployment_rows, write_cpu_deployment
+    from biomedquant.figures.registry import draw_figure
 
     def run(method, dataset, **extra):
         path = tmp_path / "m" / method / dataset / "zero-shot.run.json"
@@ -239,5 +240,6 @@ def test_cpu_deployment_rows_add_tokens_and_seconds_over_runs(tmp_path):
     assert q4["n_comparisons"] == 2 and not q4["generation_includes_prompt"]
     assert base["generation_tokens_per_second"] == 3.0 and base["generation_includes_prompt"]
     assert base["prompt_tokens_per_second"] is None
-    plot_cpu_deployment(list(rows.values()), [tmp_path / "f.png"])
+    write_cpu_deployment(list(rows.values()), tmp_path / "t.csv")
+    draw_figure("cpu_deployment", {"cpu_deployment": tmp_path / "t.csv"}, [tmp_path / "f.png"])
     assert (tmp_path / "f.png").stat().st_size > 0

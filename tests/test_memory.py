@@ -87,7 +87,8 @@ def test_shapes_come_from_shipped_configs_and_local_folders(tiny_source):
 
 
 def test_gpu_sizes_are_gib_and_the_70b_headline():
-    from biomedquant.plan import fit_rows, smallest_gpu
+    from biomedquant.gpus import smallest_gpu
+    from biomedquant.plan import fit_rows
 
     # A "40 GB" card holds 40 GiB = 42.95 GB.
     assert smallest_gpu(42.9) == 40 and smallest_gpu(43.0) == 48 and smallest_gpu(86) is None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from biomedquant.figures import FIGURES
+from biomedquant.figures.registry import FIGURES
 
 from conftest import copy_workflow
 

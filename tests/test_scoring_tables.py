@@ -9,7 +9,7 @@ import re
 import pytest
 
 from biomedquant.cli import main
-from biomedquant.figures import draw_figure
+from biomedquant.figures.registry import draw_figure
 from biomedquant.io import read_json, write_jsonl
 from biomedquant.scoring import (
     aggregate_comparisons,

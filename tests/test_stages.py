@@ -89,7 +89,7 @@ def test_gptq_artifact_reloads_and_generates(tiny_gptq):
 
 
 def test_infer_score_aggregate_figure(tiny_fetched, demo_prepared, tmp_path):
-    from biomedquant.figures import plot_scores_by_dataset
+    from biomedquant.figures.accuracy import plot_scores_by_dataset
 
     scores = []
     for name in DATASETS:

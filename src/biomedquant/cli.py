@@ -294,16 +294,19 @@ def _load_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_plan(args: argparse.Namespace) -> None:
     from biomedquant.config_checks import check_group_sizes
+    from biomedquant.figures.registry import draw_figure
     from biomedquant.io import write_csv
-    from biomedquant.plan import FIT_COLUMNS, fit_lines, fit_rows, plot_fit
+    from biomedquant.plan import FIT_COLUMNS, fit_lines, fit_rows
 
     config = _load_config(args)
     check_group_sizes(config)  # a group wider than a layer fails GPTQ only after calibration
     rows = fit_rows(config)
+    if args.figure and not args.out:
+        raise ValueError("--figure draws from the table: give --out too")
     if args.out:
         write_csv(args.out, FIT_COLUMNS, rows)
     if args.figure:
-        plot_fit(rows, args.figure)
+        draw_figure("fit", {"fit": args.out}, args.figure)
     print("\n".join(fit_lines(rows)))
 
 
@@ -394,34 +397,22 @@ def _cmd_memory_table(args: argparse.Namespace) -> None:
 
 
 def _cmd_cpu_deployment(args: argparse.Namespace) -> None:
-    from biomedquant.cpu_deployment import (
-        cpu_deployment_rows,
-        plot_cpu_deployment,
-        write_cpu_deployment,
-    )
+    from biomedquant.cpu_deployment import cpu_deployment_rows, write_cpu_deployment
+    from biomedquant.figures.registry import draw_figure
 
     runs = [*args.runs, *_manifest_runs(args.manifests)]
     rows = cpu_deployment_rows(runs, args.comparisons or None, args.perplexity or None)
     write_cpu_deployment(rows, args.out)
     if args.figure:
-        plot_cpu_deployment(rows, args.figure)
+        draw_figure("cpu_deployment", {"cpu_deployment": args.out}, args.figure)
     print(f"{len(rows)} rows -> {args.out}")
 
 
 def _cmd_plot(args: argparse.Namespace) -> None:
-    from biomedquant.figures import draw_figure, order_from_json
+    from biomedquant.figures.registry import TABLES, draw_figure
+    from biomedquant.figures.style import order_from_json
 
-    tables = {
-        name: getattr(args, name)
-        for name in (
-            "scores",
-            "comparisons",
-            "memory",
-            "recommendation",
-            "evidence",
-            "comparisons_by_label",
-        )
-    }
+    tables = {name: getattr(args, name) for name in TABLES}
     draw_figure(args.figure, tables, args.out, order=order_from_json(args.order))
 
 
@@ -437,8 +428,15 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
             raise ValueError(
                 f"--task-margin wants TASK=POINTS (e.g. ner=2), got {item!r}"
             ) from None
+    comparisons = list(args.comparisons)
+    if args.manifests:
+        from biomedquant.evaluation import manifest_files
+
+        comparisons += manifest_files(args.manifests, "comparisons")
+    if not comparisons:
+        raise ValueError("recommend: no comparison files (give files or --manifests)")
     rec = write_recommendation(
-        args.comparisons,
+        comparisons,
         args.memory,
         args.out,
         args.evidence_out,
@@ -451,13 +449,13 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
 
 
 def _cmd_report_table(args: argparse.Namespace) -> None:
-    from biomedquant.figures import write_table_page
+    from biomedquant.report import write_table_page
 
     write_table_page(args.kind, args.table, args.out, evidence_path=args.evidence or None)
 
 
 def _cmd_report_config(args: argparse.Namespace) -> None:
-    from biomedquant.figures import write_config_page
+    from biomedquant.report import write_config_page
 
     write_config_page(args.config_json, args.out)
 
@@ -680,27 +678,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("runs", nargs="*", help="run records (.run.json)")
     s.set_defaults(func=_cmd_cpu_deployment)
 
+    from biomedquant.figures.registry import FIGURES, TABLES
+
     s = sub.add_parser("plot", help="draw one figure of the study from the tidy tables")
     s.add_argument(
         "figure",
-        choices=(
-            "scores_by_dataset",
-            "change_heatmap",
-            "prompting",
-            "flip_rate",
-            "memory",
-            "memory_vs_score",
-            "memory_estimate_check",
-            "recommendation",
-            "change_by_label",
-        ),
-        help="which figure (each lists the tables it reads in docs/figures.md)",
+        choices=tuple(FIGURES),
+        help="which figure (biomedquant.figures.registry lists the tables each reads)",
     )
-    for name in ("scores", "comparisons", "memory", "recommendation", "evidence"):
-        s.add_argument(f"--{name}", default="", help=f"the {name} table (CSV)")
-    s.add_argument("--comparisons-by-label", default="", help="the per-label table (CSV)")
+    for name, path in TABLES.items():
+        s.add_argument(f"--{name.replace('_', '-')}", default="", help=f"the table ({path})")
     s.add_argument("--order", default="", help="JSON: models, methods, prompts, baseline")
-    s.add_argument("--out", required=True, nargs="+", help="PNG and/or PDF paths")
+    s.add_argument("--out", required=True, nargs="+", help="PNG, PDF and/or SVG paths")
     s.set_defaults(func=_cmd_plot)
 
     s = sub.add_parser(
@@ -715,13 +704,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--alpha", type=float, default=0.05, help="one-sided, family-wise (Holm)")
     s.add_argument("--out", required=True)
     s.add_argument("--evidence-out", required=True)
-    s.add_argument("comparisons", nargs="+", help="comparison files (JSON) of every method")
+    s.add_argument(
+        "--manifests",
+        nargs="+",
+        default=[],
+        help="evaluation manifests: read the comparisons they list",
+    )
+    s.add_argument("comparisons", nargs="*", help="comparison files (JSON) of every method")
     s.set_defaults(func=_cmd_recommend)
 
+    from biomedquant.report import TABLE_PAGES
+
     s = sub.add_parser("report-table", help="an HTML page of a table for the report")
-    s.add_argument(
-        "--kind", required=True, choices=("scores", "comparisons", "memory", "recommendation")
-    )
+    s.add_argument("--kind", required=True, choices=TABLE_PAGES)
     s.add_argument("--table", required=True)
     s.add_argument("--evidence", default="", help="recommendation only: its evidence table")
     s.add_argument("--out", required=True)

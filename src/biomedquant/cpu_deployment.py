@@ -1,4 +1,4 @@
-"""The CPU deployment table and figure: what a lab without a GPU can serve, and what it costs.
+"""The CPU deployment table: what a lab without a GPU can serve, and what it costs.
 
 One row per (model, method) whose runs ran on a CPU: prompt-processing and generation speed
 (tokens/s) on this machine, peak resident memory, file size, and beside them the accuracy
@@ -9,7 +9,8 @@ Speeds come from the run records. The llama.cpp engine reports its two phases se
 (llama.cpp's own counters: prompt tokens processed per second, generated tokens per second);
 the transformers engine reports generated tokens over the whole generation time, prompt
 processing included, so its generation figure is a lower bound and its prompt figure empty.
-Speeds add up tokens and seconds over a method's runs (a token-weighted mean).
+Speeds add up tokens and seconds over a method's runs (a token-weighted mean). The figure is
+:mod:`biomedquant.figures.cpu_deployment`'s, drawn from this table.
 """
 
 from __future__ import annotations
@@ -139,53 +140,3 @@ def cpu_deployment_rows(
 
 def write_cpu_deployment(rows: list[dict[str, Any]], out: str | Path) -> None:
     write_csv(out, CPU_DEPLOYMENT_COLUMNS, rows)
-
-
-def plot_cpu_deployment(rows: list[dict[str, Any]], out_paths: list[str | Path]) -> None:
-    """Generation speed (bars, with prompt speed where measured) and peak memory per method,
-    with the accuracy change printed beside each bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from biomedquant.io import atomic_path
-
-    fig, (ax_speed, ax_mem) = plt.subplots(
-        1, 2, figsize=(10, 1.4 + 0.4 * max(1, len(rows))), sharey=True
-    )
-    if not rows:
-        ax_speed.text(0.5, 0.5, "no CPU runs", ha="center", va="center")
-    labels = [f"{r['model']} / {r['method']}" for r in rows]
-    ys = list(range(len(rows)))
-    gen = [r.get("generation_tokens_per_second") or 0 for r in rows]
-    prompt = [r.get("prompt_tokens_per_second") or 0 for r in rows]
-    # Okabe-Ito colours: llama.cpp runs blue, transformers orange.
-    colours = ["#0072B2" if r["engine"] == "llama_cpp" else "#E69F00" for r in rows]
-    ax_speed.barh(ys, gen, color=colours, height=0.6)
-    ax_speed.scatter(prompt, ys, marker="|", s=200, color="0.2", label="prompt tokens/s", zorder=3)
-    for y, r, g in zip(ys, rows, gen, strict=True):
-        change = r.get("mean_primary_change")
-        text = (
-            "baseline" if r["kind"] == "none" else "Δ n/a" if change is None else f"Δ {change:+.3f}"
-        )
-        ax_speed.text(g, y, f" {text}", va="center", fontsize=8)
-    ax_speed.set_yticks(ys, labels)
-    ax_speed.invert_yaxis()
-    ax_speed.set_xlabel("generated tokens/s (bar); prompt tokens/s (tick)")
-    ax_speed.set_xscale("symlog", linthresh=10)
-    ax_speed.set_xlim(0, 2.5 * max([*gen, *prompt, 1]))  # room for the ticks and labels
-    if any(prompt):
-        ax_speed.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    ax_mem.barh(ys, [r.get("peak_host_rss_gb") or 0 for r in rows], color=colours, height=0.6)
-    ax_mem.set_xlabel("peak resident memory (GB)")
-    fig.suptitle(
-        "CPU deployment: speed and memory on this machine; Δ = mean change in primary metric "
-        "vs 16-bit (blue: llama.cpp, orange: transformers)",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    for out in out_paths:
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, dpi=150, format=Path(out).suffix.lstrip("."))
-    plt.close(fig)

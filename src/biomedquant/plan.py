@@ -5,20 +5,18 @@ weight, KV-cache and total bytes, and which common GPUs each combination fits. I
 shapes only (see :func:`biomedquant.memory.shape_for_model`), never weights; the memory table
 (:mod:`biomedquant.memory_table`) later sets what the runs measured beside it.
 
-GPU sizes are marketed in GiB ("40 GB" A100 = 40 GiB = 42.9 GB) while the tables speak in GB
-(10^9 bytes), so capacities are converted before comparing.
+The common GPU sizes and their GiB-to-GB conversion are :mod:`biomedquant.gpus`'s; the fit
+figure is :mod:`biomedquant.figures.fit`'s, drawn from the table this module writes.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from biomedquant.io import atomic_path
+from biomedquant.gpus import GPU_SIZES_GIB, smallest_gpu
 from biomedquant.memory import GIB, estimate, shape_for_model, weight_bytes
 from biomedquant.methods import bits
 
-GPU_SIZES_GIB = (24, 40, 48, 80)
 DEFAULT_BATCH_TOKENS = 8192
 
 FIT_COLUMNS = (
@@ -36,11 +34,6 @@ FIT_COLUMNS = (
     "smallest_gpu_gb",
     *(f"fits_{g}gb" for g in GPU_SIZES_GIB),
 )
-
-
-def smallest_gpu(total_gb: float) -> int | None:
-    """The smallest common GPU (its marketed GiB) that holds ``total_gb``, or None."""
-    return next((g for g in GPU_SIZES_GIB if total_gb * 1e9 <= g * GIB), None)
 
 
 def batch_tokens(config: dict[str, Any]) -> int:
@@ -97,52 +90,3 @@ def fit_lines(rows: list[dict[str, Any]]) -> list[str]:
             f"{r['total_gb']:>8.1f}G        {fits}"
         )
     return lines
-
-
-def plot_fit(rows: list[dict[str, Any]], out_paths: list[str | Path]) -> None:
-    """Estimated GPU memory per model and method, against the common GPU sizes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in rows if r.get("total_gb") is not None]
-    if not rows:
-        raise ValueError("no model of known shape to plot")
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
-    palette = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442"]
-    height = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * len(models) * max(1, len(methods) / 2)))
-    by = {(r["model"], r["method"]): r for r in rows}
-    for j, method in enumerate(methods):
-        ys = [i + j * height for i in range(len(models))]
-        xs = [by[(m, method)]["total_gb"] if (m, method) in by else 0 for m in models]
-        ax.barh(ys, xs, height=height, color=palette[j % len(palette)], label=method)
-    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(models))], models)
-    ax.invert_yaxis()
-    # Linear axis: bar length is memory. GPU lines only where they are in range of the data.
-    top = max(r["total_gb"] for r in rows)
-    for g in GPU_SIZES_GIB:
-        x = g * GIB / 1e9
-        if x <= top * 1.15:
-            ax.axvline(x, color="0.3", linestyle="--", linewidth=0.8)
-            ax.text(
-                x,
-                0.99,
-                f" {g} GB GPU",
-                rotation=90,
-                ha="right",
-                va="top",
-                fontsize=8,
-                transform=ax.get_xaxis_transform(),
-            )
-    ax.set_xlabel("estimated GPU memory (GB): weights + KV cache + runtime overhead")
-    ax.legend(title="method", fontsize=8, loc="lower right")
-    ax.set_title("Which GPU does each model fit, per quantization method (estimate)")
-    fig.tight_layout()
-    for out in out_paths:
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, dpi=150, format=Path(out).suffix.lstrip("."))
-    plt.close(fig)

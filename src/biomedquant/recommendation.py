@@ -19,9 +19,10 @@ Decisions, and why:
 * A method without a comparison for some (task, prompt) its model has, or without a memory
   figure, does not qualify: missing evidence is not evidence of no loss.
 * Memory is the measured peak GPU allocation where a GPU run exists, else the fit estimator's
-  total (``memory_source`` says which; see :func:`biomedquant.figures.deployment_memory`).
-  Ties go to the smaller minimum detectable loss. Smallest GPU: the smallest common GPU (24,
-  40, 48, 80 GB as marketed, which are GiB) that holds that memory, empty if none does.
+  total (``memory_source`` says which; see :func:`biomedquant.results.deployment_memory`).
+  Ties go to the smaller minimum detectable loss. Smallest GPU: the smallest common GPU
+  (:data:`biomedquant.gpus.GPU_SIZES_GIB`, as marketed, which are GiB) that holds that memory,
+  empty if none does.
 * Units: changes, bounds and margins are in points, 1 point = 0.01 on the metric's 0-1 scale.
 """
 
@@ -32,9 +33,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from biomedquant.figures import deployment_memory, read_memory
+from biomedquant.gpus import smallest_gpu
 from biomedquant.io import atomic_path, read_json
-from biomedquant.plan import smallest_gpu
+from biomedquant.results import deployment_memory, read_memory
 from biomedquant.verdicts import (
     DEFAULT_ALPHA,
     DEFAULT_MARGIN_POINTS,

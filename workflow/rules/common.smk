@@ -7,6 +7,7 @@ import re
 from biomedquant.datasets.prepare import fewshot_split
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.evaluation import evaluation_code_fingerprint
+from biomedquant.figures.registry import figure_paths, figure_rule_names
 from biomedquant.prompting import get_prompt_method
 from biomedquant.methods import METHOD_KINDS
 from snakemake.common import overwrite_function_params
@@ -331,28 +332,20 @@ def noise_floor_infer_settings(wildcards):
 
 
 def final_targets():
-    """Tables, figures (PNG and PDF) and the report's pages. Without a baseline and a
+    """Tables, figures (the registry's files) and the report's pages. Without a baseline and a
     quantized method nothing is compared: no comparison figures, no recommendation."""
     tables = ["scores", "memory"]
-    figures = [
-        "scores_by_dataset",
-        "prompting",
-        "memory",
-        "memory_vs_score",
-        "memory_estimate_check",
-    ]
+    compared = bool(comparison_files())
+    figures = figure_rule_names(compared=compared)
     extra = ["results/report/configuration.html"]
     if quantized_artifacts():
         extra.append("results/tables/quantization_quality.csv")
-    if comparison_files():
+    if compared:
         tables += ["comparisons", "recommendation"]
-        figures += ["change_heatmap", "flip_rate", "change_by_label", "recommendation"]
         extra.append("results/tables/comparisons_by_label.csv")
-        # the recommendation as SVG: the report's landing page inlines it
-        extra.append("results/figures/recommendation.svg")
     return [
         *(f"results/tables/{t}.csv" for t in tables),
-        *(f"results/figures/{f}.{ext}" for f in figures for ext in ("png", "pdf")),
+        *(path for f in figures for path in figure_paths(f)),
         *(f"results/report/{t}.html" for t in tables),
         *extra,
     ]

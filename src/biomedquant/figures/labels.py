@@ -5,7 +5,7 @@ figure shows every label of the relation-extraction and multi-label datasets (ro
 by dataset, with the label's gold count) against every quantized method and prompting method
 (columns), one panel per model. Colour: the change of the label's one-vs-rest F1 in points, on
 one scale symmetric around 0; a frame marks a change whose paired-bootstrap interval excludes
-0. Same conventions as :mod:`biomedquant.figures`.
+0. Same conventions as the other figures (:mod:`biomedquant.figures.style`).
 """
 
 from __future__ import annotations
@@ -14,20 +14,12 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from biomedquant.figures import (
-    Order,
-    _read_csv,
-    _styled,
-    _subplots,
-    _suptitle,
-    dataset_order,
-    dataset_title,
-    no_data_figure,
-    save_figure,
-)
+from biomedquant.figures.draw import no_data_figure, save_figure, subplots, suptitle
+from biomedquant.figures.style import Order, dataset_order, dataset_title, styled
+from biomedquant.results import read_comparisons_by_label
 
 
-@_styled
+@styled
 def plot_change_by_label(
     by_label_path: str | Path,
     out_paths: Sequence[str | Path],
@@ -38,7 +30,7 @@ def plot_change_by_label(
     import numpy as np
     from matplotlib.patches import Rectangle
 
-    df = _read_csv(by_label_path)
+    df = read_comparisons_by_label(by_label_path)
     if df.empty:
         no_data_figure(
             out_paths,
@@ -47,8 +39,6 @@ def plot_change_by_label(
             "compared with the baseline.",
         )
         return
-    for col in ("model", "method", "prompt", "dataset", "label"):
-        df[col] = df[col].astype(str)
     order = (order or Order()).with_data(df)
     models = Order.sort(order.models, df["model"])
     methods = Order.sort(order.methods, df["method"])
@@ -66,7 +56,7 @@ def plot_change_by_label(
     support = df.drop_duplicates(["dataset", "label"]).set_index(["dataset", "label"])["support"]
     diffs = 100 * df["diff"].astype(float)
     vmax = max(1.0, math.ceil(float(np.nanmax(np.abs(diffs))))) if diffs.notna().any() else 1.0
-    fig, axes = _subplots(
+    fig, axes = subplots(
         1,
         len(models),
         0.55 * len(columns) + 2.6,
@@ -125,7 +115,7 @@ def plot_change_by_label(
         ax.set_title(f"{model}\nvs {order.baseline or 'baseline'}", fontsize=9)
         ax.tick_params(length=0)
     fig.colorbar(image, ax=axes, shrink=0.8, label="change of the label's F1 (points)")
-    _suptitle(
+    suptitle(
         fig,
         "Per-label F1 change from the unquantized baseline "
         "(frame: paired-bootstrap interval excludes 0)",

@@ -1,0 +1,208 @@
+"""What every figure shares, so that a reader who has learnt one can read the next: one colour
+per quantization method, one display order, titles as papers write them, one set of GPU sizes.
+
+* One colour per quantization method, the same in every figure: the unquantized baseline grey,
+  the quantized methods in the Okabe-Ito palette (distinguishable under the common colour-vision
+  deficiencies), in the config's method order.
+* Datasets by their benchmark title, in registry order (grouped by task); prompting methods in
+  registry order (zero-shot first); models in the config's order.
+* GPU reference lines at :data:`biomedquant.gpus.GPU_SIZES_GIB`, the sizes the fit table and
+  the recommendation use.
+
+Importing this module imports neither matplotlib nor pandas (the workflow imports the figure
+registry while it plans).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from biomedquant.datasets.registry import DATASETS
+from biomedquant.gpus import GPU_SIZES_GIB, gpu_gb
+from biomedquant.prompting import PROMPT_METHODS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+BASELINE_COLOR = "#999999"
+# Okabe & Ito (2008), "Color Universal Design"; yellow last, it is faint on white.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
+# Reference lines: the common GPU sizes as marketed ("40 GB" is 40 GiB), drawn on GB axes.
+GPU_LINES_GB = tuple((gib, gpu_gb(gib)) for gib in GPU_SIZES_GIB)
+GPU_LINE_COLOR = "#444444"
+SIGNIFICANCE = 0.05
+# Largest PNG side in pixels: the paper-scale figures stay loadable in a browser.
+MAX_PIXELS = 6000
+TASK_TITLES = {
+    "ner": "named entity recognition",
+    "re": "relation extraction",
+    "mlc": "multi-label classification",
+    "qa": "question answering",
+}
+METRIC_TITLES = {
+    "f1": "F1",
+    "macro_f1": "macro-F1",
+    "micro_f1": "micro-F1",
+    "accuracy": "accuracy",
+    "precision": "precision",
+    "recall": "recall",
+}
+# Estimated (not measured) memory: hatched or hollow, never passed off as a measurement.
+ESTIMATED_HATCH = "////"
+# Sizes for figures read at print size; TrueType fonts keep the PDF's text editable.
+STYLE = {
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.labelsize": 8,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "pdf.fonttype": 42,
+}
+
+
+@dataclass(frozen=True)
+class Order:
+    """Display order of models, methods and prompts, and the baseline method.
+
+    The workflow passes the config's order, so a method keeps its colour and place in every
+    figure; values found only in the data follow, sorted. ``with_data`` adds them.
+    """
+
+    methods: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    prompts: tuple[str, ...] = ()
+    baseline: str | None = None
+
+    def with_data(self, *frames: pd.DataFrame) -> Order:
+        """This order extended by the values present in ``frames``."""
+        found: dict[str, set[str]] = {"methods": set(), "models": set(), "prompts": set()}
+        baseline = self.baseline
+        for df in frames:
+            if "method" in df:
+                found["methods"].update(df["method"].dropna().astype(str))
+            if "model" in df:
+                found["models"].update(df["model"].dropna().astype(str))
+            if "prompt" in df:
+                found["prompts"].update(df["prompt"].dropna().astype(str))
+            if "baseline" in df and len(df):
+                names = df["baseline"].dropna().astype(str)
+                found["methods"].update(names)
+                baseline = baseline or (names.iloc[0] if len(names) else None)
+        if baseline is None and ("none" in found["methods"] or "none" in self.methods):
+            baseline = "none"
+        prompt_rank = tuple(self.prompts) or tuple(PROMPT_METHODS)
+
+        def extend(known: Sequence[str], new: set[str]) -> tuple[str, ...]:
+            return tuple(known) + tuple(sorted(new - set(known)))
+
+        methods = extend(self.methods, found["methods"])
+        if baseline in methods:
+            methods = (baseline, *(m for m in methods if m != baseline))
+        prompts = extend(
+            [p for p in prompt_rank if p in found["prompts"] or p in self.prompts],
+            found["prompts"],
+        )
+        return Order(methods, extend(self.models, found["models"]), prompts, baseline)
+
+    @staticmethod
+    def sort(ranked: Sequence[str], values: Iterable[str]) -> list[str]:
+        """``values`` (deduplicated) in the order of ``ranked``, unknown ones last, sorted."""
+        present = {str(v) for v in values}
+        return [v for v in ranked if v in present] + sorted(present - set(ranked))
+
+    def color(self, method: str) -> str:
+        """The method's colour: grey for the baseline, Okabe-Ito in order for the others."""
+        if method == self.baseline:
+            return BASELINE_COLOR
+        quantized = [m for m in self.methods if m != self.baseline]
+        idx = quantized.index(method) if method in quantized else len(quantized)
+        return OKABE_ITO[idx % len(OKABE_ITO)]
+
+
+def order_from_config(config: dict[str, Any]) -> Order:
+    """The display order a config implies (the workflow passes it to every figure as JSON)."""
+    methods = tuple(config.get("methods", {}))
+    baseline = next(
+        (m for m, s in config.get("methods", {}).items() if s.get("kind") == "none"), None
+    )
+    return Order(
+        methods, tuple(config.get("models", {})), tuple(config.get("prompts", ())), baseline
+    )
+
+
+def order_from_rows(df: pd.DataFrame) -> Order:
+    """The order of a table written in the config's order (the fit and CPU deployment tables:
+    one row per model x method), with the baseline from its ``kind`` column."""
+    kinds = df["kind"].astype(str) if "kind" in df else None
+    baseline = None
+    if kinds is not None and (kinds == "none").any():
+        baseline = str(df.loc[kinds == "none", "method"].iloc[0])
+    return Order(
+        methods=tuple(dict.fromkeys(df["method"].astype(str))),
+        models=tuple(dict.fromkeys(df["model"].astype(str))),
+        baseline=baseline,
+    )
+
+
+def order_to_json(order: Order) -> str:
+    """The JSON the workflow passes to ``biomedquant plot --order`` (sorted keys: a stable
+    parameter, so Snakemake reruns a figure only when the order changes)."""
+    return json.dumps(
+        {
+            "methods": list(order.methods),
+            "models": list(order.models),
+            "prompts": list(order.prompts),
+            "baseline": order.baseline,
+        },
+        sort_keys=True,
+    )
+
+
+def order_from_json(text: str) -> Order:
+    """An :class:`Order` from :func:`order_to_json`'s JSON (any key may be missing)."""
+    raw = json.loads(text) if text else {}
+    return Order(
+        methods=tuple(raw.get("methods", ())),
+        models=tuple(raw.get("models", ())),
+        prompts=tuple(raw.get("prompts", ())),
+        baseline=raw.get("baseline"),
+    )
+
+
+def dataset_order(values: Iterable[str]) -> list[str]:
+    """Datasets in registry order (NER, relation extraction, multi-label, QA)."""
+    return Order.sort(list(DATASETS), values)
+
+
+def dataset_title(name: str) -> str:
+    """The benchmark's own name (BC5CDR-chemical, not bc5cdr_chem) for labels."""
+    return DATASETS[name].title if name in DATASETS else name
+
+
+def metric_title(name: str) -> str:
+    """A metric as papers write it (macro-F1, not macro_f1)."""
+    return METRIC_TITLES.get(name, name.replace("_", "-"))
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def styled(draw: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Draw under :data:`STYLE` without touching the caller's matplotlib settings (figures are
+    built with ``matplotlib.figure.Figure``, not pyplot: no backend switch, nothing left open,
+    so a notebook's inline plotting is unaffected)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        import matplotlib
+
+        with matplotlib.rc_context(STYLE):
+            return draw(*args, **kwargs)
+
+    return wrapper

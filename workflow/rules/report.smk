@@ -1,0 +1,78 @@
+# The recommendation and the pages of `snakemake --report` (biomedquant.recommendation and
+# biomedquant.report; captions in workflow/report/).
+from biomedquant.report import TABLE_PAGES, page_category
+
+
+report: "../report/workflow.rst"
+
+
+rule recommend:
+    input:
+        # the comparison files (listed by the evaluate jobs' manifests) carry the resampled
+        # differences the verdicts pool over datasets
+        manifests=evaluation_manifests(),
+        memory="results/tables/memory.csv",
+    output:
+        table="results/tables/recommendation.csv",
+        evidence="results/tables/recommendation_evidence.csv",
+    log:
+        "logs/recommend.log",
+    conda:
+        CONDA_ENV
+    params:
+        margin=config["recommendation"]["margin_points"],
+        task_margins=" ".join(
+            f"--task-margin {task}={points}"
+            for task, points in config["recommendation"]["task_margin_points"].items()
+        ),
+        alpha=config["recommendation"]["alpha"],
+    shell:
+        "biomedquant recommend --memory {input.memory:q} --margin {params.margin}"
+        " {params.task_margins} --alpha {params.alpha} --out {output.table:q}"
+        " --evidence-out {output.evidence:q} --manifests {input.manifests:q} > {log:q} 2>&1"
+
+
+rule report_table:
+    input:
+        table="results/tables/{table}.csv",
+        # the recommendation's page also shows its evidence ([]: no file, an empty argument)
+        evidence=lambda wildcards: (
+            "results/tables/recommendation_evidence.csv"
+            if wildcards.table == "recommendation"
+            else []
+        ),
+    output:
+        report(
+            "results/report/{table}.html",
+            caption="../report/tables.rst",
+            category=lambda wildcards: page_category(wildcards.table),
+        ),
+    log:
+        "logs/report_table/{table}.log",
+    wildcard_constraints:
+        table="|".join(TABLE_PAGES),
+    conda:
+        CONDA_ENV
+    shell:
+        "biomedquant report-table --kind {wildcards.table} --table {input.table:q}"
+        " --evidence={input.evidence:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule report_configuration:
+    output:
+        report(
+            "results/report/configuration.html",
+            caption="../report/configuration.rst",
+            category="Run configuration",
+        ),
+    log:
+        "logs/report_configuration.log",
+    conda:
+        CONDA_ENV
+    params:
+        # The validated config with its defaults, less cpu_threads (speed only: changing it
+        # must rerun nothing): the page is rewritten whenever a result-changing key changes.
+        config=as_json({k: v for k, v in config.items() if k != "cpu_threads"}),
+    shell:
+        "biomedquant report-config --config-json {params.config:q} --out {output:q}"
+        " > {log:q} 2>&1"
