@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from biomedquant.inference import generate, load_model
+from biomedquant.engines.transformers import generate, load_model
 from biomedquant.io import write_json
 from biomedquant.memory import ModelShape, weight_bytes
 from biomedquant.models import fetch_model

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from biomedquant import gguf_layout
+from biomedquant.decoding import BATCH_TOKENS
 from biomedquant.io import atomic_path, read_json
 from biomedquant.io import write_csv as io_write_csv
 from biomedquant.memory import GIB, estimate, shape_for_model, weight_bytes
 
 GPU_SIZES_GIB = (24, 40, 48, 80)
-DEFAULT_BATCH_TOKENS = 8192
 
 FIT_COLUMNS = (
     "model",
@@ -77,7 +77,7 @@ def smallest_gpu(total_gb: float) -> int | None:
 
 
 def batch_tokens(config: dict[str, Any]) -> int:
-    return int(config.get("inference", {}).get("batch_tokens", DEFAULT_BATCH_TOKENS))
+    return int(config.get("inference", {}).get("batch_tokens", BATCH_TOKENS))
 
 
 def fit_rows(config: dict[str, Any]) -> list[dict[str, Any]]:

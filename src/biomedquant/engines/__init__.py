@@ -1,0 +1,55 @@
+"""Inference engines behind one interface (:class:`biomedquant.engines.base.Engine`).
+
+The registry below names each engine and where its class lives; a module is imported only
+when its engine is chosen, so vLLM (CUDA only, not a dependency) and llama.cpp stay optional
+and the planning code never imports torch through here.
+
+Which engine runs a job: ``inference.backend`` (transformers or vllm), except that ``gguf``
+files always run in llama.cpp, which is how GGUF is deployed (llama.cpp, Ollama, LM Studio).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from biomedquant.engines.hardware import require_fp8_gpu
+
+if TYPE_CHECKING:
+    from biomedquant.engines.base import Engine
+
+# name -> "module:class"
+ENGINES = {
+    "transformers": "biomedquant.engines.transformers:TransformersEngine",
+    "vllm": "biomedquant.engines.vllm:VllmEngine",
+    "llama_cpp": "biomedquant.engines.llama_cpp:LlamaCppEngine",
+}
+# What ``inference.backend`` may name; llama_cpp is chosen by the method kind instead.
+BACKENDS = ("transformers", "vllm")
+
+
+def get_engine(name: str) -> type[Engine]:
+    """The engine class registered as ``name`` (its module imported now)."""
+    if name not in ENGINES:
+        close = difflib.get_close_matches(name, ENGINES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown inference engine {name!r} (engines: {', '.join(ENGINES)}){hint}")
+    module, _, cls = ENGINES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def engine_for(method: dict[str, Any], backend: str) -> str:
+    """The engine that runs ``method`` when the config asks for ``backend``; raises before
+    anything loads when the method cannot run here (fp8 without an FP8 GPU)."""
+    kind = method.get("kind")
+    if kind == "gguf":
+        return "llama_cpp"
+    if kind == "fp8":
+        require_fp8_gpu()
+    if backend == "llama_cpp":
+        raise ValueError(
+            f"the llama_cpp engine runs GGUF files only; method kind {kind!r} needs the "
+            "transformers or vllm backend"
+        )
+    return backend
