@@ -173,6 +173,29 @@ def test_generation_cache_serves_an_unchanged_prompt_with_zero_generations(
     assert not list(cache.glob("*.sqlite"))
 
 
+def test_every_registered_engine_offers_the_interface():
+    """Each engine's load, generate and close take what the job passes (checked on the
+    signatures: the vLLM and llama.cpp engines cannot all run here)."""
+    import inspect
+
+    from biomedquant.engines import ENGINES, get_engine
+    from biomedquant.engines.base import Engine
+
+    def params(fn):
+        return [
+            (p.name, p.kind) for p in inspect.signature(fn).parameters.values() if p.name != "self"
+        ]
+
+    for name in ENGINES:
+        engine = get_engine(name)
+        assert engine.name == name
+        for method in ("generate", "close"):
+            assert params(getattr(engine, method)) == params(getattr(Engine, method)), name
+        # load may take more, optional, keywords (llama.cpp: logits for perplexity)
+        wanted = params(Engine.load.__func__)[1:]
+        assert params(engine.load)[: len(wanted)] == wanted, name
+
+
 def test_vllm_engine_without_vllm_names_the_missing_package(tiny_fetched, monkeypatch):
     from biomedquant.engines import get_engine
     from biomedquant.engines.base import EngineUnavailable

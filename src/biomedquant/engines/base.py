@@ -20,9 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from biomedquant.decoding import Decoding, Sampling
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11+; annotations are not evaluated at run time
 
 Generation = dict[str, Any]
 OnBatch = Callable[[dict[int, Generation]], None]
