@@ -3,10 +3,10 @@
 
 For every demo dataset (zero-shot prompts, the demo config's per-task caps on new tokens), the
 same items are generated (1) one prompt at a time with plain ``model.generate`` and (2) by the
-engine (:func:`biomedquant.inference.generate`: length-sorted batches, left padding, shared
-prefix cache) at batch sizes 8 and 32. Prints items/s, generated tokens/s, the speed-up over
-one-by-one, and whether the greedy outputs are identical. A benchmark, not a test: it asserts
-nothing and its numbers depend on the machine.
+engine (:func:`biomedquant.engines.transformers.generate`: length-sorted batches, left
+padding, shared prefix cache) at batch sizes 8 and 32. Prints items/s, generated tokens/s,
+the speed-up over one-by-one, and whether the greedy outputs are identical. A benchmark, not a
+test: it asserts nothing and its numbers depend on the machine.
 
     python benchmarks/bench_inference.py [--model-dir resources/models/smollm2_135m/none]
         [--datasets hoc medqa ...] [--threads N]
@@ -25,11 +25,11 @@ import yaml
 from biomedquant.datasets.download import download_split
 from biomedquant.datasets.prepare import prepare_split
 from biomedquant.datasets.registry import DATASETS, get_dataset
-from biomedquant.inference import generate, load_model
+from biomedquant.decoding import Decoding
+from biomedquant.engines.transformers import generate, load_model
 from biomedquant.io import read_jsonl
 from biomedquant.models import fetch_model
 from biomedquant.prompting import builder
-from biomedquant.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,7 +76,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     demo = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    caps = demo["inference"]["max_new_tokens"]
+    decoding = Decoding.from_config(demo)
     with tempfile.TemporaryDirectory() as work:
         model_dir = Path(args.model_dir)
         if not (model_dir / "config.json").exists():
@@ -92,7 +92,7 @@ def main() -> int:
             prepare_split(name, "test", raw, data)
             build = builder("zero-shot", tok, spec=spec)
             prompts = [build(spec, r) for r in read_jsonl(data)]
-            jobs.append((prompts, caps.get(spec.task) or get_task(spec.task).max_new_tokens))
+            jobs.append((prompts, decoding.max_new_tokens_for(spec.task, "zero-shot")))
         n_items = sum(len(p) for p, _ in jobs)
         print(
             f"model {model_dir.name} ({info['compute_dtype']} on {info['device']}, "

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import yaml
 
-from biomedquant import llama_cpp_engine
 from biomedquant.datasets.registry import get_dataset
-from biomedquant.inference import generate
+from biomedquant.decoding import Decoding
+from biomedquant.engines.llama_cpp import LlamaCppEngine
+from biomedquant.engines.transformers import generate
 from biomedquant.io import read_json, read_jsonl
 from biomedquant.prompting import builder
 from biomedquant.tasks import get_task
@@ -58,12 +59,12 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    caps = yaml.safe_load(args.config.read_text())["inference"].get("max_new_tokens", {})
+    decoding = Decoding.from_config(yaml.safe_load(args.config.read_text()))
     total = {"items": 0, "raw": 0, "parsed": 0}
     for folder in args.artifacts:
         method = read_json(folder / "provenance.json")["method"]
         hf_model, hf_tok = transformers_on_gguf(folder)
-        engine, cpp_tok, _ = llama_cpp_engine.load(folder, method)
+        engine = LlamaCppEngine.load(folder, method)
         print(f"\n{folder.name} ({method.get('type')}): llama.cpp vs transformers (dequantized)")
         print(
             f"{'dataset':<14}{'items':>6}{'same raw':>10}{'same parsed':>13}"
@@ -75,11 +76,10 @@ def main() -> None:
             records = read_jsonl(args.data_dir / name / "test.jsonl")
             build = builder("zero-shot", hf_tok, spec=spec)
             prompts = [build(spec, rec) for rec in records]
-            limit = int(caps.get(spec.task, task.max_new_tokens))
+            sampling = decoding.sampling(spec.task, "zero-shot", seed=0)
+            limit = sampling.max_new_tokens
             t0 = time.time()
-            cpp = llama_cpp_engine.generate(
-                engine, cpp_tok, prompts, max_new_tokens=limit, batch_size=1
-            )
+            cpp = engine.generate(prompts, sampling)
             t1 = time.time()
             hf = generate(hf_model, hf_tok, prompts, max_new_tokens=limit, batch_size=16)
             t2 = time.time()
@@ -99,6 +99,7 @@ def main() -> None:
             total["raw"] += same_raw
             total["parsed"] += same_parsed
         del hf_model
+        engine.close()
     n = total["items"]
     if n:
         print(

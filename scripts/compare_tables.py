@@ -55,9 +55,11 @@ def differences(before: Path, after: Path, limit: int = 10) -> list[str]:
         return out
     if len(rows_b) != len(rows_a):
         out.append(f"row count differs: {len(rows_b)} != {len(rows_a)}")
-    for n, (rb, ra) in enumerate(zip(rows_b, rows_a), start=2):
+    for n, (rb, ra) in enumerate(zip(rows_b, rows_a, strict=False), start=2):
         if rb != ra:
-            cells = [f"{h}: {b!r} -> {a!r}" for h, b, a in zip(head_b, rb, ra) if b != a]
+            cells = [
+                f"{h}: {b!r} -> {a!r}" for h, b, a in zip(head_b, rb, ra, strict=True) if b != a
+            ]
             out.append(f"line {n}: " + "; ".join(cells))
             if len(out) >= limit:
                 break

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from biomedquant.calibration import generic_calibration_texts
-from biomedquant.inference import generate, load_model
+from biomedquant.engines.transformers import generate, load_model
 from biomedquant.io import write_json
 from biomedquant.memory import ModelShape, weight_bytes
 from biomedquant.models import fetch_model

@@ -1,5 +1,5 @@
-"""The inference engine: token-budget batches, out-of-memory halving, resume after SIGKILL,
-the generation cache, and the optional vLLM backend's interface."""
+"""The engines and the job: token-budget batches, out-of-memory halving, resume after SIGKILL,
+the generation cache, the engine registry, and the optional vLLM engine's settings."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from biomedquant.inference import generate, load_model, plan_batches, read_partial
+from biomedquant.decoding import Decoding
+from biomedquant.engines.transformers import generate, load_model, plan_batches
+from biomedquant.inference import read_partial
 from biomedquant.io import read_json, read_jsonl, write_jsonl
 
 
@@ -142,7 +144,11 @@ def test_generation_cache_serves_an_unchanged_prompt_with_zero_generations(
     first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     cmd = _infer_cmd(tiny_fetched, data, first, "--cache-dir", str(cache))[3:]
     assert main(cmd) == 0
-    assert read_json(f"{first}.run.json")["n_generated"] == 12
+    run = read_json(f"{first}.run.json")
+    assert run["n_generated"] == 12
+    # A hand run without batch flags batches as the workflow does by default.
+    assert (run["batch_size"], run["batch_tokens"]) == (8, 8192)
+    assert (Decoding().batch_size, Decoding().batch_tokens) == (8, 8192)
 
     # The same prompts again (say, after an unrelated change reran the job): all cached,
     # the model is not even loaded.
@@ -167,14 +173,85 @@ def test_generation_cache_serves_an_unchanged_prompt_with_zero_generations(
     assert not list(cache.glob("*.sqlite"))
 
 
-def test_vllm_backend_without_vllm_names_the_missing_package(tiny_fetched, monkeypatch):
-    from biomedquant.inference import get_backend
-    from biomedquant.vllm_backend import BackendUnavailable
+def test_every_registered_engine_offers_the_interface():
+    """Each engine's load, generate and close take what the job passes (checked on the
+    signatures: the vLLM and llama.cpp engines cannot all run here)."""
+    import inspect
+
+    from biomedquant.engines import ENGINES, get_engine
+    from biomedquant.engines.base import Engine
+
+    def params(fn):
+        return [
+            (p.name, p.kind) for p in inspect.signature(fn).parameters.values() if p.name != "self"
+        ]
+
+    for name in ENGINES:
+        engine = get_engine(name)
+        assert engine.name == name
+        for method in ("generate", "close"):
+            assert params(getattr(engine, method)) == params(getattr(Engine, method)), name
+        # load may take more, optional, keywords (llama.cpp: logits for perplexity)
+        wanted = params(Engine.load.__func__)[1:]
+        assert params(engine.load)[: len(wanted)] == wanted, name
+
+
+def test_vllm_engine_without_vllm_names_the_missing_package(tiny_fetched, monkeypatch):
+    from biomedquant.engines import get_engine
+    from biomedquant.engines.base import EngineUnavailable
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
-    backend = get_backend("vllm")
-    assert callable(backend.load) and callable(backend.generate)
-    with pytest.raises(BackendUnavailable, match="needs the 'vllm' package.*pip install vllm"):
-        backend.load(tiny_fetched, {"kind": "none"})
-    with pytest.raises(ValueError, match="unknown inference backend 'tgi'"):
-        get_backend("tgi")
+    engine = get_engine("vllm")
+    assert engine.name == "vllm"
+    with pytest.raises(EngineUnavailable, match="needs the 'vllm' package.*pip install vllm"):
+        engine.load(tiny_fetched, {"kind": "none"}, Decoding())
+    with pytest.raises(ValueError, match="unknown inference engine 'vlm'.*did you mean 'vllm'"):
+        get_engine("vlm")
+
+
+def test_vllm_llm_gets_the_decoding_settings_batch_shape(tiny_fetched):
+    from biomedquant.engines.vllm import llm_kwargs
+
+    decoding = Decoding(batch_size=32, batch_tokens=4096)
+    assert llm_kwargs(tiny_fetched, {"kind": "none"}, decoding) == {
+        "model": str(tiny_fetched),
+        "max_num_seqs": 32,
+        "max_num_batched_tokens": 4096,
+    }
+    nf4 = llm_kwargs(tiny_fetched, {"kind": "bnb-nf4"}, Decoding())
+    assert nf4["quantization"] == "bitsandbytes" and nf4["max_num_batched_tokens"] == 8192
+
+
+class _LLMCalled(Exception):
+    pass
+
+
+def test_the_job_hands_its_token_budget_to_vllm(tiny_fetched, demo_prepared, tmp_path, monkeypatch):
+    """The job's decoding settings reach ``vllm.LLM`` (they once stopped at the engine's own
+    defaults). vLLM cannot run here: the stand-in module below only records the keyword
+    arguments ``vllm.LLM`` is called with and stops the job there; nothing of vLLM's behaviour
+    is imitated."""
+    import types
+
+    from biomedquant.inference import run_inference
+
+    seen: dict = {}
+
+    def record(**kwargs):
+        seen.update(kwargs)
+        raise _LLMCalled
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=record))
+    with pytest.raises(_LLMCalled):
+        run_inference(
+            model_dir=tiny_fetched,
+            method={"kind": "none"},
+            dataset="pubmedqa",
+            data_path=demo_prepared["pubmedqa"],
+            prompt_method="zero-shot",
+            out_path=tmp_path / "p.jsonl",
+            run_path=tmp_path / "p.run.json",
+            decoding=Decoding(batch_size=4, batch_tokens=2048),
+            backend="vllm",
+        )
+    assert (seen["max_num_seqs"], seen["max_num_batched_tokens"]) == (4, 2048)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from biomedquant import gguf_layout as gl
+from biomedquant.engines import engine_for, require_fp8_gpu
 from biomedquant.memory import ModelShape, weight_bytes
-from biomedquant.method_engines import engine_for, require_fp8_gpu
 from biomedquant.methods import bits, linear_bytes_per_weight
 
 
@@ -108,6 +108,7 @@ def test_engines_per_kind_and_fp8_jobs_say_why_they_cannot_run():
 
 
 def test_fp8_inference_job_stops_before_loading(tiny_fetched, demo_prepared, tmp_path):
+    from biomedquant.decoding import Decoding
     from biomedquant.inference import run_inference
 
     if _has_fp8_gpu():
@@ -121,7 +122,7 @@ def test_fp8_inference_job_stops_before_loading(tiny_fetched, demo_prepared, tmp
             prompt_method="zero-shot",
             out_path=tmp_path / "p.jsonl",
             run_path=tmp_path / "p.run.json",
-            max_new_tokens=2,
+            decoding=Decoding().capped(2),
         )
     assert not (tmp_path / "p.jsonl").exists()
 
@@ -172,7 +173,7 @@ def test_converter_names_an_architecture_it_does_not_know(tmp_path):
 
 
 def test_stop_strings_cut_before_the_first_one():
-    from biomedquant.llama_cpp_engine import _cut_at_stop
+    from biomedquant.engines.llama_cpp import _cut_at_stop
 
     assert _cut_at_stop("Answer: yes\nQuestion: next", ["\nQuestion:", "###"]) == (
         "Answer: yes",

@@ -11,6 +11,7 @@ import sys
 import pytest
 import yaml
 
+from biomedquant.decoding import Decoding
 from biomedquant.job_resources import (
     UNKNOWN,
     Workload,
@@ -28,7 +29,7 @@ LLAMA8 = PAPER["models"]["llama31_8b"]
 LLAMA70 = PAPER["models"]["llama31_70b"]
 NONE = {"kind": "none"}
 GPTQ4 = PAPER["methods"]["gptq-w4g128"]
-WORK = infer_workload("pubmedqa", "zero-shot", batch_size=16)
+WORK = infer_workload("pubmedqa", "zero-shot", decoding=Decoding(batch_size=16))
 
 
 def test_gpu_memory_is_the_fit_estimate_for_the_batch_token_budget():
@@ -53,7 +54,7 @@ def test_a_70b_job_asks_for_more_than_an_8b_one_and_4bit_for_less_than_16bit():
 
 def test_runtime_grows_with_the_work_and_the_attempt():
     short = job_resources(LLAMA8, NONE, "infer", workload=WORK)
-    cot = infer_workload("pubmedqa", "sc-cot", batch_size=16, sc_samples=5)
+    cot = infer_workload("pubmedqa", "sc-cot", decoding=Decoding(batch_size=16, sc_samples=5))
     long = job_resources(LLAMA8, NONE, "infer", workload=cot)
     assert long["runtime"] > 5 * short["runtime"]
     limited = infer_workload("chemprot", "five-shot", limit=8)
@@ -67,8 +68,8 @@ def test_runtime_grows_with_the_work_and_the_attempt():
 def test_workloads_follow_the_registry_and_the_config():
     assert WORK.items == 500 and WORK.new_tokens == 128 and WORK.samples == 1
     assert infer_workload("pubmedqa", "cot").new_tokens == 512  # the task's CoT default
-    assert infer_workload("pubmedqa", "zero-shot", max_new_tokens=20).new_tokens == 20
-    sc = infer_workload("hoc", "sc-cot", limit=8, sc_samples=5)
+    assert infer_workload("pubmedqa", "zero-shot", decoding=Decoding().capped(20)).new_tokens == 20
+    sc = infer_workload("hoc", "sc-cot", limit=8, decoding=Decoding(sc_samples=5))
     assert (sc.items, sc.samples) == (8, 5)
     assert infer_workload("hoc", "five-shot").shots == 5
     # one prefill pass plus one per new token, per batch of rows
@@ -165,13 +166,7 @@ def test_slurm_profile_plans_a_study_with_the_estimators_requests(tmp_path):
     infers = [j for j in jobs if j["rule"] == "infer"]
     assert len(infers) == 2 * 2 * 2 * 2
     for job in infers:
-        work = infer_workload(
-            job["dataset"],
-            job["prompt"],
-            batch_size=cfg["inference"]["batch_size"],
-            batch_tokens=cfg["inference"]["batch_tokens"],
-            sc_samples=cfg["prompting"]["sc_samples"],
-        )
+        work = infer_workload(job["dataset"], job["prompt"], decoding=Decoding.from_config(cfg))
         res = job_resources(
             cfg["models"][job["model"]], cfg["methods"][job["method"]], "infer", workload=work
         )

@@ -46,14 +46,16 @@ def test_artifact_records_types_and_its_bytes_equal_the_estimate(tiny_fetched, t
 
 def test_llama_cpp_perplexity_equals_transformers_on_the_f16_file(tiny_fetched, tiny_ggufs):
     """Same weights, two engines: the mean log-likelihood agrees to kernel rounding."""
-    from biomedquant import llama_cpp_engine
-    from biomedquant.inference import load_model
+    from biomedquant.engines import llama_cpp
+    from biomedquant.engines.transformers import load_model
     from biomedquant.perplexity import token_nll
 
     texts = ["the patient was given aspirin", "a b c d e f g h i j", "hello there, how are you"]
     folder, method = tiny_ggufs["F16"]
-    engine, tok, info = llama_cpp_engine.load(folder, method, logits_all=True)
-    nll_cpp, n_cpp = llama_cpp_engine.token_nll(engine, tok, texts)
+    engine = llama_cpp.LlamaCppEngine.load(folder, method, logits_all=True)
+    nll_cpp, n_cpp = llama_cpp.token_nll(engine, engine.tokenizer, texts)
+    info = engine.info
+    engine.close()
     model, tok_hf, _ = load_model(tiny_fetched, {"kind": "none"})
     nll_hf, n_hf = token_nll(model, tok_hf, texts)
     assert n_cpp == n_hf > 0 and info["backend"] == "llama_cpp"
@@ -61,6 +63,7 @@ def test_llama_cpp_perplexity_equals_transformers_on_the_f16_file(tiny_fetched, 
 
 
 def test_llama_cpp_engine_runs_an_inference_job_and_caches_it(tiny_ggufs, demo_prepared, tmp_path):
+    from biomedquant.decoding import Decoding
     from biomedquant.inference import run_inference
 
     folder, method = tiny_ggufs["Q8_0"]
@@ -70,7 +73,7 @@ def test_llama_cpp_engine_runs_an_inference_job_and_caches_it(tiny_ggufs, demo_p
         "dataset": "pubmedqa",
         "data_path": demo_prepared["pubmedqa"],
         "prompt_method": "zero-shot",
-        "max_new_tokens": 6,
+        "decoding": Decoding().capped(6),
         "cache_dir": tmp_path / "cache",
     }
     run = run_inference(out_path=tmp_path / "a.jsonl", run_path=tmp_path / "a.run.json", **args)

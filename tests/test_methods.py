@@ -9,7 +9,7 @@ import math
 import pytest
 
 from biomedquant.calibration import calibration_windows
-from biomedquant.inference import generate, load_model
+from biomedquant.engines.transformers import generate, load_model
 from biomedquant.io import read_json
 from biomedquant.memory import shape_for_model, weight_bytes
 from biomedquant.methods import method_kind

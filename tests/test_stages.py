@@ -10,8 +10,10 @@ import pytest
 
 from biomedquant.calibration import calibration_windows
 from biomedquant.datasets.registry import DATASETS, get_dataset
+from biomedquant.decoding import Decoding
+from biomedquant.engines.transformers import load_model
 from biomedquant.evaluation import parse_generations
-from biomedquant.inference import load_model, run_inference
+from biomedquant.inference import run_inference
 from biomedquant.io import read_json, read_jsonl
 from biomedquant.models import ModelSourceError, fetch_model
 from biomedquant.prompting import builder, messages
@@ -102,8 +104,7 @@ def test_infer_score_aggregate_figure(tiny_fetched, demo_prepared, tmp_path):
             prompt_method="zero-shot",
             out_path=pred,
             run_path=tmp_path / f"{name}.run.json",
-            batch_size=4,
-            max_new_tokens=6,
+            decoding=Decoding(batch_size=4).capped(6),
         )
         records = read_jsonl(pred)
         gold = read_jsonl(demo_prepared[name])
@@ -230,9 +231,7 @@ def test_infer_with_other_prompting_methods(tiny_fetched, demo_prepared, tmp_pat
         out_path=out,
         run_path=tmp_path / "r.json",
         pool_path=pool,
-        batch_size=4,
-        max_new_tokens=5,
-        sc_samples=3,
+        decoding=Decoding(batch_size=4, sc_samples=3).capped(5),
     )
     parsed = tmp_path / "parsed.jsonl"
     summary = parse_generations(out, demo_prepared[name], name, prompt, parsed)
@@ -327,7 +326,7 @@ def test_compare_to_baseline(demo_prepared, tmp_path):
 def test_shared_prefix_cache_gives_the_same_greedy_outputs(tiny_fetched, demo_prepared, tmp_path):
     from biomedquant.datasets.download import download_split
     from biomedquant.datasets.prepare import fewshot_split, prepare_split
-    from biomedquant.inference import common_prefix_length, generate
+    from biomedquant.engines.transformers import common_prefix_length, generate
 
     name = "ddi"
     split = fewshot_split(name, "demo")

@@ -8,8 +8,11 @@ import shutil
 
 import pytest
 
+from biomedquant.decoding import Decoding
+from biomedquant.engines.base import cut_at_stop
+from biomedquant.engines.transformers import generate, load_model
 from biomedquant.evaluation import parse_generations
-from biomedquant.inference import cut_at_stop, generate, load_model, run_inference
+from biomedquant.inference import run_inference
 from biomedquant.io import read_jsonl, write_jsonl
 from biomedquant.parsing import reparse_predictions
 from biomedquant.tasks.text import cut_follow_up
@@ -122,8 +125,7 @@ def test_plain_prompt_format_stops_at_the_next_examples_header(
         prompt_method="zero-shot",
         out_path=out,
         run_path=tmp_path / "r.json",
-        batch_size=10,
-        max_new_tokens=6,
+        decoding=Decoding(batch_size=10).capped(6),
     )
     records = read_jsonl(out)
     assert run["decoding"]["stop"] == ["\nSentence:"]

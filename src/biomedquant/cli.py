@@ -124,18 +124,10 @@ def _cmd_quantize(args: argparse.Namespace) -> None:
 
 
 # Settings of `infer` that change a result: the workflow hands them over as one JSON object
-# (--settings), the same values the single flags take by hand.
-INFER_SETTINGS = (
-    "method",
-    "sc_samples",
-    "sc_temperature",
-    "batch_size",
-    "batch_tokens",
-    "backend",
-    "max_new_tokens",
-    "seed",
-    "system_prompt",
-)
+# (--settings), the same values the single flags take by hand. The decoding ones default to
+# biomedquant.decoding.Decoding's values when neither gives them.
+DECODING_SETTINGS = ("sc_samples", "sc_temperature", "batch_size", "batch_tokens", "max_new_tokens")
+INFER_SETTINGS = ("method", "backend", "seed", "system_prompt", *DECODING_SETTINGS)
 
 
 def _apply_settings(args: argparse.Namespace, allowed: Sequence[str]) -> None:
@@ -150,6 +142,7 @@ def _apply_settings(args: argparse.Namespace, allowed: Sequence[str]) -> None:
 
 
 def _cmd_infer(args: argparse.Namespace) -> None:
+    from biomedquant.decoding import Decoding
     from biomedquant.inference import run_inference
     from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT
 
@@ -166,13 +159,9 @@ def _cmd_infer(args: argparse.Namespace) -> None:
         out_path=args.out,
         run_path=args.run_record,
         pool_path=args.pool or None,
-        sc_samples=args.sc_samples,
-        sc_temperature=args.sc_temperature,
-        batch_size=args.batch_size,
-        batch_tokens=args.batch_tokens,
+        decoding=Decoding.from_settings({k: getattr(args, k) for k in DECODING_SETTINGS}),
         cache_dir=args.cache_dir or None,
         backend=args.backend,
-        max_new_tokens=int(args.max_new_tokens) if args.max_new_tokens else None,
         seed=args.seed,
         system_prompt=args.system_prompt or DEFAULT_SYSTEM_PROMPT,
     )
@@ -521,6 +510,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("heldout", nargs="*", help="prepared test JSON Lines: the quality check's text")
     s.set_defaults(func=_cmd_quantize)
 
+    from biomedquant.decoding import Decoding
+    from biomedquant.engines import BACKENDS
+
+    dec = Decoding()
     s = sub.add_parser("infer", help="generate the raw outputs for one dataset")
     s.add_argument("--model-dir", required=True)
     s.add_argument("--method", type=_json_arg, help="the method entry as JSON")
@@ -535,11 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pool", default="", help="few-shot pool (JSON Lines); empty: none")
     s.add_argument("--out", required=True)
     s.add_argument("--run-record", required=True)
-    s.add_argument("--sc-samples", type=int, default=5, help="self-consistency chains")
-    s.add_argument("--sc-temperature", type=float, default=0.7)
-    s.add_argument("--batch-size", type=int, default=8, help="most rows per batch")
-    s.add_argument("--batch-tokens", type=int, default=None, help="token budget per batch")
-    s.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
+    # Decoding flags default to None: biomedquant.decoding.Decoding holds the defaults.
+    s.add_argument("--sc-samples", type=int, help=f"self-consistency chains ({dec.sc_samples})")
+    s.add_argument("--sc-temperature", type=float, help=f"their temperature ({dec.sc_temperature})")
+    s.add_argument("--batch-size", type=int, help=f"most rows per batch ({dec.batch_size})")
+    s.add_argument("--batch-tokens", type=int, help=f"token budget per batch ({dec.batch_tokens})")
+    s.add_argument("--backend", default="transformers", choices=BACKENDS)
     s.add_argument("--cache-dir", default="", help="generation cache folder ('' = off)")
     s.add_argument("--max-new-tokens", default="", help="empty: the task's default")
     s.add_argument("--seed", type=int, default=0)

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from biomedquant.decoding import Decoding
 from biomedquant.memory import (
     GIB,
     ModelShape,
@@ -48,7 +49,7 @@ STEP_OVERHEAD_S = 0.03
 # Prefill is compute-bound: effective 16-bit FLOP/s of one GPU.
 PREFILL_FLOPS = 100e12
 # An item's own prompt tokens (the shared prefix, few-shot examples included, is prefilled
-# once per job and reused: see biomedquant.inference.generate).
+# once per job and reused: see biomedquant.engines.transformers.generate).
 ITEM_TOKENS = 400
 SHARED_PREFIX_TOKENS_PER_SHOT = 400
 # GPTQ: about 3 minutes per billion parameters on one data-centre GPU (Hessians and the
@@ -71,8 +72,8 @@ class Workload:
     new_tokens: int
     shots: int = 0
     samples: int = 1
-    batch_size: int = 16
-    batch_tokens: int = 8192
+    batch_size: int = Decoding.batch_size
+    batch_tokens: int = Decoding.batch_tokens
 
     @property
     def forward_passes(self) -> int:
@@ -91,32 +92,26 @@ def infer_workload(
     prompt: str,
     *,
     limit: int | None = None,
-    batch_size: int = 16,
-    batch_tokens: int = 8192,
-    max_new_tokens: int | None = None,
-    sc_samples: int = 1,
+    decoding: Decoding | None = None,
 ) -> Workload:
-    """The workload of one ``infer`` job, from the registry's facts and the config's caps.
-
-    Items: the official test size (or ``limit``, when smaller); new tokens: the config's cap,
-    else the task's default for direct or chain-of-thought answers.
+    """The workload of one ``infer`` job, from the registry's facts and the decoding settings
+    (default: :class:`~biomedquant.decoding.Decoding`'s defaults), as the job itself resolves
+    them: items are the official test size (or ``limit``, when smaller), new tokens the cap or
+    the task's default, rows the self-consistency chains per item.
     """
     from biomedquant.datasets.registry import get_dataset
     from biomedquant.prompting import get_prompt_method
-    from biomedquant.tasks import get_task
 
+    decoding = decoding if decoding is not None else Decoding()
     spec = get_dataset(dataset)
-    pm = get_prompt_method(prompt)
-    task = get_task(spec.task)
-    default_tokens = task.cot_max_new_tokens if pm.chain_of_thought else task.max_new_tokens
     items = min(spec.test_size, limit) if limit else spec.test_size
     return Workload(
         items=items,
-        new_tokens=int(max_new_tokens or default_tokens),
-        shots=pm.shots,
-        samples=sc_samples if pm.self_consistency else 1,
-        batch_size=batch_size,
-        batch_tokens=batch_tokens,
+        new_tokens=decoding.max_new_tokens_for(spec.task, prompt),
+        shots=get_prompt_method(prompt).shots,
+        samples=decoding.samples(prompt),
+        batch_size=decoding.batch_size,
+        batch_tokens=decoding.batch_tokens,
     )
 
 

@@ -110,6 +110,8 @@ class MethodKind:
     producer: str | None = None  # "module:function" that writes the cached artifact
     load_time: bool = False  # quantized while loading: the 16-bit weights are read
     vllm_quantization: str | None = None  # vLLM's quantization= for a kind it quantizes itself
+    engine: str | None = None  # the one engine that runs this kind (None: the configured one)
+    needs_fp8_gpu: bool = False  # runs only on a GPU with FP8 units (compute capability 8.9+)
 
     @property
     def artifact(self) -> bool:
@@ -177,6 +179,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 linear_bytes_per_weight=_gguf_bytes,
                 model_bytes=_gguf_model_bytes,
                 producer="biomedquant.quantization.gguf:quantize_gguf",
+                engine="llama_cpp",
             ),
             MethodKind(
                 "fp8",
@@ -186,6 +189,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 linear_bytes_per_weight=_fixed(1.0),
                 load_time=True,
                 vllm_quantization="fp8",
+                needs_fp8_gpu=True,
             ),
         )
     ),

@@ -52,17 +52,18 @@ def run_perplexity(
     max_length: int = 512,
 ) -> dict[str, Any]:
     """Perplexity of (model, method) on the test texts of ``data_paths``; writes a record."""
-    from biomedquant.inference import load_model
+    from biomedquant.engines.transformers import load_model
 
     texts = [record_text(r) for path in data_paths for r in read_jsonl(path)]
     if not texts:
         raise ValueError("no texts to compute perplexity on")
     nll_of = token_nll
     if method.get("kind") == "gguf":  # llama.cpp's own logits, from the GGUF file
-        from biomedquant import llama_cpp_engine as engine
+        from biomedquant.engines import llama_cpp
 
-        model, tokenizer, load_info = engine.load(model_dir, method, logits_all=True)
-        nll_of = engine.token_nll
+        model = llama_cpp.LlamaCppEngine.load(model_dir, method, logits_all=True)
+        tokenizer, load_info = model.tokenizer, model.info
+        nll_of = llama_cpp.token_nll
     else:
         model, tokenizer, load_info = load_model(model_dir, method)
     start = time.time()

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from biomedquant.decoding import BATCH_TOKENS
 from biomedquant.gpus import GPU_SIZES_GIB, smallest_gpu
 from biomedquant.memory import GIB, estimate, shape_for_model, weight_bytes
 from biomedquant.methods import bits
-
-DEFAULT_BATCH_TOKENS = 8192
 
 FIT_COLUMNS = (
     "model",
@@ -37,7 +36,7 @@ FIT_COLUMNS = (
 
 
 def batch_tokens(config: dict[str, Any]) -> int:
-    return int(config.get("inference", {}).get("batch_tokens", DEFAULT_BATCH_TOKENS))
+    return int(config.get("inference", {}).get("batch_tokens", BATCH_TOKENS))
 
 
 def fit_rows(config: dict[str, Any]) -> list[dict[str, Any]]:

@@ -115,16 +115,19 @@ def fewshot_pool(wildcards):
 
 def max_new_tokens(wildcards):
     """The config's cap for this task and kind of prompt ('' = the task's default)."""
-    task = get_dataset(wildcards.dataset).task
-    cot = get_prompt_method(wildcards.prompt).chain_of_thought
-    caps = config["inference"]["cot_max_new_tokens" if cot else "max_new_tokens"]
-    return caps.get(task, "")
+    from biomedquant.decoding import Decoding
+
+    cap = Decoding.from_config(config).cap(
+        get_dataset(wildcards.dataset).task, wildcards.prompt
+    )
+    return "" if cap is None else cap
 
 
 def sc_samples(wildcards):
     """Self-consistency chains; 1 for other methods, so sc settings never rerun them."""
-    sc = get_prompt_method(wildcards.prompt).self_consistency
-    return config["prompting"]["sc_samples"] if sc else 1
+    from biomedquant.decoding import Decoding
+
+    return Decoding.from_config(config).samples(wildcards.prompt)
 
 
 def sc_temperature(wildcards):
@@ -308,14 +311,17 @@ def evaluate_settings(wildcards):
 
 @signature_once
 def infer_settings(wildcards, batch_size=None):
-    """What changes an inference job's outputs, as one JSON object for `biomedquant infer`."""
-    inference = config["inference"]
+    """What changes an inference job's outputs, as one JSON object for `biomedquant infer`
+    (the decoding keys are biomedquant.decoding.Decoding's, resolved for this job)."""
+    from biomedquant.decoding import Decoding
+
+    decoding = Decoding.from_config(config)
     return as_json(
         {
             "method": method_spec(wildcards),
-            "batch_size": batch_size or inference["batch_size"],
-            "batch_tokens": inference["batch_tokens"],
-            "backend": inference["backend"],
+            "batch_size": batch_size or decoding.batch_size,
+            "batch_tokens": decoding.batch_tokens,
+            "backend": config["inference"]["backend"],
             "max_new_tokens": max_new_tokens(wildcards) or None,
             "system_prompt": config["prompting"].get("system_prompt", ""),
             "sc_samples": sc_samples(wildcards),

@@ -4,8 +4,8 @@
 # (where only gpu=1 is enforced) and on SLURM (where all of it is).
 import os
 from functools import lru_cache
-from types import SimpleNamespace
 
+from biomedquant.decoding import Decoding
 from biomedquant.job_resources import (
     gpu_constraint,
     infer_workload,
@@ -48,15 +48,11 @@ def _gpu_job_resources(rule_name, model, method, dataset, prompt, attempt):
             config["datasets"], limit=config["data"].get("limit")
         )
     elif rule_name == "infer":
-        wildcards = SimpleNamespace(dataset=dataset, prompt=prompt)
         workload = infer_workload(
             dataset,
             prompt,
             limit=config["data"].get("limit"),
-            batch_size=config["inference"]["batch_size"],
-            batch_tokens=config["inference"].get("batch_tokens", 8192),
-            max_new_tokens=max_new_tokens(wildcards) or None,
-            sc_samples=sc_samples(wildcards),
+            decoding=Decoding.from_config(config),
         )
     return job_resources(
         config["models"][model],

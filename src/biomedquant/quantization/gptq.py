@@ -244,7 +244,7 @@ def _quality(
     artifact: Path, source_dir: Path, method: dict[str, Any], heldout: list[str | Path] | None
 ) -> dict[str, Any]:
     """The per-layer check on the artifact as saved, loaded through inference's own path."""
-    from biomedquant.inference import load_model
+    from biomedquant.engines.transformers import load_model
     from biomedquant.quantization.quality import heldout_texts, quality_check
 
     if heldout:

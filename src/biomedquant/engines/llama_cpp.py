@@ -1,8 +1,8 @@
 """The llama.cpp engine (``gguf`` methods): GGUF files on the CPU, as a workstation runs them.
 
-Same interface as the transformers engine in :mod:`biomedquant.inference` and the vLLM adapter
-(``load`` and ``generate``), so prompts, parsing, the generation cache, resume and the run
-record are shared. Three choices keep its outputs comparable with the other engines':
+It implements the engine interface (:mod:`biomedquant.engines.base`), so prompts, parsing, the
+generation cache, resume and the run record are shared with the other engines. Three choices
+keep its outputs comparable with the other engines':
 
 * Prompts are tokenized by the model's Hugging Face tokenizer and handed to llama.cpp as token
   ids, so every engine sees the same tokens (the chat template applied once, by
@@ -30,23 +30,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from biomedquant.decoding import Decoding, Sampling
+from biomedquant.engines.base import Generation, OnBatch
 from biomedquant.quantization.gguf import gguf_file, llama_cpp_module
 
 # Context length when the model allows it: the longest demo and paper prompts (five-shot NER)
 # plus their new tokens fit, and the KV cache of a 7-8B model stays near 1 GiB.
 DEFAULT_CONTEXT = 8192
-
-
-@dataclass
-class Engine:
-    """A loaded GGUF model with what decoding needs beside it."""
-
-    llm: Any
-    stop_ids: set[int]
-    n_ctx: int
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 def cpu_threads() -> int:
@@ -117,62 +109,7 @@ def _model_params_without_repacking(llama_cpp: Any) -> Iterator[None]:
         module.llama_model_default_params = original
 
 
-def load(
-    model_dir: str | Path,
-    method: dict[str, Any],
-    *,
-    logits_all: bool = False,
-    context: int | None = None,
-    **_: Any,
-) -> tuple[Engine, Any, dict[str, Any]]:
-    """Load the artifact's GGUF file; returns (engine, Hugging Face tokenizer, facts)."""
-    llama_cpp = llama_cpp_module()
-    from transformers import AutoTokenizer
-
-    model_dir = Path(model_dir)
-    path = gguf_file(model_dir)
-    prov_path = model_dir / "provenance.json"
-    prov = json.loads(prov_path.read_text("utf-8")) if prov_path.is_file() else {}
-    config = json.loads((model_dir / "config.json").read_text("utf-8"))
-    n_ctx = min(context or DEFAULT_CONTEXT, int(config.get("max_position_embeddings", 4096)))
-    offload = bool(llama_cpp.llama_supports_gpu_offload())
-    threads = cpu_threads()
-    start = time.time()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    with _model_params_without_repacking(llama_cpp):
-        llm = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_batch=512,
-            n_threads=threads,
-            n_threads_batch=threads,
-            n_gpu_layers=-1 if offload else 0,
-            logits_all=logits_all,
-            seed=0,
-            verbose=False,
-        )
-    gguf_type = prov.get("gguf_type", str(method.get("type")))
-    info = {
-        "device": "cuda" if offload else "cpu",
-        "backend": "llama_cpp",
-        "cpu_threads": threads,
-        "context_length": n_ctx,
-        "stored_dtype": gguf_type,
-        "compute_dtype": gguf_type,
-        "load_seconds": round(time.time() - start, 3),
-        "weights_bytes": prov.get("tensor_bytes") or path.stat().st_size,
-        "model_footprint_bytes": path.stat().st_size,
-        "size_on_disk_bytes": path.stat().st_size,
-        "gguf_file_bytes": path.stat().st_size,
-        "gpu_offload": offload,
-        "weight_repacking": os.environ.get(REPACK_ENV, "") == "1",
-        "gpu_process_bytes_after_load": gpu_process_bytes() if offload else None,
-        "llama_cpp_python": getattr(llama_cpp, "__version__", None),
-    }
-    return Engine(llm, _stop_ids(model_dir, tokenizer), n_ctx, info), tokenizer, info
-
-
-def _perf(engine: Engine) -> dict[str, float]:
+def _perf(engine: LlamaCppEngine) -> dict[str, float]:
     llama_cpp = llama_cpp_module()
     data = llama_cpp.llama_perf_context(engine.llm._ctx.ctx)
     return {
@@ -190,8 +127,7 @@ def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
 
 
 def generate_one(
-    engine: Engine,
-    tokenizer: Any,
+    engine: LlamaCppEngine,
     ids: list[int],
     *,
     max_new_tokens: int,
@@ -222,90 +158,156 @@ def generate_one(
         if token in engine.stop_ids or len(new) >= max_new_tokens:
             break
         if stop:
-            text, hit = _cut_at_stop(tokenizer.decode(new, skip_special_tokens=True), stop)
+            text, hit = _cut_at_stop(engine.tokenizer.decode(new, skip_special_tokens=True), stop)
             if hit:
                 return text.strip(), len(new)
-    text = tokenizer.decode(new, skip_special_tokens=True)
+    text = engine.tokenizer.decode(new, skip_special_tokens=True)
     if stop:
         text, _ = _cut_at_stop(text, stop)
     return text.strip(), len(new)
 
 
-def generate(
-    model: Engine,
-    tokenizer: Any,
-    prompts: list[str],
-    *,
-    max_new_tokens: int,
-    batch_size: int = 1,
-    batch_tokens: int | None = None,
-    samples: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    stop: list[str] | tuple[str, ...] | None = None,
-    seed: int = 0,
-    on_batch: Any = None,
-    stats: dict[str, Any] | None = None,
-    progress: Any = None,
-    **_: Any,
-) -> list[dict[str, Any]]:
-    """Generations in input order, in the transformers engine's result format.
+@dataclass
+class LlamaCppEngine:
+    """A loaded GGUF model behind the engine interface, with what decoding needs beside it."""
 
-    ``stats`` gets ``engine_metrics``: prompt tokens processed (those not served by the kept
-    prefix), generated tokens, and llama.cpp's timings and tokens/s for both phases.
-    """
-    llama_cpp = llama_cpp_module()
-    llama_cpp.llama_perf_context_reset(model.llm._ctx.ctx)
-    stop_list = [s for s in (stop or []) if s]
-    results: list[dict[str, Any]] = []
-    start = time.time()
-    for i, prompt in enumerate(prompts):
-        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        texts, n_new = [], 0
-        for s in range(samples):
-            text, n = generate_one(
-                model,
-                tokenizer,
-                ids,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature if samples > 1 else 0.0,
-                top_p=top_p,
-                seed=seed + i * samples + s,
-                stop=stop_list,
+    name: ClassVar[str] = "llama_cpp"
+    llm: Any
+    tokenizer: Any  # the artifact's Hugging Face tokenizer: every engine sees the same tokens
+    stop_ids: set[int]
+    n_ctx: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        method: dict[str, Any],
+        decoding: Decoding | None = None,
+        *,
+        logits_all: bool = False,
+        context: int | None = None,
+    ) -> LlamaCppEngine:
+        """Load the artifact's GGUF file. Prompts run one at a time, so ``decoding``'s batch
+        shape does not apply; ``logits_all`` keeps every position's logits (perplexity)."""
+        llama_cpp = llama_cpp_module()
+        from transformers import AutoTokenizer
+
+        model_dir = Path(model_dir)
+        path = gguf_file(model_dir)
+        prov_path = model_dir / "provenance.json"
+        prov = json.loads(prov_path.read_text("utf-8")) if prov_path.is_file() else {}
+        config = json.loads((model_dir / "config.json").read_text("utf-8"))
+        n_ctx = min(context or DEFAULT_CONTEXT, int(config.get("max_position_embeddings", 4096)))
+        offload = bool(llama_cpp.llama_supports_gpu_offload())
+        threads = cpu_threads()
+        start = time.time()
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        with _model_params_without_repacking(llama_cpp):
+            llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_batch=512,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=-1 if offload else 0,
+                logits_all=logits_all,
+                seed=0,
+                verbose=False,
             )
-            texts.append(text)
-            n_new += n
-        result = {"outputs": texts, "n_prompt_tokens": len(ids), "n_new_tokens": n_new}
-        results.append(result)
-        if on_batch is not None:
-            on_batch({i: result})
-        if progress is not None:
-            progress.update(1)
-    perf = _perf(model)
-    if stats is not None:
-        stats["batches"] = len(prompts)
-        stats["largest_batch"] = 1 if prompts else 0
-        stats["oom_retries"] = 0
-        stats["engine_metrics"] = {
-            "prompt_tokens_processed": perf["n_p_eval"],
-            "prompt_seconds": round(perf["t_p_eval_ms"] / 1000, 3),
-            "prompt_tokens_per_second": (
-                round(1000 * perf["n_p_eval"] / perf["t_p_eval_ms"], 2)
-                if perf["t_p_eval_ms"]
-                else None
-            ),
-            "generation_tokens": perf["n_eval"],
-            "generation_seconds": round(perf["t_eval_ms"] / 1000, 3),
-            "generation_tokens_per_second": (
-                round(1000 * perf["n_eval"] / perf["t_eval_ms"], 2) if perf["t_eval_ms"] else None
-            ),
-            "engine_wall_seconds": round(time.time() - start, 3),
+        gguf_type = prov.get("gguf_type", str(method.get("type")))
+        info = {
+            "device": "cuda" if offload else "cpu",
+            "backend": "llama_cpp",
+            "cpu_threads": threads,
+            "context_length": n_ctx,
+            "stored_dtype": gguf_type,
+            "compute_dtype": gguf_type,
+            "load_seconds": round(time.time() - start, 3),
+            "weights_bytes": prov.get("tensor_bytes") or path.stat().st_size,
+            "model_footprint_bytes": path.stat().st_size,
+            "size_on_disk_bytes": path.stat().st_size,
+            "gguf_file_bytes": path.stat().st_size,
+            "gpu_offload": offload,
+            "weight_repacking": os.environ.get(REPACK_ENV, "") == "1",
+            "gpu_process_bytes_after_load": gpu_process_bytes() if offload else None,
+            "llama_cpp_python": getattr(llama_cpp, "__version__", None),
         }
-    return results
+        return cls(llm, tokenizer, _stop_ids(model_dir, tokenizer), n_ctx, info)
+
+    def generate(
+        self,
+        prompts: list[str],
+        sampling: Sampling,
+        *,
+        on_batch: OnBatch | None = None,
+        stats: dict[str, Any] | None = None,
+        progress: Any = None,
+    ) -> list[Generation]:
+        """Generations in input order, one prompt at a time.
+
+        ``stats`` gets ``engine_metrics``: prompt tokens processed (those not served by the
+        kept prefix), generated tokens, and llama.cpp's timings and tokens/s for both phases.
+        Sampled chains are seeded 0, 1, 2, ... in prompt and chain order (not from the job's
+        seed, which their stored outputs were made without).
+        """
+        llama_cpp = llama_cpp_module()
+        llama_cpp.llama_perf_context_reset(self.llm._ctx.ctx)
+        stop_list = [s for s in sampling.stop if s]
+        samples = sampling.samples
+        results: list[Generation] = []
+        start = time.time()
+        for i, prompt in enumerate(prompts):
+            ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            texts, n_new = [], 0
+            for s in range(samples):
+                text, n = generate_one(
+                    self,
+                    ids,
+                    max_new_tokens=sampling.max_new_tokens,
+                    temperature=sampling.temperature if samples > 1 else 0.0,
+                    seed=i * samples + s,
+                    stop=stop_list,
+                )
+                texts.append(text)
+                n_new += n
+            result = {"outputs": texts, "n_prompt_tokens": len(ids), "n_new_tokens": n_new}
+            results.append(result)
+            if on_batch is not None:
+                on_batch({i: result})
+            if progress is not None:
+                progress.update(1)
+        if stats is not None:
+            stats.update(batches=len(prompts), largest_batch=1 if prompts else 0, oom_retries=0)
+            stats["engine_metrics"] = _engine_metrics(_perf(self), time.time() - start)
+        return results
+
+    def close(self) -> None:
+        llm, self.llm = self.llm, None
+        if llm is not None:
+            llm.close()
+
+
+def _engine_metrics(perf: dict[str, float], wall_seconds: float) -> dict[str, Any]:
+    """llama.cpp's own counters for the run record: tokens and tokens/s of prompt processing
+    and of generation."""
+    return {
+        "prompt_tokens_processed": perf["n_p_eval"],
+        "prompt_seconds": round(perf["t_p_eval_ms"] / 1000, 3),
+        "prompt_tokens_per_second": (
+            round(1000 * perf["n_p_eval"] / perf["t_p_eval_ms"], 2) if perf["t_p_eval_ms"] else None
+        ),
+        "generation_tokens": perf["n_eval"],
+        "generation_seconds": round(perf["t_eval_ms"] / 1000, 3),
+        "generation_tokens_per_second": (
+            round(1000 * perf["n_eval"] / perf["t_eval_ms"], 2) if perf["t_eval_ms"] else None
+        ),
+        "engine_wall_seconds": round(wall_seconds, 3),
+    }
 
 
 def token_nll(
-    engine: Engine, tokenizer: Any, texts: list[str], max_length: int = 512
+    engine: LlamaCppEngine, tokenizer: Any, texts: list[str], max_length: int = 512
 ) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) and predicted tokens, as
     :func:`biomedquant.perplexity.token_nll` computes them, from llama.cpp's logits (the

@@ -1,0 +1,134 @@
+"""The vLLM engine (``inference.backend: vllm``), for users with CUDA GPUs.
+
+vLLM schedules its own batches (continuous batching, paged KV cache); the decoding settings'
+``batch_size`` and ``batch_tokens`` become its ``max_num_seqs`` and ``max_num_batched_tokens``
+(see :func:`llm_kwargs`). It is imported only when selected and is not a dependency of
+biomedquant: install it beside it (``pip install vllm``) on a machine with CUDA. GPTQ
+artifacts load as they are; bitsandbytes and fp8 methods use vLLM's own load-time
+quantization (:func:`vllm_quantization`); the CPU-only demo and tests run the transformers
+engine.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from biomedquant.decoding import Decoding, Sampling
+from biomedquant.engines.base import EngineUnavailable, Generation, OnBatch
+from biomedquant.engines.hardware import require_fp8_gpu
+from biomedquant.methods import method_kind
+
+# Sequences interleaved per chunk handed to vLLM: chunks make progress and resume granular.
+CHUNK = 256
+
+
+def _vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as exc:
+        raise EngineUnavailable(
+            "inference.backend 'vllm' needs the 'vllm' package, which is not installed: "
+            "pip install vllm (Linux with a CUDA GPU), or set inference.backend: transformers"
+        ) from exc
+    return vllm
+
+
+def vllm_quantization(method: dict[str, Any]) -> str | None:
+    """vLLM's ``quantization`` argument for a kind quantized at load time (None otherwise:
+    GPTQ artifacts carry their own quantization config, 16-bit models need none)."""
+    kind = method_kind(method)
+    if kind.needs_fp8_gpu:
+        require_fp8_gpu()
+    return kind.vllm_quantization
+
+
+def llm_kwargs(model_dir: str | Path, method: dict[str, Any], decoding: Decoding) -> dict[str, Any]:
+    """The keyword arguments of ``vllm.LLM`` for this artifact, method and batch shape."""
+    kwargs: dict[str, Any] = {
+        "model": str(model_dir),
+        "max_num_seqs": decoding.batch_size,
+        "max_num_batched_tokens": decoding.batch_tokens,
+    }
+    quantization = vllm_quantization(method)
+    if quantization:
+        kwargs["quantization"] = quantization
+    return kwargs
+
+
+def stop_reason(finish_reason: str | None, matched: Any) -> str:
+    """vLLM's finish reason in the engine-neutral vocabulary: a matched stop string is
+    ``stop_string``, another stop (end-of-sequence or end-of-turn token) ``end_of_turn``."""
+    if finish_reason == "stop":
+        return "stop_string" if isinstance(matched, str) else "end_of_turn"
+    return "length" if finish_reason == "length" else str(finish_reason)
+
+
+@dataclass
+class VllmEngine:
+    """A ``vllm.LLM`` behind the engine interface."""
+
+    name: ClassVar[str] = "vllm"
+    llm: Any
+    tokenizer: Any
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, method: dict[str, Any], decoding: Decoding) -> VllmEngine:
+        vllm = _vllm()
+        start = time.time()
+        llm = vllm.LLM(**llm_kwargs(model_dir, method, decoding))
+        info = {"device": "cuda", "load_seconds": round(time.time() - start, 3), "backend": "vllm"}
+        return cls(llm, llm.get_tokenizer(), info)
+
+    def generate(
+        self,
+        prompts: list[str],
+        sampling: Sampling,
+        *,
+        on_batch: OnBatch | None = None,
+        stats: dict[str, Any] | None = None,
+        progress: Any = None,
+    ) -> list[Generation]:
+        """Generations in input order: stopped at the ``stop`` strings (not kept in the text)
+        and the chat template's end-of-turn tokens, with each sample's stop reason."""
+        from biomedquant.prompting import end_of_turn_tokens
+
+        vllm = _vllm()
+        eot = [self.tokenizer.convert_tokens_to_ids(t) for t in end_of_turn_tokens(self.tokenizer)]
+        params = vllm.SamplingParams(
+            n=sampling.samples,
+            temperature=sampling.temperature if sampling.samples > 1 else 0.0,
+            max_tokens=sampling.max_new_tokens,
+            stop=list(sampling.stop) or None,
+            stop_token_ids=eot or None,
+        )
+        results: list[Generation] = []
+        for start in range(0, len(prompts), CHUNK):
+            chunk = prompts[start : start + CHUNK]
+            outs = self.llm.generate(chunk, params, use_tqdm=False)
+            done = {}
+            for j, out in enumerate(outs):
+                done[start + j] = {
+                    "outputs": [c.text.strip() for c in out.outputs],
+                    "stop_reasons": [
+                        stop_reason(c.finish_reason, c.stop_reason) for c in out.outputs
+                    ],
+                    "n_prompt_tokens": len(out.prompt_token_ids),
+                    "n_new_tokens": sum(len(c.token_ids) for c in out.outputs),
+                }
+            results.extend(done[i] for i in sorted(done))
+            if on_batch is not None:
+                on_batch(done)
+            if progress is not None:
+                progress.update(len(chunk))
+        if stats is not None:
+            stats["batches"] = (len(prompts) + CHUNK - 1) // CHUNK
+        return results
+
+    def close(self) -> None:
+        self.llm = None
+        gc.collect()
