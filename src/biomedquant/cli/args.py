@@ -1,0 +1,74 @@
+"""Argument types and helpers shared by the command-line stages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {err.msg}: {text[:80]}") from err
+
+
+def cpu_threads(value: str) -> None:
+    """Set torch's CPU threads for a job without a GPU ('job': keep Snakemake's setting)."""
+    if value in ("", "job"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads((os.cpu_count() or 1) if value == "all" else int(value))
+
+
+def pairs(text: str) -> dict[str, str]:
+    """'name=path name=path' (as the workflow passes them) -> {name: path}."""
+    out = {}
+    for item in text.split():
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise argparse.ArgumentTypeError(f"expected name=path, got {item!r}")
+        out[name] = path
+    return out
+
+
+def load_config(args: argparse.Namespace) -> dict[str, Any]:
+    """A study config from --config (YAML file: strict parse and the workflow's schema, with
+    its defaults) or --config-json (parts of a config the workflow already validated)."""
+    from biomedquant.config_loader import load_config
+
+    if args.config_json is not None:
+        if not isinstance(args.config_json, dict):
+            raise ValueError("--config-json must be a JSON object")
+        return args.config_json
+    return load_config(args.config)
+
+
+def config_args(s: argparse.ArgumentParser) -> None:
+    group = s.add_mutually_exclusive_group(required=True)
+    group.add_argument("--config", help="a study config (YAML)")
+    group.add_argument("--config-json", type=json_arg, help="models, methods, inference (JSON)")
+
+
+def manifest_runs(manifests: Sequence[str]) -> list[str]:
+    """The run records the evaluation manifests list ([] for none)."""
+    if not manifests:
+        return []
+    from biomedquant.evaluation import manifest_files
+
+    return manifest_files(list(manifests), "run_record")

@@ -1,0 +1,150 @@
+"""Commands of the inference stage (workflow/rules/inference.smk, perplexity.smk):
+generation, perplexity, the generation cache.
+
+Each command parses its arguments and calls one package function.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from biomedquant.cli.args import (
+    cpu_threads,
+    json_arg,
+)
+
+DECODING_SETTINGS = ("sc_samples", "sc_temperature", "batch_size", "batch_tokens", "max_new_tokens")
+INFER_SETTINGS = ("method", "backend", "seed", "system_prompt", *DECODING_SETTINGS)
+
+
+def _apply_settings(args: argparse.Namespace, allowed: Sequence[str]) -> None:
+    """Copy the keys of ``--settings`` onto ``args``; an unknown key is an error."""
+    if not getattr(args, "settings", None):
+        return
+    unknown = sorted(set(args.settings) - set(allowed))
+    if unknown:
+        raise ValueError(f"--settings: unknown key(s) {unknown} (known: {', '.join(allowed)})")
+    for key, value in args.settings.items():
+        setattr(args, key, value)
+
+
+def _cmd_infer(args: argparse.Namespace) -> None:
+    from biomedquant.decoding import Decoding
+    from biomedquant.inference import run_inference
+    from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT
+
+    _apply_settings(args, INFER_SETTINGS)
+    if not args.method:
+        raise ValueError("infer: give the method as --method or in --settings")
+    cpu_threads(args.cpu_threads)
+    run_inference(
+        model_dir=args.model_dir,
+        method=args.method,
+        dataset=args.dataset,
+        data_path=args.data,
+        prompt_method=args.prompt,
+        out_path=args.out,
+        run_path=args.run_record,
+        pool_path=args.pool or None,
+        decoding=Decoding.from_settings({k: getattr(args, k) for k in DECODING_SETTINGS}),
+        cache_dir=args.cache_dir or None,
+        backend=args.backend,
+        seed=args.seed,
+        system_prompt=args.system_prompt or DEFAULT_SYSTEM_PROMPT,
+    )
+
+
+def _cmd_perplexity(args: argparse.Namespace) -> None:
+    from biomedquant.perplexity import run_perplexity
+
+    cpu_threads(args.cpu_threads)
+    rec = run_perplexity(
+        model_dir=args.model_dir,
+        method=args.method,
+        data_paths=args.data,
+        out_path=args.out,
+        max_length=args.max_length,
+    )
+    print(f"perplexity {rec['perplexity']:.3f} over {rec['n_tokens']} tokens")
+
+
+def _cmd_perplexity_table(args: argparse.Namespace) -> None:
+    from biomedquant.io import write_csv
+    from biomedquant.perplexity import PERPLEXITY_COLUMNS, perplexity_rows
+
+    rows = perplexity_rows(args.records)
+    write_csv(args.out, PERPLEXITY_COLUMNS, rows)
+    print(f"{len(rows)} rows -> {args.out}")
+
+
+def _cmd_cache(args: argparse.Namespace) -> None:
+    from biomedquant.generation_cache import cache_summary, clear_cache
+
+    if args.action == "info" and args.model_key is not None:
+        raise ValueError("--model-key only applies to 'cache clear'")
+    if args.action == "clear":
+        n = clear_cache(args.dir, args.model_key)
+        print(f"removed {n} file(s) from {args.dir}")
+        return
+    rows = cache_summary(args.dir)
+    for r in rows:
+        print(f"{r['model_key']}  {r['entries']:>8} generations  {r['bytes'] / 1e6:>9.1f} MB")
+    print(f"{len(rows)} model(s), {sum(r['entries'] for r in rows)} generations in {args.dir}")
+
+
+def add_commands(sub: Any) -> None:
+    """Register this stage's subcommands."""
+    from biomedquant.decoding import Decoding
+    from biomedquant.engines import BACKENDS
+
+    dec = Decoding()
+    s = sub.add_parser("infer", help="generate the raw outputs for one dataset")
+    s.add_argument("--model-dir", required=True)
+    s.add_argument("--method", type=json_arg, help="the method entry as JSON")
+    s.add_argument(
+        "--settings",
+        type=json_arg,
+        help=f"a JSON object of any of {', '.join(INFER_SETTINGS)} (the workflow's way)",
+    )
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--prompt", required=True)
+    s.add_argument("--pool", default="", help="few-shot pool (JSON Lines); empty: none")
+    s.add_argument("--out", required=True)
+    s.add_argument("--run-record", required=True)
+    # Decoding flags default to None: biomedquant.decoding.Decoding holds the defaults.
+    s.add_argument("--sc-samples", type=int, help=f"self-consistency chains ({dec.sc_samples})")
+    s.add_argument("--sc-temperature", type=float, help=f"their temperature ({dec.sc_temperature})")
+    s.add_argument("--batch-size", type=int, help=f"most rows per batch ({dec.batch_size})")
+    s.add_argument("--batch-tokens", type=int, help=f"token budget per batch ({dec.batch_tokens})")
+    s.add_argument("--backend", default="transformers", choices=BACKENDS)
+    s.add_argument("--cache-dir", default="", help="generation cache folder ('' = off)")
+    s.add_argument("--max-new-tokens", default="", help="empty: the task's default")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--system-prompt", default="", help="empty: the package default")
+    s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
+    s.set_defaults(func=_cmd_infer)
+
+    s = sub.add_parser("perplexity", help="held-out perplexity of a model under a method")
+    s.add_argument("--model-dir", required=True)
+    s.add_argument("--method", required=True, type=json_arg)
+    s.add_argument("--out", required=True)
+    s.add_argument("--max-length", type=int, default=512)
+    s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
+    s.add_argument("data", nargs="+", help="prepared test splits (JSON Lines)")
+    s.set_defaults(func=_cmd_perplexity)
+
+    s = sub.add_parser("perplexity-table", help="gather perplexity records into a table")
+    s.add_argument("--out", required=True)
+    s.add_argument("records", nargs="+")
+    s.set_defaults(func=_cmd_perplexity_table)
+
+    s = sub.add_parser("cache", help="show or clear the generation cache")
+    s.add_argument("action", choices=["info", "clear"])
+    s.add_argument("--dir", default="resources/generation_cache", help="the cache folder")
+    s.add_argument(
+        "--model-key", help="clear only this model's generations (a key listed by 'cache info')"
+    )
+    s.set_defaults(func=_cmd_cache)

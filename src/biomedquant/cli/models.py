@@ -1,0 +1,94 @@
+"""Commands of the model stage (workflow/rules/models.smk): fetching, quantizing, the quality table.
+
+Each command parses its arguments and calls one package function.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from biomedquant.cli.args import (
+    cpu_threads,
+    json_arg,
+    pairs,
+)
+
+
+def _cmd_fetch(args: argparse.Namespace) -> None:
+    from biomedquant.config_checks import check_revision
+    from biomedquant.models import fetch_model
+
+    if not isinstance(args.spec, dict):
+        raise ValueError("--spec must be a JSON object (the model's config entry)")
+    if args.strict_revisions:
+        check_revision(args.model, args.spec)
+    prov = fetch_model(args.model, args.spec, args.out)
+    print(f"{args.model}: {prov['size_bytes'] / 1e6:.1f} MB in {prov['wall_seconds']} s")
+
+
+def _cmd_quantize(args: argparse.Namespace) -> None:
+    from biomedquant.config_checks import check_group_size_for_folder
+    from biomedquant.quantization import quantize_model
+
+    if not isinstance(args.method, dict):
+        raise ValueError("--method must be a JSON object (the method's config entry)")
+    check_group_size_for_folder(args.source, args.method)
+    cpu_threads(args.cpu_threads)
+    prov = quantize_model(
+        args.source,
+        args.out,
+        args.method,
+        seed=args.seed,
+        pools=pairs(args.pools),
+        test_raws=pairs(args.test_files),
+        heldout=args.heldout,
+    )
+    print(f"quantized in {prov['quantize_seconds']} s, {prov['size_bytes'] / 1e6:.1f} MB")
+
+
+def _cmd_quality_table(args: argparse.Namespace) -> None:
+    from biomedquant.io import write_csv
+    from biomedquant.quantization.quality import QUALITY_COLUMNS, quality_rows
+
+    rows = quality_rows(args.artifacts)
+    write_csv(args.out, QUALITY_COLUMNS, rows)
+    for r in rows:
+        if r["verdict"] == "warn":
+            print(
+                f"WARNING {r['model']}/{r['method']}: worse than round-to-nearest on"
+                f" {r['n_worse_than_rtn']} of {r['n_layers']} layers (held-out text)"
+            )
+    print(f"{len(rows)} rows -> {args.out}")
+
+
+def add_commands(sub: Any) -> None:
+    """Register this stage's subcommands."""
+    s = sub.add_parser("fetch-model", help="materialize a model as a 16-bit safetensors folder")
+    s.add_argument("--model", required=True)
+    s.add_argument("--spec", required=True, type=json_arg, help="the model's config entry")
+    s.add_argument("--out", required=True)
+    s.add_argument(
+        "--strict-revisions",
+        action="store_true",
+        help="refuse a Hugging Face revision that is not a full commit hash (e.g. main)",
+    )
+    s.set_defaults(func=_cmd_fetch)
+
+    s = sub.add_parser("quantize", help="quantize a fetched model with one method")
+    s.add_argument("--source", required=True)
+    s.add_argument("--method", required=True, type=json_arg, help="the method's config entry")
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--pools", default="", help="in-domain calibration: 'dataset=train.jsonl ...'")
+    s.add_argument(
+        "--test-files", default="", help="in-domain calibration: 'dataset=test.raw ...' to exclude"
+    )
+    s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
+    s.add_argument("heldout", nargs="*", help="prepared test JSON Lines: the quality check's text")
+    s.set_defaults(func=_cmd_quantize)
+
+    s = sub.add_parser("quality-table", help="gather quantization quality checks into a table")
+    s.add_argument("--out", required=True)
+    s.add_argument("artifacts", nargs="*", help="quantized artifact folders (model/method)")
+    s.set_defaults(func=_cmd_quality_table)

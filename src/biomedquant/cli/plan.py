@@ -1,0 +1,115 @@
+"""Commands of the planning and memory stage (workflow/rules/plan.smk, deployment.smk):
+the fit table, the memory and CPU deployment tables, the doctor.
+
+Each command parses its arguments and calls one package function.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from biomedquant.cli.args import (
+    config_args,
+    load_config,
+    manifest_runs,
+)
+
+
+def _cmd_plan(args: argparse.Namespace) -> None:
+    from biomedquant.config_checks import check_group_sizes
+    from biomedquant.figures.registry import draw_figure
+    from biomedquant.io import write_csv
+    from biomedquant.plan import FIT_COLUMNS, fit_lines, fit_rows
+
+    config = load_config(args)
+    check_group_sizes(config)  # a group wider than a layer fails GPTQ only after calibration
+    rows = fit_rows(config)
+    if args.figure and not args.out:
+        raise ValueError("--figure draws from the table: give --out too")
+    if args.out:
+        write_csv(args.out, FIT_COLUMNS, rows)
+    if args.figure:
+        draw_figure("fit", {"fit": args.out}, args.figure)
+    print("\n".join(fit_lines(rows)))
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from biomedquant.config_loader import load_yaml
+    from biomedquant.doctor import run_doctor
+
+    # The raw file: the doctor validates it against the schema first and reports what fails.
+    config = args.config_json if args.config_json is not None else load_yaml(args.config)
+    source = "--config-json" if args.config_json is not None else args.config
+    findings, code = run_doctor(
+        config, args.workdir, source=source, strict_revisions=args.strict_revisions
+    )
+    for f in findings:
+        print(f.line())
+    return code
+
+
+def _cmd_memory_table(args: argparse.Namespace) -> None:
+    from biomedquant.io import write_csv
+    from biomedquant.memory_table import MEMORY_COLUMNS, memory_rows
+
+    rows = memory_rows(load_config(args), [*args.runs, *manifest_runs(args.manifests)])
+    write_csv(args.out, MEMORY_COLUMNS, rows)
+    print(f"{len(rows)} rows -> {args.out}")
+
+
+def _cmd_cpu_deployment(args: argparse.Namespace) -> None:
+    from biomedquant.cpu_deployment import cpu_deployment_rows, write_cpu_deployment
+    from biomedquant.figures.registry import draw_figure
+
+    runs = [*args.runs, *manifest_runs(args.manifests)]
+    rows = cpu_deployment_rows(runs, args.comparisons or None, args.perplexity or None)
+    write_cpu_deployment(rows, args.out)
+    if args.figure:
+        draw_figure("cpu_deployment", {"cpu_deployment": args.out}, args.figure)
+    print(f"{len(rows)} rows -> {args.out}")
+
+
+def add_commands(sub: Any) -> None:
+    """Register this stage's subcommands."""
+    s = sub.add_parser("plan", help="estimate GPU memory per model and method, before a run")
+    config_args(s)
+    s.add_argument("--out", help="write the table here (CSV)")
+    s.add_argument("--figure", nargs="*", default=[], help="write the figure here (PNG/PDF)")
+    s.set_defaults(func=_cmd_plan)
+
+    s = sub.add_parser("doctor", help="check this machine against a study config, before it runs")
+    config_args(s)
+    s.add_argument("--workdir", default=".", help="where the workflow will write")
+    s.add_argument(
+        "--strict-revisions",
+        action="store_true",
+        help="fail on models not pinned to a commit hash (also on with strict_revisions: true)",
+    )
+    s.set_defaults(func=_cmd_doctor)
+
+    s = sub.add_parser("memory-table", help="estimates beside the memory the runs measured")
+    config_args(s)
+    s.add_argument("--out", required=True)
+    s.add_argument(
+        "--manifests",
+        nargs="+",
+        default=[],
+        help="evaluation manifests: read the run records they list",
+    )
+    s.add_argument("runs", nargs="*", help="run records (.run.json)")
+    s.set_defaults(func=_cmd_memory_table)
+
+    s = sub.add_parser("cpu-deployment", help="speed and memory of CPU runs beside accuracy")
+    s.add_argument("--out", required=True)
+    s.add_argument("--comparisons", default="", help="comparisons table (optional)")
+    s.add_argument("--perplexity", default="", help="perplexity table (optional)")
+    s.add_argument("--figure", nargs="*", default=[], help="figure files (.png, .pdf)")
+    s.add_argument(
+        "--manifests",
+        nargs="+",
+        default=[],
+        help="evaluation manifests: read the run records they list",
+    )
+    s.add_argument("runs", nargs="*", help="run records (.run.json)")
+    s.set_defaults(func=_cmd_cpu_deployment)
