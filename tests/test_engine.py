@@ -212,14 +212,16 @@ def test_vllm_engine_without_vllm_names_the_missing_package(tiny_fetched, monkey
 def test_vllm_llm_gets_the_decoding_settings_batch_shape(tiny_fetched):
     from biomedquant.engines.vllm import llm_kwargs
 
-    decoding = Decoding(batch_size=32, batch_tokens=4096)
+    decoding = Decoding(batch_size=32, batch_tokens=4096, continuous_rows=128)
     assert llm_kwargs(tiny_fetched, {"kind": "none"}, decoding) == {
         "model": str(tiny_fetched),
-        "max_num_seqs": 32,
+        "max_num_seqs": 128,
         "max_num_batched_tokens": 4096,
     }
     nf4 = llm_kwargs(tiny_fetched, {"kind": "bnb-nf4"}, Decoding())
     assert nf4["quantization"] == "bitsandbytes" and nf4["max_num_batched_tokens"] == 8192
+    # the transformers engine's static batch size does not throttle a continuous batcher
+    assert nf4["max_num_seqs"] == Decoding().continuous_rows == 256
 
 
 class _LLMCalled(Exception):
@@ -251,7 +253,7 @@ def test_the_job_hands_its_token_budget_to_vllm(tiny_fetched, demo_prepared, tmp
             prompt_method="zero-shot",
             out_path=tmp_path / "p.jsonl",
             run_path=tmp_path / "p.run.json",
-            decoding=Decoding(batch_size=4, batch_tokens=2048),
+            decoding=Decoding(batch_size=4, batch_tokens=2048, continuous_rows=64),
             backend="vllm",
         )
-    assert (seen["max_num_seqs"], seen["max_num_batched_tokens"]) == (4, 2048)
+    assert (seen["max_num_seqs"], seen["max_num_batched_tokens"]) == (64, 2048)

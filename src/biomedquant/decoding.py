@@ -69,17 +69,22 @@ class Decoding:
     apply to self-consistency prompting only; every other method decodes greedily once.
     ``batch_size`` and ``batch_tokens`` change speed and memory, not what a greedy decode
     means (padding can still flip a near-tie: see the config's noise floor).
+    ``continuous_rows`` is the most sequences an engine that batches continuously (vLLM)
+    holds at once; ``batch_size`` sizes the static batches of the transformers engine, and a
+    continuous batcher needs far more rows to keep a GPU busy (256 is vLLM's own default).
+    Its token budget is ``batch_tokens`` either way.
     """
 
     batch_size: int = 8
     batch_tokens: int = BATCH_TOKENS
+    continuous_rows: int = 256
     max_new_tokens: Mapping[str, int] = field(default_factory=dict)
     cot_max_new_tokens: Mapping[str, int] = field(default_factory=dict)
     sc_samples: int = 5
     sc_temperature: float = 0.7
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "batch_tokens", "sc_samples"):
+        for name in ("batch_size", "batch_tokens", "continuous_rows", "sc_samples"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(

@@ -6,6 +6,7 @@ import re
 
 from biomedquant.datasets.prepare import fewshot_split
 from biomedquant.datasets.registry import get_dataset
+from biomedquant.decoding import Decoding
 from biomedquant.evaluation import evaluation_code_fingerprint
 from biomedquant.figures.registry import figure_paths, figure_rule_names
 from biomedquant.prompting import get_prompt_method
@@ -113,26 +114,26 @@ def fewshot_pool(wildcards):
     return f"resources/datasets/{wildcards.dataset}/{split}.jsonl"
 
 
+# The decoding and batching settings of the study (every default in biomedquant.decoding).
+DECODING = Decoding.from_config(config)
+
+
 def max_new_tokens(wildcards):
     """The config's cap for this task and kind of prompt ('' = the task's default)."""
-    from biomedquant.decoding import Decoding
-
-    cap = Decoding.from_config(config).cap(
-        get_dataset(wildcards.dataset).task, wildcards.prompt
-    )
+    cap = DECODING.cap(get_dataset(wildcards.dataset).task, wildcards.prompt)
     return "" if cap is None else cap
 
 
 def sc_samples(wildcards):
     """Self-consistency chains; 1 for other methods, so sc settings never rerun them."""
-    from biomedquant.decoding import Decoding
-
-    return Decoding.from_config(config).samples(wildcards.prompt)
+    return DECODING.samples(wildcards.prompt)
 
 
 def sc_temperature(wildcards):
+    """The chains' temperature; 0 for other methods (the integer: the settings' JSON of
+    every greedy job stays what it was, so no job reruns)."""
     sc = get_prompt_method(wildcards.prompt).self_consistency
-    return config["prompting"]["sc_temperature"] if sc else 0
+    return DECODING.sc_temperature if sc else 0
 
 
 @signature_once
@@ -313,14 +314,11 @@ def evaluate_settings(wildcards):
 def infer_settings(wildcards, batch_size=None):
     """What changes an inference job's outputs, as one JSON object for `biomedquant infer`
     (the decoding keys are biomedquant.decoding.Decoding's, resolved for this job)."""
-    from biomedquant.decoding import Decoding
-
-    decoding = Decoding.from_config(config)
     return as_json(
         {
             "method": method_spec(wildcards),
-            "batch_size": batch_size or decoding.batch_size,
-            "batch_tokens": decoding.batch_tokens,
+            "batch_size": batch_size or DECODING.batch_size,
+            "batch_tokens": DECODING.batch_tokens,
             "backend": config["inference"]["backend"],
             "max_new_tokens": max_new_tokens(wildcards) or None,
             "system_prompt": config["prompting"].get("system_prompt", ""),

@@ -5,7 +5,6 @@
 import os
 from functools import lru_cache
 
-from biomedquant.decoding import Decoding
 from biomedquant.job_resources import (
     gpu_constraint,
     infer_workload,
@@ -52,7 +51,7 @@ def _gpu_job_resources(rule_name, model, method, dataset, prompt, attempt):
             dataset,
             prompt,
             limit=config["data"].get("limit"),
-            decoding=Decoding.from_config(config),
+            decoding=DECODING,
         )
     return job_resources(
         config["models"][model],

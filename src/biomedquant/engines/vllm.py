@@ -50,7 +50,7 @@ def llm_kwargs(model_dir: str | Path, method: dict[str, Any], decoding: Decoding
     """The keyword arguments of ``vllm.LLM`` for this artifact, method and batch shape."""
     kwargs: dict[str, Any] = {
         "model": str(model_dir),
-        "max_num_seqs": decoding.batch_size,
+        "max_num_seqs": decoding.continuous_rows,
         "max_num_batched_tokens": decoding.batch_tokens,
     }
     quantization = vllm_quantization(method)
