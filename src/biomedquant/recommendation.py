@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from biomedquant.gpus import smallest_gpu
-from biomedquant.io import atomic_path, read_json
+from biomedquant.io import read_json, write_csv
 from biomedquant.results import deployment_memory, read_memory
 from biomedquant.verdicts import (
     DEFAULT_ALPHA,
@@ -204,8 +204,11 @@ def _nan_last(v: float) -> float:
 
 
 def _write(df: pd.DataFrame, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        df.round(4).to_csv(tmp, index=False)
+    """The table at four decimals, through the one CSV writer (missing values as empty
+    cells, as pandas would write them)."""
+    rounded = df.round(4).astype(object)
+    rows = rounded.where(df.notna(), None).to_dict("records")
+    write_csv(path, list(df.columns), rows)
 
 
 def write_recommendation(

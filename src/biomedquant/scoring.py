@@ -15,7 +15,6 @@ task's datasets are independent and can be pooled (:mod:`biomedquant.verdicts`).
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from biomedquant.bootstrap import cluster_index, make_rng
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec, get_dataset
 from biomedquant.estimates import compare_items, score_items
-from biomedquant.io import atomic_path, read_json, read_jsonl, sha256_file, write_json
+from biomedquant.io import read_json, read_jsonl, sha256_file, write_csv, write_json
 from biomedquant.item_stats import TASK_KIND
 from biomedquant.metrics import flip_rate
 from biomedquant.paired_tests import FLIP_KEYS
@@ -278,15 +277,12 @@ def compare_to_baseline(
 
 
 def _write_csv(out_path: str | Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> int:
-    """Rows sorted by run and metric (or label), written atomically; extra keys dropped."""
+    """Rows sorted by run and metric (or label), so a table does not depend on the order its
+    inputs came in; written by the one CSV writer (:func:`biomedquant.io.write_csv`)."""
     rows.sort(
         key=lambda r: tuple(str(r[c]) for c in ("model", "method", "dataset", "prompt", "metric"))
     )
-    with atomic_path(out_path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return len(rows)
+    return write_csv(out_path, columns, rows)
 
 
 def aggregate_scores(score_paths: list[str | Path], out_path: str | Path) -> int:
