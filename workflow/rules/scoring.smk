@@ -37,7 +37,8 @@ if BASELINE is not None:
     rule evaluate:
         input:
             generations=per_run(GENERATIONS),
-            baseline=per_run(PREDICTIONS, BASELINE),
+            # the baseline's parsed predictions, through its manifest (written after them)
+            baseline=MANIFEST.replace("{method}", BASELINE),
             gold=gold_files(),
         output:
             predictions=per_run(PREDICTIONS),
