@@ -4,7 +4,7 @@
   or newer (L4, L40S, RTX 4090, H100, H200). On other machines its jobs stop at once with
   that reason; the fit estimator still sizes it (one byte per weight).
 * ``awq`` quantizes and runs through gptqmodel, whose AWQ kernels need a CUDA GPU (see
-  :mod:`biomedquant.awq_quant`).
+  :mod:`biomedquant.quantization.awq`).
 
 Torch is imported only to look at the GPU, so the planning code stays light.
 """
