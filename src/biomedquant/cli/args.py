@@ -65,10 +65,21 @@ def config_args(s: argparse.ArgumentParser) -> None:
     group.add_argument("--config-json", type=json_arg, help="models, methods, inference (JSON)")
 
 
-def manifest_runs(manifests: Sequence[str]) -> list[str]:
-    """The run records the evaluation manifests list ([] for none)."""
+def add_manifests_arg(s: argparse.ArgumentParser, what: str) -> None:
+    """``--manifests``: the evaluate jobs' manifests, which list the files the command reads
+    (the workflow's way: one per model x method instead of one argument per run)."""
+    s.add_argument(
+        "--manifests",
+        nargs="+",
+        default=[],
+        help=f"evaluation manifests: read the {what} they list",
+    )
+
+
+def listed_files(manifests: Sequence[str], key: str) -> list[str]:
+    """The files the evaluation manifests list under ``key`` ([] for no manifests)."""
     if not manifests:
         return []
     from biomedquant.evaluation import manifest_files
 
-    return manifest_files(list(manifests), "run_record")
+    return manifest_files(list(manifests), key)

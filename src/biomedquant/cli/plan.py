@@ -10,9 +10,10 @@ import argparse
 from typing import Any
 
 from biomedquant.cli.args import (
+    add_manifests_arg,
     config_args,
+    listed_files,
     load_config,
-    manifest_runs,
 )
 
 
@@ -53,7 +54,7 @@ def _cmd_memory_table(args: argparse.Namespace) -> None:
     from biomedquant.io import write_csv
     from biomedquant.memory_table import MEMORY_COLUMNS, memory_rows
 
-    rows = memory_rows(load_config(args), [*args.runs, *manifest_runs(args.manifests)])
+    rows = memory_rows(load_config(args), [*args.runs, *listed_files(args.manifests, "run_record")])
     write_csv(args.out, MEMORY_COLUMNS, rows)
     print(f"{len(rows)} rows -> {args.out}")
 
@@ -62,7 +63,7 @@ def _cmd_cpu_deployment(args: argparse.Namespace) -> None:
     from biomedquant.cpu_deployment import cpu_deployment_rows, write_cpu_deployment
     from biomedquant.figures.registry import draw_figure
 
-    runs = [*args.runs, *manifest_runs(args.manifests)]
+    runs = [*args.runs, *listed_files(args.manifests, "run_record")]
     rows = cpu_deployment_rows(runs, args.comparisons or None, args.perplexity or None)
     write_cpu_deployment(rows, args.out)
     if args.figure:
@@ -91,12 +92,7 @@ def add_commands(sub: Any) -> None:
     s = sub.add_parser("memory-table", help="estimates beside the memory the runs measured")
     config_args(s)
     s.add_argument("--out", required=True)
-    s.add_argument(
-        "--manifests",
-        nargs="+",
-        default=[],
-        help="evaluation manifests: read the run records they list",
-    )
+    add_manifests_arg(s, "run records")
     s.add_argument("runs", nargs="*", help="run records (.run.json)")
     s.set_defaults(func=_cmd_memory_table)
 
@@ -105,11 +101,6 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--comparisons", default="", help="comparisons table (optional)")
     s.add_argument("--perplexity", default="", help="perplexity table (optional)")
     s.add_argument("--figure", nargs="*", default=[], help="figure files (.png, .pdf)")
-    s.add_argument(
-        "--manifests",
-        nargs="+",
-        default=[],
-        help="evaluation manifests: read the run records they list",
-    )
+    add_manifests_arg(s, "run records")
     s.add_argument("runs", nargs="*", help="run records (.run.json)")
     s.set_defaults(func=_cmd_cpu_deployment)

@@ -10,7 +10,9 @@ import argparse
 from typing import Any
 
 from biomedquant.cli.args import (
+    add_manifests_arg,
     json_arg,
+    listed_files,
 )
 
 
@@ -35,10 +37,7 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
                 f"--task-margin wants TASK=POINTS (e.g. ner=2), got {item!r}"
             ) from None
     comparisons = list(args.comparisons)
-    if args.manifests:
-        from biomedquant.evaluation import manifest_files
-
-        comparisons += manifest_files(args.manifests, "comparisons")
+    comparisons += listed_files(args.manifests, "comparisons")
     if not comparisons:
         raise ValueError("recommend: no comparison files (give files or --manifests)")
     rec = write_recommendation(
@@ -94,12 +93,7 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--alpha", type=float, default=0.05, help="one-sided, family-wise (Holm)")
     s.add_argument("--out", required=True)
     s.add_argument("--evidence-out", required=True)
-    s.add_argument(
-        "--manifests",
-        nargs="+",
-        default=[],
-        help="evaluation manifests: read the comparisons they list",
-    )
+    add_manifests_arg(s, "comparison files")
     s.add_argument("comparisons", nargs="*", help="comparison files (JSON) of every method")
     s.set_defaults(func=_cmd_recommend)
 

@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from biomedquant.cli.args import (
+    add_manifests_arg,
     json_arg,
 )
 
@@ -171,11 +172,6 @@ def add_commands(sub: Any) -> None:
     s.add_argument(
         "--kind", choices=("scores", "comparisons", "comparisons_by_label"), default="scores"
     )
-    s.add_argument(
-        "--manifests",
-        nargs="+",
-        default=[],
-        help="evaluation manifests: gather the files they list for this kind of table",
-    )
+    add_manifests_arg(s, "files of this kind of table")
     s.add_argument("files", nargs="*", help="score or comparison files")
     s.set_defaults(func=_cmd_aggregate)
