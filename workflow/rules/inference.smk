@@ -18,12 +18,7 @@ rule infer:
     conda:
         CONDA_ENV
     resources:
-        **gpu_tier_resources("infer"),
-        gpu=1,
-        mem_mb=gpu_job_resource("infer", "mem_mb"),
-        gpu_mem_mb=gpu_job_resource("infer", "gpu_mem_mb"),
-        runtime=gpu_job_resource("infer", "runtime"),
-        cpu_threads=CPU_THREADS,
+        **gpu_resources("infer"),
         generation_cache=GENERATION_CACHE,
     params:
         # everything that changes the outputs, as one JSON object (see infer_settings)
@@ -49,12 +44,7 @@ use rule infer as infer_noise_floor with:
     benchmark:
         "results/benchmarks/infer_noise_floor/{model}/{method}/{dataset}/{prompt}.tsv"
     resources:
-        **gpu_tier_resources("infer"),
-        gpu=1,
-        mem_mb=gpu_job_resource("infer", "mem_mb"),
-        gpu_mem_mb=gpu_job_resource("infer", "gpu_mem_mb"),
-        runtime=gpu_job_resource("infer", "runtime"),
-        cpu_threads=CPU_THREADS,
+        **gpu_resources("infer"),
         generation_cache="",
     params:
         settings=noise_floor_infer_settings,

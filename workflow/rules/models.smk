@@ -38,12 +38,7 @@ rule quantize_model:
     conda:
         CONDA_ENV
     resources:
-        **gpu_tier_resources("quantize_model"),
-        gpu=1,
-        mem_mb=gpu_job_resource("quantize_model", "mem_mb"),
-        gpu_mem_mb=gpu_job_resource("quantize_model", "gpu_mem_mb"),
-        runtime=gpu_job_resource("quantize_model", "runtime"),
-        cpu_threads=CPU_THREADS,
+        **gpu_resources("quantize_model"),
     params:
         method=lambda wildcards: as_json(method_spec(wildcards)),
         pools=lambda wildcards: pairs_arg(calibration_pools(wildcards)),

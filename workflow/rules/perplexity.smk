@@ -15,12 +15,7 @@ rule perplexity:
     conda:
         CONDA_ENV
     resources:
-        **gpu_tier_resources("perplexity"),
-        gpu=1,
-        mem_mb=gpu_job_resource("perplexity", "mem_mb"),
-        gpu_mem_mb=gpu_job_resource("perplexity", "gpu_mem_mb"),
-        runtime=gpu_job_resource("perplexity", "runtime"),
-        cpu_threads=CPU_THREADS,
+        **gpu_resources("perplexity"),
     params:
         method=lambda wildcards: as_json(method_spec(wildcards)),
     shell:

@@ -91,3 +91,17 @@ def gpu_tier_resources(rule_name):
         return gpu_constraint(gpu_mem(wildcards, attempt), GPU_TIERS)
 
     return {"constraint": constraint}
+
+
+def gpu_resources(rule_name):
+    """Every resource of a GPU rule: a GPU, the estimator's host memory, GPU memory and
+    runtime for each job, the GPU tier where configured, and the CPU threads to use when no
+    GPU is present."""
+    return {
+        **gpu_tier_resources(rule_name),
+        "gpu": 1,
+        "mem_mb": gpu_job_resource(rule_name, "mem_mb"),
+        "gpu_mem_mb": gpu_job_resource(rule_name, "gpu_mem_mb"),
+        "runtime": gpu_job_resource(rule_name, "runtime"),
+        "cpu_threads": CPU_THREADS,
+    }
