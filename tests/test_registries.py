@@ -135,3 +135,16 @@ def test_every_kind_has_bits_and_a_memory_model_on_the_methods_config():
         assert (n_bytes < sixteen_bit) == (n_bits < 16), name
     for extra in ({"kind": "awq", "bits": 4, "group_size": 128}, {"kind": "fp8"}):
         assert bits(extra) < 16 and weight_bytes(shape, extra) < sixteen_bit
+
+
+def test_schema_backends_and_kinds_engines_are_registered_engines(schema):
+    """The config's ``inference.backend`` choices are the engines a config may choose, and a
+    kind that names its own engine names a registered one."""
+    from biomedquant.engines import BACKENDS, ENGINES
+
+    backend = schema["properties"]["inference"]["properties"]["backend"]
+    assert list(backend["enum"]) == list(BACKENDS)
+    assert set(BACKENDS) <= set(ENGINES)
+    for kind in METHOD_KINDS.values():
+        assert kind.engine is None or kind.engine in ENGINES, kind.name
+    assert METHOD_KINDS["gguf"].engine == "llama_cpp" and METHOD_KINDS["fp8"].needs_fp8_gpu
