@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from biomedquant.decoding import Decoding
 from biomedquant.job_resources import infer_workload, job_resources
 
 from conftest import REPO, copy_workflow, snakemake
@@ -262,10 +263,7 @@ def test_demo_study_on_slurm_matches_a_local_run(slurm_cluster, flaky_run, tmp_p
             dataset,
             "zero-shot",
             limit=cfg["data"]["limit"],
-            batch_size=cfg["inference"]["batch_size"],
-            max_new_tokens=cfg["inference"]["max_new_tokens"].get(
-                "re" if dataset == "chemprot" else "qa"
-            ),
+            decoding=Decoding.from_config(cfg),
         )
         res = job_resources(model, cfg["methods"]["none"], "infer", workload=work)
         expected.add((f"{res['mem_mb']}M", res["runtime"]))
