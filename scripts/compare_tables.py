@@ -29,6 +29,8 @@ MACHINE_COLUMNS = {
     "load_s",
     "tokens_per_s",
     "generation_tokens_per_s",
+    "generation_tokens_per_second",
+    "load_seconds",
 }
 
 
