@@ -38,8 +38,9 @@ def signature_once(func):
 # The same for Snakemake's own resource wrapper: it calls every callable resource through the
 # bound method Resource.evaluate, whose signature it inspected anew on every call (30,000
 # times for the paper's study). A bound method reads attributes of its function, so recording
-# the function's parameters once serves every resource of every job; the signature is
-# (self, *args, **kwargs) either way, so what Snakemake derives from it does not change.
+# the function's parameters once serves every resource of every job. Recorded, they read
+# (self, *args, **kwargs), where the bound method's read (*args, **kwargs): both take any
+# keyword, which is all Snakemake asks of them, so every resource is evaluated as before.
 signature_once(Resource.evaluate)
 
 
