@@ -170,6 +170,10 @@ def test_tables_read_through_manifests_equal_tables_of_the_listed_files(demo_pre
     assert not (tmp_path / "evaluation" / "q4.json").exists()
     with pytest.raises(ValueError, match="not one of"):
         table_inputs("memory", manifests)
+    gone = tmp_path / "scores" / "none" / "five-shot.json"
+    gone.unlink()
+    with pytest.raises(ValueError, match="lists 1 missing file.*five-shot.json.*rerun"):
+        manifest_files([base["manifest"]], "scores")
     bad = tmp_path / "bad.json"
     bad.write_text("[]")
     with pytest.raises(ValueError, match="not an evaluation manifest"):

@@ -219,7 +219,14 @@ def manifest_files(manifests: list[str | Path], key: str) -> list[str]:
         manifest = read_json(path)
         if not isinstance(manifest, dict) or not isinstance(manifest.get("runs"), list):
             raise ValueError(f"{path}: not an evaluation manifest (no list of runs)")
-        files += [run[key] for run in manifest["runs"] if run.get(key)]
+        listed = [run[key] for run in manifest["runs"] if run.get(key)]
+        missing = [f for f in listed if not Path(f).exists()]
+        if missing:
+            raise ValueError(
+                f"{path} lists {len(missing)} missing file(s), e.g. {missing[0]}: rerun its"
+                " evaluate job (remove the manifest) or the inference that writes them"
+            )
+        files += listed
     return files
 
 
