@@ -47,7 +47,7 @@ def pairs(text: str) -> dict[str, str]:
     return out
 
 
-def load_config(args: argparse.Namespace) -> dict[str, Any]:
+def study_config(args: argparse.Namespace) -> dict[str, Any]:
     """A study config from --config (YAML file: strict parse and the workflow's schema, with
     its defaults) or --config-json (parts of a config the workflow already validated)."""
     from biomedquant.config_loader import load_config

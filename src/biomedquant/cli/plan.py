@@ -13,7 +13,7 @@ from biomedquant.cli.args import (
     add_manifests_arg,
     config_args,
     listed_files,
-    load_config,
+    study_config,
 )
 
 
@@ -23,7 +23,7 @@ def _cmd_plan(args: argparse.Namespace) -> None:
     from biomedquant.io import write_csv
     from biomedquant.plan import FIT_COLUMNS, fit_lines, fit_rows
 
-    config = load_config(args)
+    config = study_config(args)
     check_group_sizes(config)  # a group wider than a layer fails GPTQ only after calibration
     rows = fit_rows(config)
     if args.figure and not args.out:
@@ -54,7 +54,8 @@ def _cmd_memory_table(args: argparse.Namespace) -> None:
     from biomedquant.io import write_csv
     from biomedquant.memory_table import MEMORY_COLUMNS, memory_rows
 
-    rows = memory_rows(load_config(args), [*args.runs, *listed_files(args.manifests, "run_record")])
+    runs = [*args.runs, *listed_files(args.manifests, "run_record")]
+    rows = memory_rows(study_config(args), runs)
     write_csv(args.out, MEMORY_COLUMNS, rows)
     print(f"{len(rows)} rows -> {args.out}")
 
