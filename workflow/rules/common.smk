@@ -54,6 +54,10 @@ _CACHE = config["inference"]["generation_cache"]
 GENERATION_CACHE = _CACHE["dir"] if _CACHE["enabled"] else ""
 # The unquantized method every quantized one is compared with (the first of kind 'none').
 BASELINE = next((m for m, s in config["methods"].items() if s["kind"] == "none"), None)
+# Whether anything is compared with it: a baseline and at least one quantized method.
+COMPARED = BASELINE is not None and any(
+    s["kind"] != "none" for s in config["methods"].values()
+)
 
 
 def method_spec(wildcards):
@@ -147,16 +151,6 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
 
-def run_files(pattern, methods):
-    return expand(
-        pattern,
-        model=config["models"],
-        method=methods,
-        dataset=config["datasets"],
-        prompt=config["prompts"],
-    )
-
-
 def study_shape():
     """What the fit estimator reads: model entries, the method parameters that set memory
     (so that, say, a GPTQ dampening change does not rerun the plan) and the token budget.
@@ -188,15 +182,6 @@ def quantized_artifacts():
 def evaluation_manifests():
     """The evaluate jobs' manifests, model by model, method by method (the tables' row order)."""
     return expand(MANIFEST, model=config["models"], method=config["methods"])
-
-
-def comparison_files():
-    quantized = [m for m, s in config["methods"].items() if s["kind"] != "none"]
-    if BASELINE is None:
-        return []
-    return run_files(
-        "results/comparisons/{model}/{method}/{dataset}/{prompt}.json", quantized
-    )
 
 
 # Reading the answers, scoring and comparing (the evaluate rules in scoring.smk).
@@ -340,7 +325,7 @@ def final_targets():
     """Tables, figures (the registry's files) and the report's pages. Without a baseline and a
     quantized method nothing is compared: no comparison figures, no recommendation."""
     tables = ["scores", "memory"]
-    compared = bool(comparison_files())
+    compared = COMPARED
     figures = figure_rule_names(compared=compared)
     extra = ["results/report/configuration.html"]
     if quantized_artifacts():

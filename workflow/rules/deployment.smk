@@ -10,7 +10,7 @@ DEPLOYMENT_TARGETS = [
 rule cpu_deployment_table:
     input:
         manifests=evaluation_manifests(),
-        comparisons=["results/tables/comparisons.csv"] if comparison_files() else [],
+        comparisons=["results/tables/comparisons.csv"] if COMPARED else [],
         perplexity="results/tables/perplexity.csv",
     output:
         table="results/tables/cpu_deployment.csv",
