@@ -4,8 +4,20 @@ from snakemake.utils import min_version, validate
 
 from biomedquant.config_checks import check_strict_revisions, check_study
 from biomedquant.config_loader import check_config_files
+from biomedquant.gc_thresholds import (
+    defer_full_collections,
+    restore_thresholds,
+    skip_collections_at_exit,
+)
 
 min_version("9.0")
+
+# Planning a full study builds hundreds of thousands of objects that live until the end;
+# Python's full garbage collections would walk them again and again, and once more at exit
+# (biomedquant.gc_thresholds). They wait while the study is planned (onstart restores them for
+# the run itself), and the walk at exit is skipped.
+GC_THRESHOLDS = defer_full_collections()
+skip_collections_at_exit()
 
 
 # The demo config is the default; a config given with --configfile replaces it whole (Snakemake
@@ -23,6 +35,7 @@ check_study(config)
 
 
 onstart:
+    restore_thresholds(GC_THRESHOLDS)
     # Only real runs: a dry run plans an unpinned study without downloading anything.
     if config["strict_revisions"]:
         check_strict_revisions(config)

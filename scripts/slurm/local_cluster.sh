@@ -4,7 +4,8 @@
 #
 #   scripts/slurm/local_cluster.sh start    install what is missing, configure, start, wait idle
 #   scripts/slurm/local_cluster.sh status   daemons (by recorded PID) and the node's state
-#   scripts/slurm/local_cluster.sh stop     cancel jobs, stop the daemons this script started
+#   scripts/slurm/local_cluster.sh stop     cancel jobs, stop the daemons this script started,
+#                                           remove the configuration it wrote
 #
 # What it builds, and why each piece is there:
 # * munged: Slurm's authentication; every daemon and client talks through it.
@@ -366,6 +367,20 @@ cmd_stop() {
   for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
     name=${DAEMONS[$i]%%:*}
     stop_daemon "$name"
+  done
+  remove_config
+}
+
+# Remove the configuration `start` wrote (only files carrying its marker). Left behind, it
+# points every Slurm client at a controller that is gone: the Snakemake SLURM plugin runs
+# `scontrol show config` whenever Snakemake starts, even for a local run, and that waits 9 s
+# for the dead controller. `start` writes the files again.
+remove_config() {
+  local f
+  for f in slurm.conf gres.conf slurmdbd.conf; do
+    if [ -f "$CONF_DIR/$f" ] && grep -qF "$MARKER" "$CONF_DIR/$f"; then
+      rm -f "$CONF_DIR/$f"
+    fi
   done
 }
 

@@ -26,6 +26,7 @@ the file's tensor bytes; the memory table shows estimate beside measurement.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 
@@ -138,8 +139,11 @@ def tensor_bytes(type_name: str, n_weights: int) -> float:
     return LAYOUTS[type_name].bytes_per_weight * n_weights
 
 
+@lru_cache(maxsize=256)
 def gguf_weight_bytes(shape: Any, file_type: str) -> float:
-    """Tensor bytes of a GGUF file of a model of ``shape`` (a :class:`ModelShape`)."""
+    """Tensor bytes of a GGUF file of a model of ``shape`` (a :class:`ModelShape`, frozen, so
+    hashable). Cached: it walks every tensor of every layer (hundreds for a 70B model), and the
+    workflow's resource estimate asks it once per inference job of a GGUF method."""
     total = 4.0 * shape.norm_params  # 1-D tensors stay F32
     n = shape.layers
     for layer in range(n):

@@ -1,6 +1,8 @@
 # Inference: one job per (model, method, dataset, prompting method), on the GPU when present.
 # It writes the raw outputs only (results/generations); reading the answers is the evaluate
-# step's (scoring.smk), so a parser fix reruns no inference.
+# step's (scoring.smk), so a parser fix reruns no inference. Its run record holds the timings
+# and peak host and GPU memory; a Snakemake `benchmark:` file would repeat them, at a cost in
+# planning time for every one of thousands of jobs.
 
 
 rule infer:
@@ -13,8 +15,6 @@ rule infer:
         run="results/predictions/{model}/{method}/{dataset}/{prompt}.run.json",
     log:
         "logs/infer/{model}/{method}/{dataset}/{prompt}.log",
-    benchmark:
-        "results/benchmarks/infer/{model}/{method}/{dataset}/{prompt}.tsv"
     conda:
         CONDA_ENV
     resources:
@@ -41,8 +41,6 @@ use rule infer as infer_noise_floor with:
         run="results/noise_floor/predictions/{model}/{method}/{dataset}/{prompt}.run.json",
     log:
         "logs/infer_noise_floor/{model}/{method}/{dataset}/{prompt}.log",
-    benchmark:
-        "results/benchmarks/infer_noise_floor/{model}/{method}/{dataset}/{prompt}.tsv"
     resources:
         **gpu_resources("infer"),
         generation_cache="",
