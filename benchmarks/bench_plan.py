@@ -9,9 +9,10 @@ counts waiting for a core) of ``snakemake -n`` over ``--repeats`` runs (each in 
 copy of the workflow, so nothing already computed shortens the plan) and the planned job
 counts per rule, GPU rules first. The first row, ``startup``, is a one-rule workflow: what
 every run of Snakemake pays before planning anything (imports, and the executor plugins'
-probes: with the SLURM client installed but no controller reachable, as on a machine set up
-only for tests, the SLURM plugin waits about 9 s for ``scontrol``; that is wall time, not CPU).
-A benchmark, not a test: it asserts nothing.
+probes). Wall time far above CPU time in that row means a probe waits: with a SLURM client
+configured for a controller that is not running (as ``scripts/slurm/local_cluster.sh`` left it
+before its ``stop`` removed its configuration), the SLURM plugin waits about 9 s for
+``scontrol`` in every run, local ones included. A benchmark, not a test: it asserts nothing.
 
     python benchmarks/bench_plan.py [--repeats 3]
         [--configs startup demo methods paper_study paper paper_x2]
