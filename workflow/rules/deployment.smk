@@ -3,7 +3,7 @@
 
 DEPLOYMENT_TARGETS = [
     "results/tables/cpu_deployment.csv",
-    "results/figures/cpu_deployment.png",
+    figure_paths("cpu_deployment")[0],
 ]
 
 
@@ -14,12 +14,8 @@ rule cpu_deployment_table:
         perplexity="results/tables/perplexity.csv",
     output:
         table="results/tables/cpu_deployment.csv",
-        png=report(
-            "results/figures/cpu_deployment.png",
-            caption="../report/cpu_deployment.rst",
-            category="Memory",
-        ),
-        pdf="results/figures/cpu_deployment.pdf",
+        png=report_figure("cpu_deployment"),
+        pdf=figure_paths("cpu_deployment")[1],
     log:
         "logs/cpu_deployment_table.log",
     conda:

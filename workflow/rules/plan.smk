@@ -2,7 +2,7 @@
 
 PLAN_TARGETS = [
     "results/tables/fit.csv",
-    "results/figures/fit.png",
+    figure_paths("fit")[0],
     "results/tables/memory.csv",
     "results/tables/perplexity.csv",
 ]
@@ -11,12 +11,8 @@ PLAN_TARGETS = [
 rule plan:
     output:
         table="results/tables/fit.csv",
-        png=report(
-            "results/figures/fit.png",
-            caption="../report/fit.rst",
-            category="Memory",
-        ),
-        pdf="results/figures/fit.pdf",
+        png=report_figure("fit"),
+        pdf=figure_paths("fit")[1],
     log:
         "logs/plan.log",
     conda:
