@@ -4,8 +4,8 @@ Planning the paper's study builds about 650,000 live objects (jobs, their files,
 resources). Python's cyclic collector runs a *full* collection, which walks every tracked
 object, each time the objects that survived younger collections grow by a quarter: nine full
 collections while the paper config is planned, most of the collector's 1.3 s in an 11 s dry
-run, and the cost grows faster than the study (each walk is longer and there are more). Almost none of those objects
-are garbage; they live until Snakemake exits.
+run, and the cost grows faster than the study (each walk is longer and there are more).
+Almost none of those objects are garbage; they live until Snakemake exits.
 
 :func:`defer_full_collections` keeps the young collections as they are (they are cheap and
 catch the short-lived cycles asyncio and Snakemake make) and lets the oldest generation wait
