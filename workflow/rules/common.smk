@@ -8,7 +8,7 @@ from biomedquant.datasets.prepare import fewshot_split
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.decoding import Decoding
 from biomedquant.evaluation import evaluation_code_fingerprint
-from biomedquant.figures.registry import figure_paths, figure_rule_names
+from biomedquant.figures.registry import FIGURES, figure_paths, figure_rule_names
 from biomedquant.prompting import get_prompt_method
 from biomedquant.methods import METHOD_KINDS
 from snakemake.common import overwrite_function_params
@@ -339,3 +339,15 @@ def final_targets():
         *(f"results/report/{t}.html" for t in tables),
         *extra,
     ]
+
+
+def report_figure(name):
+    """Figure ``name``'s PNG as a report item, with its caption and category from the
+    registry (figures.smk's rules, and those of plan.smk and deployment.smk, which draw a
+    figure beside their table)."""
+    spec = FIGURES[name]
+    return report(
+        figure_paths(name)[0],
+        caption=f"../report/{spec.caption}",
+        category=spec.category,
+    )

@@ -11,18 +11,6 @@ from biomedquant.figures.style import order_from_config, order_to_json
 FIGURE_ORDER = order_to_json(order_from_config(config))
 
 
-
-def report_figure(name):
-    """Figure ``name``'s PNG as a report item, with its caption and category from the
-    registry (the figure rules below, and the rules that draw a figure beside their table)."""
-    spec = FIGURES[name]
-    return report(
-        figure_paths(name)[0],
-        caption=f"../report/{spec.caption}",
-        category=spec.category,
-    )
-
-
 for _figure, _spec in FIGURES.items():
     if _spec.rule is not None:
         continue  # drawn by the rule that writes its table (plan.smk, deployment.smk)
