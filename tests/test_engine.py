@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from biomedquant.decoding import Decoding
+from biomedquant.decoding import Decoding, Sampling
 from biomedquant.engines.transformers import generate, load_model, plan_batches
 from biomedquant.inference import read_partial
 from biomedquant.io import read_json, read_jsonl, write_jsonl
@@ -222,6 +222,43 @@ def test_vllm_llm_gets_the_decoding_settings_batch_shape(tiny_fetched):
     assert nf4["quantization"] == "bitsandbytes" and nf4["max_num_batched_tokens"] == 8192
     # the transformers engine's static batch size does not throttle a continuous batcher
     assert nf4["max_num_seqs"] == Decoding().continuous_rows == 256
+
+
+def test_vllm_sampled_requests_carry_the_job_seed():
+    """Sampled chains get the job's seed (vLLM then seeds each request's own generator, so a
+    prompt's chains do not depend on its batch); greedy requests get none."""
+    from biomedquant.engines.vllm import sampling_kwargs
+
+    sampled = Sampling(max_new_tokens=64, samples=5, temperature=0.7, seed=42, stop=("\n\n",))
+    assert sampling_kwargs(sampled, [7]) == {
+        "n": 5,
+        "temperature": 0.7,
+        "max_tokens": 64,
+        "stop": ["\n\n"],
+        "stop_token_ids": [7],
+        "seed": 42,
+    }
+    greedy = sampling_kwargs(Sampling(max_new_tokens=16), [])
+    assert (greedy["n"], greedy["temperature"], greedy["seed"]) == (1, 0.0, None)
+    assert greedy["stop"] is None and greedy["stop_token_ids"] is None
+
+
+def test_sampled_generations_record_an_engines_own_seeding():
+    """An engine that seeds chains its own way says so in the key of every sampled generation
+    (and the run record), so the cache never hands over chains seeded another way; greedy
+    generations, and the transformers engine's, keep the keys they had."""
+    from biomedquant.engines import get_engine
+    from biomedquant.engines.base import decoding_identity
+
+    sampled = Sampling(max_new_tokens=64, samples=5, temperature=0.7, seed=42)
+    greedy = Sampling(max_new_tokens=64)
+    transformers, vllm = get_engine("transformers"), get_engine("vllm")
+    assert decoding_identity(sampled, transformers) == sampled.identity()
+    assert decoding_identity(greedy, vllm) == greedy.identity()
+    assert decoding_identity(sampled, vllm) == {
+        **sampled.identity(),
+        "seeding": "vLLM request seed = job seed",
+    }
 
 
 class _LLMCalled(Exception):

@@ -86,6 +86,33 @@ def test_llama_cpp_engine_runs_an_inference_job_and_caches_it(tiny_ggufs, demo_p
     assert again["n_generated"] == 0 and again["n_from_cache"] == 10
 
 
+def test_sampled_chains_follow_the_job_seed_not_the_prompts_place(tiny_ggufs):
+    """A prompt's sampled chains are the same alone or after another prompt (as in a resumed
+    job, or one whose other prompts came from the cache), and change with the job's seed."""
+    from biomedquant.decoding import Sampling
+    from biomedquant.engines import llama_cpp
+
+    folder, method = tiny_ggufs["Q8_0"]
+    engine = llama_cpp.LlamaCppEngine.load(folder, method)
+    try:
+
+        def chains(prompts: list[str], seed: int) -> list[list[str]]:
+            sampling = Sampling(max_new_tokens=12, samples=3, temperature=1.0, seed=seed)
+            return [g["outputs"] for g in engine.generate(prompts, sampling)]
+
+        first, second = "The patient was given", "Aspirin is used to treat"
+        both = chains([first, second], seed=42)
+        assert chains([second], seed=42) == both[1:]
+        assert chains([second, first], seed=42) == both[::-1]
+        # three chains of one prompt, each its own seed; another job seed, other chains
+        assert len(set(both[1])) > 1
+        assert chains([second], seed=7) != both[1:]
+    finally:
+        engine.close()
+    assert llama_cpp.chain_seed(42, 0, second) == llama_cpp.chain_seed(42, 0, second)
+    assert len({llama_cpp.chain_seed(42, c, second) for c in range(3)}) == 3
+
+
 def test_gguf_perplexity_through_the_perplexity_step(tiny_ggufs, demo_prepared, tmp_path):
     from biomedquant.perplexity import run_perplexity
 

@@ -23,6 +23,7 @@ from typing import Any
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.decoding import Decoding
 from biomedquant.engines import engine_for, get_engine
+from biomedquant.engines.base import decoding_identity
 from biomedquant.io import read_json, read_jsonl, sha256_text, write_json, write_jsonl
 from biomedquant.models import trusts_remote_code
 from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT, builder, stop_strings
@@ -107,7 +108,7 @@ def run_inference(
     stops = [] if getattr(tokenizer, "chat_template", None) else stop_strings(spec)
     sampling = decoding.sampling(spec.task, prompt_method, seed=seed, stop=stops)
     samples = sampling.samples
-    identity = sampling.identity()
+    identity = decoding_identity(sampling, engine_class)
     # The model key is part of every item key, so neither the cache nor the partial file of an
     # interrupted run can hand over generations of another model (say, a requantized one).
     mkey = model_key(model_dir, method, backend)

@@ -39,6 +39,11 @@ class Engine(Protocol):
     """A loaded model that generates text for prompts."""
 
     name: ClassVar[str]
+    # How sampled chains are seeded from the job's seed, when not as the transformers engine
+    # does it (torch's global seed, set once per job): recorded with every sampled generation
+    # (its cache key and the run record's ``decoding``), so generations seeded another way
+    # never share a key. Empty for the transformers engine, whose keys stay as they were.
+    sampled_seeding: ClassVar[str]
     tokenizer: Any  # the model's Hugging Face tokenizer
     info: dict[str, Any]  # load facts for the run record (device, dtypes, sizes, load time)
 
@@ -63,6 +68,15 @@ class Engine(Protocol):
     def close(self) -> None:
         """Free the model (GPU memory included) so another engine can load in this process."""
         ...
+
+
+def decoding_identity(sampling: Sampling, engine: type[Engine]) -> dict[str, Any]:
+    """What makes a generation what it is (:meth:`Sampling.identity`), with ``seeding`` when
+    chains are sampled by an engine that declares its own seeding."""
+    identity = sampling.identity()
+    if sampling.samples > 1 and engine.sampled_seeding:
+        identity["seeding"] = engine.sampled_seeding
+    return identity
 
 
 def cut_at_stop(text: str, stop: list[str] | tuple[str, ...], *, ended: bool) -> tuple[str, str]:

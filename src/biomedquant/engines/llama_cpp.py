@@ -23,6 +23,7 @@ size, load time, and prompt-processing and generation tokens/s from llama.cpp's 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -126,6 +127,14 @@ def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     return (text[: min(hits)], True) if hits else (text, False)
 
 
+def chain_seed(job_seed: int | None, chain: int, prompt: str) -> int:
+    """llama.cpp's sampler seed for chain ``chain`` of ``prompt`` in a job seeded ``job_seed``:
+    the first four bytes of a SHA-256 of the three, so it depends on nothing else (not on the
+    prompt's place in the job)."""
+    digest = hashlib.sha256(f"{job_seed}\x00{chain}\x00{prompt}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
 def generate_one(
     engine: LlamaCppEngine,
     ids: list[int],
@@ -172,6 +181,7 @@ class LlamaCppEngine:
     """A loaded GGUF model behind the engine interface, with what decoding needs beside it."""
 
     name: ClassVar[str] = "llama_cpp"
+    sampled_seeding: ClassVar[str] = "per chain: sha256(job seed, chain, prompt)"
     llm: Any
     tokenizer: Any  # the artifact's Hugging Face tokenizer: every engine sees the same tokens
     stop_ids: set[int]
@@ -248,8 +258,9 @@ class LlamaCppEngine:
 
         ``stats`` gets ``engine_metrics``: prompt tokens processed (those not served by the
         kept prefix), generated tokens, and llama.cpp's timings and tokens/s for both phases.
-        Sampled chains are seeded 0, 1, 2, ... in prompt and chain order (not from the job's
-        seed, which their stored outputs were made without).
+        Each sampled chain is seeded from the job's seed, the chain's number and the prompt
+        (:func:`chain_seed`), so a prompt's chains are the same whichever prompts run before it:
+        in a resumed job, or one whose other prompts came from the generation cache.
         """
         llama_cpp = llama_cpp_module()
         llama_cpp.llama_perf_context_reset(self.llm._ctx.ctx)
@@ -266,7 +277,7 @@ class LlamaCppEngine:
                     ids,
                     max_new_tokens=sampling.max_new_tokens,
                     temperature=sampling.temperature if samples > 1 else 0.0,
-                    seed=i * samples + s,
+                    seed=chain_seed(sampling.seed, s, prompt),
                     stop=stop_list,
                 )
                 texts.append(text)

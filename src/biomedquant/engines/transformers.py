@@ -359,6 +359,7 @@ class TransformersEngine:
     """A loaded Hugging Face model behind the engine interface."""
 
     name: ClassVar[str] = "transformers"
+    sampled_seeding: ClassVar[str] = ""  # torch's global seed, set once per job
     model: Any
     tokenizer: Any
     decoding: Decoding

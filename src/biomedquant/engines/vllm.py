@@ -59,6 +59,21 @@ def llm_kwargs(model_dir: str | Path, method: dict[str, Any], decoding: Decoding
     return kwargs
 
 
+def sampling_kwargs(sampling: Sampling, end_of_turn_ids: list[int]) -> dict[str, Any]:
+    """``vllm.SamplingParams`` of a job's request. Sampled chains carry the job's seed: vLLM
+    then draws each request's chains from a generator of its own seeded with it, so a prompt's
+    chains are the same whatever it is batched with, and whether or not the job was resumed."""
+    sampled = sampling.samples > 1
+    return {
+        "n": sampling.samples,
+        "temperature": sampling.temperature if sampled else 0.0,
+        "max_tokens": sampling.max_new_tokens,
+        "stop": list(sampling.stop) or None,
+        "stop_token_ids": end_of_turn_ids or None,
+        "seed": sampling.seed if sampled else None,
+    }
+
+
 def stop_reason(finish_reason: str | None, matched: Any) -> str:
     """vLLM's finish reason in the engine-neutral vocabulary: a matched stop string is
     ``stop_string``, another stop (end-of-sequence or end-of-turn token) ``end_of_turn``."""
@@ -72,6 +87,7 @@ class VllmEngine:
     """A ``vllm.LLM`` behind the engine interface."""
 
     name: ClassVar[str] = "vllm"
+    sampled_seeding: ClassVar[str] = "vLLM request seed = job seed"
     llm: Any
     tokenizer: Any
     info: dict[str, Any] = field(default_factory=dict)
@@ -99,13 +115,7 @@ class VllmEngine:
 
         vllm = _vllm()
         eot = [self.tokenizer.convert_tokens_to_ids(t) for t in end_of_turn_tokens(self.tokenizer)]
-        params = vllm.SamplingParams(
-            n=sampling.samples,
-            temperature=sampling.temperature if sampling.samples > 1 else 0.0,
-            max_tokens=sampling.max_new_tokens,
-            stop=list(sampling.stop) or None,
-            stop_token_ids=eot or None,
-        )
+        params = vllm.SamplingParams(**sampling_kwargs(sampling, eot))
         results: list[Generation] = []
         for start in range(0, len(prompts), CHUNK):
             chunk = prompts[start : start + CHUNK]
