@@ -7,9 +7,10 @@ keep its outputs comparable with the other engines':
 * Prompts are tokenized by the model's Hugging Face tokenizer and handed to llama.cpp as token
   ids, so every engine sees the same tokens (the chat template applied once, by
   :mod:`biomedquant.prompting`); outputs are decoded by the same tokenizer.
-* Decoding is greedy (llama.cpp's greedy sampler; no repetition penalty, no top-k/p) and stops
-  after the first end-of-sequence token of the model's generation config, or before the first
-  stop string when the caller gives some, as the other engines do.
+* Decoding is greedy (llama.cpp's greedy sampler; no repetition penalty, no top-k/p), or
+  sampled at the request's temperature for self-consistency chains, each seeded by
+  :func:`chain_seed`; it stops after the first end-of-sequence token of the model's generation
+  config, or before the first stop string when the caller gives some, as the other engines do.
 * Prompts run one at a time (llama.cpp's own batching is over the tokens of a prompt), and the
   KV cache of the longest prefix shared with the previous prompt is kept: the system prompt
   and few-shot examples are processed once per job, like the transformers engine's prefix
