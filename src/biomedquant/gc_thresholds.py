@@ -9,10 +9,10 @@ Almost none of those objects are garbage; they live until Snakemake exits.
 
 :func:`defer_full_collections` keeps the young collections as they are (they are cheap and
 catch the short-lived cycles asyncio and Snakemake make) and lets the oldest generation wait
-a thousand young-generation passes instead of ten. The Snakefile calls it before any rule is
-defined, and restores the defaults in ``onstart`` (a real run, about to execute jobs for hours),
-so only planning runs with it. Peak memory of the paper's dry run is unchanged (330 MB either
-way): it holds no cyclic garbage to speak of.
+for a thousand collections of the middle one instead of ten. The Snakefile calls it before
+any rule is defined, and restores the defaults in ``onstart`` (a real run, about to execute
+jobs for hours), so only planning runs with it. Peak memory of the paper's dry run is
+unchanged (330 MB either way): it holds no cyclic garbage to speak of.
 
 The same objects cost once more at exit: the interpreter's shutdown collections walked them all
 again, 1.3 s between Snakemake's last line and the end of the process for the paper config.
