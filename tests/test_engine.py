@@ -32,6 +32,24 @@ def test_plan_batches_sorts_and_respects_the_token_budget():
     assert plan_batches([3, 1, 2], 5, 2, None) == [[1, 2], [0]]
 
 
+def test_plan_batches_counts_each_sampled_chain_as_a_row():
+    """Self-consistency: a prompt's 5 chains are 5 rows, against both limits."""
+    lengths = [10, 10, 10, 10]
+    assert plan_batches(lengths, 10, batch_size=10, batch_tokens=None, samples=5) == [
+        [0, 1],
+        [2, 3],
+    ]
+    # 2 prompts x 5 chains x (10 + 10) tokens = 200 > 150: one prompt per batch
+    assert plan_batches(lengths, 10, 10, 150, samples=5) == [[0], [1], [2], [3]]
+    # a prompt whose chains alone exceed batch_size still runs, alone
+    assert plan_batches(lengths, 10, batch_size=4, batch_tokens=None, samples=5) == [
+        [0],
+        [1],
+        [2],
+        [3],
+    ]
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_fetched):
     model, tok, _ = load_model(tiny_fetched, {"kind": "none"})

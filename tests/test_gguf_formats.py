@@ -173,14 +173,18 @@ def test_converter_names_an_architecture_it_does_not_know(tmp_path):
 
 
 def test_stop_strings_cut_before_the_first_one():
-    from biomedquant.engines.llama_cpp import _cut_at_stop
+    # the llama.cpp engine cuts with the engines' shared cut_at_stop
+    from biomedquant.engines.base import cut_at_stop
 
-    assert _cut_at_stop("Answer: yes\nQuestion: next", ["\nQuestion:", "###"]) == (
+    assert cut_at_stop("Answer: yes\nQuestion: next", ["\nQuestion:", "###"], ended=False) == (
         "Answer: yes",
-        True,
+        "stop_string",
     )
-    assert _cut_at_stop("a ### b \nQuestion: c", ["\nQuestion:", "###"]) == ("a ", True)
-    assert _cut_at_stop("no stop here", ["###"]) == ("no stop here", False)
+    assert cut_at_stop("a ### b \nQuestion: c", ["\nQuestion:", "###"], ended=False) == (
+        "a ",
+        "stop_string",
+    )
+    assert cut_at_stop("no stop here", ["###"], ended=False) == ("no stop here", "length")
 
 
 def test_cpu_deployment_rows_add_tokens_and_seconds_over_runs(tmp_path):

@@ -82,6 +82,8 @@ def test_llama_cpp_engine_runs_an_inference_job_and_caches_it(tiny_ggufs, demo_p
     assert run["prompt_tokens_processed"] > 0 and run["prompt_tokens_per_second"] > 0
     assert 0 < run["generation_tokens"] <= 10 * 6 and run["generation_tokens_per_second"] > 0
     assert run["weights_bytes"] > 0 and run["size_on_disk_bytes"] > run["weights_bytes"]
+    # every generation says why it stopped, in the engines' shared vocabulary
+    assert set(run["stop_reason"]) <= {"end_of_turn", "length", "stop_string"}
     again = run_inference(out_path=tmp_path / "b.jsonl", run_path=tmp_path / "b.run.json", **args)
     assert again["n_generated"] == 0 and again["n_from_cache"] == 10
 

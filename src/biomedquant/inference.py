@@ -142,6 +142,7 @@ def run_inference(
         load_info = engine.info
         partial_path.parent.mkdir(parents=True, exist_ok=True)
         with (
+            contextlib.closing(engine),
             open(partial_path, "a", encoding="utf-8") as partial,
             _progress(len(todo), dataset) as bar,
         ):
@@ -161,13 +162,13 @@ def run_inference(
                 [prompts[i] for i in todo], sampling, on_batch=persist, stats=stats, progress=bar
             )
             gen_seconds = time.time() - start
-        engine.close()
     if cache is not None:
         cache.close()
 
     preds = []
     for rec, prompt, key in zip(records, prompts, keys, strict=True):
         gen = gens[key]
+        # cache entries written before engines recorded stop reasons have none
         reasons = gen.get("stop_reasons") or [None] * len(gen["outputs"])
         output = gen["outputs"][0] if samples == 1 else gen["outputs"]
         pred = {

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from biomedquant.calibration import record_text
+from biomedquant.engines import engine_for
 from biomedquant.io import read_json, read_jsonl, sha256_text, write_json
 from biomedquant.provenance import now, versions
 
@@ -58,7 +59,7 @@ def run_perplexity(
     if not texts:
         raise ValueError("no texts to compute perplexity on")
     nll_of = token_nll
-    if method.get("kind") == "gguf":  # llama.cpp's own logits, from the GGUF file
+    if engine_for(method, "transformers") == "llama_cpp":  # llama.cpp's logits, from a GGUF
         from biomedquant.engines import llama_cpp
 
         model = llama_cpp.LlamaCppEngine.load(model_dir, method, logits_all=True)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from biomedquant.decoding import Decoding, Sampling
-from biomedquant.engines.base import Generation, OnBatch
+from biomedquant.engines.base import Generation, OnBatch, cut_at_stop
 from biomedquant.quantization.gguf import gguf_file, llama_cpp_module
 
 # Context length when the model allows it: the longest demo and paper prompts (five-shot NER)
@@ -54,8 +54,11 @@ def cpu_threads() -> int:
 
 def _stop_ids(model_dir: Path, tokenizer: Any) -> set[int]:
     """End-of-sequence ids: the generation config's (as transformers stops), the tokenizer's,
-    and its padding id (the transformers engine stops there too)."""
-    ids: set[int] = set()
+    the chat template's end-of-turn tokens and the padding id (where the transformers engine
+    stops too)."""
+    from biomedquant.prompting import end_of_turn_tokens
+
+    ids: set[int] = {tokenizer.convert_tokens_to_ids(t) for t in end_of_turn_tokens(tokenizer)}
     config = model_dir / "generation_config.json"
     if config.is_file():
         eos = json.loads(config.read_text("utf-8")).get("eos_token_id")
@@ -122,12 +125,6 @@ def _perf(engine: LlamaCppEngine) -> dict[str, float]:
     }
 
 
-def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
-    """``text`` up to the first stop string (exclusive), and whether one was found."""
-    hits = [text.find(s) for s in stop if s and s in text]
-    return (text[: min(hits)], True) if hits else (text, False)
-
-
 def chain_seed(job_seed: int | None, chain: int, prompt: str) -> int:
     """llama.cpp's sampler seed for chain ``chain`` of ``prompt`` in a job seeded ``job_seed``:
     the first four bytes of a SHA-256 of the three, so it depends on nothing else (not on the
@@ -145,8 +142,9 @@ def generate_one(
     top_p: float = 1.0,
     seed: int = 0,
     stop: list[str] | None = None,
-) -> tuple[str, int]:
-    """One continuation of the prompt ``ids``: (text, new tokens counted)."""
+) -> tuple[str, int, str]:
+    """One continuation of the prompt ``ids``: (text, new tokens counted, why it stopped in
+    the vocabulary of :func:`~biomedquant.engines.base.cut_at_stop`)."""
     if len(ids) + max_new_tokens > engine.n_ctx:
         raise ValueError(
             f"prompt of {len(ids)} tokens + {max_new_tokens} new exceeds llama.cpp's context "
@@ -155,7 +153,7 @@ def generate_one(
     sampling = temperature > 0
     engine.llm.set_seed(seed)
     new: list[int] = []
-    text = ""
+    ended = False
     for token in engine.llm.generate(
         ids,
         temp=temperature if sampling else 0.0,
@@ -165,16 +163,20 @@ def generate_one(
         repeat_penalty=1.0,
     ):
         new.append(int(token))
-        if token in engine.stop_ids or len(new) >= max_new_tokens:
+        if token in engine.stop_ids:
+            ended = True
+            break
+        if len(new) >= max_new_tokens:
             break
         if stop:
-            text, hit = _cut_at_stop(engine.tokenizer.decode(new, skip_special_tokens=True), stop)
-            if hit:
-                return text.strip(), len(new)
-    text = engine.tokenizer.decode(new, skip_special_tokens=True)
-    if stop:
-        text, _ = _cut_at_stop(text, stop)
-    return text.strip(), len(new)
+            text = engine.tokenizer.decode(new, skip_special_tokens=True)
+            text, reason = cut_at_stop(text, stop, ended=False)
+            if reason == "stop_string":
+                return text.strip(), len(new), reason
+    text, reason = cut_at_stop(
+        engine.tokenizer.decode(new, skip_special_tokens=True), stop or [], ended=ended
+    )
+    return text.strip(), len(new), reason
 
 
 @dataclass
@@ -271,9 +273,9 @@ class LlamaCppEngine:
         start = time.time()
         for i, prompt in enumerate(prompts):
             ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            texts, n_new = [], 0
+            texts, reasons, n_new = [], [], 0
             for s in range(samples):
-                text, n = generate_one(
+                text, n, reason = generate_one(
                     self,
                     ids,
                     max_new_tokens=sampling.max_new_tokens,
@@ -282,8 +284,14 @@ class LlamaCppEngine:
                     stop=stop_list,
                 )
                 texts.append(text)
+                reasons.append(reason)
                 n_new += n
-            result = {"outputs": texts, "n_prompt_tokens": len(ids), "n_new_tokens": n_new}
+            result = {
+                "outputs": texts,
+                "stop_reasons": reasons,
+                "n_prompt_tokens": len(ids),
+                "n_new_tokens": n_new,
+            }
             results.append(result)
             if on_batch is not None:
                 on_batch({i: result})

@@ -178,19 +178,24 @@ MIN_SHARED_PREFIX = 64
 
 
 def plan_batches(
-    lengths: list[int], max_new_tokens: int, batch_size: int, batch_tokens: int | None
+    lengths: list[int],
+    max_new_tokens: int,
+    batch_size: int,
+    batch_tokens: int | None,
+    samples: int = 1,
 ) -> list[list[int]]:
     """Indices of ``lengths`` grouped into batches, shortest prompts first.
 
-    Sorting by length keeps padding low. A batch grows while its rows, padded to its longest
-    prompt plus ``max_new_tokens``, stay within ``batch_tokens`` (the KV cache it needs) and
-    ``batch_size`` rows; a prompt that alone exceeds the budget gets a batch of its own.
+    Sorting by length keeps padding low. Each prompt is ``samples`` rows (its sampled chains
+    are generated side by side). A batch grows while its rows, padded to its longest prompt
+    plus ``max_new_tokens``, stay within ``batch_tokens`` (the KV cache it needs) and
+    ``batch_size`` rows; a prompt that alone exceeds either gets a batch of its own.
     """
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     batches: list[list[int]] = []
     current: list[int] = []
     for i in order:
-        rows = len(current) + 1
+        rows = (len(current) + 1) * samples
         cost = rows * (lengths[i] + max_new_tokens)  # sorted: i is the longest so far
         if current and (rows > batch_size or (batch_tokens and cost > batch_tokens)):
             batches.append(current)
@@ -349,7 +354,7 @@ def generate(
             n_new = sum(r["n_new_tokens"] for r in done.values())
             progress.set_postfix_str(f"{n_new} new tokens in last batch", refresh=False)
 
-    for idx in plan_batches(lengths, max_new_tokens, batch_size, batch_tokens):
+    for idx in plan_batches(lengths, max_new_tokens, batch_size, batch_tokens, samples):
         run_or_split(idx)
     return [r for r in results if r is not None]
 

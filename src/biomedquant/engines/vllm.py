@@ -1,8 +1,9 @@
 """The vLLM engine (``inference.backend: vllm``), for users with CUDA GPUs.
 
 vLLM schedules its own batches (continuous batching, paged KV cache); the decoding settings'
-``batch_size`` and ``batch_tokens`` become its ``max_num_seqs`` and ``max_num_batched_tokens``
-(see :func:`llm_kwargs`). It is imported only when selected and is not a dependency of
+``continuous_rows`` and ``batch_tokens`` become its ``max_num_seqs`` and
+``max_num_batched_tokens`` (see :func:`llm_kwargs`; the transformers engine's ``batch_size``
+would only throttle it). It is imported only when selected and is not a dependency of
 biomedquant: install it beside it (``pip install vllm``) on a machine with CUDA. GPTQ
 artifacts load as they are; bitsandbytes and fp8 methods use vLLM's own load-time
 quantization (:func:`vllm_quantization`); the CPU-only demo and tests run the transformers
