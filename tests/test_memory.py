@@ -74,6 +74,19 @@ def test_bnb_arithmetic_by_hand():
     assert nf4 / 1e9 == pytest.approx(39.5, abs=0.1) and int8 / 1e9 == pytest.approx(72.7, abs=0.1)
 
 
+def test_awq_arithmetic_by_hand_with_groups_and_one_group_per_row():
+    """AWQ packs as GPTQ does, without the 32-bit group index per input column."""
+    n, rows = LLAMA70.block_linear_params, LLAMA70.block_linear_rows
+    emb = 2 * (LLAMA70.embedding_params + LLAMA70.norm_params)
+    grouped = weight_bytes(LLAMA70, {"kind": "awq", "bits": 4, "group_size": 128})
+    assert grouped == pytest.approx(n * (0.5 + 2.5 / 128) + emb)
+    # group_size -1: one 16-bit scale and a 4-bit zero per output row (it was once negative)
+    per_row = weight_bytes(LLAMA70, {"kind": "awq", "bits": 4, "group_size": -1})
+    assert per_row == pytest.approx(n * 0.5 + 2.5 * rows + emb)
+    gptq = weight_bytes(LLAMA70, {"kind": "gptq", "bits": 4, "group_size": -1})
+    assert gptq - per_row == pytest.approx(4 * LLAMA70.block_linear_cols)
+
+
 def test_shapes_come_from_shipped_configs_and_local_folders(tiny_source):
     from biomedquant.memory import shape_for_model
 

@@ -143,7 +143,7 @@ def tensor_bytes(type_name: str, n_weights: int) -> float:
 def gguf_weight_bytes(shape: Any, file_type: str) -> float:
     """Tensor bytes of a GGUF file of a model of ``shape`` (a :class:`ModelShape`, frozen, so
     hashable). Cached: it walks every tensor of every layer (hundreds for a 70B model), and the
-    workflow's resource estimate asks it once per inference job of a GGUF method."""
+    workflow's resource estimate asks it for every inference job of a GGUF method."""
     total = 4.0 * shape.norm_params  # 1-D tensors stay F32
     n = shape.layers
     for layer in range(n):
@@ -159,18 +159,10 @@ def gguf_weight_bytes(shape: Any, file_type: str) -> float:
     return total
 
 
-def linear_bytes_per_weight(file_type: str, shape: Any | None = None) -> float:
-    """Mean bytes per block-linear weight: exact for a known ``shape`` (its per-tensor mix and
-    fallbacks), else the base type's layout (the ``_M`` mixes' extra bits left out)."""
-    if shape is None:
-        return LAYOUTS[FILE_TYPES[check_file_type(file_type)][1]].bytes_per_weight
-    n = shape.layers
-    total = 0.0
-    for layer in range(n):
-        for role, rows, width in block_tensors(shape):
-            kind = tensor_type(file_type, role, width, layer=layer, n_layers=n)
-            total += tensor_bytes(kind, rows * width)
-    return total / shape.block_linear_params
+def linear_bytes_per_weight(file_type: str) -> float:
+    """Bytes per block-linear weight of the type's base layout (the ``_M`` mixes' extra bits
+    left out; :func:`gguf_weight_bytes` counts a known shape's exact mix)."""
+    return LAYOUTS[FILE_TYPES[check_file_type(file_type)][1]].bytes_per_weight
 
 
 def method_file_type(method: dict[str, Any]) -> str:

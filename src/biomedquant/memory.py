@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from biomedquant.decoding import BATCH_TOKENS
 from biomedquant.methods import method_kind
 
 GIB = 1024**3
@@ -148,7 +149,9 @@ def kv_cache_bytes(shape: ModelShape, tokens: int) -> float:
     return 2 * shape.layers * shape.kv_heads * shape.dim_per_head * 2 * tokens
 
 
-def estimate(shape: ModelShape, method: dict[str, Any], *, tokens: int = 8192) -> dict[str, float]:
+def estimate(
+    shape: ModelShape, method: dict[str, Any], *, tokens: int = BATCH_TOKENS
+) -> dict[str, float]:
     """GiB needed: weights, KV cache for ``tokens`` in flight, overhead, and their total."""
     weights = weight_bytes(shape, method)
     kv = kv_cache_bytes(shape, tokens)

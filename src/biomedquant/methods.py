@@ -2,7 +2,8 @@
 
 A method in the config names its ``kind`` (``gptq``, ``bnb-nf4`` ...). What the workflow, the
 fit estimator, the resource model, the doctor and the engines need to know about that kind is
-declared here once, in :data:`METHOD_KINDS`, and nowhere else:
+declared here once, in :data:`METHOD_KINDS` (a kind's own loading code, such as the
+bitsandbytes and FP8 configs, lives with its producer or engine):
 
 * ``bits``: the nominal bits per quantized weight the tables show (16 for the baseline);
 * the memory model: bytes per block-linear weight (all per-group overheads spread over the
@@ -12,7 +13,9 @@ declared here once, in :data:`METHOD_KINDS`, and nowhere else:
   imported only when a job quantizes, so this module stays torch-free); a kind without one
   runs from the fetched 16-bit folder;
 * ``load_time``: quantized while the 16-bit weights load (the job reads 16-bit weights);
-* ``vllm_quantization``: vLLM's ``quantization`` argument for a kind vLLM quantizes itself.
+* ``vllm_quantization``: vLLM's ``quantization`` argument for a kind vLLM quantizes itself;
+* ``engine``: the one engine that runs the kind (GGUF files: llama.cpp), if any;
+* ``needs_fp8_gpu``: runs only on a GPU with FP8 units.
 
 What is counted (arithmetic on a model's shape; the run records hold the measurements): every
 linear layer inside the transformer blocks is quantized; embeddings, the LM head and norms stay
@@ -62,7 +65,7 @@ def _configured_bits(method: Method) -> int:
 
 
 def _grid_bytes(method: Method) -> float:
-    """GPTQ's packed format (gptq, rtn): a 16-bit scale and a packed ``bits``-bit zero point
+    """GPTQ's packed format (gptq, rtn, awq): a 16-bit scale and a packed ``bits``-bit zero point
     per group of input columns; group_size -1 means one group per row (a row overhead)."""
     bits = int(method["bits"])
     group = int(method.get("group_size", 128))
@@ -73,12 +76,6 @@ def _grid_row_bytes(method: Method) -> float:
     if int(method.get("group_size", 128)) <= 0:
         return 2.0 + int(method["bits"]) / 8
     return 0.0
-
-
-def _awq_bytes(method: Method) -> float:
-    """GPTQ's packing without the group index: bits + scale + zero per group."""
-    bits, group = int(method.get("bits", 4)), int(method.get("group_size", 128))
-    return bits / 8 + (2 + bits / 8) / group
 
 
 def _nf4_bytes(method: Method) -> float:
@@ -169,7 +166,9 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 "awq",
                 "AWQ 4-bit (gptqmodel; quantizing needs a CUDA GPU)",
                 bits=_configured_bits,
-                linear_bytes_per_weight=_awq_bytes,
+                # GPTQ's packing without the group index: no per-column overhead
+                linear_bytes_per_weight=_grid_bytes,
+                row_overhead_bytes=_grid_row_bytes,
                 producer="biomedquant.quantization.awq:quantize_awq",
             ),
             MethodKind(

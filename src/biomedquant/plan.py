@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from biomedquant.decoding import BATCH_TOKENS
+from biomedquant.decoding import Decoding
 from biomedquant.gpus import GPU_SIZES_GIB, smallest_gpu
 from biomedquant.memory import GIB, estimate, shape_for_model, weight_bytes
 from biomedquant.methods import bits
@@ -35,14 +35,10 @@ FIT_COLUMNS = (
 )
 
 
-def batch_tokens(config: dict[str, Any]) -> int:
-    return int(config.get("inference", {}).get("batch_tokens", BATCH_TOKENS))
-
-
 def fit_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per (model, method) of ``config``; models of unknown shape are skipped with a
     row that says so (``params_b`` empty), so a table never hides a model."""
-    tokens = batch_tokens(config)
+    tokens = Decoding.from_config(config).batch_tokens
     rows = []
     for name, spec in config["models"].items():
         shape = shape_for_model(spec)
