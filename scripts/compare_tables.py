@@ -23,12 +23,10 @@ from pathlib import Path
 DEFAULT_TABLES = ("scores.csv", "comparisons.csv", "memory.csv", "recommendation.csv")
 
 # Columns that measure one run on one machine: two runs of the same code differ in them.
+# (memory.csv and cpu_deployment.csv; the other tables hold none)
 MACHINE_COLUMNS = {
     "peak_host_rss_gb",
-    "wall_s",
-    "load_s",
-    "tokens_per_s",
-    "generation_tokens_per_s",
+    "prompt_tokens_per_second",
     "generation_tokens_per_second",
     "load_seconds",
 }

@@ -178,3 +178,9 @@ def test_tables_read_through_manifests_equal_tables_of_the_listed_files(demo_pre
     bad.write_text("[]")
     with pytest.raises(ValueError, match="not an evaluation manifest"):
         manifest_files([bad], "scores")
+    bad.write_text('{"runs": ["a"]}')  # once an internal error
+    with pytest.raises(ValueError, match="bad.json: not an evaluation manifest"):
+        manifest_files([bad], "scores")
+    bad.write_text('{"runs": [{"scores": 3}]}')
+    with pytest.raises(ValueError, match="bad.json: an entry under 'scores' is not a file path"):
+        manifest_files([bad], "scores")

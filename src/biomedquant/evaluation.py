@@ -217,9 +217,12 @@ def manifest_files(manifests: list[str | Path], key: str) -> list[str]:
     files = []
     for path in manifests:
         manifest = read_json(path)
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("runs"), list):
+        runs = manifest.get("runs") if isinstance(manifest, dict) else None
+        if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
             raise ValueError(f"{path}: not an evaluation manifest (no list of runs)")
-        listed = [run[key] for run in manifest["runs"] if run.get(key)]
+        listed = [run[key] for run in runs if run.get(key)]
+        if not all(isinstance(f, str) for f in listed):
+            raise ValueError(f"{path}: an entry under {key!r} is not a file path")
         missing = [f for f in listed if not Path(f).exists()]
         if missing:
             raise ValueError(

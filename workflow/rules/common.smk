@@ -123,12 +123,6 @@ def fewshot_pool(wildcards):
 DECODING = Decoding.from_config(config)
 
 
-def max_new_tokens(wildcards):
-    """The config's cap for this task and kind of prompt ('' = the task's default)."""
-    cap = DECODING.cap(get_dataset(wildcards.dataset).task, wildcards.prompt)
-    return "" if cap is None else cap
-
-
 def sc_samples(wildcards):
     """Self-consistency chains; 1 for other methods, so sc settings never rerun them."""
     return DECODING.samples(wildcards.prompt)
@@ -306,7 +300,10 @@ def infer_settings(wildcards, batch_size=None):
             "batch_size": batch_size or DECODING.batch_size,
             "batch_tokens": DECODING.batch_tokens,
             "backend": config["inference"]["backend"],
-            "max_new_tokens": max_new_tokens(wildcards) or None,
+            # the config's cap for this task and kind of prompt (None: the task's default)
+            "max_new_tokens": DECODING.cap(
+                get_dataset(wildcards.dataset).task, wildcards.prompt
+            ),
             "system_prompt": config["prompting"].get("system_prompt", ""),
             "sc_samples": sc_samples(wildcards),
             "sc_temperature": sc_temperature(wildcards),

@@ -14,7 +14,7 @@ FIGURE_ORDER = order_to_json(order_from_config(config))
 for _figure, _spec in FIGURES.items():
     if _spec.rule is not None:
         continue  # drawn by the rule that writes its table (plan.smk, deployment.smk)
-    _png, *_other = figure_paths(_figure)
+    _other = figure_paths(_figure)[1:]  # the PNG goes to the report
 
     rule:
         name:

@@ -11,8 +11,8 @@ rule infer:
         data=f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
         pool=fewshot_pool,
     output:
-        generations="results/generations/{model}/{method}/{dataset}/{prompt}.jsonl",
-        run="results/predictions/{model}/{method}/{dataset}/{prompt}.run.json",
+        generations=GENERATIONS,
+        run=RUN_RECORD,
     log:
         "logs/infer/{model}/{method}/{dataset}/{prompt}.log",
     conda:
