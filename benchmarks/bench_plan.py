@@ -35,7 +35,14 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-GPU_RULES = ("quantize_model", "infer", "perplexity")
+GPU_RULES = (
+    "quantize_model",
+    "infer",
+    "infer_shard",
+    "infer_noise_floor",
+    "infer_noise_floor_shard",
+    "perplexity",
+)
 
 
 # The methods of the original study (Zhan et al.): 16-bit, GPTQ 8/4/3-bit, bitsandbytes.

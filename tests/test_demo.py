@@ -37,6 +37,13 @@ def test_demo_workflow(tmp_path):
     # The real model answers: most QA outputs parse; the run record says how it ran.
     run = read_json(wd / "results/predictions/smollm2_135m/none/medqa/zero-shot.run.json")
     assert run["n_items"] == 8 and sum(run["stop_reason"].values()) == 8
+    # One model load per model x method x dataset, shared by both prompting methods.
+    for method in config["methods"]:
+        for dataset in DATASETS:
+            for prompt in config["prompts"]:
+                folder = wd / "results/predictions/smollm2_135m" / method / dataset
+                load = read_json(folder / f"{prompt}.run.json")["model_load"]
+                assert load["loads_in_job"] == 1 and load["shared_by"] == config["prompts"]
     score = read_json(wd / "results/scores/smollm2_135m/none/medqa/zero-shot.json")
     assert score["parse_failure_rate"] <= 0.5
 

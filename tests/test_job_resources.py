@@ -17,6 +17,7 @@ from biomedquant.job_resources import (
     Workload,
     gpu_constraint,
     infer_workload,
+    inference_shards,
     job_resources,
     perplexity_workload,
 )
@@ -139,6 +140,91 @@ def _job_blocks(dry_run: str) -> list[dict[str, str]]:
     return jobs
 
 
+PAPER_PROMPTS = PAPER["prompts"]
+QWEN72 = PAPER["models"]["qwen25_72b"]
+
+
+def _group(dataset: str, limit: int | None = None) -> list[Workload]:
+    decoding = Decoding.from_config(PAPER)
+    return [infer_workload(dataset, p, limit=limit, decoding=decoding) for p in PAPER_PROMPTS]
+
+
+def test_a_grouped_job_pays_one_load_for_all_its_prompting_methods():
+    works = _group("pubmedqa")
+    grouped = job_resources(LLAMA8, NONE, "infer", workload=works)["runtime"]
+    alone = [job_resources(LLAMA8, NONE, "infer", workload=w)["runtime"] for w in works]
+    # each job of its own pays the load and the start-up margin again
+    assert grouped < sum(alone)
+    assert grouped >= max(alone)
+
+
+def test_shards_split_only_what_exceeds_the_wall_time_limit():
+    day = 24 * 60
+    assert inference_shards(LLAMA8, NONE, _group("pubmedqa"), day) == 1
+    assert inference_shards(LLAMA8, NONE, _group("chemprot", limit=8), day) == 1
+    works = _group("chemprot")  # 16,943 items, five prompting methods, sc-cot among them
+    n = inference_shards(QWEN72, NONE, works, day)
+    assert n > 1
+    sharded = job_resources(QWEN72, NONE, "infer", workload=works, shards=n)["runtime"]
+    assert sharded <= day
+    # the smallest count that fits: one fewer does not
+    assert job_resources(QWEN72, NONE, "infer", workload=works, shards=n - 1)["runtime"] > day
+    # a shorter limit needs more shards
+    assert inference_shards(QWEN72, NONE, works, 12 * 60) > n
+    # a retry asks for more time, never more than the limit
+    retry = job_resources(
+        QWEN72, NONE, "infer", workload=works, shards=n, attempt=3, max_minutes=day
+    )
+    assert retry["runtime"] == day
+    with pytest.raises(ValueError, match="leaves no time to generate.*max_job_hours"):
+        inference_shards(QWEN72, NONE, works, 9)
+
+
+def test_a_sharded_job_plans_its_shards_and_the_join(tmp_path):
+    """The paper's largest job (72B, ChemProt's 16,943 items, self-consistency) planned with
+    the SLURM profile: every shard but the last is an infer_shard job writing its parts, the
+    infer job runs the last one and joins them, and none asks for more than the limit."""
+    cfg = {
+        **PAPER,
+        "models": {"qwen25_72b": QWEN72},
+        "methods": {"none": NONE},
+        "datasets": ["chemprot"],
+        "prompts": ["zero-shot", "sc-cot"],
+        "scheduling": {"max_job_hours": 24},
+    }
+    decoding = Decoding.from_config(cfg)
+    works = [infer_workload("chemprot", p, decoding=decoding) for p in cfg["prompts"]]
+    n = inference_shards(QWEN72, NONE, works, 24 * 60)
+    assert n > 1
+    wd = copy_workflow(tmp_path, yaml.safe_load((REPO / "config/config.yaml").read_text()))
+    (wd / "config" / "study.yaml").write_text(yaml.safe_dump(cfg))
+    env = {"BIOMEDQUANT_SLURM_PARTITION": "cpu", "BIOMEDQUANT_SLURM_GPU_PARTITION": "gpu"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-p", "--configfile", "config/study.yaml"]
+        + ["--workflow-profile", "workflow/profiles/slurm"],
+        cwd=wd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = _job_blocks(proc.stdout)
+    shards = [j for j in jobs if j["rule"] == "infer_shard"]
+    (last,) = [j for j in jobs if j["rule"] == "infer"]
+    assert sorted(j["shard"] for j in shards) == sorted(f"{k}-of-{n}" for k in range(1, n))
+    for job in [*shards, last]:
+        assert int(job["runtime"]) <= 24 * 60 and job["slurm_partition"] == "gpu"
+    folder = "results/generation_shards/qwen25_72b/none/chemprot"
+    commands = re.findall(r"biomedquant infer .*", proc.stdout)
+    (join,) = [c for c in commands if f"--shard {n}-of-{n}" in c]
+    parts = " ".join(f"{folder}/{k}-of-{n}" for k in range(1, n))
+    assert f"--parts {parts} " in join
+    assert "--out-dir results/generations/qwen25_72b/none/chemprot" in join
+    for k in range(1, n):
+        (cmd,) = [c for c in commands if f"--shard {k}-of-{n}" in c]
+        assert f"--out-dir {folder}/{k}-of-{n} --record-dir {folder}/{k}-of-{n}" in cmd
+
+
 def test_slurm_profile_plans_a_study_with_the_estimators_requests(tmp_path):
     """A cut of the paper config planned with the SLURM profile: GPU jobs ask for the
     estimator's figures and a GPU, and the partitions come through. (Which jobs run locally
@@ -164,14 +250,21 @@ def test_slurm_profile_plans_a_study_with_the_estimators_requests(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     jobs = _job_blocks(proc.stdout)
     infers = [j for j in jobs if j["rule"] == "infer"]
-    assert len(infers) == 2 * 2 * 2 * 2
-    for job in infers:
-        work = infer_workload(job["dataset"], job["prompt"], decoding=Decoding.from_config(cfg))
-        res = job_resources(
-            cfg["models"][job["model"]], cfg["methods"][job["method"]], "infer", workload=work
-        )
+    assert len(infers) == 2 * 2 * 2  # one per model x method x dataset, every prompt in it
+    shards = [j for j in jobs if j["rule"] == "infer_shard"]
+    for job in infers + shards:
+        works = [
+            infer_workload(job["dataset"], p, decoding=Decoding.from_config(cfg))
+            for p in cfg["prompts"]
+        ]
+        model, method = cfg["models"][job["model"]], cfg["methods"][job["method"]]
+        n = inference_shards(model, method, works, 24 * 60)
+        res = job_resources(model, method, "infer", workload=works, shards=n)
         assert {k: int(job[k]) for k in res} == res, job
+        assert int(job["runtime"]) <= 24 * 60
         assert (job["gpu"], job["slurm_partition"], job["cpus_per_gpu"]) == ("1", "gpu", "2")
+    # the 8B jobs fit a day; the 70B ones with self-consistency on DDI's 5,761 items do not
+    assert {j["model"] for j in shards} == {"llama31_70b"}
     for job in (j for j in jobs if j["rule"] == "quantize_model"):
         res = job_resources(
             cfg["models"][job["model"]], cfg["methods"][job["method"]], "quantize_model"

@@ -1,10 +1,23 @@
-"""The inference job: one (model, method, dataset, prompting method), its raw outputs recorded.
+"""The inference job: one model x method x dataset, every prompting method on one loaded model.
 
-The job builds the prompts, takes what it can from the generation cache and from the partial
-file of an interrupted run, hands the rest to an engine (:mod:`biomedquant.engines`: how text
-is generated is the engine's business), persists every finished batch, and writes the
-generations file and its run record. Decoding settings come from one place,
-:class:`biomedquant.decoding.Decoding`. Predictions are written in the dataset's order.
+Loading a model costs more than generating for many runs (a 70B model takes minutes to read
+from a shared filesystem, vLLM's engine start tens of seconds more), so one job runs every
+configured prompting method of a dataset on one engine: under vLLM it hands the runs'
+requests to the engine together (continuous batching across prompting methods); under the
+other engines the runs go one after another with the model kept in memory.
+
+Each run (one prompting method) builds its prompts, takes what it can from the generation
+cache, from the partial file of an interrupted run and from the parts other shards of the job
+wrote, hands the rest to the engine (:mod:`biomedquant.engines`), persists every finished
+batch, and writes its generations file and run record, exactly as a job of one run would.
+The model is loaded once, and only when some run has something left to generate. Decoding
+settings come from one place, :class:`biomedquant.decoding.Decoding`. Predictions are written
+in the dataset's order.
+
+A job too long for a queue's time limit is cut into item shards (:class:`Shard`): contiguous
+slices of the dataset, all prompting methods each. Every shard but the last writes a part
+(the partial format: item key and generation) per run; the last shard generates its own
+slice and joins the parts into the per-run files, which are then those of an unsharded run.
 """
 
 from __future__ import annotations
@@ -13,10 +26,12 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +48,8 @@ log = logging.getLogger(__name__)
 
 
 def read_partial(path: Path) -> dict[str, dict[str, Any]]:
-    """Finished generations of an interrupted run, by item key; a torn last line (the job was
-    killed while writing it) is ignored."""
+    """Finished generations of an interrupted run (or a shard's part), by item key; a torn
+    last line (the job was killed while writing it) is ignored."""
     found: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return found
@@ -47,6 +62,83 @@ def read_partial(path: Path) -> dict[str, dict[str, Any]]:
             if isinstance(record, dict) and "key" in record and "generation" in record:
                 found[record["key"]] = record["generation"]
     return found
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Slice ``index`` (from 0) of ``count`` contiguous, near-equal slices of a dataset.
+
+    Contiguous in the dataset's order, so the parts join in order and a shard's items are the
+    same whatever else changed; written ``k-of-n`` with k from 1 in paths and on the command
+    line (``1-of-1`` is the whole dataset).
+    """
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index + 1} of {self.count}: no such shard")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        m = re.fullmatch(r"(\d+)-of-(\d+)", text.strip())
+        if not m:
+            raise ValueError(f"shard {text!r}: expected k-of-n, e.g. 2-of-3")
+        return cls(int(m.group(1)) - 1, int(m.group(2)))
+
+    @property
+    def label(self) -> str:
+        return f"{self.index + 1}-of-{self.count}"
+
+    @property
+    def last(self) -> bool:
+        return self.index == self.count - 1
+
+    def items(self, n: int) -> range:
+        """Indices of this shard's items among ``n``."""
+        return range(self.index * n // self.count, (self.index + 1) * n // self.count)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One prompting method of a job, where its files go and its decoding settings.
+
+    ``parts`` are the part files other shards wrote for this run (joined by the last shard).
+    For a shard that is not the last, ``out_path`` is its part and ``run_path`` the part's
+    record. ``partial_path`` is where finished batches wait for the run to end (default:
+    ``<out_path>.partial``); it must lie outside what Snakemake deletes when a job fails, so
+    a shard whose outputs are one folder keeps its partial files beside that folder.
+    """
+
+    prompt_method: str
+    out_path: Path
+    run_path: Path
+    decoding: Decoding = field(default_factory=Decoding)
+    parts: tuple[Path, ...] = ()
+    partial_path: Path | None = None
+
+
+@dataclass
+class _Run:
+    """A run's state inside the job: prompts, keys, what is known and what is left."""
+
+    spec: RunSpec
+    prompts: list[str]
+    keys: list[str]
+    sampling: Any
+    identity: dict[str, Any]
+    own: range  # the items this shard answers for
+    gens: dict[str, dict[str, Any]]
+    from_cache: int
+    resumed: int
+    from_parts: int
+    todo: list[int]
+    partial_path: Path
+    cache: Any
+    stats: dict[str, Any] = field(default_factory=dict)
+    gen_seconds: float = 0.0
+    generated_with: list[str] = field(default_factory=list)
 
 
 def run_inference(
@@ -65,29 +157,83 @@ def run_inference(
     cache_dir: str | Path | None = None,
     backend: str = "transformers",
 ) -> dict[str, Any]:
-    """Generate and record the raw outputs for one (model, method, dataset, prompt).
+    """Generate and record the raw outputs for one (model, method, dataset, prompt): a job of
+    one run (see :func:`run_inference_job`, which documents the files)."""
+    run = RunSpec(
+        prompt_method,
+        Path(out_path),
+        Path(run_path),
+        decoding if decoding is not None else Decoding(),
+    )
+    return run_inference_job(
+        model_dir=model_dir,
+        method=method,
+        dataset=dataset,
+        data_path=data_path,
+        runs=[run],
+        pool_path=pool_path,
+        seed=seed,
+        system_prompt=system_prompt,
+        cache_dir=cache_dir,
+        backend=backend,
+    )[0]
 
-    The generations file holds, per item, the prompt and its hash, the raw output(s), why
+
+def run_inference_job(
+    *,
+    model_dir: str | Path,
+    method: dict[str, Any],
+    dataset: str,
+    data_path: str | Path,
+    runs: Sequence[RunSpec],
+    pool_path: str | Path | None = None,
+    seed: int = 0,
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    cache_dir: str | Path | None = None,
+    backend: str = "transformers",
+    shard: Shard | None = None,
+    engine_loader: Callable[..., Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Generate and record the raw outputs of every run (prompting method) of one dataset,
+    on one model load; returns the runs' records in the order of ``runs``.
+
+    Each generations file holds, per item, the prompt and its hash, the raw output(s), why
     generation stopped and the token counts; it is not parsed here. Parsing is its own step
     (:mod:`biomedquant.parsing`, run by :mod:`biomedquant.evaluation`), so a parser fix
     re-reads stored outputs and never costs a GPU-hour.
 
     Generations come, in this order, from the generation cache (``cache_dir``; None turns it
-    off), from the partial file of an interrupted run of this job (``<out>.partial``), and only
-    then from the model, which is not even loaded when nothing is left to generate. Every
-    finished batch is appended to the partial file (flushed and synced) and to the cache; the
-    predictions file appears, atomically, only when every item is done.
+    off), from the partial file of an interrupted run (``<out>.partial``), from the parts of
+    the other shards (``RunSpec.parts``), and only then from the model, which is loaded once
+    for all runs and not at all when nothing is left to generate. Every finished batch is
+    appended to the partial file (flushed and synced) and to the cache; a run's file appears,
+    atomically, only when all its items are done. The run records say what the one load cost
+    and which runs shared it (``model_load``).
 
-    ``decoding`` (default: :class:`~biomedquant.decoding.Decoding`'s defaults) gives the new
-    token cap, the self-consistency chains and the batch shape.
+    ``shard`` (default: the whole dataset) names the slice this job generates; a shard that is
+    not the last writes its runs' parts, the last one joins them. Each run's decoding settings
+    give its token cap, self-consistency chains and batch shape (the batch shape is the job's:
+    the first run's). ``engine_loader`` replaces the engine class's ``load`` (tests count loads
+    through it).
     """
-    import torch
     from transformers import AutoTokenizer, set_seed
 
     from biomedquant.generation_cache import GenerationCache, entry_key, model_key
 
+    if not runs:
+        raise ValueError("an inference job needs at least one run (prompting method)")
+    names = [r.prompt_method for r in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"prompting methods repeated in one job: {names}")
+    shard = shard if shard is not None else Shard()
+    if shard.count > 1 and shard.last:
+        missing = [r.prompt_method for r in runs if len(r.parts) != shard.count - 1]
+        if missing:
+            raise ValueError(
+                f"shard {shard.label} joins the parts of shards 1-{shard.count - 1}: runs"
+                f" {missing} name a different number of parts"
+            )
     set_seed(seed)
-    decoding = decoding if decoding is not None else Decoding()
     spec = get_dataset(dataset)
     records = read_jsonl(data_path)
     pool = read_jsonl(pool_path) if pool_path else None
@@ -98,149 +244,382 @@ def run_inference(
     tokenizer = AutoTokenizer.from_pretrained(
         model_dir, padding_side="left", trust_remote_code=trusts_remote_code(model_dir)
     )
-    build = builder(
-        prompt_method, tokenizer, pool=pool, spec=spec, seed=seed, system_prompt=system_prompt
-    )
-    prompts = [build(spec, rec) for rec in records]
     # Stop strings only for the plain prompt format: a chat template's own end-of-turn token
     # ends the answer, and its generation prompt may end with a newline that, followed by an
     # echoed "Sentence:", would look like a next example's header.
     stops = [] if getattr(tokenizer, "chat_template", None) else stop_strings(spec)
-    sampling = decoding.sampling(spec.task, prompt_method, seed=seed, stop=stops)
-    samples = sampling.samples
-    identity = decoding_identity(sampling, engine_class)
-    # The model key is part of every item key, so neither the cache nor the partial file of an
-    # interrupted run can hand over generations of another model (say, a requantized one).
+    # The model key is part of every item key, so neither the cache, nor the partial file of
+    # an interrupted run, nor a shard's part can hand over generations of another model.
     mkey = model_key(model_dir, method, backend)
-    keys = [entry_key(p, {**identity, "model": mkey}) for p in prompts]
-
-    gens: dict[str, dict[str, Any]] = {}
-    cache = None
-    if cache_dir:
-        cache = GenerationCache(cache_dir, mkey)
-        gens.update(cache.get_many(keys))
-    from_cache = sum(k in gens for k in set(keys))
-    partial_path = Path(f"{out_path}.partial")
-    resumed = {k: v for k, v in read_partial(partial_path).items() if k not in gens}
-    gens.update(resumed)
-    todo = sorted({keys[i]: i for i in range(len(keys)) if keys[i] not in gens}.values())
-    log.info(
-        "%s %s: %d items, %d from the cache, %d from an interrupted run, %d to generate",
-        dataset,
-        prompt_method,
-        len(records),
-        from_cache,
-        len(resumed),
-        len(todo),
-    )
+    own = shard.items(len(records))
+    state: list[_Run] = []
+    for run_spec in runs:
+        build = builder(
+            run_spec.prompt_method,
+            tokenizer,
+            pool=pool,
+            spec=spec,
+            seed=seed,
+            system_prompt=system_prompt,
+        )
+        prompts = [build(spec, rec) for rec in records]
+        sampling = run_spec.decoding.sampling(
+            spec.task, run_spec.prompt_method, seed=seed, stop=stops
+        )
+        identity = decoding_identity(sampling, engine_class)
+        keys = [entry_key(p, {**identity, "model": mkey}) for p in prompts]
+        needed = {keys[i] for i in own}
+        gens: dict[str, dict[str, Any]] = {}
+        cache = None
+        if cache_dir:
+            cache = GenerationCache(cache_dir, mkey)
+            gens.update(cache.get_many(sorted(needed)))
+        from_cache = len(gens)
+        partial_path = run_spec.partial_path or Path(f"{run_spec.out_path}.partial")
+        resumed = {
+            k: v for k, v in read_partial(partial_path).items() if k in needed and k not in gens
+        }
+        gens.update(resumed)
+        from_parts = _join_parts(run_spec, keys, own, gens)
+        todo = sorted({keys[i]: i for i in own if keys[i] not in gens}.values())
+        log.info(
+            "%s %s%s: %d items, %d from the cache, %d from an interrupted run, %d from other"
+            " shards, %d to generate",
+            dataset,
+            run_spec.prompt_method,
+            f" (shard {shard.label})" if shard.count > 1 else "",
+            len(own),
+            from_cache,
+            len(resumed),
+            from_parts,
+            len(todo),
+        )
+        state.append(
+            _Run(
+                run_spec,
+                prompts,
+                keys,
+                sampling,
+                identity,
+                own,
+                gens,
+                from_cache,
+                len(resumed),
+                from_parts,
+                todo,
+                partial_path,
+                cache,
+            )
+        )
 
     load_info: dict[str, Any] = {}
-    stats: dict[str, Any] = {}
-    gen_seconds = 0.0
-    if todo:
-        engine = engine_class.load(model_dir, method, decoding)
-        load_info = engine.info
-        partial_path.parent.mkdir(parents=True, exist_ok=True)
-        with (
-            contextlib.closing(engine),
-            open(partial_path, "a", encoding="utf-8") as partial,
-            _progress(len(todo), dataset) as bar,
-        ):
+    pending = [r for r in state if r.todo]
+    loads = 0
+    if pending:
+        load = engine_loader or engine_class.load
+        engine = load(model_dir, method, runs[0].decoding)
+        loads = 1
+        load_info = dict(engine.info)
+        with contextlib.closing(engine):
+            if hasattr(engine, "generate_runs") and len(pending) > 1:
+                _generate_together(engine, pending, dataset)
+            else:
+                for r in pending:
+                    # Sampled chains follow torch's global seed: each run starts from the job
+                    # seed, as it would in a job of its own.
+                    set_seed(seed)
+                    _generate_run(engine, r, dataset)
+    for r in state:
+        if r.cache is not None:
+            r.cache.close()
 
-            def persist(done: dict[int, dict[str, Any]]) -> None:
-                batch = {keys[todo[j]]: gen for j, gen in done.items()}
-                for key, gen in batch.items():
-                    partial.write(json.dumps({"key": key, "generation": gen}) + "\n")
-                partial.flush()
-                os.fsync(partial.fileno())
-                if cache is not None:
-                    cache.put_many(batch)
-                gens.update(batch)
-
-            start = time.time()
-            engine.generate(
-                [prompts[i] for i in todo], sampling, on_batch=persist, stats=stats, progress=bar
-            )
-            gen_seconds = time.time() - start
-    if cache is not None:
-        cache.close()
-
-    preds = []
-    for rec, prompt, key in zip(records, prompts, keys, strict=True):
-        gen = gens[key]
-        # cache entries written before engines recorded stop reasons have none
-        reasons = gen.get("stop_reasons") or [None] * len(gen["outputs"])
-        output = gen["outputs"][0] if samples == 1 else gen["outputs"]
-        pred = {
-            "id": rec["id"],
-            "prompt_sha256": sha256_text(prompt),
-            "prompt": prompt,
-            "output": output,
-            "stop_reason": reasons[0] if samples == 1 else reasons,
-            "n_prompt_tokens": gen["n_prompt_tokens"],
-            "n_new_tokens": gen["n_new_tokens"],
+    sharing = [r.spec.prompt_method for r in state]
+    out = []
+    for r in state:
+        model_load = {
+            "loads_in_job": loads,
+            "seconds": load_info.get("load_seconds"),
+            "loaded_for": [p.spec.prompt_method for p in pending],
+            "shared_by": sharing,
+            "shard": shard.label,
         }
-        preds.append(pred)
-    write_jsonl(out_path, preds)
-    n_generated = len(todo)
-    new_tokens = sum(gens[keys[i]]["n_new_tokens"] for i in todo)
+        out.append(
+            _finish_run(
+                r,
+                records,
+                model_dir=model_dir,
+                method=method,
+                dataset=dataset,
+                data_path=data_path,
+                pool_path=pool_path,
+                backend=backend,
+                seed=seed,
+                shard=shard,
+                load_info=load_info,
+                model_load=model_load,
+            )
+        )
+    return out
+
+
+def _join_parts(
+    run_spec: RunSpec, keys: list[str], own: range, gens: dict[str, dict[str, Any]]
+) -> int:
+    """Take the other shards' generations of this run into ``gens``; every item outside this
+    shard's slice must be in a part (else the parts belong to another model or settings)."""
+    if not run_spec.parts:
+        return 0
+    found: dict[str, dict[str, Any]] = {}
+    for part in run_spec.parts:
+        if not Path(part).exists():
+            raise FileNotFoundError(f"shard part {part} of {run_spec.prompt_method} is missing")
+        found.update(read_partial(Path(part)))
+    others = [i for i in range(len(keys)) if i not in own]
+    lacking = [i for i in others if keys[i] not in found]
+    if lacking:
+        raise ValueError(
+            f"{run_spec.prompt_method}: the shard parts {[str(p) for p in run_spec.parts]}"
+            f" lack {len(lacking)} of the other shards' {len(others)} items (first: item"
+            f" {lacking[0]}); they were written for another model, method or decoding:"
+            " rerun the shards"
+        )
+    taken = 0
+    for i in others:
+        if keys[i] not in gens:
+            gens[keys[i]] = found[keys[i]]
+            taken += 1
+    return taken
+
+
+def _persister(r: _Run, partial: Any) -> Callable[[dict[int, dict[str, Any]]], None]:
+    """The ``on_batch`` of one run: append the batch to its partial file (synced) and cache."""
+
+    def persist(done: dict[int, dict[str, Any]]) -> None:
+        batch = {r.keys[r.todo[j]]: gen for j, gen in done.items()}
+        for key, gen in batch.items():
+            partial.write(json.dumps({"key": key, "generation": gen}) + "\n")
+        partial.flush()
+        os.fsync(partial.fileno())
+        if r.cache is not None:
+            r.cache.put_many(batch)
+        r.gens.update(batch)
+
+    return persist
+
+
+def _generate_run(engine: Any, r: _Run, dataset: str) -> None:
+    """One run's missing generations, on the loaded engine."""
+    r.partial_path.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        open(r.partial_path, "a", encoding="utf-8") as partial,
+        _progress(len(r.todo), f"{dataset} {r.spec.prompt_method}") as bar,
+    ):
+        start = time.time()
+        engine.generate(
+            [r.prompts[i] for i in r.todo],
+            r.sampling,
+            on_batch=_persister(r, partial),
+            stats=r.stats,
+            progress=bar,
+        )
+        r.gen_seconds = time.time() - start
+    r.generated_with = [r.spec.prompt_method]
+
+
+def _generate_together(engine: Any, pending: list[_Run], dataset: str) -> None:
+    """Every run's missing generations handed to the engine at once (an engine that batches
+    continuously keeps the GPU full across prompting methods); each run's batches still go
+    to its own partial file and cache."""
+    with contextlib.ExitStack() as stack:
+        persisters = []
+        for r in pending:
+            r.partial_path.parent.mkdir(parents=True, exist_ok=True)
+            partial = stack.enter_context(open(r.partial_path, "a", encoding="utf-8"))
+            persisters.append(_persister(r, partial))
+        total = sum(len(r.todo) for r in pending)
+        bar = stack.enter_context(_progress(total, f"{dataset} (all prompting methods)"))
+        stats = [r.stats for r in pending]
+        start = time.time()
+        engine.generate_runs(
+            [([r.prompts[i] for i in r.todo], r.sampling) for r in pending],
+            on_batch=persisters,
+            stats=stats,
+            progress=bar,
+        )
+        seconds = time.time() - start
+    together = [r.spec.prompt_method for r in pending]
+    for r in pending:
+        r.gen_seconds = seconds
+        r.generated_with = together
+
+
+def _finish_run(
+    r: _Run,
+    records: list[dict[str, Any]],
+    *,
+    model_dir: str | Path,
+    method: dict[str, Any],
+    dataset: str,
+    data_path: str | Path,
+    pool_path: str | Path | None,
+    backend: str,
+    seed: int,
+    shard: Shard,
+    load_info: dict[str, Any],
+    model_load: dict[str, Any],
+) -> dict[str, Any]:
+    """Write one run's generations (a shard's part, or the whole run) and its run record."""
+    import torch
+
+    decoding = r.spec.decoding
+    samples = r.sampling.samples
+    part = shard.count > 1 and not shard.last
+    if part:
+        # A part is the partial format, complete for this shard's slice, in the dataset's order.
+        lines = [
+            {"key": r.keys[i], "id": records[i]["id"], "generation": r.gens[r.keys[i]]}
+            for i in r.own
+        ]
+        write_jsonl(r.spec.out_path, lines)
+        items = list(r.own)
+    else:
+        preds = []
+        for rec, prompt, key in zip(records, r.prompts, r.keys, strict=True):
+            gen = r.gens[key]
+            # cache entries written before engines recorded stop reasons have none
+            reasons = gen.get("stop_reasons") or [None] * len(gen["outputs"])
+            preds.append(
+                {
+                    "id": rec["id"],
+                    "prompt_sha256": sha256_text(prompt),
+                    "prompt": prompt,
+                    "output": gen["outputs"][0] if samples == 1 else gen["outputs"],
+                    "stop_reason": reasons[0] if samples == 1 else reasons,
+                    "n_prompt_tokens": gen["n_prompt_tokens"],
+                    "n_new_tokens": gen["n_new_tokens"],
+                }
+            )
+        write_jsonl(r.spec.out_path, preds)
+        items = list(range(len(records)))
+    reasons_seen = Counter(
+        str(reason)
+        for i in items
+        for reason in (
+            r.gens[r.keys[i]].get("stop_reasons") or [None] * len(r.gens[r.keys[i]]["outputs"])
+        )[:samples]
+    )
+    n_generated = len(r.todo)
+    new_tokens = sum(r.gens[r.keys[i]]["n_new_tokens"] for i in r.todo)
+    gen_seconds = r.gen_seconds
     cuda = torch.cuda.is_available()
     model_prov_path = Path(model_dir) / "provenance.json"
+    stats = dict(r.stats)
+    shards = _shard_summaries(r.spec.parts) if r.spec.parts else None
     run = {
         "dataset": dataset,
-        "prompt_method": prompt_method,
+        "prompt_method": r.spec.prompt_method,
         "method": method,
         "backend": backend,
         "model_dir": str(model_dir),
         "model_weights": read_json(model_prov_path) if model_prov_path.exists() else None,
         "data_path": str(data_path),
         "fewshot_pool": str(pool_path) if pool_path else None,
-        "n_items": len(preds),
-        "stop_reason": dict(
-            Counter(
-                str(r)
-                for p in preds
-                for r in (
-                    p["stop_reason"] if isinstance(p["stop_reason"], list) else [p["stop_reason"]]
-                )
-            )
-        ),
+        "n_items": len(items),
+        "stop_reason": dict(reasons_seen),
         "n_generated": n_generated,
-        "n_from_cache": from_cache,
-        "n_resumed": len(resumed),
-        "generation_cache": str(cache.path) if cache is not None else None,
+        "n_from_cache": r.from_cache,
+        "n_resumed": r.resumed,
+        "n_from_shards": r.from_parts,
+        "generation_cache": str(r.cache.path) if r.cache is not None else None,
         "batch_size": decoding.batch_size,
         "batch_tokens": decoding.batch_tokens,
         **stats.pop("engine_metrics", {}),
         **{f"batch_{k}": v for k, v in stats.items()},
-        "max_new_tokens": sampling.max_new_tokens,
-        "decoding": identity,
+        "max_new_tokens": r.sampling.max_new_tokens,
+        "decoding": r.identity,
         "seed": seed,
         **load_info,
+        "model_load": model_load,
+        "shards": shards,
         "generate_seconds": round(gen_seconds, 3),
+        # under an engine that took every run's requests at once, the seconds are theirs
+        "generated_with": r.generated_with,
         "items_per_second": round(n_generated / gen_seconds, 4) if gen_seconds else None,
         "new_tokens": new_tokens,
         "new_tokens_per_second": round(new_tokens / gen_seconds, 3) if gen_seconds else None,
-        "peak_gpu_allocated_bytes": torch.cuda.max_memory_allocated() if cuda and todo else None,
-        "peak_gpu_reserved_bytes": torch.cuda.max_memory_reserved() if cuda and todo else None,
+        "peak_gpu_allocated_bytes": torch.cuda.max_memory_allocated() if cuda and r.todo else None,
+        "peak_gpu_reserved_bytes": torch.cuda.max_memory_reserved() if cuda and r.todo else None,
         "peak_host_rss_bytes": peak_host_rss_bytes(),
         "hardware": hardware(),
         "versions": versions(),
         "written_at": now(),
     }
-    write_json(run_path, run)
-    partial_path.unlink(missing_ok=True)
+    write_json(r.spec.run_path, run)
+    r.partial_path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # a folder of partial files of its own, now empty
+        r.partial_path.parent.rmdir()
     log.info(
         "%s %s: %d items (%d generated in %.1fs: %.2f items/s, %.1f new tokens/s)",
         dataset,
-        prompt_method,
-        len(preds),
+        r.spec.prompt_method,
+        len(items),
         n_generated,
         gen_seconds,
         run["items_per_second"] or 0,
         run["new_tokens_per_second"] or 0,
     )
     return run
+
+
+def part_record_path(part: str | Path) -> Path:
+    """The run record beside a shard's part file (``<prompt>.jsonl`` -> ``<prompt>.run.json``)."""
+    part = Path(part)
+    return part.with_name(part.name.removesuffix(".jsonl") + ".run.json")
+
+
+def _shard_summaries(parts: Sequence[Path]) -> list[dict[str, Any]]:
+    """What each other shard's record says of its work (for the joined run record)."""
+    out = []
+    for part in parts:
+        record_path = part_record_path(part)
+        if not record_path.exists():
+            continue
+        rec = read_json(record_path)
+        out.append(
+            {
+                "shard": (rec.get("model_load") or {}).get("shard"),
+                "n_items": rec.get("n_items"),
+                "n_generated": rec.get("n_generated"),
+                "generate_seconds": rec.get("generate_seconds"),
+                "load_seconds": rec.get("load_seconds"),
+                "new_tokens": rec.get("new_tokens"),
+                "hardware": rec.get("hardware"),
+            }
+        )
+    return out
+
+
+def runs_from_settings(
+    settings: Mapping[str, Any], outputs: Sequence[tuple[str, str, str]], parts: Sequence[str]
+) -> list[RunSpec]:
+    """The job's runs from the workflow's settings (``runs``: per prompting method, its
+    decoding keys) and the output paths given per prompting method; ``parts`` are the folders
+    of the other shards' parts (each holds ``<prompt>.jsonl``)."""
+    per_run = settings.get("runs") or {}
+    common = {k: settings.get(k) for k in ("batch_size", "batch_tokens")}
+    specs = []
+    for prompt, out, record in outputs:
+        decoding = Decoding.from_settings({**common, **(per_run.get(prompt) or {})})
+        specs.append(
+            RunSpec(
+                prompt,
+                Path(out),
+                Path(record),
+                decoding,
+                tuple(Path(folder) / f"{prompt}.jsonl" for folder in parts),
+            )
+        )
+    return specs
 
 
 @contextlib.contextmanager

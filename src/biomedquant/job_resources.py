@@ -20,6 +20,7 @@ is one to two orders of magnitude slower per token.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -140,23 +141,75 @@ def _host_mb(n_bytes: float, attempt: int) -> int:
     return _mib((HOST_BASE_BYTES + n_bytes) * (1 + 0.5 * (attempt - 1)))
 
 
-def _run(shape: ModelShape, method: dict[str, Any], work: Workload, attempt: int) -> dict[str, int]:
-    """A job that loads the model and runs it over a workload (``infer``, ``perplexity``):
-    loading is bandwidth-bound, prefill compute-bound, each further pass bandwidth-bound."""
-    est = estimate(shape, method, tokens=work.batch_tokens)
+def _seconds(
+    shape: ModelShape, method: dict[str, Any], works: Sequence[Workload]
+) -> tuple[float, float]:
+    """(load, work) seconds of a job that loads the model once and runs it over ``works``
+    (one per prompting method of a grouped inference job): loading is bandwidth-bound,
+    prefill compute-bound, each further pass bandwidth-bound."""
     loaded = weight_bytes(shape, method)
     sixteen_bit = weight_bytes(shape, {"kind": "none"})
     # Kinds quantized while loading (bitsandbytes, fp8) read the 16-bit weights.
     read = sixteen_bit if method_kind(method).load_time else loaded
     step = max(STEP_OVERHEAD_S, sixteen_bit / DECODE_BYTES_PER_S)
-    prefill = 2 * shape.params * work.prefill_tokens / PREFILL_FLOPS
-    seconds = read / LOAD_BYTES_PER_S + prefill + work.forward_passes * step
+    work = sum(
+        2 * shape.params * w.prefill_tokens / PREFILL_FLOPS + w.forward_passes * step for w in works
+    )
+    return read / LOAD_BYTES_PER_S, work
+
+
+def _run(
+    shape: ModelShape,
+    method: dict[str, Any],
+    works: Sequence[Workload],
+    attempt: int,
+    shards: int = 1,
+) -> dict[str, int]:
+    """A job that loads the model and runs it over its workloads (``infer``, ``perplexity``),
+    ``1/shards`` of the work when the job is one of ``shards`` item shards."""
+    est = estimate(shape, method, tokens=works[0].batch_tokens)
+    sixteen_bit = weight_bytes(shape, {"kind": "none"})
+    read = sixteen_bit if method_kind(method).load_time else weight_bytes(shape, method)
+    load, work = _seconds(shape, method, works)
     return {
         # transformers may stage the loaded weights in host memory before moving them over.
         "mem_mb": _host_mb(read, attempt),
         "gpu_mem_mb": _mib(est["total_gb"] * 1e9),
-        "runtime": _minutes(seconds, attempt),
+        "runtime": _minutes(load + work / shards, attempt),
     }
+
+
+def inference_shards(
+    model_spec: dict[str, Any],
+    method_spec: dict[str, Any],
+    workloads: Sequence[Workload],
+    max_minutes: float,
+) -> int:
+    """How many item shards a grouped inference job needs so that each asks for at most
+    ``max_minutes`` on its first attempt: 1 for almost every job.
+
+    Each shard pays the model load once and a share of the work; the count is the smallest
+    that fits, and never more than the job's items. A limit that leaves no time after the load
+    and the start-up margin is an error. Without a model shape the job is not split (its
+    runtime is a flat estimate).
+    """
+    shape = shape_for_model(model_spec)
+    if shape is None or not workloads:
+        return 1
+    load, work = _seconds(shape, method_spec, workloads)
+    most = max(1, min(w.items for w in workloads))
+    # _minutes(s) <= max_minutes  <=>  s <= budget (its rounding up to 5 minutes undone)
+    budget = (5 * math.floor(max_minutes / 5) - STARTUP_MINUTES) * 60 / SAFETY
+    if budget <= load:
+        raise ValueError(
+            f"a wall-time limit of {max_minutes:g} min leaves no time to generate: loading the"
+            f" model takes about {load / 60:.0f} min, and the safety factor {SAFETY:g} and"
+            f" {STARTUP_MINUTES} min of start-up come on top; raise scheduling.max_job_hours"
+        )
+    shards = min(most, max(1, math.ceil(work / (budget - load))))
+    while shards < most and _minutes(load + work / shards, 1) > max_minutes:
+        shards += 1  # floating-point edge of the bound
+    return shards
 
 
 def _quantize(shape: ModelShape, method: dict[str, Any], attempt: int) -> dict[str, int]:
@@ -206,21 +259,42 @@ def job_resources(
     method_spec: dict[str, Any],
     rule: Rule,
     *,
-    workload: Workload | None = None,
+    workload: Workload | Sequence[Workload] | None = None,
     attempt: int = 1,
+    shards: int = 1,
+    max_minutes: float | None = None,
 ) -> dict[str, int]:
     """``mem_mb`` (host, MiB), ``gpu_mem_mb`` (MiB) and ``runtime`` (minutes) of one job.
 
     ``model_spec`` and ``method_spec`` are config entries. The model's shape comes from
     :func:`biomedquant.memory.shape_for_model`; without one, ``params_b`` from the config
     gives a rougher estimate, and without that, :data:`UNKNOWN` (generous) figures are used.
-    ``workload`` is needed for ``infer`` and ``perplexity`` (see :func:`infer_workload` and
-    :func:`perplexity_workload`).
+    ``workload`` is needed for ``infer`` (one per prompting method of the grouped job, see
+    :func:`infer_workload`) and ``perplexity`` (:func:`perplexity_workload`); ``shards`` is the
+    job's item shard count (:func:`inference_shards`). ``max_minutes`` caps the runtime of
+    every attempt (the study's wall-time limit): a retry of a killed inference job resumes
+    where it stopped, so it needs no more than the limit.
     """
     if rule not in ("infer", "quantize_model", "perplexity"):
         raise ValueError(f"no resource model for rule {rule!r}")
     if attempt < 1:
         raise ValueError(f"attempt counts from 1, got {attempt}")
+    if shards < 1:
+        raise ValueError(f"shards counts from 1, got {shards}")
+    out = _job_resources(model_spec, method_spec, rule, workload, attempt, shards)
+    if max_minutes is not None:
+        out["runtime"] = min(out["runtime"], int(max_minutes))
+    return out
+
+
+def _job_resources(
+    model_spec: dict[str, Any],
+    method_spec: dict[str, Any],
+    rule: Rule,
+    workload: Workload | Sequence[Workload] | None,
+    attempt: int,
+    shards: int,
+) -> dict[str, int]:
     shape = shape_for_model(model_spec)
     if shape is None:
         if model_spec.get("params_b"):
@@ -234,7 +308,10 @@ def job_resources(
         return _quantize(shape, method_spec, attempt)
     if workload is None:
         raise ValueError(f"rule {rule!r} needs its workload")
-    return _run(shape, method_spec, workload, attempt)
+    works = [workload] if isinstance(workload, Workload) else list(workload)
+    if not works:
+        raise ValueError(f"rule {rule!r} needs at least one workload")
+    return _run(shape, method_spec, works, attempt, shards)
 
 
 def gpu_constraint(gpu_mem_mb: int, tiers: str) -> str:

@@ -2,6 +2,7 @@
 # package reads the parts each job needs from the settings the rules hand over).
 import inspect
 import json
+import os
 import re
 
 from biomedquant.datasets.prepare import fewshot_split
@@ -20,6 +21,7 @@ wildcard_constraints:
     model="[a-z0-9][a-z0-9_.-]*",
     method="[a-z0-9][a-z0-9_.-]*",
     prompt="[a-z0-9][a-z0-9_.-]*",
+    shard="[0-9]+-of-[0-9]+",
     split="test|dev|train",
 
 
@@ -110,10 +112,15 @@ def pairs_arg(files):
     return " ".join(f"{name}={path}" for name, path in sorted(files.items()))
 
 
+# Whether any prompting method of the study shows examples (then every inference job reads
+# its dataset's few-shot pool).
+SHOWS_EXAMPLES = any(get_prompt_method(p).shots for p in config["prompts"])
+
+
 @signature_once
 def fewshot_pool(wildcards):
-    """The dataset's few-shot pool, for prompting methods that show examples."""
-    if get_prompt_method(wildcards.prompt).shots == 0:
+    """The dataset's few-shot pool, when a prompting method of the study shows examples."""
+    if not SHOWS_EXAMPLES:
         return []
     split = fewshot_split(wildcards.dataset, config["data"]["base_url"])
     return f"resources/datasets/{wildcards.dataset}/{split}.jsonl"
@@ -123,15 +130,15 @@ def fewshot_pool(wildcards):
 DECODING = Decoding.from_config(config)
 
 
-def sc_samples(wildcards):
-    """Self-consistency chains; 1 for other methods, so sc settings never rerun them."""
-    return DECODING.samples(wildcards.prompt)
+def sc_samples(prompt):
+    """Self-consistency chains; 1 for other methods, so sc settings never change them."""
+    return DECODING.samples(prompt)
 
 
-def sc_temperature(wildcards):
-    """The chains' temperature; 0 for other methods (the integer: the settings' JSON of
-    every greedy job stays what it was, so no job reruns)."""
-    sc = get_prompt_method(wildcards.prompt).self_consistency
+def sc_temperature(prompt):
+    """The chains' temperature; 0 for other methods (the integer, as the settings' JSON of
+    greedy runs always held it)."""
+    sc = get_prompt_method(prompt).self_consistency
     return DECODING.sc_temperature if sc else 0
 
 
@@ -198,7 +205,12 @@ COMPARISONS = "results/comparisons/{model}/{method}/{dataset}/{prompt}.json"
 RUN_RECORD = "results/predictions/{model}/{method}/{dataset}/{prompt}.run.json"
 # One per evaluate job: the files it wrote, which the study-wide tables read.
 MANIFEST = "results/evaluation/{model}/{method}.json"
+# The folder of parts an inference job's item shard writes (every shard but the last, which
+# joins them): one <prompt>.jsonl and <prompt>.run.json per prompting method.
+SHARD_PARTS = "results/generation_shards/{model}/{method}/{dataset}/{shard}"
 NOISE_FLOOR_GENERATIONS = f"results/noise_floor/{GENERATIONS.removeprefix('results/')}"
+NOISE_FLOOR_RUN_RECORD = f"results/noise_floor/{RUN_RECORD.removeprefix('results/')}"
+NOISE_FLOOR_SHARD_PARTS = f"results/noise_floor/{SHARD_PARTS.removeprefix('results/')}"
 NOISE_FLOOR_PREDICTIONS = f"results/noise_floor/{PREDICTIONS.removeprefix('results/')}"
 NOISE_FLOOR_COMPARISONS = f"results/noise_floor/{COMPARISONS.removeprefix('results/')}"
 
@@ -292,22 +304,28 @@ def evaluate_settings(wildcards):
 
 @signature_once
 def infer_settings(wildcards, batch_size=None):
-    """What changes an inference job's outputs, as one JSON object for `biomedquant infer`
-    (the decoding keys are biomedquant.decoding.Decoding's, resolved for this job)."""
+    """What changes an inference job's outputs, as one JSON object for `biomedquant infer`:
+    the job's common keys, and per prompting method (``runs``) its decoding keys, resolved
+    from biomedquant.decoding.Decoding for the dataset's task. Any change reruns the job; the
+    generation cache then generates only the prompts whose settings changed."""
+    task = get_dataset(wildcards.dataset).task
     return as_json(
         {
             "method": method_spec(wildcards),
             "batch_size": batch_size or DECODING.batch_size,
             "batch_tokens": DECODING.batch_tokens,
             "backend": config["inference"]["backend"],
-            # the config's cap for this task and kind of prompt (None: the task's default)
-            "max_new_tokens": DECODING.cap(
-                get_dataset(wildcards.dataset).task, wildcards.prompt
-            ),
             "system_prompt": config["prompting"].get("system_prompt", ""),
-            "sc_samples": sc_samples(wildcards),
-            "sc_temperature": sc_temperature(wildcards),
             "seed": config["seed"],
+            "runs": {
+                prompt: {
+                    # the config's cap for this task and kind of prompt (None: the default)
+                    "max_new_tokens": DECODING.cap(task, prompt),
+                    "sc_samples": sc_samples(prompt),
+                    "sc_temperature": sc_temperature(prompt),
+                }
+                for prompt in config["prompts"]
+            },
         }
     )
 
@@ -316,6 +334,61 @@ def infer_settings(wildcards, batch_size=None):
 def noise_floor_infer_settings(wildcards):
     """The baseline's settings at the noise floor's batch shape."""
     return infer_settings(wildcards, batch_size=config["noise_floor"]["batch_size"])
+
+
+# The inference rules' input functions and parameters (inference.smk).
+def per_prompt(pattern):
+    """``pattern``'s path for every prompting method of the study, other wildcards kept."""
+    return [pattern.replace("{prompt}", p) for p in config["prompts"]]
+
+
+PROMPT_ARGS = " ".join(f"--prompt {p}" for p in config["prompts"])
+
+
+def shard_parts(parts_pattern):
+    """Input function: the part folders of every shard but the last ([] when unsharded)."""
+
+    @signature_once
+    def parts(wildcards):
+        n = inference_shard_count(wildcards.model, wildcards.method, wildcards.dataset)
+        names = {k: wildcards[k] for k in ("model", "method", "dataset")}
+        return [parts_pattern.format(**names, shard=f"{k}-of-{n}") for k in range(1, n)]
+
+    return parts
+
+
+@signature_once
+def last_shard(wildcards):
+    """The shard the `infer` job runs itself (the last; 1-of-1 when unsharded)."""
+    n = inference_shard_count(wildcards.model, wildcards.method, wildcards.dataset)
+    return f"{n}-of-{n}"
+
+
+@signature_once
+def shard_wildcard(wildcards):
+    return wildcards.shard
+
+
+@signature_once
+def part_folders(wildcards, input):
+    """The other shards' part folders, for --parts."""
+    return " ".join(input.parts)
+
+
+@signature_once
+def output_folders(wildcards, output):
+    """--out-dir and --record-dir of the job's per-run files."""
+    return (
+        f"--out-dir {os.path.dirname(output.generations[0])}"
+        f" --record-dir {os.path.dirname(output.runs[0])}"
+    )
+
+
+@signature_once
+def part_output_folders(wildcards, output):
+    """A shard's part folder for both kinds of file; its unfinished batches wait beside it
+    (Snakemake deletes the folder of a failed job, and the retry resumes from them)."""
+    return f"--out-dir {output.parts} --record-dir {output.parts} --partial-dir {output.parts}.partial"
 
 
 def final_targets():

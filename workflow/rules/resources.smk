@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from biomedquant.job_resources import (
     gpu_constraint,
+    inference_shards,
     infer_workload,
     job_resources,
     perplexity_workload,
@@ -38,27 +39,54 @@ def local_rules():
 GPU_TIERS = os.environ.get("BIOMEDQUANT_SLURM_GPU_TIERS", "").strip()
 
 
+# The longest wall time a job may ask for (config scheduling.max_job_hours), in minutes.
+MAX_JOB_MINUTES = int(60 * config["scheduling"]["max_job_hours"])
+
+
 @lru_cache(maxsize=None)
-def _gpu_job_resources(rule_name, model, method, dataset, prompt, attempt):
+def infer_workloads(dataset):
+    """One workload per prompting method of a grouped inference job on ``dataset``."""
+    return tuple(
+        infer_workload(
+            dataset, prompt, limit=config["data"].get("limit"), decoding=DECODING
+        )
+        for prompt in config["prompts"]
+    )
+
+
+@lru_cache(maxsize=None)
+def inference_shard_count(model, method, dataset):
+    """Item shards of the inference job of (model, method, dataset): 1 unless its runtime
+    estimate exceeds the wall-time limit (biomedquant.job_resources.inference_shards). The
+    noise floor's job is cut the same way as the baseline's."""
+    return inference_shards(
+        config["models"][model],
+        config["methods"][method],
+        infer_workloads(dataset),
+        MAX_JOB_MINUTES,
+    )
+
+
+@lru_cache(maxsize=None)
+def _gpu_job_resources(rule_name, model, method, dataset, attempt):
     """The estimator's figures for one job (cached: Snakemake asks once per resource)."""
     workload = None
+    shards = 1
     if rule_name == "perplexity":
         workload = perplexity_workload(
             config["datasets"], limit=config["data"].get("limit")
         )
     elif rule_name == "infer":
-        workload = infer_workload(
-            dataset,
-            prompt,
-            limit=config["data"].get("limit"),
-            decoding=DECODING,
-        )
+        workload = infer_workloads(dataset)
+        shards = inference_shard_count(model, method, dataset)
     return job_resources(
         config["models"][model],
         config["methods"][method],
         rule_name,
         workload=workload,
         attempt=attempt,
+        shards=shards,
+        max_minutes=MAX_JOB_MINUTES if rule_name == "infer" else None,
     )
 
 
@@ -73,7 +101,6 @@ def gpu_job_resource(rule_name, key):
             wildcards.model,
             wildcards.method,
             wildcards.get("dataset"),
-            wildcards.get("prompt"),
             attempt,
         )[key]
 

@@ -7,7 +7,9 @@ Each command parses its arguments and calls one package function.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from biomedquant.cli.args import (
@@ -16,7 +18,9 @@ from biomedquant.cli.args import (
 )
 
 DECODING_SETTINGS = ("sc_samples", "sc_temperature", "batch_size", "batch_tokens", "max_new_tokens")
-INFER_SETTINGS = ("method", "backend", "seed", "system_prompt", *DECODING_SETTINGS)
+# ``runs``: per prompting method of a grouped job, its own decoding keys (the workflow's way).
+INFER_SETTINGS = ("method", "backend", "seed", "system_prompt", "runs", *DECODING_SETTINGS)
+RUN_SETTINGS = ("sc_samples", "sc_temperature", "max_new_tokens")
 
 
 def _apply_settings(args: argparse.Namespace, allowed: Sequence[str]) -> None:
@@ -30,29 +34,79 @@ def _apply_settings(args: argparse.Namespace, allowed: Sequence[str]) -> None:
         setattr(args, key, value)
 
 
+def _outputs(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """(prompting method, generations file, run record) of each run of the job: ``--out`` and
+    ``--run-record`` for a job of one run, ``--out-dir`` and ``--record-dir`` (one
+    ``<prompt>.jsonl`` and ``<prompt>.run.json`` each) for any number."""
+    prompts = args.prompt
+    if len(set(prompts)) != len(prompts):
+        raise ValueError(f"--prompt: {prompts} names a prompting method twice")
+    if args.out or args.run_record:
+        if args.out_dir or args.record_dir:
+            raise ValueError("give --out and --run-record, or --out-dir and --record-dir")
+        if len(prompts) != 1 or not (args.out and args.run_record):
+            raise ValueError(
+                "--out and --run-record name one run's files: give one --prompt with both,"
+                " or --out-dir and --record-dir for several prompting methods"
+            )
+        return [(prompts[0], args.out, args.run_record)]
+    if not (args.out_dir and args.record_dir):
+        raise ValueError("infer: give --out and --run-record, or --out-dir and --record-dir")
+    return [(p, f"{args.out_dir}/{p}.jsonl", f"{args.record_dir}/{p}.run.json") for p in prompts]
+
+
 def _cmd_infer(args: argparse.Namespace) -> None:
-    from biomedquant.decoding import Decoding
-    from biomedquant.inference import run_inference
+    from biomedquant.inference import RunSpec, Shard, run_inference_job, runs_from_settings
     from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT
 
     _apply_settings(args, INFER_SETTINGS)
     if not args.method:
         raise ValueError("infer: give the method as --method or in --settings")
+    outputs = _outputs(args)
+    shard = Shard.parse(args.shard)
+    if args.parts and not (shard.last and len(args.parts) == shard.count - 1):
+        raise ValueError(
+            f"--parts: shard {shard.label} takes {shard.count - 1 if shard.last else 0} part"
+            f" folder(s) (the last shard joins the others), got {len(args.parts)}"
+        )
+    if args.runs:
+        unknown = sorted(set(args.runs) - {p for p, _, _ in outputs})
+        if unknown:
+            raise ValueError(f"--settings runs: {unknown} are not among --prompt {args.prompt}")
+        bad = sorted(k for v in args.runs.values() for k in v if k not in RUN_SETTINGS)
+        if bad:
+            raise ValueError(f"--settings runs: unknown key(s) {bad} (known: {RUN_SETTINGS})")
+        runs = runs_from_settings(vars(args), outputs, args.parts)
+    else:
+        from biomedquant.decoding import Decoding
+
+        decoding = Decoding.from_settings({k: getattr(args, k) for k in DECODING_SETTINGS})
+        runs = [
+            RunSpec(
+                p, Path(o), Path(r), decoding, tuple(Path(d) / f"{p}.jsonl" for d in args.parts)
+            )
+            for p, o, r in outputs
+        ]
+    if args.partial_dir:
+        runs = [
+            dataclasses.replace(
+                r, partial_path=Path(args.partial_dir) / f"{r.prompt_method}.jsonl.partial"
+            )
+            for r in runs
+        ]
     cpu_threads(args.cpu_threads)
-    run_inference(
+    run_inference_job(
         model_dir=args.model_dir,
         method=args.method,
         dataset=args.dataset,
         data_path=args.data,
-        prompt_method=args.prompt,
-        out_path=args.out,
-        run_path=args.run_record,
+        runs=runs,
         pool_path=args.pool or None,
-        decoding=Decoding.from_settings({k: getattr(args, k) for k in DECODING_SETTINGS}),
         cache_dir=args.cache_dir or None,
         backend=args.backend,
         seed=args.seed,
         system_prompt=args.system_prompt or DEFAULT_SYSTEM_PROMPT,
+        shard=shard,
     )
 
 
@@ -110,10 +164,35 @@ def add_commands(sub: Any) -> None:
     )
     s.add_argument("--dataset", required=True)
     s.add_argument("--data", required=True)
-    s.add_argument("--prompt", required=True)
+    s.add_argument(
+        "--prompt",
+        required=True,
+        action="append",
+        help="a prompting method; repeat it to run several on one model load",
+    )
     s.add_argument("--pool", default="", help="few-shot pool (JSON Lines); empty: none")
-    s.add_argument("--out", required=True)
-    s.add_argument("--run-record", required=True)
+    s.add_argument("--out", default="", help="the generations file of a job of one run")
+    s.add_argument("--run-record", default="", help="its run record")
+    s.add_argument("--out-dir", default="", help="generations folder: <prompt>.jsonl each")
+    s.add_argument("--record-dir", default="", help="run records folder: <prompt>.run.json each")
+    s.add_argument(
+        "--partial-dir",
+        default="",
+        help="where unfinished runs keep their batches (<prompt>.jsonl.partial each; default:"
+        " beside each output); keep it outside the outputs Snakemake deletes on failure",
+    )
+    s.add_argument(
+        "--shard",
+        default="1-of-1",
+        help="k-of-n: generate the k-th of n contiguous item slices (a job too long for a"
+        " queue's time limit); every shard but the last writes parts",
+    )
+    s.add_argument(
+        "--parts",
+        nargs="*",
+        default=[],
+        help="with the last shard: the other shards' part folders, joined into the outputs",
+    )
     # Decoding flags default to None: biomedquant.decoding.Decoding holds the defaults.
     s.add_argument("--sc-samples", type=int, help=f"self-consistency chains ({dec.sc_samples})")
     s.add_argument("--sc-temperature", type=float, help=f"their temperature ({dec.sc_temperature})")
@@ -125,7 +204,7 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--system-prompt", default="", help="empty: the package default")
     s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
-    s.set_defaults(func=_cmd_infer)
+    s.set_defaults(func=_cmd_infer, runs=None)
 
     s = sub.add_parser("perplexity", help="held-out perplexity of a model under a method")
     s.add_argument("--model-dir", required=True)

@@ -140,6 +140,62 @@ class VllmEngine:
             stats["batches"] = (len(prompts) + CHUNK - 1) // CHUNK
         return results
 
+    def generate_runs(
+        self,
+        requests: list[tuple[list[str], Sampling]],
+        *,
+        on_batch: list[OnBatch] | None = None,
+        stats: list[dict[str, Any]] | None = None,
+        progress: Any = None,
+    ) -> list[list[Generation]]:
+        """Several runs' requests (prompts and their sampling) handed to vLLM together, so
+        that its scheduler batches across prompting methods (one request list with a
+        ``SamplingParams`` per prompt). Each run's finished prompts go to its own
+        ``on_batch`` (indices within that run), chunk by chunk as in :meth:`generate`."""
+        from biomedquant.prompting import end_of_turn_tokens
+
+        vllm = _vllm()
+        eot = [self.tokenizer.convert_tokens_to_ids(t) for t in end_of_turn_tokens(self.tokenizer)]
+        params = [vllm.SamplingParams(**sampling_kwargs(s, eot)) for _, s in requests]
+        # Interleave the runs so that every chunk holds requests of each: a chunk (and a
+        # resume) makes progress on all prompting methods alike.
+        order = sorted(
+            (i, run) for run, (prompts, _) in enumerate(requests) for i in range(len(prompts))
+        )
+        flat = [(run, i) for i, run in order]
+        results: list[dict[int, Generation]] = [{} for _ in requests]
+        chunks = [0] * len(requests)
+        for start in range(0, len(flat), CHUNK):
+            chunk = flat[start : start + CHUNK]
+            outs = self.llm.generate(
+                [requests[run][0][i] for run, i in chunk],
+                [params[run] for run, _ in chunk],
+                use_tqdm=False,
+            )
+            done: list[dict[int, Generation]] = [{} for _ in requests]
+            for (run, i), out in zip(chunk, outs, strict=True):
+                done[run][i] = {
+                    "outputs": [c.text.strip() for c in out.outputs],
+                    "stop_reasons": [
+                        stop_reason(c.finish_reason, c.stop_reason) for c in out.outputs
+                    ],
+                    "n_prompt_tokens": len(out.prompt_token_ids),
+                    "n_new_tokens": sum(len(c.token_ids) for c in out.outputs),
+                }
+            for run, batch in enumerate(done):
+                if not batch:
+                    continue
+                results[run].update(batch)
+                chunks[run] += 1
+                if on_batch is not None:
+                    on_batch[run](batch)
+            if progress is not None:
+                progress.update(len(chunk))
+        if stats is not None:
+            for run, record in enumerate(stats):
+                record["batches"] = chunks[run]
+        return [[r[i] for i in sorted(r)] for r in results]
+
     def close(self) -> None:
         self.llm = None
         gc.collect()
