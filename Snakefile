@@ -2,7 +2,11 @@
 # Thin on purpose: all logic lives in the biomedquant package; rules are one CLI call each.
 from snakemake.utils import min_version, validate
 
-from biomedquant.config_checks import check_strict_revisions, check_study
+from biomedquant.config_checks import (
+    check_scheduler_settings,
+    check_strict_revisions,
+    check_study,
+)
 from biomedquant.config_loader import check_config_files
 from biomedquant.gc_thresholds import (
     defer_full_collections,
@@ -32,6 +36,12 @@ check_config_files(workflow.config_settings.configfiles or ["config/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 # What the schema cannot see (GPTQ group sizes against the models' shapes): before any job.
 check_study(config)
+# A profile resource naming an unset environment variable (the SLURM profile's partition and
+# account) is refused now, rather than handed to sbatch literally with every job.
+check_scheduler_settings(
+    getattr(workflow.resource_settings.default_resources, "args", None),
+    workflow.resource_settings.overwrite_resources,
+)
 
 
 onstart:

@@ -142,3 +142,19 @@ def snakemake(
             f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
         )
     return proc
+
+
+def numbered_items(demo_prepared: dict[str, Path], path: Path, n: int) -> Path:
+    """``n`` distinct PubMedQA-shaped items from the demo sample (questions numbered), written
+    to ``path``: enough prompts for a job to be killed mid-run or cut into shards."""
+    from biomedquant.io import read_jsonl, write_jsonl
+
+    base = read_jsonl(demo_prepared["pubmedqa"])
+    items = []
+    for i in range(n):
+        rec = dict(base[i % len(base)])
+        rec["id"] = f"q{i}"
+        rec["question"] = f"({i}) {rec['question']}"
+        items.append(rec)
+    write_jsonl(path, items)
+    return path

@@ -16,6 +16,8 @@ from biomedquant.engines.transformers import generate, load_model, plan_batches
 from biomedquant.inference import read_partial
 from biomedquant.io import read_json, read_jsonl, write_jsonl
 
+from conftest import numbered_items
+
 
 def test_plan_batches_sorts_and_respects_the_token_budget():
     lengths = [50, 10, 30, 10, 200, 20, 40]
@@ -99,19 +101,6 @@ def test_out_of_memory_halves_the_batch_and_records_what_worked(tiny):
         generate(OomAbove(model, limit=0), tok, PROMPTS[:2], max_new_tokens=3, batch_size=2)
 
 
-def _many_items(demo_prepared, path, n):
-    """``n`` distinct PubMedQA-shaped items from the demo sample (questions numbered)."""
-    base = read_jsonl(demo_prepared["pubmedqa"])
-    items = []
-    for i in range(n):
-        rec = dict(base[i % len(base)])
-        rec["id"] = f"q{i}"
-        rec["question"] = f"({i}) {rec['question']}"
-        items.append(rec)
-    write_jsonl(path, items)
-    return path
-
-
 def _infer_cmd(model_dir, data, out, *extra):
     return [
         sys.executable, "-m", "biomedquant.cli", "infer",
@@ -123,7 +112,7 @@ def _infer_cmd(model_dir, data, out, *extra):
 
 
 def test_sigkill_then_rerun_resumes_without_regenerating(tiny_fetched, demo_prepared, tmp_path):
-    data = _many_items(demo_prepared, tmp_path / "items.jsonl", 120)
+    data = numbered_items(demo_prepared, tmp_path / "items.jsonl", 120)
     out = tmp_path / "killed.jsonl"
     partial = tmp_path / "killed.jsonl.partial"
     proc = subprocess.Popen(_infer_cmd(tiny_fetched, data, out, "--batch-size", "2"))
@@ -157,7 +146,7 @@ def test_generation_cache_serves_an_unchanged_prompt_with_zero_generations(
 ):
     from biomedquant.cli import main
 
-    data = _many_items(demo_prepared, tmp_path / "items.jsonl", 12)
+    data = numbered_items(demo_prepared, tmp_path / "items.jsonl", 12)
     cache = tmp_path / "cache"
     first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     cmd = _infer_cmd(tiny_fetched, data, first, "--cache-dir", str(cache))[3:]

@@ -19,21 +19,10 @@ from biomedquant.engines.transformers import TransformersEngine
 from biomedquant.inference import RunSpec, Shard, read_partial, run_inference, run_inference_job
 from biomedquant.io import read_json, read_jsonl, write_jsonl
 
+from conftest import numbered_items
+
 PROMPTS = ("zero-shot", "five-shot", "cot")
 DECODING = Decoding(batch_size=2).capped(8)
-
-
-def _items(demo_prepared, path: Path, n: int) -> Path:
-    """``n`` distinct PubMedQA-shaped items from the demo sample (questions numbered)."""
-    base = read_jsonl(demo_prepared["pubmedqa"])
-    items = []
-    for i in range(n):
-        rec = dict(base[i % len(base)])
-        rec["id"] = f"q{i}"
-        rec["question"] = f"({i}) {rec['question']}"
-        items.append(rec)
-    write_jsonl(path, items)
-    return path
 
 
 def _pool(demo_prepared) -> Path:
@@ -63,6 +52,18 @@ def _runs(folder: Path, prompts=PROMPTS, decoding=DECODING, parts=None) -> list[
     ]
 
 
+def _cached_job(model_dir, demo_prepared, tmp_path) -> dict:
+    """A job's arguments (but its runs) on four items, with a generation cache."""
+    return {
+        "model_dir": model_dir,
+        "method": {"kind": "none"},
+        "dataset": "pubmedqa",
+        "data_path": numbered_items(demo_prepared, tmp_path / "items.jsonl", 4),
+        "pool_path": _pool(demo_prepared),
+        "cache_dir": tmp_path / "cache",
+    }
+
+
 class CountingLoads:
     """The transformers engine's own ``load``, counted (the job's ``engine_loader``)."""
 
@@ -79,7 +80,7 @@ def _strip(rows):
 
 
 def test_one_model_load_serves_every_prompting_method(tiny_fetched, demo_prepared, tmp_path):
-    data = _items(demo_prepared, tmp_path / "items.jsonl", 6)
+    data = numbered_items(demo_prepared, tmp_path / "items.jsonl", 6)
     pool = _pool(demo_prepared)
     loads = CountingLoads()
     records = run_inference_job(
@@ -117,15 +118,7 @@ def test_one_model_load_serves_every_prompting_method(tiny_fetched, demo_prepare
 
 
 def test_nothing_left_to_generate_loads_no_model(tiny_fetched, demo_prepared, tmp_path):
-    data = _items(demo_prepared, tmp_path / "items.jsonl", 4)
-    args = dict(
-        model_dir=tiny_fetched,
-        method={"kind": "none"},
-        dataset="pubmedqa",
-        data_path=data,
-        pool_path=_pool(demo_prepared),
-        cache_dir=tmp_path / "cache",
-    )
+    args = _cached_job(tiny_fetched, demo_prepared, tmp_path)
     run_inference_job(runs=_runs(tmp_path / "a"), **args)
     loads = CountingLoads()
     again = run_inference_job(runs=_runs(tmp_path / "b"), engine_loader=loads, **args)
@@ -138,15 +131,7 @@ def test_a_changed_template_regenerates_only_its_prompting_method(
 ):
     import biomedquant.prompting as prompting
 
-    data = _items(demo_prepared, tmp_path / "items.jsonl", 4)
-    args = dict(
-        model_dir=tiny_fetched,
-        method={"kind": "none"},
-        dataset="pubmedqa",
-        data_path=data,
-        pool_path=_pool(demo_prepared),
-        cache_dir=tmp_path / "cache",
-    )
+    args = _cached_job(tiny_fetched, demo_prepared, tmp_path)
     first = run_inference_job(runs=_runs(tmp_path / "a"), **args)
     assert [r["n_generated"] for r in first] == [4, 4, 4]
     # A new chain-of-thought instruction changes the cot prompts, and only those.
@@ -187,7 +172,7 @@ def _infer_cmd(model_dir, data, pool, folder, shard, *extra):
 def test_a_killed_shard_resumes_and_the_joined_files_equal_an_unsharded_run(
     tiny_fetched, demo_prepared, tmp_path
 ):
-    data = _items(demo_prepared, tmp_path / "items.jsonl", 60)
+    data = numbered_items(demo_prepared, tmp_path / "items.jsonl", 60)
     pool = _pool(demo_prepared)
     first = tmp_path / "shard1"
     # Shard 1 of 2 is killed mid-run (as at a queue's time limit), then rerun. As in the
@@ -231,7 +216,7 @@ def test_a_killed_shard_resumes_and_the_joined_files_equal_an_unsharded_run(
 
 
 def test_the_last_shard_refuses_parts_of_another_model(tiny_fetched, demo_prepared, tmp_path):
-    data = _items(demo_prepared, tmp_path / "items.jsonl", 4)
+    data = numbered_items(demo_prepared, tmp_path / "items.jsonl", 4)
     part = tmp_path / "part" / "zero-shot.jsonl"
     write_jsonl(part, [{"key": "x", "id": "q0", "generation": {"outputs": ["yes"]}}])
     with pytest.raises(ValueError, match="lack 2 of the other shards' 2 items"):

@@ -140,6 +140,68 @@ def _job_blocks(dry_run: str) -> list[dict[str, str]]:
     return jobs
 
 
+PARTITIONS = {
+    "BIOMEDQUANT_SLURM_PARTITION": "cpu",
+    "BIOMEDQUANT_SLURM_GPU_PARTITION": "gpu",
+    "BIOMEDQUANT_SLURM_ACCOUNT": "lab",
+}
+
+
+def _slurm_dry_run(
+    tmp_path, cfg: dict, *extra: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
+    """``snakemake -n`` of ``cfg`` with the SLURM profile, its partition variables set (or
+    the environment ``env``)."""
+    wd = copy_workflow(tmp_path, yaml.safe_load((REPO / "config/config.yaml").read_text()))
+    (wd / "config" / "study.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", *extra, "--configfile", "config/study.yaml"]
+        + ["--workflow-profile", "workflow/profiles/slurm"],
+        cwd=wd,
+        capture_output=True,
+        text=True,
+        env=env if env is not None else {**os.environ, **PARTITIONS},
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_an_unset_partition_variable_is_refused_when_snakemake_starts(tmp_path):
+    """Not handed to sbatch as a partition named '$BIOMEDQUANT_SLURM_PARTITION'."""
+    cfg = {**PAPER, "models": {"llama31_8b": LLAMA8}, "methods": {"none": NONE}}
+    env = {k: v for k, v in os.environ.items() if k not in PARTITIONS}
+    env["BIOMEDQUANT_SLURM_GPU_PARTITION"] = "gpu"  # set: not named
+    proc = _slurm_dry_run(tmp_path, cfg, env=env, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert (
+        "default-resources.slurm_partition is $BIOMEDQUANT_SLURM_PARTITION, but the environment"
+        " variable BIOMEDQUANT_SLURM_PARTITION is not set: export" in out
+    ), out[-3000:]
+    assert "BIOMEDQUANT_SLURM_ACCOUNT is not set" in out  # every problem at once
+    assert "BIOMEDQUANT_SLURM_GPU_PARTITION is not set" not in out
+    assert "Building DAG of jobs" not in out  # refused before any planning
+
+
+def test_unset_variables_names_each_resource_and_variable(monkeypatch):
+    from biomedquant.config_checks import SchedulerSettingError, check_scheduler_settings
+
+    monkeypatch.delenv("UNSET_FOR_TEST", raising=False)
+    monkeypatch.setenv("SET_FOR_TEST", "x")
+    rules = {"infer": {"slurm_account": '"${UNSET_FOR_TEST}"', "mem_mb": 4000}}
+    with pytest.raises(SchedulerSettingError) as err:
+        check_scheduler_settings(["mem_mb=4000 * attempt", "slurm_partition=$SET_FOR_TEST"], rules)
+    assert str(err.value) == (
+        'set-resources.infer.slurm_account is "${UNSET_FOR_TEST}", but the environment variable'
+        " UNSET_FOR_TEST is not set: export UNSET_FOR_TEST=<value> (or UNSET_FOR_TEST= for"
+        " none) before starting Snakemake (README: 'Running on a SLURM cluster'), or write the"
+        " value into the profile"
+    )
+    check_scheduler_settings(["slurm_partition=cpu"], {})  # nothing unset: no error
+    check_scheduler_settings(None, None)
+
+
 PAPER_PROMPTS = PAPER["prompts"]
 QWEN72 = PAPER["models"]["qwen25_72b"]
 
@@ -196,18 +258,7 @@ def test_a_sharded_job_plans_its_shards_and_the_join(tmp_path):
     works = [infer_workload("chemprot", p, decoding=decoding) for p in cfg["prompts"]]
     n = inference_shards(QWEN72, NONE, works, 24 * 60)
     assert n > 1
-    wd = copy_workflow(tmp_path, yaml.safe_load((REPO / "config/config.yaml").read_text()))
-    (wd / "config" / "study.yaml").write_text(yaml.safe_dump(cfg))
-    env = {"BIOMEDQUANT_SLURM_PARTITION": "cpu", "BIOMEDQUANT_SLURM_GPU_PARTITION": "gpu"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "-p", "--configfile", "config/study.yaml"]
-        + ["--workflow-profile", "workflow/profiles/slurm"],
-        cwd=wd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = _slurm_dry_run(tmp_path, cfg, "-p")
     jobs = _job_blocks(proc.stdout)
     shards = [j for j in jobs if j["rule"] == "infer_shard"]
     (last,) = [j for j in jobs if j["rule"] == "infer"]
@@ -236,18 +287,7 @@ def test_slurm_profile_plans_a_study_with_the_estimators_requests(tmp_path):
         "datasets": ["pubmedqa", "ddi"],
         "prompts": ["zero-shot", "sc-cot"],
     }
-    wd = copy_workflow(tmp_path, yaml.safe_load((REPO / "config/config.yaml").read_text()))
-    (wd / "config" / "study.yaml").write_text(yaml.safe_dump(cfg))
-    env = {"BIOMEDQUANT_SLURM_PARTITION": "cpu", "BIOMEDQUANT_SLURM_GPU_PARTITION": "gpu"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/study.yaml"]
-        + ["--workflow-profile", "workflow/profiles/slurm"],
-        cwd=wd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = _slurm_dry_run(tmp_path, cfg)
     jobs = _job_blocks(proc.stdout)
     infers = [j for j in jobs if j["rule"] == "infer"]
     assert len(infers) == 2 * 2 * 2  # one per model x method x dataset, every prompt in it

@@ -7,13 +7,19 @@
 * GPTQ group sizes against the model's shape: a group larger than a layer's input width is
   rejected by the quantizer only after calibration has run, so it is checked here first, from
   the model's ``config.json`` (the study's models ship their shapes in ``model_configs/``).
+* Scheduler settings: a profile value such as ``slurm_partition: "$BIOMEDQUANT_SLURM_PARTITION"``
+  is expanded from the environment when Snakemake reads the profile; an unset variable stays
+  as the literal text and would reach sbatch as a partition named ``$BIOMEDQUANT_...`` on every
+  job. It is refused when Snakemake starts, with the variable's name.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,53 @@ class StrictRevisionError(ValueError):
 
 class GroupSizeError(ValueError):
     """A GPTQ group size larger than a quantized layer's input width."""
+
+
+class SchedulerSettingError(ValueError):
+    """A profile resource that names an environment variable which is not set."""
+
+
+UNEXPANDED = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+
+
+def unset_variables(
+    default_resources: Iterable[str] | None,
+    rule_resources: Mapping[str, Mapping[str, Any]] | None,
+) -> list[str]:
+    """One line per profile resource whose value still names an unset environment variable.
+
+    ``default_resources`` are the profile's ``name=value`` strings (Snakemake's
+    ``DefaultResources.args``); ``rule_resources`` its ``set-resources`` per rule (values with a
+    ``raw`` text, as Snakemake's ``Resource``, or plain values).
+    """
+    found: list[tuple[str, str, str]] = []
+    for item in default_resources or ():
+        name, _, value = str(item).partition("=")
+        found.append(("default-resources", name.strip(), value))
+    for rule, resources in (rule_resources or {}).items():
+        for name, value in resources.items():
+            found.append((f"set-resources.{rule}", name, str(getattr(value, "raw", value))))
+    lines = []
+    for where, name, value in found:
+        for var in UNEXPANDED.findall(value):
+            if var not in os.environ:
+                lines.append(
+                    f"{where}.{name} is {value.strip()}, but the environment variable {var} is"
+                    f" not set: export {var}=<value> (or {var}= for none) before starting"
+                    " Snakemake (README: 'Running on a SLURM cluster'), or write the value"
+                    " into the profile"
+                )
+    return lines
+
+
+def check_scheduler_settings(
+    default_resources: Iterable[str] | None,
+    rule_resources: Mapping[str, Mapping[str, Any]] | None,
+) -> None:
+    """Refuse a profile whose resources name unset environment variables (all at once)."""
+    lines = unset_variables(default_resources, rule_resources)
+    if lines:
+        raise SchedulerSettingError("\n".join(lines))
 
 
 def unpinned_models(config: dict[str, Any]) -> list[tuple[str, str]]:
