@@ -252,6 +252,8 @@ def run_inference_job(
     # an interrupted run, nor a shard's part can hand over generations of another model.
     mkey = model_key(model_dir, method, backend)
     own = shard.items(len(records))
+    # One cache file per model key: every run of the job reads and writes it.
+    cache = GenerationCache(cache_dir, mkey) if cache_dir else None
     state: list[_Run] = []
     for run_spec in runs:
         build = builder(
@@ -270,9 +272,7 @@ def run_inference_job(
         keys = [entry_key(p, {**identity, "model": mkey}) for p in prompts]
         needed = {keys[i] for i in own}
         gens: dict[str, dict[str, Any]] = {}
-        cache = None
-        if cache_dir:
-            cache = GenerationCache(cache_dir, mkey)
+        if cache is not None:
             gens.update(cache.get_many(sorted(needed)))
         from_cache = len(gens)
         partial_path = run_spec.partial_path or Path(f"{run_spec.out_path}.partial")
@@ -329,9 +329,8 @@ def run_inference_job(
                     # seed, as it would in a job of its own.
                     set_seed(seed)
                     _generate_run(engine, r, dataset)
-    for r in state:
-        if r.cache is not None:
-            r.cache.close()
+    if cache is not None:
+        cache.close()
 
     sharing = [r.spec.prompt_method for r in state]
     out = []

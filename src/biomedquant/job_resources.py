@@ -147,15 +147,20 @@ def _seconds(
     """(load, work) seconds of a job that loads the model once and runs it over ``works``
     (one per prompting method of a grouped inference job): loading is bandwidth-bound,
     prefill compute-bound, each further pass bandwidth-bound."""
-    loaded = weight_bytes(shape, method)
     sixteen_bit = weight_bytes(shape, {"kind": "none"})
-    # Kinds quantized while loading (bitsandbytes, fp8) read the 16-bit weights.
-    read = sixteen_bit if method_kind(method).load_time else loaded
     step = max(STEP_OVERHEAD_S, sixteen_bit / DECODE_BYTES_PER_S)
     work = sum(
         2 * shape.params * w.prefill_tokens / PREFILL_FLOPS + w.forward_passes * step for w in works
     )
-    return read / LOAD_BYTES_PER_S, work
+    return _read_bytes(shape, method) / LOAD_BYTES_PER_S, work
+
+
+def _read_bytes(shape: ModelShape, method: dict[str, Any]) -> int:
+    """Bytes a job reads to load the model: kinds quantized while loading (bitsandbytes,
+    fp8) read the 16-bit weights, the others their own artifact."""
+    if method_kind(method).load_time:
+        return weight_bytes(shape, {"kind": "none"})
+    return weight_bytes(shape, method)
 
 
 def _run(
@@ -168,12 +173,10 @@ def _run(
     """A job that loads the model and runs it over its workloads (``infer``, ``perplexity``),
     ``1/shards`` of the work when the job is one of ``shards`` item shards."""
     est = estimate(shape, method, tokens=works[0].batch_tokens)
-    sixteen_bit = weight_bytes(shape, {"kind": "none"})
-    read = sixteen_bit if method_kind(method).load_time else weight_bytes(shape, method)
     load, work = _seconds(shape, method, works)
     return {
         # transformers may stage the loaded weights in host memory before moving them over.
-        "mem_mb": _host_mb(read, attempt),
+        "mem_mb": _host_mb(_read_bytes(shape, method), attempt),
         "gpu_mem_mb": _mib(est["total_gb"] * 1e9),
         "runtime": _minutes(load + work / shards, attempt),
     }
