@@ -120,6 +120,7 @@ def demo_prepared(tmp_path_factory) -> dict[str, Path]:
 
 def copy_workflow(dest: Path, config: dict) -> Path:
     """A runnable copy of the workflow in ``dest`` whose default config is ``config``."""
+    dest.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "workflow", "envs"):
         src = REPO / name
         if src.is_dir():
@@ -132,10 +133,16 @@ def copy_workflow(dest: Path, config: dict) -> Path:
 
 
 def snakemake(
-    workdir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+    workdir: Path,
+    *args: str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    gpus: int = 1,
 ) -> subprocess.CompletedProcess:
+    """Snakemake in ``workdir`` on one core, its jobs sharing ``gpus`` GPUs (the study check
+    refuses a job that needs more than that)."""
     # --resources takes several values: it goes last, after any targets.
-    cmd = [sys.executable, "-m", "snakemake", *args, "--cores", "1", "--resources", "gpu=1"]
+    cmd = [sys.executable, "-m", "snakemake", *args, "--cores", "1", "--resources", f"gpu={gpus}"]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(

@@ -84,7 +84,9 @@ def _cut_test_file(c: Ctx) -> list[str]:
 
 def _plan_with_group(c: Ctx, group_size: int) -> list[str]:
     method = {"kind": "gptq", "bits": 4, "group_size": group_size}
-    return ["plan", "--config", c.config({**DEMO, "methods": {"q": method}})]
+    method["calibration"] = {"source": "generic", "n_samples": 12, "seq_len": 512}
+    methods = {"none": {"kind": "none"}, "q": method}
+    return ["plan", "--config", c.config({**DEMO, "methods": methods})]
 
 
 Case = tuple[Callable[[Ctx], list[str]], str]

@@ -86,7 +86,7 @@ def test_quantize_refuses_rank_deficient_calibration_before_quantizing(tiny_fetc
         "kind": "gptq",
         "bits": 4,
         "group_size": 32,
-        "calibration": {"n_samples": 2, "seq_len": 32},
+        "calibration": {"source": "generic", "n_samples": 2, "seq_len": 32},
     }
     with pytest.raises(CalibrationError, match=r"holds 64 tokens.*input size 128"):
         quantize_model(tiny_fetched, tmp_path / "out", method)

@@ -22,7 +22,12 @@ import pytest
 from biomedquant.io import read_json, write_json
 from biomedquant.models import ModelSourceError, fetch_model
 
-GPTQ = {"kind": "gptq", "bits": 4, "group_size": 32, "calibration": {"n_samples": 8, "seq_len": 32}}
+GPTQ = {
+    "kind": "gptq",
+    "bits": 4,
+    "group_size": 32,
+    "calibration": {"source": "generic", "n_samples": 8, "seq_len": 32},
+}
 
 
 def test_kill_9_during_quantization_leaves_no_artifact_and_rerun_recomputes(tiny_fetched, tmp_path):

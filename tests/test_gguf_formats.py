@@ -134,7 +134,8 @@ def test_awq_on_a_cpu_names_the_missing_gpu(tiny_fetched, tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU: AWQ quantizes here")
-    method = {"kind": "awq", "bits": 4, "group_size": 32, "calibration": {"n_samples": 4}}
+    calibration = {"source": "generic", "n_samples": 4}
+    method = {"kind": "awq", "bits": 4, "group_size": 32, "calibration": calibration}
     with pytest.raises(RuntimeError, match="awq quantization needs an NVIDIA GPU"):
         quantize_model(tiny_fetched, tmp_path / "awq", method)
     assert not (tmp_path / "awq").exists()

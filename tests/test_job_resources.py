@@ -14,14 +14,17 @@ import yaml
 from biomedquant.decoding import Decoding
 from biomedquant.job_resources import (
     UNKNOWN,
+    Runtime,
     Workload,
     gpu_constraint,
     infer_workload,
     inference_shards,
+    job_gpus,
     job_resources,
     perplexity_workload,
 )
 from biomedquant.memory import estimate, shape_for_model
+from biomedquant.throughput import Throughput
 
 from conftest import REPO, copy_workflow
 
@@ -256,7 +259,8 @@ def test_a_sharded_job_plans_its_shards_and_the_join(tmp_path):
     }
     decoding = Decoding.from_config(cfg)
     works = [infer_workload("chemprot", p, decoding=decoding) for p in cfg["prompts"]]
-    n = inference_shards(QWEN72, NONE, works, 24 * 60)
+    runtime = Runtime("transformers", Throughput("a100_80g"), gpus=4)  # 16-bit 72B: 4 GPUs
+    n = inference_shards(QWEN72, NONE, works, 24 * 60, runtime)
     assert n > 1
     proc = _slurm_dry_run(tmp_path, cfg, "-p")
     jobs = _job_blocks(proc.stdout)
@@ -298,11 +302,16 @@ def test_slurm_profile_plans_a_study_with_the_estimators_requests(tmp_path):
             for p in cfg["prompts"]
         ]
         model, method = cfg["models"][job["model"]], cfg["methods"][job["method"]]
-        n = inference_shards(model, method, works, 24 * 60)
-        res = job_resources(model, method, "infer", workload=works, shards=n)
+        tokens = Decoding.from_config(cfg).batch_tokens
+        gpus = job_gpus(model, method, "infer", gpu_gib=80, tokens=tokens)
+        runtime = Runtime("transformers", Throughput("a100_80g"), gpus)  # the default backend
+        n = inference_shards(model, method, works, 24 * 60, runtime)
+        res = job_resources(model, method, "infer", workload=works, shards=n, runtime=runtime)
         assert {k: int(job[k]) for k in res} == res, job
         assert int(job["runtime"]) <= 24 * 60
-        assert (job["gpu"], job["slurm_partition"], job["cpus_per_gpu"]) == ("1", "gpu", "2")
+        assert (job["gpu"], job["slurm_partition"], job["cpus_per_gpu"]) == (str(gpus), "gpu", "2")
+        # the 16-bit 70B does not fit one 80 GiB GPU: it asks for two
+        assert gpus == (2 if (job["model"], job["method"]) == ("llama31_70b", "none") else 1)
     # the 8B jobs fit a day; the 70B ones with self-consistency on DDI's 5,761 items do not
     assert {j["model"] for j in shards} == {"llama31_70b"}
     for job in (j for j in jobs if j["rule"] == "quantize_model"):
@@ -312,3 +321,36 @@ def test_slurm_profile_plans_a_study_with_the_estimators_requests(tmp_path):
         assert {k: int(job[k]) for k in res} == res, job
     fetch = next(j for j in jobs if j["rule"] == "fetch_model")
     assert "gpu" not in fetch and fetch["slurm_partition"] == "cpu"
+
+
+def test_the_paper_study_on_slurm_asks_for_gpus_by_memory_and_none_for_cpu_work(tmp_path):
+    """The whole config/paper.yaml planned with the SLURM profile: no job over the wall-time
+    limit, no 16-bit 70B/72B job on one GPU, no GPU for CPU-only work."""
+    jobs = _job_blocks(_slurm_dry_run(tmp_path, PAPER).stdout)
+    limit = 60 * PAPER.get("scheduling", {}).get("max_job_hours", 24)
+    assert max(int(j["runtime"]) for j in jobs if "runtime" in j) <= limit
+    big = {"llama31_70b", "llama33_70b", "openbiollm_70b", "qwen25_72b"}
+    sixteen_bit = [
+        j
+        for j in jobs
+        if j["rule"].startswith("infer") and j["model"] in big and j["method"] == "none"
+    ]
+    assert sixteen_bit and all(int(j["gpu"]) >= 2 for j in sixteen_bit)
+    quantize = [j for j in jobs if j["rule"] == "quantize_model"]
+    on_cpu = [j for j in quantize if PAPER["methods"][j["method"]]["kind"] in ("rtn", "gguf")]
+    assert len(on_cpu) == 3 * len(PAPER["models"])  # rtn-w4g128, gguf-q8_0, gguf-q4_k_m
+    assert all(j["gpu"] == "0" and j["gpu_mem_mb"] == "0" for j in on_cpu)
+    assert all(j["gpu"] == "1" for j in quantize if j not in on_cpu)
+    cpu_rules = {j["rule"] for j in jobs if j.get("gpu", "0") == "0"}
+    assert {"fetch_model", "download_dataset", "evaluate"} <= cpu_rules
+    # What the plan requests is what `biomedquant plan --cost` says the first attempts
+    # request, and within twice the expected GPU-hours.
+    from biomedquant.config_loader import load_config
+    from biomedquant.cost import study_cost
+
+    requested = sum(
+        int(j["gpu"]) * int(j["runtime"]) / 60 for j in jobs if j.get("gpu", "0") != "0"
+    )
+    cost = study_cost(load_config(REPO / "config" / "paper.yaml"))
+    assert requested == pytest.approx(cost.total(requested=True), rel=0.01)
+    assert cost.total() < requested < 2 * cost.total()

@@ -27,7 +27,7 @@ def tiny_gptq8(tiny_fetched, demo_prepared, tmp_path_factory):
         "kind": "gptq",
         "bits": 8,
         "group_size": 32,
-        "calibration": {"n_samples": 8, "seq_len": 64},
+        "calibration": {"source": "generic", "n_samples": 8, "seq_len": 64},
     }
     heldout = [demo_prepared["hoc"], demo_prepared["medqa"]]
     quantize_model(tiny_fetched, out, method, seed=0, heldout=heldout)

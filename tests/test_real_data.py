@@ -34,7 +34,7 @@ def served_shared():
 
 
 @pytest.fixture(scope="module")
-def prepared(served_shared, tmp_path_factory):
+def prepared(served_shared, tmp_path_factory, tiny_source):
     """Every split present in ../shared, downloaded and prepared by the workflow's rules."""
     present = [
         (name, split)
@@ -45,7 +45,8 @@ def prepared(served_shared, tmp_path_factory):
     config = {
         "data": {"base_url": served_shared},
         "datasets": list(DATASETS),
-        "models": {"unused": {"source": "local", "path": "/nonexistent"}},
+        # never loaded (only data targets are built), but a config names a real model folder
+        "models": {"unused": {"source": "local", "path": str(tiny_source)}},
         "methods": {"none": {"kind": "none"}},
         "prompts": ["zero-shot"],
     }

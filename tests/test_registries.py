@@ -112,7 +112,7 @@ def test_every_producer_resolves_to_one_signature():
         produce = getattr(importlib.import_module(module), function)
         params = inspect.signature(produce).parameters
         assert list(params)[:3] == ["source_dir", "out_dir", "method"], kind.name
-        assert {"seed", "pools", "test_raws", "heldout"} <= set(params), kind.name
+        assert {"seed", "pools", "test_raws", "heldout", "gpus"} <= set(params), kind.name
 
 
 def test_load_time_kinds_are_the_ones_without_artifact_apart_from_the_baseline():

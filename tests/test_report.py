@@ -42,7 +42,7 @@ def tiny_study_config(model_path: Path) -> dict:
                 "kind": "gptq",
                 "bits": 4,
                 "group_size": 32,
-                "calibration": {"n_samples": 8, "seq_len": 32},
+                "calibration": {"source": "generic", "n_samples": 8, "seq_len": 32},
             },
         },
         "prompts": TINY_PROMPTS,

@@ -102,11 +102,11 @@ def test_noise_floor_fills_columns_beside_every_method_and_draws(ddi_files):
     assert read_json(folder / "cli.json")["noise_floor"] is True
 
 
-def test_noise_floor_plans_one_rerun_per_baseline_run(tmp_path):
+def test_noise_floor_plans_one_rerun_per_baseline_run(tmp_path, tiny_source):
     config = {
         "data": {"base_url": "demo"},
         "datasets": ["hoc", "ddi"],
-        "models": {"tiny": {"source": "local", "path": str(tmp_path)}},
+        "models": {"tiny": {"source": "local", "path": str(tiny_source)}},
         "methods": {"none": {"kind": "none"}, "nf4": {"kind": "bnb-nf4"}},
         "prompts": ["zero-shot"],
         "noise_floor": {"batch_size": 3},

@@ -53,7 +53,7 @@ def test_calibration_windows_are_exactly_seq_len_tokens(tiny_fetched):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_fetched)
-    windows, info = calibration_windows({"n_samples": 8, "seq_len": 32}, tok)
+    windows, info = calibration_windows({"source": "generic", "n_samples": 8, "seq_len": 32}, tok)
     assert [len(w) for w in windows] == [32] * 8 and info["n_tokens"] == 256
 
 
@@ -64,7 +64,7 @@ def tiny_gptq(tiny_fetched, tmp_path_factory):
         "kind": "gptq",
         "bits": 4,
         "group_size": 32,
-        "calibration": {"n_samples": 8, "seq_len": 32},
+        "calibration": {"source": "generic", "n_samples": 8, "seq_len": 32},
     }
     quantize_model(tiny_fetched, out, method, seed=0)
     return out, method

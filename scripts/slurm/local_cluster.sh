@@ -46,7 +46,7 @@ PARTITION=main
 ACCOUNT=biomedquant
 CLUSTER=biomedquant
 MARKER="# written by biomedquant scripts/slurm/local_cluster.sh"
-PACKAGES=(munge mariadb-server slurmdbd slurmctld slurmd slurm-client)
+PACKAGES=(munge mariadb-server slurmdbd slurmctld slurmd slurm-client procps)
 DB_SOCKET=/run/mysqld/mysqld.sock # Debian's default: slurmdbd's client library finds it
 
 # Daemons in start order; `stop` goes in reverse. name:pidfile
@@ -86,6 +86,20 @@ wait_for() { # seconds description command...
     sleep 0.2
   done
   die "timed out after ${secs}s waiting for $what"
+}
+
+wait_for_pidfile() { # name seconds: a daemon that forked writes its PID file late
+  local f
+  f=$(pidfile_of "$1")
+  for _ in $(seq $(($2 * 5))); do
+    alive "$1" && return 0
+    if ! pgrep -x "$1" >/dev/null; then
+      tail -5 "$BASE/log/$1.log" >&2 || true
+      die "$1 exited before writing $f"
+    fi
+    sleep 0.2
+  done
+  die "$1 is running but wrote no PID file $f in $2 s"
 }
 
 stop_daemon() { # name
@@ -310,6 +324,9 @@ start_slurm() {
   if ! alive slurmd; then
     log "starting slurmd"
     /usr/sbin/slurmd
+    # slurmd forks into the background and writes its PID file only after loading its
+    # plugins, which takes seconds on a slow machine: until then `alive` cannot see it.
+    wait_for_pidfile slurmd 30
   fi
   echo "$sum" >"$BASE/run/slurm/conf.sha1"
 

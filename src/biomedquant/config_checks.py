@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -164,17 +163,3 @@ def check_group_size_for_folder(model_dir: str | Path, method: dict[str, Any]) -
         return  # an architecture without these fields: the quantizer checks it itself
     if problem := group_size_problem(Path(model_dir).name, shape, "(given)", method):
         raise GroupSizeError(problem.replace("methods.(given).", ""))
-
-
-def check_study(config: dict[str, Any]) -> None:
-    """The workflow's checks beyond the schema, made when it starts: group sizes (an error)
-    and, under strict revisions, a warning that a real run will refuse unpinned models (the
-    refusal itself waits for a real run, so that a dry run can still plan the study)."""
-    check_group_sizes(config)
-    unpinned = unpinned_models(config)
-    if config.get("strict_revisions") and unpinned:
-        print(
-            f"warning: strict_revisions is on and {len(unpinned)} model(s) are not pinned to a"
-            " commit hash: a run (not a dry run) will refuse to start",
-            file=sys.stderr,
-        )

@@ -3,9 +3,10 @@
 A study that dies after six hours because bitsandbytes is missing, the disk is full or the
 70B model does not fit the GPU wastes a GPU-day. The doctor reads the config and reports, in
 plain lines marked ok / warn / FAIL: the config against the workflow's schema (first: the
-other checks read it), model revisions and GPTQ group sizes, package versions against the pins,
-the GPUs and what fits them (from the fit estimator), free disk against what the study will
-write, and whether each model can be fetched without a network.
+other checks read it), model revisions, the Snakefile's study check (calibration, baseline,
+model folders, GPTQ group sizes, what fits the GPUs a job may use), package versions against
+the pins, the GPUs and what fits them (from the fit estimator), free disk against what the
+study will write, and whether each model can be fetched without a network.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from biomedquant.config_checks import GroupSizeError, check_group_sizes, unpinned_models
+from biomedquant.config_checks import unpinned_models
 from biomedquant.config_loader import ConfigError, validate_config
 from biomedquant.memory import shape_for_model, weight_bytes
 from biomedquant.methods import method_kind
@@ -187,7 +188,7 @@ def check_models(config: dict[str, Any]) -> list[Finding]:
 
 
 def check_config(config: dict[str, Any], strict_revisions: bool = False) -> list[Finding]:
-    """Revisions (FAIL under strict revisions, else a warning) and GPTQ group sizes."""
+    """Revisions: FAIL under strict revisions, else a warning."""
     out = []
     strict = strict_revisions or bool(config.get("strict_revisions"))
     unpinned = unpinned_models(config)
@@ -202,11 +203,29 @@ def check_config(config: dict[str, Any], strict_revisions: bool = False) -> list
                 + "; see README, 'Pinning model revisions'",
             )
         )
-    try:
-        check_group_sizes(config)
-    except GroupSizeError as err:
-        out.append(Finding("FAIL", "gptq", str(err)))
     return out
+
+
+def check_study_config(
+    config: dict[str, Any], workdir: Path, found: list[tuple[str, float]]
+) -> list[Finding]:
+    """The Snakefile's study check (:mod:`biomedquant.study_checks`), in its words: FAIL for
+    each error, warn for each warning. With GPUs visible, fp8 is checked against them."""
+    from biomedquant.study_checks import Hardware, study_problems
+
+    fp8_gpu = None
+    if found:
+        from biomedquant.engines.hardware import FP8_MIN_CAPABILITY, cuda_capability
+
+        cap = cuda_capability()
+        fp8_gpu = cap is not None and cap >= FP8_MIN_CAPABILITY
+    problems = study_problems(config, workdir=workdir, hardware=Hardware(fp8_gpu=fp8_gpu))
+    out = [
+        Finding("FAIL" if p.level == "error" else "warn", p.topic, p.text)
+        for p in problems
+        if p.topic != "revisions"  # check_config reports revisions, strict or not
+    ]
+    return out or [Finding("ok", "study", "no problem found in the study config")]
 
 
 def run_doctor(
@@ -225,11 +244,13 @@ def run_doctor(
         config = validate_config(config, source)
     except ConfigError as err:
         return [Finding("FAIL", "config", str(err))], 1
+    found = gpus()
     findings = [
         Finding("ok", "config", f"{source} is valid against the workflow's schema"),
         *check_config(config, strict_revisions),
+        *check_study_config(config, Path(workdir), found),
         *check_packages(),
-        *check_gpus(config, gpus()),
+        *check_gpus(config, found),
         *check_disk(config, Path(workdir)),
         *check_models(config),
     ]

@@ -43,6 +43,7 @@ from biomedquant.io import read_json, read_jsonl, sha256_text, write_json, write
 from biomedquant.models import trusts_remote_code
 from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT, builder, stop_strings
 from biomedquant.provenance import hardware, now, peak_host_rss_bytes, versions
+from biomedquant.throughput import shape_facts
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ def run_inference(
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     cache_dir: str | Path | None = None,
     backend: str = "transformers",
+    gpus: int = 1,
 ) -> dict[str, Any]:
     """Generate and record the raw outputs for one (model, method, dataset, prompt): a job of
     one run (see :func:`run_inference_job`, which documents the files)."""
@@ -176,6 +178,7 @@ def run_inference(
         system_prompt=system_prompt,
         cache_dir=cache_dir,
         backend=backend,
+        gpus=gpus,
     )[0]
 
 
@@ -193,6 +196,7 @@ def run_inference_job(
     backend: str = "transformers",
     shard: Shard | None = None,
     engine_loader: Callable[..., Any] | None = None,
+    gpus: int = 1,
 ) -> list[dict[str, Any]]:
     """Generate and record the raw outputs of every run (prompting method) of one dataset,
     on one model load; returns the runs' records in the order of ``runs``.
@@ -214,7 +218,9 @@ def run_inference_job(
     not the last writes its runs' parts, the last one joins them. Each run's decoding settings
     give its token cap, self-consistency chains and batch shape (the batch shape is the job's:
     the first run's). ``engine_loader`` replaces the engine class's ``load`` (tests count loads
-    through it).
+    through it). ``gpus`` is how many GPUs the job was given (the engine's ``load`` uses those):
+    a resource, like the CPU threads, so it changes speed, not generations, and is in no key;
+    the run records say how many were used (``gpus``).
     """
     from transformers import AutoTokenizer, set_seed
 
@@ -317,7 +323,7 @@ def run_inference_job(
     loads = 0
     if pending:
         load = engine_loader or engine_class.load
-        engine = load(model_dir, method, runs[0].decoding)
+        engine = load(model_dir, method, runs[0].decoding, gpus=gpus)
         loads = 1
         load_info = dict(engine.info)
         with contextlib.closing(engine):
@@ -510,7 +516,7 @@ def _finish_run(
     n_generated = len(r.todo)
     new_tokens = sum(r.gens[r.keys[i]]["n_new_tokens"] for i in r.todo)
     gen_seconds = r.gen_seconds
-    cuda = torch.cuda.is_available()
+    on_gpu = torch.cuda.is_available() and bool(r.todo)  # something generated on a GPU
     model_prov_path = Path(model_dir) / "provenance.json"
     stats = dict(r.stats)
     shards = _shard_summaries(r.spec.parts) if r.spec.parts else None
@@ -539,6 +545,8 @@ def _finish_run(
         "seed": seed,
         **load_info,
         "model_load": model_load,
+        # the model's size as the runtime model counts it (biomedquant.throughput.refit)
+        "model_shape": shape_facts(model_dir, load_info.get("compute_dtype")),
         "shards": shards,
         "generate_seconds": round(gen_seconds, 3),
         # under an engine that took every run's requests at once, the seconds are theirs
@@ -546,8 +554,8 @@ def _finish_run(
         "items_per_second": round(n_generated / gen_seconds, 4) if gen_seconds else None,
         "new_tokens": new_tokens,
         "new_tokens_per_second": round(new_tokens / gen_seconds, 3) if gen_seconds else None,
-        "peak_gpu_allocated_bytes": torch.cuda.max_memory_allocated() if cuda and r.todo else None,
-        "peak_gpu_reserved_bytes": torch.cuda.max_memory_reserved() if cuda and r.todo else None,
+        "peak_gpu_allocated_bytes": _over_gpus(torch.cuda.max_memory_allocated, on_gpu),
+        "peak_gpu_reserved_bytes": _over_gpus(torch.cuda.max_memory_reserved, on_gpu),
         "peak_host_rss_bytes": peak_host_rss_bytes(),
         "hardware": hardware(),
         "versions": versions(),
@@ -568,6 +576,17 @@ def _finish_run(
         run["new_tokens_per_second"] or 0,
     )
     return run
+
+
+def _over_gpus(peak: Callable[[int], int], on_gpu: bool) -> int | None:
+    """A peak memory counter summed over the visible GPUs (a model spread over several holds
+    part of itself on each; the fit estimate it is compared with is their total), or None
+    when nothing ran on a GPU."""
+    import torch
+
+    if not on_gpu:
+        return None
+    return sum(peak(i) for i in range(torch.cuda.device_count()))
 
 
 def part_record_path(part: str | Path) -> Path:

@@ -13,8 +13,10 @@ not tight, because a job that runs out of time or memory costs a whole retry. ``
 grows with the attempt (and host memory by half of itself per attempt), so a job that hit a
 limit asks for more when Snakemake retries it.
 
-Runtime assumes a data-centre GPU: a CPU-only node (or the test cluster, which has fake GPUs)
-is one to two orders of magnitude slower per token.
+Runtime is :mod:`biomedquant.throughput`'s model of the job's engine on the study's device
+(``scheduling.gpu``; fitted rates from ``scheduling.throughput_file`` where a site has them),
+spread over the job's GPUs: a CPU-only node (or the test cluster, which has fake GPUs) is one
+to two orders of magnitude slower per token than the GPU the requests assume.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from biomedquant.memory import (
     weight_bytes,
 )
 from biomedquant.methods import linear_bytes_per_weight, method_kind
+from biomedquant.throughput import BACKENDS, Throughput, work_seconds
 
 MIB = 1024**2
 Rule = Literal["infer", "quantize_model", "perplexity"]
@@ -41,14 +44,6 @@ Rule = Literal["infer", "quantize_model", "perplexity"]
 HOST_BASE_BYTES = 4 * GIB
 # Reading weights from a shared filesystem (pessimistic: network storage under load).
 LOAD_BYTES_PER_S = 250e6
-# One decoding step reads every weight once: memory-bound. Effective bandwidth of Hugging Face
-# generate on one data-centre GPU (a third to a quarter of an A100/H100's peak), applied to the
-# 16-bit size: dequantizing kernels seldom beat 16-bit ones in generate.
-DECODE_BYTES_PER_S = 500e9
-# Per-step Python and kernel-launch overhead, which dominates for small models.
-STEP_OVERHEAD_S = 0.03
-# Prefill is compute-bound: effective 16-bit FLOP/s of one GPU.
-PREFILL_FLOPS = 100e12
 # An item's own prompt tokens (the shared prefix, few-shot examples included, is prefilled
 # once per job and reused: see biomedquant.engines.transformers.generate).
 ITEM_TOKENS = 400
@@ -56,9 +51,18 @@ SHARED_PREFIX_TOKENS_PER_SHOT = 400
 # GPTQ: about 3 minutes per billion parameters on one data-centre GPU (Hessians and the
 # column-by-column solve per layer dominate; calibration forward passes are minor).
 GPTQ_SECONDS_PER_BILLION = 180
-# Everything estimated is doubled, then a fixed start-up margin added (queue-side start,
-# imports, CUDA init), and rounded up to 5 minutes.
-SAFETY = 2.0
+# Quantization done on the CPU (round-to-nearest, GGUF): bytes of 16-bit weights rounded
+# and packed per second (numpy/torch or llama.cpp's quantizer on a many-core node), the
+# effective float32 FLOP/s of that node, and the tokens the quality check reads (about three
+# passes over biomedquant.quantization.quality.HELDOUT_TOKENS).
+CPU_QUANTIZE_BYTES_PER_S = 200e6
+CPU_FLOPS = 0.5e12
+QUALITY_CHECK_TOKENS = 3 * 1024
+# Everything estimated is taken one and a half times (inference's runtime model is an upper
+# bound already: every output at its cap, no overlap of compute and memory traffic), then a
+# fixed start-up margin added (queue-side start, imports, CUDA init), and rounded up to 5
+# minutes. A retry of a killed inference job resumes where it stopped.
+SAFETY = 1.5
 STARTUP_MINUTES = 5
 MIN_RUNTIME_MINUTES = 10
 # When neither the shape nor params_b of a model is known.
@@ -75,6 +79,7 @@ class Workload:
     samples: int = 1
     batch_size: int = Decoding.batch_size
     batch_tokens: int = Decoding.batch_tokens
+    continuous_rows: int = Decoding.continuous_rows
 
     @property
     def forward_passes(self) -> int:
@@ -113,6 +118,7 @@ def infer_workload(
         samples=decoding.samples(prompt),
         batch_size=decoding.batch_size,
         batch_tokens=decoding.batch_tokens,
+        continuous_rows=decoding.continuous_rows,
     )
 
 
@@ -141,18 +147,37 @@ def _host_mb(n_bytes: float, attempt: int) -> int:
     return _mib((HOST_BASE_BYTES + n_bytes) * (1 + 0.5 * (attempt - 1)))
 
 
-def _seconds(
-    shape: ModelShape, method: dict[str, Any], works: Sequence[Workload]
+@dataclass(frozen=True)
+class Runtime:
+    """How a job's runtime is modelled: the engine, the rates it reaches on the study's
+    device (:class:`biomedquant.throughput.Throughput`) and the GPUs it runs on."""
+
+    backend: str = "transformers"
+    throughput: Throughput = Throughput()
+    gpus: int = 1
+
+
+def planned_backend(method: dict[str, Any], backend: str) -> str:
+    """The engine a method's inference runs on under the config's backend (GGUF files:
+    llama.cpp), without the hardware checks :func:`biomedquant.engines.engine_for` makes."""
+    return method_kind(method).engine or backend
+
+
+def run_seconds(
+    shape: ModelShape,
+    method: dict[str, Any],
+    works: Sequence[Workload],
+    runtime: Runtime = Runtime(),
 ) -> tuple[float, float]:
     """(load, work) seconds of a job that loads the model once and runs it over ``works``
-    (one per prompting method of a grouped inference job): loading is bandwidth-bound,
-    prefill compute-bound, each further pass bandwidth-bound."""
-    sixteen_bit = weight_bytes(shape, {"kind": "none"})
-    step = max(STEP_OVERHEAD_S, sixteen_bit / DECODE_BYTES_PER_S)
-    work = sum(
-        2 * shape.params * w.prefill_tokens / PREFILL_FLOPS + w.forward_passes * step for w in works
+    (one per prompting method of a grouped inference job): reading the weights and starting
+    the engine, then prefill and decoding (:func:`biomedquant.throughput.work_seconds`)."""
+    backend = planned_backend(method, runtime.backend)
+    load = _read_bytes(shape, method) / LOAD_BYTES_PER_S + BACKENDS[backend].start_s
+    work = work_seconds(
+        shape, method, works, backend=backend, throughput=runtime.throughput, gpus=runtime.gpus
     )
-    return _read_bytes(shape, method) / LOAD_BYTES_PER_S, work
+    return load, work
 
 
 def _read_bytes(shape: ModelShape, method: dict[str, Any]) -> int:
@@ -169,11 +194,12 @@ def _run(
     works: Sequence[Workload],
     attempt: int,
     shards: int = 1,
+    runtime: Runtime = Runtime(),
 ) -> dict[str, int]:
     """A job that loads the model and runs it over its workloads (``infer``, ``perplexity``),
     ``1/shards`` of the work when the job is one of ``shards`` item shards."""
     est = estimate(shape, method, tokens=works[0].batch_tokens)
-    load, work = _seconds(shape, method, works)
+    load, work = run_seconds(shape, method, works, runtime)
     return {
         # transformers may stage the loaded weights in host memory before moving them over.
         "mem_mb": _host_mb(_read_bytes(shape, method), attempt),
@@ -187,6 +213,7 @@ def inference_shards(
     method_spec: dict[str, Any],
     workloads: Sequence[Workload],
     max_minutes: float,
+    runtime: Runtime = Runtime(),
 ) -> int:
     """How many item shards a grouped inference job needs so that each asks for at most
     ``max_minutes`` on its first attempt: 1 for almost every job.
@@ -199,7 +226,7 @@ def inference_shards(
     shape = shape_for_model(model_spec)
     if shape is None or not workloads:
         return 1
-    load, work = _seconds(shape, method_spec, workloads)
+    load, work = run_seconds(shape, method_spec, workloads, runtime)
     most = max(1, min(w.items for w in workloads))
     # _minutes(s) <= max_minutes  <=>  s <= budget (its rounding up to 5 minutes undone)
     budget = (5 * math.floor(max_minutes / 5) - STARTUP_MINUTES) * 60 / SAFETY
@@ -213,6 +240,64 @@ def inference_shards(
     while shards < most and _minutes(load + work / shards, 1) > max_minutes:
         shards += 1  # floating-point edge of the bound
     return shards
+
+
+# GPUs per job: powers of two, as tensor parallelism needs a divisor of the attention heads
+# (every study model's head count is a multiple of 8).
+GPU_COUNTS = (1, 2, 4, 8)
+# Of each GPU, the share weights, KV cache and activations may take: vLLM's default
+# gpu_memory_utilization, and headroom for the CUDA context and allocator slack under
+# transformers (whose device map fills each GPU to this share).
+GPU_MEMORY_FRACTION = 0.9
+# Each further GPU holds its own CUDA context and communication buffers.
+PER_GPU_OVERHEAD_BYTES = GIB
+
+
+def gpus_needed(total_gb: float, gpu_gib: float, max_gpus: int = GPU_COUNTS[-1]) -> int | None:
+    """The fewest GPUs of ``gpu_gib`` GiB that hold a job estimated at ``total_gb`` GB
+    (1, 2, 4 or 8, at most ``max_gpus``), or None when even ``max_gpus`` do not."""
+    usable = GPU_MEMORY_FRACTION * gpu_gib * GIB
+    for n in GPU_COUNTS:
+        if n > max_gpus:
+            break
+        if total_gb * 1e9 + (n - 1) * PER_GPU_OVERHEAD_BYTES <= n * usable:
+            return n
+    return None
+
+
+def job_gpus(
+    model_spec: dict[str, Any],
+    method_spec: dict[str, Any],
+    rule: Rule,
+    *,
+    gpu_gib: float,
+    max_gpus: int = GPU_COUNTS[-1],
+    tokens: int = Decoding.batch_tokens,
+) -> int:
+    """GPUs one job asks for: 0 for quantization a kind does on the CPU (round-to-nearest,
+    GGUF), 1 for the others (GPTQ and AWQ hold one block at a time); inference and perplexity
+    as many as the fit estimate needs (``max_gpus`` when even those do not hold it: the
+    study check refuses such a config before it runs). Without a model shape, 1."""
+    kind = method_kind(method_spec)
+    if rule == "quantize_model":
+        return 0 if kind.quantizes_on_cpu else 1
+    shape = shape_for_model(model_spec)
+    if shape is None:
+        return 1
+    total = estimate(shape, method_spec, tokens=tokens)["total_gb"]
+    return gpus_needed(total, gpu_gib, max_gpus) or max_gpus
+
+
+def quantize_seconds(shape: ModelShape, method: dict[str, Any]) -> float:
+    """Expected seconds of a ``quantize_model`` job (no safety margin): reading the 16-bit
+    weights and writing the artifact, then GPTQ's solve on a GPU, or rounding (llama.cpp's
+    quantizer) and the quality check's forward passes on the CPU."""
+    sixteen_bit = weight_bytes(shape, {"kind": "none"})
+    io_seconds = (sixteen_bit + weight_bytes(shape, method)) / LOAD_BYTES_PER_S
+    if method_kind(method).quantizes_on_cpu:
+        check_flops = 2 * shape.params * QUALITY_CHECK_TOKENS
+        return io_seconds + sixteen_bit / CPU_QUANTIZE_BYTES_PER_S + check_flops / CPU_FLOPS
+    return io_seconds + GPTQ_SECONDS_PER_BILLION * shape.params / 1e9
 
 
 def _quantize(shape: ModelShape, method: dict[str, Any], attempt: int) -> dict[str, int]:
@@ -234,8 +319,13 @@ def _quantize(shape: ModelShape, method: dict[str, Any], attempt: int) -> dict[s
     )
     embeddings = 2 * shape.embedding_params
     gpu = block + hessians + activations + embeddings + GIB
-    io_seconds = (sixteen_bit + quantized) / LOAD_BYTES_PER_S  # read 16-bit, write quantized
-    seconds = io_seconds + GPTQ_SECONDS_PER_BILLION * shape.params / 1e9
+    seconds = quantize_seconds(shape, method)
+    if method_kind(method).quantizes_on_cpu:
+        return {
+            "mem_mb": _host_mb(sixteen_bit + quantized, attempt),
+            "gpu_mem_mb": 0,
+            "runtime": _minutes(seconds, attempt),
+        }
     return {
         # The 16-bit model (offloaded part included) and the quantized copy being saved.
         "mem_mb": _host_mb(sixteen_bit + quantized, attempt),
@@ -266,6 +356,7 @@ def job_resources(
     attempt: int = 1,
     shards: int = 1,
     max_minutes: float | None = None,
+    runtime: Runtime = Runtime(),
 ) -> dict[str, int]:
     """``mem_mb`` (host, MiB), ``gpu_mem_mb`` (MiB) and ``runtime`` (minutes) of one job.
 
@@ -274,7 +365,8 @@ def job_resources(
     gives a rougher estimate, and without that, :data:`UNKNOWN` (generous) figures are used.
     ``workload`` is needed for ``infer`` (one per prompting method of the grouped job, see
     :func:`infer_workload`) and ``perplexity`` (:func:`perplexity_workload`); ``shards`` is the
-    job's item shard count (:func:`inference_shards`). ``max_minutes`` caps the runtime of
+    job's item shard count (:func:`inference_shards`); ``runtime`` the engine, device rates
+    and GPUs its runtime is modelled with. ``max_minutes`` caps the runtime of
     every attempt (the study's wall-time limit): a retry of a killed inference job resumes
     where it stopped, so it needs no more than the limit.
     """
@@ -284,7 +376,7 @@ def job_resources(
         raise ValueError(f"attempt counts from 1, got {attempt}")
     if shards < 1:
         raise ValueError(f"shards counts from 1, got {shards}")
-    out = _job_resources(model_spec, method_spec, rule, workload, attempt, shards)
+    out = _job_resources(model_spec, method_spec, rule, workload, attempt, shards, runtime)
     if max_minutes is not None:
         out["runtime"] = min(out["runtime"], int(max_minutes))
     return out
@@ -297,6 +389,7 @@ def _job_resources(
     workload: Workload | Sequence[Workload] | None,
     attempt: int,
     shards: int,
+    runtime: Runtime,
 ) -> dict[str, int]:
     shape = shape_for_model(model_spec)
     if shape is None:
@@ -314,7 +407,7 @@ def _job_resources(
     works = [workload] if isinstance(workload, Workload) else list(workload)
     if not works:
         raise ValueError(f"rule {rule!r} needs at least one workload")
-    return _run(shape, method_spec, works, attempt, shards)
+    return _run(shape, method_spec, works, attempt, shards, runtime)
 
 
 def gpu_constraint(gpu_mem_mb: int, tiers: str) -> str:

@@ -15,7 +15,10 @@ bitsandbytes and FP8 configs, lives with its producer or engine):
 * ``load_time``: quantized while the 16-bit weights load (the job reads 16-bit weights);
 * ``vllm_quantization``: vLLM's ``quantization`` argument for a kind vLLM quantizes itself;
 * ``engine``: the one engine that runs the kind (GGUF files: llama.cpp), if any;
-* ``needs_fp8_gpu``: runs only on a GPU with FP8 units.
+* ``needs_fp8_gpu``: runs only on a GPU with FP8 units;
+* ``quantizes_on_cpu``: its artifact is written without a GPU (round-to-nearest and GGUF
+  conversion are arithmetic on the weights, no forward passes to speed up), so its
+  ``quantize_model`` job asks a scheduler for no GPU.
 
 What is counted (arithmetic on a model's shape; the run records hold the measurements): every
 linear layer inside the transformer blocks is quantized; embeddings, the LM head and norms stay
@@ -109,6 +112,7 @@ class MethodKind:
     vllm_quantization: str | None = None  # vLLM's quantization= for a kind it quantizes itself
     engine: str | None = None  # the one engine that runs this kind (None: the configured one)
     needs_fp8_gpu: bool = False  # runs only on a GPU with FP8 units (compute capability 8.9+)
+    quantizes_on_cpu: bool = False  # its quantize_model job needs no GPU
 
     @property
     def artifact(self) -> bool:
@@ -144,6 +148,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 row_overhead_bytes=_grid_row_bytes,
                 col_overhead_bytes=4.0,
                 producer="biomedquant.quantization.gptq:quantize_gptq_format",
+                quantizes_on_cpu=True,
             ),
             MethodKind(
                 "bnb-int8",
@@ -179,6 +184,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 model_bytes=_gguf_model_bytes,
                 producer="biomedquant.quantization.gguf:quantize_gguf",
                 engine="llama_cpp",
+                quantizes_on_cpu=True,
             ),
             MethodKind(
                 "fp8",

@@ -51,8 +51,12 @@ def run_perplexity(
     data_paths: list[str | Path],
     out_path: str | Path,
     max_length: int = 512,
+    gpus: int = 1,
 ) -> dict[str, Any]:
-    """Perplexity of (model, method) on the test texts of ``data_paths``; writes a record."""
+    """Perplexity of (model, method) on the test texts of ``data_paths``; writes a record.
+
+    ``gpus`` is how many GPUs the job was given (see
+    :func:`biomedquant.engines.transformers.load_model`): it changes speed, not the record."""
     from biomedquant.engines.transformers import load_model
 
     texts = [record_text(r) for path in data_paths for r in read_jsonl(path)]
@@ -62,11 +66,11 @@ def run_perplexity(
     if engine_for(method, "transformers") == "llama_cpp":  # llama.cpp's logits, from a GGUF
         from biomedquant.engines import llama_cpp
 
-        model = llama_cpp.LlamaCppEngine.load(model_dir, method, logits_all=True)
+        model = llama_cpp.LlamaCppEngine.load(model_dir, method, gpus=gpus, logits_all=True)
         tokenizer, load_info = model.tokenizer, model.info
         nll_of = llama_cpp.token_nll
     else:
-        model, tokenizer, load_info = load_model(model_dir, method)
+        model, tokenizer, load_info = load_model(model_dir, method, gpus=gpus)
     start = time.time()
     nll, n = nll_of(model, tokenizer, texts, max_length=max_length)
     if n == 0:

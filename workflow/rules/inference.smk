@@ -40,7 +40,7 @@ rule infer:
         " --dataset {wildcards.dataset} --data {input.data:q} {params.prompts}"
         " --pool={input.pool:q} {params.outputs} --shard {params.shard} --parts {params.parts}"
         " --cache-dir={resources.generation_cache:q} --cpu-threads={resources.cpu_threads}"
-        " > {log:q} 2>&1"
+        " --gpus={resources.gpu} > {log:q} 2>&1"
 
 
 # Every shard but the last of a sharded job: its slice of items, for every prompting method,

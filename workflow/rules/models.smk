@@ -48,7 +48,7 @@ rule quantize_model:
         "biomedquant quantize --source {input.source:q} --method {params.method:q}"
         " --pools={params.pools:q} --test-files={params.tests:q}"
         " --out {output:q} --seed {params.seed} --cpu-threads={resources.cpu_threads}"
-        " {input.heldout:q} > {log:q} 2>&1"
+        " --gpus={resources.gpu} {input.heldout:q} > {log:q} 2>&1"
 
 
 rule quantization_quality_table:

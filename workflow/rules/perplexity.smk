@@ -20,7 +20,8 @@ rule perplexity:
         method=lambda wildcards: as_json(method_spec(wildcards)),
     shell:
         "biomedquant perplexity --model-dir {input.model:q} --method {params.method:q}"
-        " --out {output:q} --cpu-threads={resources.cpu_threads} {input.data:q} > {log:q} 2>&1"
+        " --out {output:q} --cpu-threads={resources.cpu_threads} --gpus={resources.gpu}"
+        " {input.data:q} > {log:q} 2>&1"
 
 
 rule perplexity_table:

@@ -1,17 +1,23 @@
-# What jobs ask a scheduler for. The GPU rules size host memory, GPU memory and runtime from the
-# fit estimator per model x method (biomedquant.job_resources): gpu_job_resource(rule, key) is
-# a resource callable for infer, quantize_model and perplexity. The same rules run locally
-# (where only gpu=1 is enforced) and on SLURM (where all of it is).
+# What jobs ask a scheduler for. The GPU rules size their GPUs, host memory, GPU memory and
+# runtime per model x method (biomedquant.job_resources: the fit estimator, and the runtime model
+# of biomedquant.throughput): gpu_job_resource(rule, key) is a resource callable for infer,
+# quantize_model and perplexity. The same rules run locally (where only the GPU count is
+# enforced, against --resources gpu=N) and on SLURM (where all of it is).
 import os
 from functools import lru_cache
 
 from biomedquant.job_resources import (
+    Runtime,
     gpu_constraint,
     inference_shards,
     infer_workload,
+    job_gpus,
     job_resources,
     perplexity_workload,
 )
+from biomedquant.methods import method_kind
+from biomedquant.study_checks import fp8_feature
+from biomedquant.throughput import Throughput
 
 # Rules that need no GPU but still run as cluster jobs: fetching a model moves up to 150 GB.
 CLUSTER_CPU_RULES = {"fetch_model"}
@@ -34,9 +40,16 @@ def local_rules():
 
 
 # Optional, per site: GPU memory tiers as "GiB:feature,..." (e.g. "40:a100_40g,80:a100_80g").
-# When set, GPU jobs also ask for the node feature of the smallest GPU that holds them
-# (sbatch --constraint), so a small job does not take a large GPU.
+# When set, GPU jobs also ask for the node feature of the smallest GPU that holds their share
+# of the job (sbatch --constraint), so a small job does not take a large GPU.
 GPU_TIERS = os.environ.get("BIOMEDQUANT_SLURM_GPU_TIERS", "").strip()
+# Optional, per site: the node feature of GPUs that run FP8 (compute capability 8.9+), which
+# fp8 jobs then ask for; without it the study check warns when a cluster run starts.
+FP8_FEATURE = fp8_feature()
+# One GPU's memory (GiB, as marketed) and the most GPUs one job may ask for: a job whose
+# estimate does not fit one GPU asks for 2, 4 or 8 (the study check refuses what fits none).
+GPU_GIB = config["scheduling"]["gpu_gib"]
+MAX_GPUS = config["scheduling"]["max_gpus_per_job"]
 
 
 # The longest wall time a job may ask for (config scheduling.max_job_hours), in minutes.
@@ -54,6 +67,17 @@ def infer_workloads(dataset):
     )
 
 
+# The rates runtimes are modelled with: the backends on scheduling.gpu, or a site's refit.
+THROUGHPUT = Throughput.from_config(config)
+
+
+def job_runtime(rule_name, model, method):
+    """How a job's runtime is modelled: inference on the configured backend, perplexity
+    (always transformers) and quantization on their GPUs."""
+    backend = config["inference"]["backend"] if rule_name == "infer" else "transformers"
+    return Runtime(backend, THROUGHPUT, max(1, _job_gpus(rule_name, model, method)))
+
+
 @lru_cache(maxsize=None)
 def inference_shard_count(model, method, dataset):
     """Item shards of the inference job of (model, method, dataset): 1 unless its runtime
@@ -64,6 +88,7 @@ def inference_shard_count(model, method, dataset):
         config["methods"][method],
         infer_workloads(dataset),
         MAX_JOB_MINUTES,
+        job_runtime("infer", model, method),
     )
 
 
@@ -87,6 +112,7 @@ def _gpu_job_resources(rule_name, model, method, dataset, attempt):
         attempt=attempt,
         shards=shards,
         max_minutes=MAX_JOB_MINUTES if rule_name == "infer" else None,
+        runtime=job_runtime(rule_name, model, method),
     )
 
 
@@ -107,26 +133,66 @@ def gpu_job_resource(rule_name, key):
     return resource
 
 
-def gpu_tier_resources(rule_name):
-    """{'constraint': callable} when GPU tiers are configured, else nothing to add."""
-    if not GPU_TIERS:
+@lru_cache(maxsize=None)
+def _job_gpus(rule_name, model, method):
+    return job_gpus(
+        config["models"][model],
+        config["methods"][method],
+        rule_name,
+        gpu_gib=GPU_GIB,
+        max_gpus=MAX_GPUS,
+        tokens=DECODING.batch_tokens,
+    )
+
+
+def gpu_count(rule_name):
+    """A resource callable: the GPUs a job of ``rule_name`` asks for (0 for quantization a
+    method kind does on the CPU; more than 1 for a job its estimate puts over one GPU).
+    """
+
+    @signature_once
+    def gpu(wildcards, attempt):
+        return _job_gpus(rule_name, wildcards.model, wildcards.method)
+
+    return gpu
+
+
+def constraint_resources(rule_name):
+    """{'constraint': callable} when GPU tiers or an FP8 node feature are configured: the
+    feature of the smallest GPU that holds the job's share of memory, and the FP8 feature for
+    fp8 methods, joined with '&' (both must hold); nothing for a job without a GPU."""
+    if not GPU_TIERS and not FP8_FEATURE:
         return {}
     gpu_mem = gpu_job_resource(rule_name, "gpu_mem_mb")
+    gpus = gpu_count(rule_name)
 
     @signature_once
     def constraint(wildcards, attempt):
-        return gpu_constraint(gpu_mem(wildcards, attempt), GPU_TIERS)
+        n = gpus(wildcards, attempt)
+        if n == 0:
+            return ""
+        features = []
+        if GPU_TIERS:
+            features.append(
+                gpu_constraint(-(-gpu_mem(wildcards, attempt) // n), GPU_TIERS)
+            )
+        if (
+            FP8_FEATURE
+            and method_kind(config["methods"][wildcards.method]).needs_fp8_gpu
+        ):
+            features.append(FP8_FEATURE)
+        return "&".join(features)
 
     return {"constraint": constraint}
 
 
 def gpu_resources(rule_name):
-    """Every resource of a GPU rule: a GPU, the estimator's host memory, GPU memory and
-    runtime for each job, the GPU tier where configured, and the CPU threads to use when no
-    GPU is present."""
+    """Every resource of a GPU rule: its GPUs, the estimator's host memory, GPU memory (all
+    its GPUs together) and runtime for each job, the node features where configured, and the
+    CPU threads to use when no GPU is present."""
     return {
-        **gpu_tier_resources(rule_name),
-        "gpu": 1,
+        **constraint_resources(rule_name),
+        "gpu": gpu_count(rule_name),
         "mem_mb": gpu_job_resource(rule_name, "mem_mb"),
         "gpu_mem_mb": gpu_job_resource(rule_name, "gpu_mem_mb"),
         "runtime": gpu_job_resource(rule_name, "runtime"),

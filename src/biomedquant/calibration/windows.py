@@ -31,9 +31,12 @@ from biomedquant.io import sha256_text
 
 log = logging.getLogger(__name__)
 
-# The schema's defaults (workflow/schemas/config.schema.yaml): about 6,000 of the shipped
-# generic text's 7,400 tokens. Enough for small models only; config/paper.yaml uses C4.
-DEFAULTS = {"source": "generic", "n_samples": 12, "seq_len": 512}
+# The schema's defaults (workflow/schemas/config.schema.yaml): 65,536 tokens of the benchmarks'
+# own train/dev texts, twice the widest quantized layer's input of every study model (29,568:
+# Qwen2.5-72B's down_proj), which the full benchmarks hold many times over. The shipped
+# generic text (about 7,400 tokens) and the demo's small samples hold far less: configs that
+# calibrate on them say so and size their windows to them (config/config.yaml).
+DEFAULTS = {"source": "in_domain", "n_samples": 128, "seq_len": 512}
 
 
 def pack_windows(

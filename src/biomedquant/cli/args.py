@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def positive(text: str) -> float:
@@ -34,6 +38,52 @@ def cpu_threads(value: str) -> None:
 
     if not torch.cuda.is_available():
         torch.set_num_threads((os.cpu_count() or 1) if value == "all" else int(value))
+
+
+def gpu_count(text: str) -> int:
+    """``--gpus``: a whole number of GPUs, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of GPUs: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more GPUs, got {text}")
+    return value
+
+
+def add_gpus_arg(s: argparse.ArgumentParser) -> None:
+    """``--gpus N``: the GPUs the job was given (the workflow passes its ``gpu`` resource).
+
+    Like ``--cpu-threads`` it is a resource: it changes speed, not results, so it enters no
+    settings hash, cache key or output (the run records say how many GPUs were used).
+    """
+    s.add_argument(
+        "--gpus",
+        type=gpu_count,
+        default=1,
+        metavar="N",
+        help="GPUs this job was given (default 1; the workflow passes its gpu resource);"
+        " 0: run on the CPU and leave every GPU alone",
+    )
+
+
+def hide_gpus(reason: str) -> None:
+    """Make this process see no GPU: ``CUDA_VISIBLE_DEVICES`` set to an empty string.
+
+    A job the scheduler gave no GPU (``gpu=0``) may still land on a machine with GPUs, which
+    other jobs were given; CUDA opens a context (hundreds of MB) on every device it can see,
+    and torch, accelerate and llama.cpp place work on any GPU they find. An empty
+    ``CUDA_VISIBLE_DEVICES`` hides every device from all of them, but CUDA reads it once, when
+    it initializes: so this runs before anything imports torch (the commands call it first).
+    """
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        log.warning(
+            "CUDA was initialized before the GPUs were hidden (%s): they stay visible", reason
+        )
+        return
+    log.info("running on the CPU with every GPU hidden: %s", reason)
 
 
 def pairs(text: str) -> dict[str, str]:

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from biomedquant.cli.args import (
+    add_gpus_arg,
     cpu_threads,
+    hide_gpus,
     json_arg,
 )
 
@@ -94,6 +96,8 @@ def _cmd_infer(args: argparse.Namespace) -> None:
             )
             for r in runs
         ]
+    if args.gpus == 0:
+        hide_gpus("--gpus 0")
     cpu_threads(args.cpu_threads)
     run_inference_job(
         model_dir=args.model_dir,
@@ -107,12 +111,15 @@ def _cmd_infer(args: argparse.Namespace) -> None:
         seed=args.seed,
         system_prompt=args.system_prompt or DEFAULT_SYSTEM_PROMPT,
         shard=shard,
+        gpus=args.gpus,
     )
 
 
 def _cmd_perplexity(args: argparse.Namespace) -> None:
     from biomedquant.perplexity import run_perplexity
 
+    if args.gpus == 0:
+        hide_gpus("--gpus 0")
     cpu_threads(args.cpu_threads)
     rec = run_perplexity(
         model_dir=args.model_dir,
@@ -120,6 +127,7 @@ def _cmd_perplexity(args: argparse.Namespace) -> None:
         data_paths=args.data,
         out_path=args.out,
         max_length=args.max_length,
+        gpus=args.gpus,
     )
     print(f"perplexity {rec['perplexity']:.3f} over {rec['n_tokens']} tokens")
 
@@ -204,6 +212,7 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--system-prompt", default="", help="empty: the package default")
     s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
+    add_gpus_arg(s)
     s.set_defaults(func=_cmd_infer, runs=None)
 
     s = sub.add_parser("perplexity", help="held-out perplexity of a model under a method")
@@ -212,6 +221,7 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--out", required=True)
     s.add_argument("--max-length", type=int, default=512)
     s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
+    add_gpus_arg(s)
     s.add_argument("data", nargs="+", help="prepared test splits (JSON Lines)")
     s.set_defaults(func=_cmd_perplexity)
 

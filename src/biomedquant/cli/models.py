@@ -9,7 +9,9 @@ import argparse
 from typing import Any
 
 from biomedquant.cli.args import (
+    add_gpus_arg,
     cpu_threads,
+    hide_gpus,
     json_arg,
     pairs,
 )
@@ -27,12 +29,30 @@ def _cmd_fetch(args: argparse.Namespace) -> None:
     print(f"{args.model}: {prov['size_bytes'] / 1e6:.1f} MB in {prov['wall_seconds']} s")
 
 
+def quantizes_on_cpu(method: dict[str, Any], gpus: int) -> bool:
+    """Whether ``biomedquant quantize`` runs ``method`` on the CPU with every GPU hidden: for a
+    kind that quantizes without a GPU (``quantizes_on_cpu``: rtn, gguf), whose jobs ask the
+    scheduler for none, even on a GPU machine, and for any kind given ``--gpus 0``."""
+    from biomedquant.methods import method_kind
+
+    return gpus == 0 or method_kind(method).quantizes_on_cpu
+
+
 def _cmd_quantize(args: argparse.Namespace) -> None:
+    if not isinstance(args.method, dict):
+        raise ValueError("--method must be a JSON object (the method's config entry)")
+    on_cpu = quantizes_on_cpu(args.method, args.gpus)
+    if on_cpu:
+        # Before anything imports torch: CUDA reads CUDA_VISIBLE_DEVICES once, at its start.
+        # Such a job was given no GPU, so it must not open one another job was given.
+        hide_gpus(
+            f"method kind {args.method.get('kind')!r} quantizes on the CPU"
+            if args.gpus
+            else "--gpus 0"
+        )
     from biomedquant.config_checks import check_group_size_for_folder
     from biomedquant.quantization import quantize_model
 
-    if not isinstance(args.method, dict):
-        raise ValueError("--method must be a JSON object (the method's config entry)")
     check_group_size_for_folder(args.source, args.method)
     cpu_threads(args.cpu_threads)
     prov = quantize_model(
@@ -43,6 +63,7 @@ def _cmd_quantize(args: argparse.Namespace) -> None:
         pools=pairs(args.pools),
         test_raws=pairs(args.test_files),
         heldout=args.heldout,
+        gpus=0 if on_cpu else args.gpus,
     )
     print(f"quantized in {prov['quantize_seconds']} s, {prov['size_bytes'] / 1e6:.1f} MB")
 
@@ -85,6 +106,7 @@ def add_commands(sub: Any) -> None:
         "--test-files", default="", help="in-domain calibration: 'dataset=test.raw ...' to exclude"
     )
     s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
+    add_gpus_arg(s)
     s.add_argument("heldout", nargs="*", help="prepared test JSON Lines: the quality check's text")
     s.set_defaults(func=_cmd_quantize)
 

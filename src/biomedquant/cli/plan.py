@@ -15,16 +15,28 @@ from biomedquant.cli.args import (
     listed_files,
     study_config,
 )
+from biomedquant.throughput import BACKENDS as BACKEND_NAMES
+from biomedquant.throughput import DEVICES as DEVICE_NAMES
 
 
-def _cmd_plan(args: argparse.Namespace) -> None:
-    from biomedquant.config_checks import check_group_sizes
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import sys
+
     from biomedquant.figures.registry import draw_figure
     from biomedquant.io import write_csv
     from biomedquant.plan import FIT_COLUMNS, fit_lines, fit_rows
+    from biomedquant.study_checks import study_problems
 
     config = study_config(args)
-    check_group_sizes(config)  # a group wider than a layer fails GPTQ only after calibration
+    # The Snakefile's check, in its words, for a study config given as a file (the workflow's
+    # plan rule hands over parts of a config the Snakefile has checked already).
+    problems = study_problems(config) if args.config_json is None else []
+    for p in problems:  # one line each, as every command reports an error
+        print(f"biomedquant plan: {p.line()}", file=sys.stderr)
+    if any(p.level == "error" for p in problems):
+        return 1
+    if args.cost:
+        return _print_cost(config, args)
     rows = fit_rows(config)
     if args.figure and not args.out:
         raise ValueError("--figure draws from the table: give --out too")
@@ -33,6 +45,39 @@ def _cmd_plan(args: argparse.Namespace) -> None:
     if args.figure:
         draw_figure("fit", {"fit": args.out}, args.figure)
     print("\n".join(fit_lines(rows)))
+    return 0
+
+
+def _print_cost(config: dict[str, Any], args: argparse.Namespace) -> int:
+    from biomedquant.cost import COST_COLUMNS, cost_lines, study_cost
+    from biomedquant.io import write_csv
+
+    cost = study_cost(config, backend=args.backend, device=args.gpu)
+    if args.out:
+        write_csv(args.out, COST_COLUMNS, cost.rows)
+    print("\n".join(cost_lines(cost)))
+    return 0
+
+
+def _cmd_refit_throughput(args: argparse.Namespace) -> None:
+    from biomedquant.io import read_json
+    from biomedquant.throughput import refit, write_rates
+
+    runs = [*args.runs, *listed_files(args.manifests, "run_record")]
+    fitted = refit((str(path), read_json(path)) for path in runs)
+    if not fitted:
+        raise ValueError(
+            f"none of the {len(runs)} run records holds the counts a refit needs (records"
+            " written by this version's transformers engine, generated in one session)"
+        )
+    write_rates(fitted, args.out)
+    for backend, devices in fitted.items():
+        for device, r in devices.items():
+            print(
+                f"{backend} on {device}: {r['flops']:.3g} FLOP/s, {r['step_overhead_s']:.3g} s"
+                f" per step, {r['bandwidth']:.3g} bytes/s from {r['n_records']} records"
+                f" (largest error {100 * r['max_abs_relative_error']:.0f}%) -> {args.out}"
+            )
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -78,7 +123,32 @@ def add_commands(sub: Any) -> None:
     config_args(s)
     s.add_argument("--out", help="write the table here (CSV)")
     s.add_argument("--figure", nargs="*", default=[], help="write the figure here (PNG/PDF)")
+    s.add_argument(
+        "--cost",
+        action="store_true",
+        help="the expected GPU-hours instead of the fit table (--out: per model x method x"
+        " prompting method)",
+    )
+    s.add_argument(
+        "--backend",
+        choices=sorted(BACKEND_NAMES),
+        help="inference engine to cost (default: the config's inference.backend)",
+    )
+    s.add_argument(
+        "--gpu",
+        choices=[*DEVICE_NAMES, "cpu"],
+        help="device to cost on (default: the config's scheduling.gpu)",
+    )
     s.set_defaults(func=_cmd_plan)
+
+    s = sub.add_parser(
+        "refit-throughput",
+        help="fit the runtime model's rates to a finished study's run records",
+    )
+    s.add_argument("--out", required=True, help="rates file (JSON) for scheduling.throughput_file")
+    add_manifests_arg(s, "run records")
+    s.add_argument("runs", nargs="*", help="run records (.run.json)")
+    s.set_defaults(func=_cmd_refit_throughput)
 
     s = sub.add_parser("doctor", help="check this machine against a study config, before it runs")
     config_args(s)

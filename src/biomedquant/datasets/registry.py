@@ -41,6 +41,11 @@ class DatasetSpec:
     licence: str
     citation: str
     test_size: int  # official test size (benchmark paper, Table 5)
+    # Characters of input text (labels left out) in the split few-shot examples and in-domain
+    # calibration draw from, measured on the pinned upstream files; where that split could not
+    # be measured, a smaller split's count stands as a lower bound (None: not measured). The
+    # study check counts a calibration pool with it before the pool is downloaded.
+    pool_chars_at_least: int | None = None
     fewshot_split: str = "train"
     label_help: dict[str, str] = field(default_factory=dict)  # shown to the model
     extra: dict[str, str] = field(default_factory=dict)
@@ -107,6 +112,7 @@ DATASETS: Registry[DatasetSpec] = Registry(
                 licence="Public Domain Mark",
                 citation="Li et al. 2016, BioCreative V CDR task corpus, Database baw068",
                 test_size=4797,
+                pool_chars_at_least=673_753,
             ),
             DatasetSpec(
                 name="ncbi_disease",
@@ -125,6 +131,7 @@ DATASETS: Registry[DatasetSpec] = Registry(
                 licence="CC0-1.0",
                 citation="Dogan et al. 2014, NCBI disease corpus, J Biomed Inform 47:1-10",
                 test_size=940,
+                pool_chars_at_least=765_203,
             ),
             DatasetSpec(
                 name="chemprot",
@@ -143,6 +150,7 @@ DATASETS: Registry[DatasetSpec] = Registry(
                 licence="Public Domain Mark",
                 citation="Krallinger et al. 2017, Overview of the BioCreative VI ChemProt track",
                 test_size=16943,
+                pool_chars_at_least=3_013_060,  # dev split's count (train not measured)
                 label_help={
                     "CPR:3": "the chemical upregulates or activates the gene/protein",
                     "CPR:4": "the chemical downregulates or inhibits the gene/protein",
@@ -173,6 +181,7 @@ DATASETS: Registry[DatasetSpec] = Registry(
                 licence="CC-BY-NC-4.0",
                 citation="Herrero-Zazo et al. 2013, The DDI corpus, J Biomed Inform 46:914-920",
                 test_size=5761,
+                pool_chars_at_least=2_581_369,  # dev split's count (train not measured)
                 label_help={
                     "DDI-effect": "the sentence states an effect or pharmacodynamic interaction",
                     "DDI-mechanism": "the sentence states a pharmacokinetic mechanism",
@@ -203,6 +212,7 @@ DATASETS: Registry[DatasetSpec] = Registry(
                 citation="Baker et al. 2016, Automatic semantic classification of scientific "
                 "literature according to the hallmarks of cancer, Bioinformatics 32:432-440",
                 test_size=315,
+                pool_chars_at_least=1_699_540,
             ),
             DatasetSpec(
                 name="litcovid",
@@ -241,6 +251,7 @@ DATASETS: Registry[DatasetSpec] = Registry(
                 citation="Jin et al. 2021, What disease does this patient have? Applied Sciences "
                 "11:6421",
                 test_size=1273,
+                pool_chars_at_least=921_367,  # dev split's count (train not measured)
             ),
             DatasetSpec(
                 name="pubmedqa",
@@ -268,6 +279,7 @@ DATASETS: Registry[DatasetSpec] = Registry(
                 citation="Jin et al. 2019, PubMedQA: a dataset for biomedical research question "
                 "answering, EMNLP",
                 test_size=500,
+                pool_chars_at_least=644_338,
             ),
         )
     ),

@@ -48,9 +48,14 @@ class Engine(Protocol):
     info: dict[str, Any]  # load facts for the run record (device, dtypes, sizes, load time)
 
     @classmethod
-    def load(cls, model_dir: str | Path, method: dict[str, Any], decoding: Decoding) -> Self:
+    def load(
+        cls, model_dir: str | Path, method: dict[str, Any], decoding: Decoding, *, gpus: int = 1
+    ) -> Self:
         """Load the artifact in ``model_dir`` as ``method`` says; ``decoding`` holds the batch
-        shape (rows, token budget) the engine may plan for at load time."""
+        shape (rows, token budget) the engine may plan for at load time. ``gpus`` is how many
+        GPUs the job was given (the scheduler's ``gpu`` resource; 0: none, run on the CPU):
+        the engine uses those and no more, and records the number it used as ``info["gpus"]``.
+        It changes speed, not generations, so it is in no cache key."""
         ...
 
     def generate(

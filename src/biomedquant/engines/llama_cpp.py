@@ -17,8 +17,9 @@ keep its outputs comparable with the other engines':
   cache.
 
 Threads follow the job's ``cpu_threads`` (torch's thread count, which the CLI sets); layers are
-offloaded to a GPU when llama.cpp was built with one. The run record gets the GGUF type, file
-size, load time, and prompt-processing and generation tokens/s from llama.cpp's own counters.
+offloaded to the job's GPUs when llama.cpp was built for GPUs and the job has any. The run
+record gets the GGUF type, file size, load time, the GPUs used, and prompt-processing and
+generation tokens/s from llama.cpp's own counters.
 """
 
 from __future__ import annotations
@@ -198,11 +199,18 @@ class LlamaCppEngine:
         method: dict[str, Any],
         decoding: Decoding | None = None,
         *,
+        gpus: int = 1,
         logits_all: bool = False,
         context: int | None = None,
     ) -> LlamaCppEngine:
         """Load the artifact's GGUF file. Prompts run one at a time, so ``decoding``'s batch
-        shape does not apply; ``logits_all`` keeps every position's logits (perplexity)."""
+        shape does not apply; ``logits_all`` keeps every position's logits (perplexity).
+
+        With ``gpus`` > 0 and a llama.cpp built for GPUs, every layer is offloaded and
+        llama.cpp splits them over all the GPUs it can see (its default split mode), which
+        under a scheduler are the job's own; the count is recorded as ``gpus``. ``gpus=0``
+        keeps the model on the CPU, as a job given no GPU must not take one.
+        """
         llama_cpp = llama_cpp_module()
         from transformers import AutoTokenizer
 
@@ -212,7 +220,7 @@ class LlamaCppEngine:
         prov = json.loads(prov_path.read_text("utf-8")) if prov_path.is_file() else {}
         config = json.loads((model_dir / "config.json").read_text("utf-8"))
         n_ctx = min(context or DEFAULT_CONTEXT, int(config.get("max_position_embeddings", 4096)))
-        offload = bool(llama_cpp.llama_supports_gpu_offload())
+        offload = gpus > 0 and bool(llama_cpp.llama_supports_gpu_offload())
         threads = cpu_threads()
         start = time.time()
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -242,6 +250,7 @@ class LlamaCppEngine:
             "size_on_disk_bytes": path.stat().st_size,
             "gguf_file_bytes": path.stat().st_size,
             "gpu_offload": offload,
+            "gpus": gpus if offload else 0,
             "weight_repacking": os.environ.get(REPACK_ENV, "") == "1",
             "gpu_process_bytes_after_load": gpu_process_bytes() if offload else None,
             "llama_cpp_python": getattr(llama_cpp, "__version__", None),

@@ -18,12 +18,15 @@ from __future__ import annotations
 import copy
 import gc
 import logging
+import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from biomedquant import job_resources
 from biomedquant.decoding import Decoding, Sampling
 from biomedquant.engines.base import Generation, OnBatch, cut_at_stop
 from biomedquant.engines.hardware import require_fp8_gpu
@@ -78,14 +81,120 @@ def deployment_weight_bytes(model: Any, dtype_bytes: int, upcast: bool) -> int:
     return total
 
 
-def load_model(model_dir: str | Path, method: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+# Of each GPU's total memory, the share the device map may fill with weights; the rest is left
+# for the KV cache, activations and the CUDA context. The fit estimator sizes a job's GPU count
+# on the same share, so a job given the GPUs it asked for holds its weights within them.
+GPU_MEMORY_FRACTION = job_resources.GPU_MEMORY_FRACTION
+# Of the host's available memory, the share a device map that may offload (the quantization
+# job's) fills: transformers' own default, leaving room for the loading itself.
+HOST_MEMORY_FRACTION = 0.9
+# What an over-full GPU-only device map looks like to transformers' quantizers (bitsandbytes,
+# FP8): they refuse it before loading, in their own words, which :func:`load_model` replaces.
+_OFFLOAD_REFUSED = re.compile(r"cpu(/| or (the )?)disk", re.IGNORECASE)
+
+
+def usable_gpus(gpus: int) -> int:
+    """How many GPUs a job given ``gpus`` uses: those, or as many as are visible when fewer
+    are (said in a warning: the job then runs, or is refused by :func:`load_model`, on what
+    it can see)."""
+    import torch
+
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus > visible:
+        log.warning(
+            "this job was given %d GPU(s) but %d are visible (CUDA_VISIBLE_DEVICES=%r): using %d",
+            gpus,
+            visible,
+            os.environ.get("CUDA_VISIBLE_DEVICES"),
+            visible,
+        )
+    return min(gpus, visible)
+
+
+def gpu_max_memory(gpus: int, *, host_offload: bool = False) -> dict[int | str, int]:
+    """accelerate's ``max_memory`` for a model on the first ``gpus`` GPUs: each at its total
+    memory times :data:`GPU_MEMORY_FRACTION`, and with ``host_offload`` the host's available
+    memory times :data:`HOST_MEMORY_FRACTION` as ``"cpu"``.
+
+    Without a ``"cpu"`` key, accelerate (``get_max_memory`` and ``infer_auto_device_map``, as
+    transformers 5 copies them in ``transformers.integrations.accelerate``) uses exactly the
+    devices listed: GPUs not listed get nothing, and the host gets nothing either; it does not
+    add the host back. It does add ``"disk"`` as a last device of unlimited size, so what does
+    not fit the listed GPUs is placed on "disk" (read from the safetensors files as it runs,
+    no error raised): :func:`load_model` refuses such a map after loading (:func:`require_on_gpus`).
+    """
+    import torch
+
+    limits: dict[int | str, int] = {
+        i: int(torch.cuda.get_device_properties(i).total_memory * GPU_MEMORY_FRACTION)
+        for i in range(gpus)
+    }
+    if host_offload:
+        import psutil
+
+        limits["cpu"] = int(psutil.virtual_memory().available * HOST_MEMORY_FRACTION)
+    return limits
+
+
+def _gpus_described(max_memory: dict[int | str, int]) -> str:
+    """What the refusal names: '2 GPUs given (2 x NVIDIA H100 80GB HBM3, 79.2 GiB each; 142.6
+    GiB for weights at 90%)'."""
+    import torch
+
+    props = [torch.cuda.get_device_properties(k) for k in max_memory if isinstance(k, int)]
+    names = " / ".join(sorted({str(p.name) for p in props}))
+    sizes = sorted({round(p.total_memory / 2**30, 1) for p in props})
+    each = " / ".join(f"{g:.1f}" for g in sizes)
+    usable = sum(v for k, v in max_memory.items() if isinstance(k, int)) / 2**30
+    return (
+        f"{len(props)} GPU{'s' if len(props) != 1 else ''} given ({len(props)} x {names},"
+        f" {each} GiB each; {usable:.1f} GiB for weights at {GPU_MEMORY_FRACTION:.0%})"
+    )
+
+
+def _does_not_fit(max_memory: dict[int | str, int], detail: str) -> RuntimeError:
+    return RuntimeError(
+        f"the model does not fit the {_gpus_described(max_memory)}: {detail}; ask for more"
+        " GPUs (scheduling.gpu_gib and scheduling.max_gpus_per_job in the config; on one"
+        " machine snakemake --resources gpu=N) or choose a smaller method"
+    )
+
+
+def require_on_gpus(model: Any, max_memory: dict[int | str, int]) -> None:
+    """Raise a RuntimeError when the loaded model's device map (``hf_device_map``, present when
+    accelerate dispatched it over several devices) put any module on the CPU or disk: a job
+    that runs from host memory or disk would take hours where its GPUs take minutes, so it
+    stops and says what to ask for instead."""
+    device_map = getattr(model, "hf_device_map", None) or {}
+    offloaded = [name for name, device in device_map.items() if str(device) in ("cpu", "disk")]
+    if offloaded:
+        where = sorted({str(device_map[name]) for name in offloaded})
+        raise _does_not_fit(
+            max_memory,
+            f"{len(offloaded)} module(s) would be offloaded to the {' and '.join(where)}"
+            f" (first: {offloaded[0]})",
+        )
+
+
+def load_model(
+    model_dir: str | Path,
+    method: dict[str, Any],
+    *,
+    gpus: int = 1,
+    host_offload: bool = False,
+) -> tuple[Any, Any, dict[str, Any]]:
     """Load an artifact for generation under ``method``; returns (model, tokenizer, facts).
 
-    On a GPU the model runs in its stored 16-bit dtype. On a CPU, 16-bit matrix products are
-    slow, so unquantized and GPTQ models compute in float32 there (recorded as
-    ``compute_dtype``). bitsandbytes methods quantize the 16-bit weights while loading and
-    compute in 16-bit on either device. ``weights_bytes`` counts the weights as a GPU would
-    hold them, whatever the device (see :func:`deployment_weight_bytes`).
+    On a GPU the model runs in its stored 16-bit dtype, spread by accelerate over the first
+    ``gpus`` GPUs (fewer when fewer are visible, see :func:`usable_gpus`) and over those only:
+    a model that does not fit them is refused (:func:`require_on_gpus`) rather than offloaded
+    to the host, unless ``host_offload`` (the quantization job's quality check, sized for
+    GPTQ's one block at a time, runs a few forward passes and may offload as it always did).
+    The facts record ``gpus``, the number used. On a CPU (no CUDA, or ``gpus=0``), 16-bit
+    matrix products are slow, so unquantized and GPTQ models compute in float32 there
+    (recorded as ``compute_dtype``). bitsandbytes methods quantize the 16-bit weights while
+    loading and compute in 16-bit on either device. ``weights_bytes`` counts the weights as a
+    GPU would hold them, whatever the device (see :func:`deployment_weight_bytes`).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -95,9 +204,10 @@ def load_model(model_dir: str | Path, method: dict[str, Any]) -> tuple[Any, Any,
 
     start = time.time()
     kind = method_kind(method)
-    cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
+    n_gpus = usable_gpus(gpus) if gpus > 0 and torch.cuda.is_available() else 0
+    cuda = n_gpus > 0
+    for i in range(n_gpus):
+        torch.cuda.reset_peak_memory_stats(i)
     stored = getattr(torch, stored_dtype(model_dir))
     quant = bnb_config(method, stored) or fp8_config(method)
     dtype = stored if (cuda or kind.load_time) else torch.float32
@@ -106,17 +216,31 @@ def load_model(model_dir: str | Path, method: dict[str, Any]) -> tuple[Any, Any,
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    extra = {"quantization_config": quant} if quant is not None else {}
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir,
-        dtype=dtype,
-        device_map="auto" if cuda else "cpu",
-        trust_remote_code=trusts_remote_code(model_dir),
-        **extra,
+    extra: dict[str, Any] = {"quantization_config": quant} if quant is not None else {}
+    max_memory = gpu_max_memory(n_gpus, host_offload=host_offload) if cuda else {}
+    placement: dict[str, Any] = (
+        {"device_map": "auto", "max_memory": max_memory} if cuda else {"device_map": "cpu"}
     )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir,
+            dtype=dtype,
+            trust_remote_code=trusts_remote_code(model_dir),
+            **placement,
+            **extra,
+        )
+    except ValueError as exc:
+        # bitsandbytes and FP8 check the device map before loading and refuse one with
+        # offloaded modules in their own words; the job's refusal says what to do.
+        if cuda and not host_offload and _OFFLOAD_REFUSED.search(str(exc)):
+            raise _does_not_fit(max_memory, "some modules would be offloaded") from exc
+        raise
+    if cuda and not host_offload:
+        require_on_gpus(model, max_memory)
     model.eval()
     info = {
         "device": "cuda" if cuda else "cpu",
+        "gpus": n_gpus,
         "cpu_threads": torch.get_num_threads(),
         "stored_dtype": str(stored).replace("torch.", ""),
         "compute_dtype": str(model.dtype).replace("torch.", ""),
@@ -124,7 +248,9 @@ def load_model(model_dir: str | Path, method: dict[str, Any]) -> tuple[Any, Any,
         "model_footprint_bytes": int(model.get_memory_footprint()),
         "weights_bytes": deployment_weight_bytes(model, stored.itemsize, upcast=dtype != stored),
         "size_on_disk_bytes": dir_size(model_dir) if not kind.load_time else None,
-        "gpu_allocated_after_load_bytes": torch.cuda.memory_allocated() if cuda else None,
+        "gpu_allocated_after_load_bytes": (
+            sum(torch.cuda.memory_allocated(i) for i in range(n_gpus)) if cuda else None
+        ),
         "quant_kernel": quant_kernel(model),
     }
     return model, tokenizer, info
@@ -257,6 +383,11 @@ def generate(
     stats.setdefault("oom_retries", 0)
     stats.setdefault("largest_batch", 0)
     stats.setdefault("batches", 0)
+    # What the runtime model counts (biomedquant.throughput): tokens prefilled (padding
+    # included, the shared prefix once), decode steps, steps x rows, and the rows' KV cache
+    # length summed over their steps.
+    for key in ("prefill_tokens", "decode_steps", "decode_row_steps", "decode_context_token_steps"):
+        stats.setdefault(key, 0)
     device = next(model.parameters()).device
     eos = model.generation_config.eos_token_id
     end_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
@@ -279,6 +410,7 @@ def generate(
         cache = DynamicCache()
         with torch.inference_mode():
             model(input_ids=torch.tensor([ids[0][:shared]], device=device), past_key_values=cache)
+        stats["prefill_tokens"] += shared
     else:
         shared = 0
 
@@ -304,6 +436,12 @@ def generate(
                 **kwargs,
             )
         new = out[:, shared + width :].tolist()
+        steps = out.shape[1] - (shared + width)
+        n_rows = len(idx) * samples
+        stats["prefill_tokens"] += len(idx) * width
+        stats["decode_steps"] += steps
+        stats["decode_row_steps"] += n_rows * steps
+        stats["decode_context_token_steps"] += n_rows * steps * (shared + width + steps / 2)
         done = {}
         for row, i in enumerate(idx):
             texts, reasons, n_new = [], [], 0
@@ -372,9 +510,11 @@ class TransformersEngine:
 
     @classmethod
     def load(
-        cls, model_dir: str | Path, method: dict[str, Any], decoding: Decoding
+        cls, model_dir: str | Path, method: dict[str, Any], decoding: Decoding, *, gpus: int = 1
     ) -> TransformersEngine:
-        model, tokenizer, info = load_model(model_dir, method)
+        """:func:`load_model` on the job's ``gpus``; the batch shape is used by
+        :meth:`generate`."""
+        model, tokenizer, info = load_model(model_dir, method, gpus=gpus)
         return cls(model, tokenizer, decoding, info)
 
     def generate(

@@ -7,7 +7,7 @@ would only throttle it). It is imported only when selected and is not a dependen
 biomedquant: install it beside it (``pip install vllm``) on a machine with CUDA. GPTQ
 artifacts load as they are; bitsandbytes and fp8 methods use vLLM's own load-time
 quantization (:func:`vllm_quantization`); the CPU-only demo and tests run the transformers
-engine.
+engine. A job given several GPUs runs tensor parallel over them (:func:`tensor_parallel_size`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from biomedquant.decoding import Decoding, Sampling
 from biomedquant.engines.base import EngineUnavailable, Generation, OnBatch
 from biomedquant.engines.hardware import require_fp8_gpu
+from biomedquant.io import read_json
 from biomedquant.methods import method_kind
 
 # Sequences interleaved per chunk handed to vLLM: chunks make progress and resume granular.
@@ -47,8 +48,48 @@ def vllm_quantization(method: dict[str, Any]) -> str | None:
     return kind.vllm_quantization
 
 
-def llm_kwargs(model_dir: str | Path, method: dict[str, Any], decoding: Decoding) -> dict[str, Any]:
-    """The keyword arguments of ``vllm.LLM`` for this artifact, method and batch shape."""
+def attention_heads(model_dir: str | Path) -> int | None:
+    """The model's attention head count from its ``config.json`` (a multimodal model's text
+    config when the top level has none); None when it names none."""
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        return None
+    config = read_json(path)
+    for part in (config, config.get("text_config") or {}):
+        heads = part.get("num_attention_heads")
+        if isinstance(heads, int) and heads > 0:
+            return heads
+    return None
+
+
+def tensor_parallel_size(model_dir: str | Path, gpus: int) -> int | None:
+    """vLLM's ``tensor_parallel_size`` for a job given ``gpus`` GPUs (None for one or none:
+    vLLM's default, one GPU).
+
+    Tensor parallelism splits every attention layer's heads over the GPUs, so vLLM refuses a
+    size that does not divide the head count; that is checked here from ``config.json``, before
+    vLLM starts its workers, with what to do instead.
+    """
+    if gpus <= 1:
+        return None
+    heads = attention_heads(model_dir)
+    if heads is not None and heads % gpus:
+        divisors = [n for n in (1, 2, 4, 8) if heads % n == 0]
+        raise ValueError(
+            f"vLLM splits the attention heads over the job's GPUs, and {model_dir}'s"
+            f" {heads} heads do not divide over {gpus}: run it on {' or '.join(map(str, divisors))}"
+            " GPU(s) (scheduling.max_gpus_per_job, scheduling.gpu_gib), or with"
+            " inference.backend: transformers"
+        )
+    return gpus
+
+
+def llm_kwargs(
+    model_dir: str | Path, method: dict[str, Any], decoding: Decoding, *, gpus: int = 1
+) -> dict[str, Any]:
+    """The keyword arguments of ``vllm.LLM`` for this artifact, method, batch shape and the
+    job's GPU count (``tensor_parallel_size`` when more than one, see
+    :func:`tensor_parallel_size`)."""
     kwargs: dict[str, Any] = {
         "model": str(model_dir),
         "max_num_seqs": decoding.continuous_rows,
@@ -57,6 +98,9 @@ def llm_kwargs(model_dir: str | Path, method: dict[str, Any], decoding: Decoding
     quantization = vllm_quantization(method)
     if quantization:
         kwargs["quantization"] = quantization
+    parallel = tensor_parallel_size(model_dir, gpus)
+    if parallel:
+        kwargs["tensor_parallel_size"] = parallel
     return kwargs
 
 
@@ -94,11 +138,20 @@ class VllmEngine:
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, model_dir: str | Path, method: dict[str, Any], decoding: Decoding) -> VllmEngine:
+    def load(
+        cls, model_dir: str | Path, method: dict[str, Any], decoding: Decoding, *, gpus: int = 1
+    ) -> VllmEngine:
+        """A ``vllm.LLM`` over the job's ``gpus`` (tensor parallel when more than one)."""
         vllm = _vllm()
+        kwargs = llm_kwargs(model_dir, method, decoding, gpus=gpus)
         start = time.time()
-        llm = vllm.LLM(**llm_kwargs(model_dir, method, decoding))
-        info = {"device": "cuda", "load_seconds": round(time.time() - start, 3), "backend": "vllm"}
+        llm = vllm.LLM(**kwargs)
+        info = {
+            "device": "cuda",
+            "gpus": kwargs.get("tensor_parallel_size", 1),
+            "load_seconds": round(time.time() - start, 3),
+            "backend": "vllm",
+        }
         return cls(llm, llm.get_tokenizer(), info)
 
     def generate(

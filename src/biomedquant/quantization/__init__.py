@@ -3,9 +3,9 @@
 The workflow's ``quantize_model`` rule calls :func:`quantize_model`, which looks the method's
 kind up in :mod:`biomedquant.methods` and calls the producer its record names. Every producer
 has the same signature (source folder, output folder, method entry; keywords ``seed``,
-``pools``, ``test_raws``, ``heldout``) and starts the same way: :class:`SourceModel` reads the
-fetched model's provenance and loads its tokenizer, and :func:`artifact_provenance` writes what
-every artifact records (source, library versions, sizes, hashes). The modules:
+``pools``, ``test_raws``, ``heldout``, ``gpus``) and starts the same way: :class:`SourceModel`
+reads the fetched model's provenance and loads its tokenizer, and :func:`artifact_provenance`
+writes what every artifact records (source, library versions, sizes, hashes). The modules:
 
 * :mod:`~biomedquant.quantization.gptq`: ``gptq`` and ``rtn`` artifacts (one checkpoint
   format, one grid), with the per-layer quality check of :mod:`.quality`;
@@ -95,12 +95,15 @@ def quantize_model(
     pools: dict[str, str | Path] | None = None,
     test_raws: dict[str, str | Path] | None = None,
     heldout: list[str | Path] | None = None,
+    gpus: int = 1,
 ) -> dict[str, Any]:
     """Quantize the 16-bit model in ``source_dir`` with ``method``; write the artifact.
 
     ``pools`` and ``test_raws`` (dataset -> file) are needed for in-domain calibration.
     ``heldout`` (prepared test JSON Lines) is the text of the quality check; without it the
     shipped generic text serves, unless it calibrated the model (then the check is skipped).
+    ``gpus`` is how many GPUs the job was given (0: none); a producer uses those and no more.
+    It changes speed, not the artifact, so no provenance hash holds it.
     """
     kind = method_kind(method)
     if kind.producer is None:
@@ -108,7 +111,14 @@ def quantize_model(
     module, _, function = kind.producer.partition(":")
     produce = getattr(importlib.import_module(module), function)
     return produce(
-        source_dir, out_dir, method, seed=seed, pools=pools, test_raws=test_raws, heldout=heldout
+        source_dir,
+        out_dir,
+        method,
+        seed=seed,
+        pools=pools,
+        test_raws=test_raws,
+        heldout=heldout,
+        gpus=gpus,
     )
 
 

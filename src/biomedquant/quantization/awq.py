@@ -49,12 +49,16 @@ def quantize_awq(
     pools: dict[str, str | Path] | None = None,
     test_raws: dict[str, str | Path] | None = None,
     heldout: list[str | Path] | None = None,
+    gpus: int = 1,
 ) -> dict[str, Any]:
     """Write the AWQ artifact of ``method`` for the 16-bit model in ``source_dir``.
 
     ``heldout`` is accepted as every producer's is; the per-layer check against
-    round-to-nearest (:mod:`.quality`) covers GPTQ-format artifacts only.
+    round-to-nearest (:mod:`.quality`) covers GPTQ-format artifacts only. gptqmodel quantizes
+    on one GPU (the first), so ``gpus`` only has to be at least one.
     """
+    if gpus < 1:
+        raise RuntimeError(f"{NEEDS_GPU.split(' (')[0]}, and this job was given none (--gpus 0)")
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, os.cpu_count() or 1)))
     import torch
 

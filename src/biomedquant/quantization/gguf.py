@@ -139,12 +139,14 @@ def quantize_gguf(
     pools: dict[str, str | Path] | None = None,
     test_raws: dict[str, str | Path] | None = None,
     heldout: list[str | Path] | None = None,
+    gpus: int = 1,
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Write the ``gguf`` artifact of ``method`` for the 16-bit model in ``source_dir``.
 
-    ``heldout`` is accepted as every producer's is; the per-layer check against
-    round-to-nearest (:mod:`.quality`) covers GPTQ-format artifacts only.
+    ``heldout`` and ``gpus`` are accepted as every producer's are; the per-layer check against
+    round-to-nearest (:mod:`.quality`) covers GPTQ-format artifacts only, and GGUF conversion
+    and llama.cpp's quantizer run on the CPU (the kind's ``quantizes_on_cpu``).
     """
     from biomedquant.quantization.gguf_convert import convert_to_gguf
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from biomedquant.calibration import checked_windows, generic_calibration_texts
+from biomedquant.engines.transformers import gpu_max_memory, usable_gpus
 from biomedquant.io import atomic_dir, read_json, write_json
 from biomedquant.provenance import now
 from biomedquant.quantization import SOURCE_KEYS, SourceModel, artifact_provenance
@@ -107,7 +108,7 @@ def _quantize_gptq(
     method: dict[str, Any],
     tokenizer: Any,
     dtype: Any,
-    device_map: str,
+    placement: dict[str, Any],
     seed: int,
     pools: dict[str, str | Path] | None,
     test_raws: dict[str, str | Path] | None,
@@ -136,8 +137,8 @@ def _quantize_gptq(
             source.dir,
             dtype=dtype,
             quantization_config=qconfig,
-            device_map=device_map,
             trust_remote_code=source.trusted,
+            **placement,
         )
     numeric = [x["loss"] for x in layer_losses if isinstance(x["loss"], (int, float))]
     extra = {
@@ -181,11 +182,17 @@ def quantize_gptq_format(
     pools: dict[str, str | Path] | None = None,
     test_raws: dict[str, str | Path] | None = None,
     heldout: list[str | Path] | None = None,
+    gpus: int = 1,
 ) -> dict[str, Any]:
     """The producer of ``gptq`` and ``rtn`` artifacts: one checkpoint format, one grid.
 
     GPTQ calibrates; round-to-nearest rounds the same grid without data. Either artifact is
     then checked layer by layer against round-to-nearest on ``heldout`` text.
+
+    On CUDA the 16-bit model is spread over the first ``gpus`` GPUs and, beyond them, host
+    memory: GPTQ works one block at a time, so its job is sized for a block, not the model
+    (:func:`biomedquant.job_resources.job_gpus`), and the rest waits on the host. With
+    ``gpus=0`` or no CUDA everything stays on the CPU (rtn's ``quantize`` jobs always do).
     """
     kind = method["kind"]
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, os.cpu_count() or 1)))
@@ -198,17 +205,21 @@ def quantize_gptq_format(
     tokenizer = source.tokenizer()
     # Load in 16-bit, so the parts left alone (embeddings, norms, lm_head) stay 16-bit.
     dtype = getattr(torch, source.provenance.get("dtype", "float16"))
-    device_map = "auto" if torch.cuda.is_available() else "cpu"
+    n_gpus = usable_gpus(gpus) if gpus > 0 and torch.cuda.is_available() else 0
+    device_map = "auto" if n_gpus else "cpu"  # as the provenance records it
+    placement: dict[str, Any] = {"device_map": device_map}
+    if n_gpus:
+        placement["max_memory"] = gpu_max_memory(n_gpus, host_offload=True)
     rtn_quantizer = None
     if kind == "gptq":
         model, extra = _quantize_gptq(
-            source, method, tokenizer, dtype, device_map, seed, pools, test_raws
+            source, method, tokenizer, dtype, placement, seed, pools, test_raws
         )
     else:
         from biomedquant.quantization.rtn import rtn_quantize
 
         model = AutoModelForCausalLM.from_pretrained(
-            source.dir, dtype=dtype, device_map=device_map, trust_remote_code=source.trusted
+            source.dir, dtype=dtype, trust_remote_code=source.trusted, **placement
         )
         grid = grid_params(method)
         model, rtn_quantizer = rtn_quantize(model, **grid)
@@ -233,7 +244,7 @@ def quantize_gptq_format(
         )
         write_json(tmp / "provenance.json", prov)
         check_start = time.time()
-        prov["quality"] = _quality(tmp, source.dir, method, heldout)
+        prov["quality"] = _quality(tmp, source.dir, method, heldout, gpus=n_gpus)
         prov["quality_seconds"] = round(time.time() - check_start, 2)
         prov["written_at"] = now()
         write_json(tmp / "provenance.json", prov)
@@ -241,9 +252,17 @@ def quantize_gptq_format(
 
 
 def _quality(
-    artifact: Path, source_dir: Path, method: dict[str, Any], heldout: list[str | Path] | None
+    artifact: Path,
+    source_dir: Path,
+    method: dict[str, Any],
+    heldout: list[str | Path] | None,
+    *,
+    gpus: int = 1,
 ) -> dict[str, Any]:
-    """The per-layer check on the artifact as saved, loaded through inference's own path."""
+    """The per-layer check on the artifact as saved, loaded through inference's own path, on
+    the job's ``gpus`` and, where they do not hold the artifact, host memory: the job was
+    sized for quantizing (one block at a time), and a few forward passes over held-out text
+    may run offloaded."""
     from biomedquant.engines.transformers import load_model
     from biomedquant.quantization.quality import heldout_texts, quality_check
 
@@ -254,7 +273,7 @@ def _quality(
     else:
         log.warning("quality check skipped: no held-out text apart from the calibration text")
         return {"summary": None, "skipped": "no held-out text given", "layers": []}
-    model, tokenizer, _ = load_model(artifact, method)
+    model, tokenizer, _ = load_model(artifact, method, gpus=gpus, host_offload=True)
     result = quality_check(model, tokenizer, source_dir, texts, grid_params(method), method["kind"])
     result["summary"]["heldout_text"] = what
     return result
