@@ -299,4 +299,13 @@ def test_vllm_gets_every_prompting_method_in_one_request_list(monkeypatch):
     assert [r["outputs"] for r in results[0]] == [["a|0"], ["b|0"], ["c|0"]]
     assert [len(r["outputs"]) for r in results[1]] == [3, 3]
     assert sorted(got[0]) == [0, 1, 2] and sorted(got[1]) == [0, 1]
-    assert stats == [{"batches": 1}, {"batches": 1}]
+    # What the runtime model's refit counts: each run its prompts' tokens, and its share (by
+    # tokens decoded) of the one chunk's decode steps, so that the job's records add up.
+    assert stats[0] == {
+        "batches": 1,
+        "prefill_tokens": 6,  # 3 prompts of 2 tokens
+        "decode_row_steps": 3,
+        "decode_context_token_steps": 3 * (2 + 0.5),
+        "decode_steps": pytest.approx(1 / 3),
+    }
+    assert stats[1]["decode_row_steps"] == 6 and stats[1]["decode_steps"] == pytest.approx(2 / 3)

@@ -201,3 +201,25 @@ def test_plan_cost_prints_the_totals_the_largest_jobs_and_the_shards(tmp_path):
     rows = out.read_text().splitlines()
     assert rows[0] == "model,method,prompt,gpus,gpu_hours"
     assert len(rows) - 1 == len(PAPER["models"]) * len(PAPER["methods"]) * len(PAPER["prompts"])
+
+
+def test_runs_an_engine_generated_together_are_fitted_as_one_job():
+    """vLLM takes a job's prompting methods in one request list: each record holds the joint
+    seconds and its share of the counts; the refit sums them into one observation."""
+    from biomedquant.throughput import observations
+
+    _, base = _records()[0]
+    together = {"generated_with": ["zero-shot", "cot"], "generate_seconds": 30.0}
+    a = {**base, **together, "prompt_method": "zero-shot"}
+    b = {
+        **base,
+        **together,
+        "prompt_method": "cot",
+        "batch_decode_steps": 2 * base["batch_decode_steps"],
+    }
+    (obs,) = observations([("a", a), ("b", b)])
+    single = observation(base)
+    assert obs.seconds == 30.0 and obs.source == "a + b"
+    assert obs.features[1] == 3 * base["batch_decode_steps"]
+    assert obs.features[0] == pytest.approx(2 * single.features[0])
+    assert observations([("a", a)]) == []  # half a job: its seconds are not its own

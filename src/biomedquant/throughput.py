@@ -329,19 +329,14 @@ def device_key(record: Mapping[str, Any]) -> str:
     return re.sub(r"[^a-z0-9]+", "_", low).strip("_") or "gpu"
 
 
-def observation(record: Mapping[str, Any], source: str = "") -> Observation | None:
-    """The features of a run record that generated its items in one engine session, or None
-    (a record served from the cache or shards, or written before the counts were recorded)."""
+def _features(record: Mapping[str, Any]) -> tuple[float, float, float] | None:
+    """The model's features of what one run record generated (None: a record served from the
+    cache or shards, or written before the counts were recorded)."""
     facts = record.get("model_shape") or {}
     needed = ("batch_prefill_tokens", "batch_decode_steps", "batch_decode_row_steps")
     if not facts or any(record.get(k) is None for k in needed):
         return None
     if not record.get("n_generated") or record.get("n_from_cache") or record.get("n_from_shards"):
-        return None
-    if len(record.get("generated_with") or [record.get("prompt_method")]) > 1:
-        return None  # seconds shared with other runs (vLLM took them together)
-    seconds = float(record.get("generate_seconds") or 0)
-    if seconds <= 0:
         return None
     row_steps = record["batch_decode_row_steps"]
     context = record.get("batch_decode_context_token_steps") or 0
@@ -351,12 +346,61 @@ def observation(record: Mapping[str, Any], source: str = "") -> Observation | No
         row_steps,
         context / row_steps if row_steps else 0.0,
     )
-    features = counts.features(
-        facts["params"], record.get("model_footprint_bytes") or 0, facts["kv_bytes_per_token"]
+    # Bytes one step reads: the loaded model's footprint where the engine measured it
+    # (transformers), else the weights' bytes, else its parameters at 16 bits.
+    step = (
+        record.get("model_footprint_bytes") or record.get("weights_bytes") or 2 * facts["params"]
     )
-    return Observation(
-        record.get("backend", "transformers"), device_key(record), features, seconds, source
-    )
+    return counts.features(facts["params"], step, facts["kv_bytes_per_token"])
+
+
+def observation(record: Mapping[str, Any], source: str = "") -> Observation | None:
+    """A run record that generated its items alone in its engine session, reduced to the
+    model's features and its measured seconds (None when it cannot be fitted)."""
+    if len(record.get("generated_with") or [record.get("prompt_method")]) > 1:
+        return None  # seconds shared with other runs: see observations()
+    features = _features(record)
+    seconds = float(record.get("generate_seconds") or 0)
+    if features is None or seconds <= 0:
+        return None
+    backend = record.get("backend", "transformers")
+    return Observation(backend, device_key(record), features, seconds, source)
+
+
+def observations(records: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Observation]:
+    """Every fittable observation: single runs, and the runs an engine generated together
+    (vLLM takes a job's prompting methods in one request list; each of their records holds
+    the joint seconds and its share of the counts), summed into one observation per job."""
+    out: list[Observation] = []
+    together: dict[tuple, list[tuple[str, Mapping[str, Any]]]] = {}
+    for source, rec in records:
+        shared = rec.get("generated_with") or []
+        if len(shared) > 1:
+            key = (
+                rec.get("model_dir"),
+                rec.get("dataset"),
+                tuple(shared),
+                rec.get("generate_seconds"),
+            )
+            together.setdefault(key, []).append((source, rec))
+        elif (obs := observation(rec, source)) is not None:
+            out.append(obs)
+    for (_, _, shared, seconds), members in together.items():
+        parts = [_features(rec) for _, rec in members]
+        if len(members) != len(shared) or any(p is None for p in parts) or not seconds:
+            continue  # a job's records not all given, or not all fittable
+        summed = tuple(sum(p[k] for p in parts) for k in range(3))  # type: ignore[index]
+        rec = members[0][1]
+        out.append(
+            Observation(
+                rec.get("backend", "transformers"),
+                device_key(rec),
+                summed,  # type: ignore[arg-type]
+                float(seconds),
+                " + ".join(src for src, _ in members),
+            )
+        )
+    return out
 
 
 def _fit(obs: Sequence[Observation]) -> tuple[float, float, float]:
@@ -387,10 +431,8 @@ def refit(records: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, dict[st
     """Fitted rates per backend and device from ``(source, run record)`` pairs, with how
     many records each rests on and their relative errors."""
     groups: dict[tuple[str, str], list[Observation]] = {}
-    for source, record in records:
-        obs = observation(record, source)
-        if obs is not None:
-            groups.setdefault((obs.backend, obs.device), []).append(obs)
+    for obs in observations(records):
+        groups.setdefault((obs.backend, obs.device), []).append(obs)
     out: dict[str, dict[str, dict]] = {}
     for (backend, device), obs in sorted(groups.items()):
         inv_f, overhead, inv_b = _fit(obs)

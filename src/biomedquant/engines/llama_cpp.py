@@ -280,6 +280,12 @@ class LlamaCppEngine:
         samples = sampling.samples
         results: list[Generation] = []
         start = time.time()
+        # What the runtime model counts (biomedquant.throughput): one sequence at a time, so
+        # every token decoded is a step; each chain prefills its prompt (an upper bound:
+        # llama.cpp reuses a prefix it still holds).
+        counts = dict.fromkeys(
+            ("prefill_tokens", "decode_steps", "decode_row_steps", "decode_context_token_steps"), 0
+        )
         for i, prompt in enumerate(prompts):
             ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
             texts, reasons, n_new = [], [], 0
@@ -295,6 +301,10 @@ class LlamaCppEngine:
                 texts.append(text)
                 reasons.append(reason)
                 n_new += n
+                counts["prefill_tokens"] += len(ids)
+                counts["decode_steps"] += n
+                counts["decode_row_steps"] += n
+                counts["decode_context_token_steps"] += n * (len(ids) + n / 2)
             result = {
                 "outputs": texts,
                 "stop_reasons": reasons,
@@ -308,6 +318,7 @@ class LlamaCppEngine:
                 progress.update(1)
         if stats is not None:
             stats.update(batches=len(prompts), largest_batch=1 if prompts else 0, oom_retries=0)
+            stats.update(counts)
             stats["engine_metrics"] = _engine_metrics(_perf(self), time.time() - start)
         return results
 

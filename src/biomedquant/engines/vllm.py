@@ -127,6 +127,29 @@ def stop_reason(finish_reason: str | None, matched: Any) -> str:
     return "length" if finish_reason == "length" else str(finish_reason)
 
 
+def add_counts(stats: dict[str, Any], outs: list[Any], max_rows: int) -> None:
+    """Add what the runtime model counts (biomedquant.throughput) for one ``llm.generate``
+    call: prompt tokens prefilled (an upper bound: vLLM's prefix cache may skip some), tokens
+    decoded, the KV cache length summed over decode steps, and the steps themselves: the
+    longest sequence when all fit in vLLM's ``max_rows`` slots at once, else the tokens over
+    the slots."""
+    longest, row_steps, context = 0, 0, 0.0
+    for out in outs:
+        prompt = len(out.prompt_token_ids)
+        for c in out.outputs:
+            n = len(c.token_ids)
+            longest = max(longest, n)
+            row_steps += n
+            context += n * (prompt + n / 2)
+    stats["prefill_tokens"] = stats.get("prefill_tokens", 0) + sum(
+        len(o.prompt_token_ids) for o in outs
+    )
+    stats["decode_row_steps"] = stats.get("decode_row_steps", 0) + row_steps
+    stats["decode_context_token_steps"] = stats.get("decode_context_token_steps", 0) + context
+    steps = max(longest, -(-row_steps // max_rows)) if row_steps else 0
+    stats["decode_steps"] = stats.get("decode_steps", 0) + steps
+
+
 @dataclass
 class VllmEngine:
     """A ``vllm.LLM`` behind the engine interface."""
@@ -136,6 +159,7 @@ class VllmEngine:
     llm: Any
     tokenizer: Any
     info: dict[str, Any] = field(default_factory=dict)
+    max_rows: int = Decoding.continuous_rows  # vLLM's max_num_seqs: sequences in flight
 
     @classmethod
     def load(
@@ -152,7 +176,7 @@ class VllmEngine:
             "load_seconds": round(time.time() - start, 3),
             "backend": "vllm",
         }
-        return cls(llm, llm.get_tokenizer(), info)
+        return cls(llm, llm.get_tokenizer(), info, kwargs["max_num_seqs"])
 
     def generate(
         self,
@@ -185,6 +209,8 @@ class VllmEngine:
                     "n_new_tokens": sum(len(c.token_ids) for c in out.outputs),
                 }
             results.extend(done[i] for i in sorted(done))
+            if stats is not None:
+                add_counts(stats, outs, self.max_rows)
             if on_batch is not None:
                 on_batch(done)
             if progress is not None:
@@ -235,6 +261,23 @@ class VllmEngine:
                     "n_prompt_tokens": len(out.prompt_token_ids),
                     "n_new_tokens": sum(len(c.token_ids) for c in out.outputs),
                 }
+            if stats is not None:
+                # One chunk's steps are shared by its runs: each run gets its share of them by
+                # its rows' steps, so that a job's records add up to what the chunk did.
+                joint: dict[str, float] = {}
+                add_counts(joint, outs, self.max_rows)
+                for run in {r for r, _ in chunk}:
+                    mine = [o for (r, _), o in zip(chunk, outs, strict=True) if r == run]
+                    own: dict[str, float] = {}
+                    add_counts(own, mine, self.max_rows)
+                    share = (
+                        own["decode_row_steps"] / joint["decode_row_steps"]
+                        if joint["decode_row_steps"]
+                        else 0.0
+                    )
+                    own["decode_steps"] = joint["decode_steps"] * share
+                    for key, value in own.items():
+                        stats[run][key] = stats[run].get(key, 0) + value
             for run, batch in enumerate(done):
                 if not batch:
                     continue
