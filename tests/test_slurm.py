@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from biomedquant.decoding import Decoding
-from biomedquant.job_resources import infer_workload, job_resources
+from biomedquant.job_resources import Runtime, infer_workload, job_gpus, job_resources
 
 from conftest import REPO, copy_workflow, snakemake
 
@@ -63,9 +63,17 @@ pytestmark = [
 ]
 
 
+# One GPU's memory as the scheduling settings see it: small enough that the demo model's
+# inference and perplexity jobs (about 1.5 GB each) ask for two of the cluster's fake GPUs,
+# so the multi-GPU request goes through a real Slurm.
+GPU_GIB = 1.5
+
+
 def small_demo_config() -> dict:
-    """The demo config cut to minutes: 2 datasets x 4 items, 16-bit only, zero-shot."""
+    """The demo config cut to minutes: 2 datasets x 4 items, 16-bit only, zero-shot, on
+    GPUs of :data:`GPU_GIB`."""
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["scheduling"] = {"gpu_gib": GPU_GIB}
     cfg["datasets"] = ["chemprot", "medqa"]
     cfg["data"]["limit"] = 4
     cfg["methods"] = {"none": {"kind": "none"}}
@@ -215,14 +223,14 @@ def test_demo_study_on_slurm_matches_a_local_run(slurm_cluster, flaky_run, tmp_p
     local = copy_workflow(tmp_path / "local", cfg)
     # The model is fetched once, locally, for both runs: a download and a conversion, not
     # what this test is about (the flaky workflow has a CPU job on the cluster).
-    snakemake(local, "resources/models/smollm2_135m/none")
+    snakemake(local, "resources/models/smollm2_135m/none", gpus=2)
     shutil.copytree(local / "resources" / "models", wd / "resources" / "models")
 
     # The study's results (the plan, perplexity and report targets add nothing to test here),
     # on the cluster and, at the same time, locally as the reference.
     target = "results/tables/scores.csv"
     local_cmd = [sys.executable, "-m", "snakemake", target, "--cores", "1"]
-    local_cmd += ["--resources", "gpu=1"]
+    local_cmd += ["--resources", "gpu=2"]
     with (tmp_path / "local.log").open("w") as out:
         reference = subprocess.Popen(local_cmd, cwd=local, stdout=out, stderr=subprocess.STDOUT)
     proc = run_on_slurm(wd, target)
@@ -246,17 +254,21 @@ def test_demo_study_on_slurm_matches_a_local_run(slurm_cluster, flaky_run, tmp_p
         by_rule.setdefault(rule_of(row), []).append(row)
     assert set(by_rule) == set(planned) - set(local_jobs)
 
-    # GPU rules got a GPU, the others none; small CPU rules never reached the scheduler.
+    # GPU rules got the GPUs their memory estimate asks for (two of 1.5 GiB), the others none;
+    # small CPU rules never reached the scheduler.
     assert len(by_rule["infer"]) == len(cfg["datasets"])
+    model = cfg["models"]["smollm2_135m"]
+    tokens = Decoding.from_config(cfg).batch_tokens
+    gpus = job_gpus(model, cfg["methods"]["none"], "infer", gpu_gib=GPU_GIB, tokens=tokens)
+    assert gpus == 2
     for rule, jobs in by_rule.items():
         gpu_rule = rule in ("infer", "quantize_model", "perplexity")
         for row in jobs:
-            assert ("gres/gpu=1" in row["AllocTRES"]) == gpu_rule, (rule, row)
+            assert (f"gres/gpu={gpus}" in row["AllocTRES"]) == gpu_rule, (rule, row)
     assert not {"evaluate_baseline", "aggregate_scores", "download_dataset"} & set(by_rule)
     assert "localrule evaluate_baseline:" in log
 
     # The estimator's host memory and runtime are what Slurm was asked for.
-    model = cfg["models"]["smollm2_135m"]
     expected = set()
     for dataset in cfg["datasets"]:
         work = infer_workload(
@@ -265,7 +277,8 @@ def test_demo_study_on_slurm_matches_a_local_run(slurm_cluster, flaky_run, tmp_p
             limit=cfg["data"]["limit"],
             decoding=Decoding.from_config(cfg),
         )
-        res = job_resources(model, cfg["methods"]["none"], "infer", workload=work)
+        runtime = Runtime(gpus=gpus)
+        res = job_resources(model, cfg["methods"]["none"], "infer", workload=work, runtime=runtime)
         expected.add((f"{res['mem_mb']}M", res["runtime"]))
     asked = {(r["ReqMem"], timelimit_minutes(r["Timelimit"])) for r in by_rule["infer"]}
     assert asked == expected

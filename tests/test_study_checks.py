@@ -173,7 +173,7 @@ def test_every_model_and_method_must_fit_the_gpus_a_job_may_ask_for():
     [line] = _lines(cfg)
     total = estimate(shape_for_model(LLAMA70), NONE)["total_gb"]
     assert line == (
-        f"error: llama31_70b x none needs about {total:.0f} GB of GPU memory, more than"
+        f"error: llama31_70b x none needs about {total:.3g} GB of GPU memory, more than"
         " scheduling.max_gpus_per_job = 1 GPUs of scheduling.gpu_gib = 80 GiB hold: raise"
         " either, or drop this model x method (biomedquant plan lists what fits)"
     )

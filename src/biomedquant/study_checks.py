@@ -542,7 +542,7 @@ def _fit_problems(config: dict[str, Any], hardware: Hardware) -> list[Problem]:
                 Problem(
                     "error",
                     "fit",
-                    f"{model} x {method} needs about {total:.0f} GB of GPU memory, more"
+                    f"{model} x {method} needs about {total:.3g} GB of GPU memory, more"
                     f" than scheduling.max_gpus_per_job = {max_gpus} GPUs of"
                     f" scheduling.gpu_gib = {gpu_gib:g} GiB hold: raise either, or drop"
                     " this model x method (biomedquant plan lists what fits)",
@@ -554,7 +554,7 @@ def _fit_problems(config: dict[str, Any], hardware: Hardware) -> list[Problem]:
                     "error",
                     "fit",
                     f"{model} x {method} needs {gpus} GPUs of {gpu_gib:g} GiB (about"
-                    f" {total:.0f} GB) but this run gives a job at most gpu="
+                    f" {total:.3g} GB) but this run gives a job at most gpu="
                     f"{hardware.local_gpus} (--resources): raise it on a machine with"
                     f" {gpus} GPUs, run on a cluster (the SLURM profile), or drop it",
                 )
