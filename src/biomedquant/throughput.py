@@ -99,7 +99,7 @@ class Backend:
     flops_share: float
     step_overhead_s: float
     start_s: float
-    continuous: bool
+    batching: str  # "static" (batch_size rows), "continuous" (continuous_rows slots), "single"
     reads_quantized: Callable[[Mapping[str, Any]], bool]
     source: str
 
@@ -110,13 +110,14 @@ class Backend:
             device.bandwidth * self.bandwidth_share,
         )
 
+    @property
+    def continuous(self) -> bool:
+        return self.batching == "continuous"
+
     def rows(self, work: Workload) -> int:
-        """Rows decoding together: the static batch, one (llama.cpp) or vLLM's slots."""
-        rows = work.items * work.samples
-        if self.name == "llama_cpp":
-            return 1
-        width = work.continuous_rows if self.continuous else work.batch_size
-        return max(1, min(rows, width))
+        """Rows decoding together: the static batch, vLLM's slots, or one sequence."""
+        width = {"static": work.batch_size, "continuous": work.continuous_rows, "single": 1}
+        return max(1, min(work.items * work.samples, width[self.batching]))
 
 
 def _kernels_read_packed(method: Mapping[str, Any]) -> bool:
@@ -136,7 +137,7 @@ BACKENDS: Registry[Backend] = Registry(
                 flops_share=0.35,
                 step_overhead_s=0.03,
                 start_s=10,
-                continuous=False,
+                batching="static",
                 reads_quantized=lambda _method: False,
                 source=(
                     "Hugging Face generate, eager mode: an 8B 16-bit model decodes about 30"
@@ -151,7 +152,7 @@ BACKENDS: Registry[Backend] = Registry(
                 flops_share=0.5,
                 step_overhead_s=0.002,
                 start_s=90,
-                continuous=True,
+                batching="continuous",
                 reads_quantized=_kernels_read_packed,
                 source=(
                     "vLLM with CUDA graphs: batch-1 decode reaches 70-80% of HBM bandwidth (an 8B"
@@ -166,7 +167,7 @@ BACKENDS: Registry[Backend] = Registry(
                 flops_share=0.3,
                 step_overhead_s=0.005,
                 start_s=5,
-                continuous=False,
+                batching="single",
                 reads_quantized=_kernels_read_packed,
                 source=(
                     "llama.cpp CUDA: an 8B Q4_K_M model (4.9 GB) decodes about 130 tokens/s on a"
@@ -348,9 +349,7 @@ def _features(record: Mapping[str, Any]) -> tuple[float, float, float] | None:
     )
     # Bytes one step reads: the loaded model's footprint where the engine measured it
     # (transformers), else the weights' bytes, else its parameters at 16 bits.
-    step = (
-        record.get("model_footprint_bytes") or record.get("weights_bytes") or 2 * facts["params"]
-    )
+    step = record.get("model_footprint_bytes") or record.get("weights_bytes") or 2 * facts["params"]
     return counts.features(facts["params"], step, facts["kv_bytes_per_token"])
 
 
