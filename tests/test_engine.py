@@ -161,7 +161,15 @@ def test_generation_cache_serves_an_unchanged_prompt_with_zero_generations(
     # the model is not even loaded.
     assert main(_infer_cmd(tiny_fetched, data, second, "--cache-dir", str(cache))[3:]) == 0
     run = read_json(f"{second}.run.json")
-    assert run["n_generated"] == 0 and run["n_from_cache"] == 12 and "load_seconds" not in run
+    assert run["n_generated"] == 0 and run["n_from_cache"] == 12
+    assert run["model_load"]["loads_in_job"] == 0 and run["model_load"]["seconds"] is None
+    # ...yet its record keeps what the job that loaded the model measured, and says so.
+    measuring = read_json(f"{first}.run.json")
+    assert measuring["measured_in"] == "this job"
+    assert run["measured_in"] == "an earlier job (generation cache)"
+    for fact in ("load_seconds", "weights_bytes", "peak_host_rss_bytes", "measured_at"):
+        assert run[fact] == measuring[fact] is not None, fact
+    assert run["measured_on"] == measuring["measured_on"]
     assert read_jsonl(first) == read_jsonl(second)
 
     # One changed item: only that one is generated.

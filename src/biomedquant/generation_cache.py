@@ -79,6 +79,12 @@ def _open(path: Path) -> sqlite3.Connection:
         db.execute(
             "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
         )
+        # What the last job that loaded this model key measured (load time, peak memory,
+        # hardware): a job served wholly from the cache loads nothing and measures nothing,
+        # and its run records carry these instead (marked as measured earlier).
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS measurements (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
         db.execute("SELECT COUNT(*) FROM generations").fetchone()
         db.commit()
     except sqlite3.DatabaseError:
@@ -142,6 +148,20 @@ class GenerationCache:
                 "INSERT OR REPLACE INTO generations (key, value) VALUES (?, ?)",
                 [(k, json.dumps(v)) for k, v in items.items()],
             )
+
+    def put_measurement(self, facts: dict[str, Any]) -> None:
+        """Keep what a job that loaded this model key measured (replacing an older one)."""
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO measurements (name, value) VALUES ('load', ?)",
+                (json.dumps(facts),),
+            )
+
+    def measurement(self) -> dict[str, Any] | None:
+        """What the last job that loaded this model key measured, or None (never measured, or
+        a cache written before measurements were kept)."""
+        row = self._db.execute("SELECT value FROM measurements WHERE name = 'load'").fetchone()
+        return json.loads(row[0]) if row else None
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0])

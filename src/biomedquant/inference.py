@@ -335,6 +335,7 @@ def run_inference_job(
                     # seed, as it would in a job of its own.
                     set_seed(seed)
                     _generate_run(engine, r, dataset)
+    measured = _measurement(loads, load_info, cache)
     if cache is not None:
         cache.close()
 
@@ -360,11 +361,37 @@ def run_inference_job(
                 backend=backend,
                 seed=seed,
                 shard=shard,
-                load_info=load_info,
+                measured=measured,
                 model_load=model_load,
             )
         )
     return out
+
+
+def _measurement(loads: int, load_info: dict[str, Any], cache: Any) -> dict[str, Any]:
+    """What the job's model load measured: this job's, kept in the cache for later jobs; or,
+    when this job loaded nothing (every generation cached), the last measuring job's from the
+    cache, so that a rerun served from the cache still reports the memory and load time the
+    tables and figures need. ``measured_in`` says which (None: nothing measured, anywhere)."""
+    import torch
+
+    if loads:
+        on_gpu = torch.cuda.is_available()
+        facts = {
+            "load_info": load_info,
+            "peak_gpu_allocated_bytes": _over_gpus(torch.cuda.max_memory_allocated, on_gpu),
+            "peak_gpu_reserved_bytes": _over_gpus(torch.cuda.max_memory_reserved, on_gpu),
+            "peak_host_rss_bytes": peak_host_rss_bytes(),
+            "hardware": hardware(),
+            "measured_at": now(),
+        }
+        if cache is not None:
+            cache.put_measurement(facts)
+        return {**facts, "measured_in": "this job"}
+    earlier = cache.measurement() if cache is not None else None
+    if earlier is None:
+        return {"load_info": {}, "measured_in": None}
+    return {**earlier, "measured_in": "an earlier job (generation cache)"}
 
 
 def _join_parts(
@@ -470,12 +497,14 @@ def _finish_run(
     backend: str,
     seed: int,
     shard: Shard,
-    load_info: dict[str, Any],
+    measured: dict[str, Any],
     model_load: dict[str, Any],
 ) -> dict[str, Any]:
-    """Write one run's generations (a shard's part, or the whole run) and its run record."""
-    import torch
+    """Write one run's generations (a shard's part, or the whole run) and its run record.
 
+    The load facts and peak memory are the job's (``measured``, see :func:`_measurement`):
+    the model is loaded once for all runs of the job, so they belong to none of them alone."""
+    load_info = measured["load_info"]
     decoding = r.spec.decoding
     samples = r.sampling.samples
     part = shard.count > 1 and not shard.last
@@ -516,7 +545,6 @@ def _finish_run(
     n_generated = len(r.todo)
     new_tokens = sum(r.gens[r.keys[i]]["n_new_tokens"] for i in r.todo)
     gen_seconds = r.gen_seconds
-    on_gpu = torch.cuda.is_available() and bool(r.todo)  # something generated on a GPU
     model_prov_path = Path(model_dir) / "provenance.json"
     stats = dict(r.stats)
     shards = _shard_summaries(r.spec.parts) if r.spec.parts else None
@@ -554,9 +582,13 @@ def _finish_run(
         "items_per_second": round(n_generated / gen_seconds, 4) if gen_seconds else None,
         "new_tokens": new_tokens,
         "new_tokens_per_second": round(new_tokens / gen_seconds, 3) if gen_seconds else None,
-        "peak_gpu_allocated_bytes": _over_gpus(torch.cuda.max_memory_allocated, on_gpu),
-        "peak_gpu_reserved_bytes": _over_gpus(torch.cuda.max_memory_reserved, on_gpu),
-        "peak_host_rss_bytes": peak_host_rss_bytes(),
+        "peak_gpu_allocated_bytes": measured.get("peak_gpu_allocated_bytes"),
+        "peak_gpu_reserved_bytes": measured.get("peak_gpu_reserved_bytes"),
+        "peak_host_rss_bytes": measured.get("peak_host_rss_bytes", peak_host_rss_bytes()),
+        # where the load facts and peaks above were measured, and on what
+        "measured_in": measured["measured_in"],
+        "measured_at": measured.get("measured_at"),
+        "measured_on": measured.get("hardware"),
         "hardware": hardware(),
         "versions": versions(),
         "written_at": now(),
