@@ -68,7 +68,7 @@ def test_a_label_outside_the_label_set_is_an_error_unless_marked_unparsable(
     preds = _write(tmp_path / "p.jsonl", rows)
     err = _fails(capsys, "ddi", gold, preds, tmp_path / "s.json")
     assert f"{preds}:4: field 'prediction' holds ['{label}'], not in the label set" in err
-    # Marked as a parse failure, it is scored as wrong and counted as unparsable.
+    # Marked as a parse failure, it is counted and scored as unparsable.
     rows[3]["parse_ok"] = False
     _write(preds, rows)
     code, err = _score(capsys, "ddi", gold, preds, tmp_path / "s.json")

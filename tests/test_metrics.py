@@ -33,21 +33,53 @@ def test_ner_hand_computed():
 def test_single_label_hand_computed():
     gold = ["a", "a", "b", "c"]
     pred = ["a", "b", "b", None]
-    # a: tp1 fn1 -> f1 2/3; b: tp1 fp1 -> 2/3; c: fn1 -> 0
+    # The unparsable item (gold c) misses c and counts against every other label, a and b:
+    # a: tp1 fp1 fn1 -> f1 1/2; b: tp1 fp2 -> p 1/3 r 1 -> 1/2; c: fn1 -> 0
     s = single_label_scores(gold, pred)
     assert s["accuracy"] == 0.5
-    assert s["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
-    # micro: tp 2, fp 1, fn 2 -> p 2/3, r 1/2
-    assert s["micro_f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
+    assert s["macro_f1"] == pytest.approx((1 / 2 + 1 / 2 + 0) / 3)
+    # micro: tp 2, fp 3, fn 2 -> p 2/5, r 1/2
+    assert s["micro_f1"] == pytest.approx(2 * (2 / 5) * 0.5 / (2 / 5 + 0.5))
+
+
+def test_an_unparsable_answer_scores_below_every_wrong_one_by_hand():
+    gold = ["a", "a", "b", "c"]
+    for wrong in ("a", "b"):  # the fourth item answered wrongly instead
+        answered = single_label_scores(gold, ["a", "b", "b", wrong])
+        unparsable = single_label_scores(gold, ["a", "b", "b", None])
+        assert unparsable["macro_f1"] < answered["macro_f1"]
+        assert unparsable["accuracy"] == answered["accuracy"]
+    # A QA item counts only against its own options: with options a/c, label b is untouched.
+    s = single_label_scores(["a", "c"], ["a", None], choices=[["a", "c"], ["a", "c"]])
+    # a: tp1 fp1 -> 2/3; c: fn1 -> 0
+    assert s["macro_f1"] == pytest.approx((2 / 3 + 0) / 2)
+    # A label only an unparsable item brings in enters the average with F1 0.
+    s = single_label_scores(["a"], [None], choices=[["a", "b"]])
+    assert s["macro_f1"] == 0.0 and s["micro_f1"] == 0.0
 
 
 def test_multilabel_hand_computed():
     gold = [["x", "y"], ["y"], []]
     pred = [["x"], ["y", "z"], None]
-    # x: tp1 -> 1; y: tp1 fn1 -> 2/3; z: fp1 -> 0
+    # The unparsable third document decides every label wrongly: x, y and z on.
+    # x: tp1 fp1 -> 2/3; y: tp1 fp1 fn1 -> 1/2; z: fp2 -> 0
     s = multilabel_scores(gold, pred)
-    assert s["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)
-    assert s["micro_f1"] == pytest.approx(2 * (2 / 3) * (2 / 3) / (4 / 3))
+    assert s["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    # micro: tp 2, fp 4, fn 1 -> p 1/3, r 2/3
+    assert s["micro_f1"] == pytest.approx(2 * (1 / 3) * (2 / 3) / 1)
+    # Over a given label set, the labels nobody predicted are decided wrongly too.
+    s = multilabel_scores([["x"]], [None], labels=["x", "w"])
+    assert s == {"macro_f1": 0.0, "micro_f1": 0.0}
+
+
+def test_an_unparsable_sentence_misses_every_entity_and_tags_every_token():
+    gold = [["B", "I", "O", "B"], ["O", "B", "O", "O"]]
+    pred = [["B", "I", "O", "B"], ["O", "O", "O", "O"]]
+    # sentence 2 unparsable: its entity missed, 4 false entities (one per token)
+    s = ner_scores(gold, pred, ok=[True, False])
+    assert s["precision"] == pytest.approx(2 / 6)
+    assert s["recall"] == pytest.approx(2 / 3)
+    assert ner_scores(gold, pred)["precision"] == 1.0  # read as "no entity" it would cost none
 
 
 TAGS = st.lists(st.sampled_from("BIOOO"), min_size=1, max_size=12)
@@ -94,6 +126,29 @@ def test_single_label_equals_sklearn(pairs):
     assert ours["micro_f1"] == pytest.approx(
         sk.f1_score(gold, pred, average="micro", zero_division=0)
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(LABEL, st.sampled_from(["a", "b", "c", "d", None])), min_size=1))
+def test_single_label_with_unparsable_answers_equals_sklearn_on_indicators(pairs):
+    """An unparsable answer is the indicator row "every label but the gold": scikit-learn's
+    per-label F1 on those rows, averaged over the labels with any count, is ours."""
+    sk = pytest.importorskip("sklearn.metrics")
+    import numpy as np
+
+    gold, pred = [g for g, _ in pairs], [p for _, p in pairs]
+    labels = sorted({*gold, *(p for p in pred if p is not None)})
+    if any(p is None for p in pred):
+        labels = sorted({*labels, "a", "b", "c", "d"})
+    choices = [["a", "b", "c", "d"]] * len(gold)
+    yg = np.array([[lab == g for lab in labels] for g in gold])
+    yp = np.array([[lab == p if p is not None else lab != g for lab in labels] for g, p in pairs])
+    counted = (yg | yp).any(axis=0)
+    ours = single_label_scores(gold, pred, choices=choices)
+    per_label = sk.f1_score(yg, yp, average=None, zero_division=0)
+    assert ours["macro_f1"] == pytest.approx(per_label[counted].mean())
+    assert ours["micro_f1"] == pytest.approx(sk.f1_score(yg, yp, average="micro", zero_division=0))
+    assert ours["accuracy"] == pytest.approx(np.mean([g == p for g, p in pairs]))
 
 
 LABELSET = st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), max_size=3, unique=True)

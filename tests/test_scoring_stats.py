@@ -43,7 +43,8 @@ LABELSET = st.one_of(
 def ner_case(draw):
     gold = draw(st.lists(TAGS, min_size=1, max_size=8))
     pred = [draw(st.lists(st.sampled_from("BIO"), min_size=len(g), max_size=len(g))) for g in gold]
-    return gold, pred
+    ok = draw(st.lists(st.booleans(), min_size=len(gold), max_size=len(gold)))
+    return gold, pred, ok
 
 
 @st.composite
@@ -51,7 +52,7 @@ def single_case(draw):
     n = draw(st.integers(1, 25))
     gold = draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=n, max_size=n))
     pred = draw(st.lists(LABEL, min_size=n, max_size=n))
-    return gold, pred
+    return gold, pred, None
 
 
 @st.composite
@@ -65,23 +66,45 @@ def multi_case(draw):
         )
     )
     pred = draw(st.lists(LABELSET, min_size=n, max_size=n))
-    return gold, pred
+    return gold, pred, None
 
 
-def _check_resamples(kind: str, gold: list, pred: list, seed: int, n_resamples: int = 5) -> None:
-    """Observed metrics and several resamples: statistics route == pure function."""
-    stats = item_stats(kind, gold, pred)
-    pure = PURE[kind]
+CHOICES = {"single": ("a", "b", "c", "d"), "multi": ("w", "x", "y", "z")}
+
+
+def _check_resamples(
+    kind: str,
+    gold: list,
+    pred: list,
+    ok: list | None,
+    seed: int,
+    n_resamples: int = 5,
+    universe: tuple[str, ...] | None = None,
+) -> None:
+    """Observed metrics and several resamples: statistics route == pure function, unparsable
+    answers included (with each item's choices given, as the workflow gives them)."""
+    n = len(gold)
+    universe = universe or CHOICES.get(kind)
+    choices = [universe] * n if kind != "ner" else None
+    stats = item_stats(kind, gold, pred, ok=ok, choices=choices)
+
+    def pure(idx: list[int]) -> dict[str, float]:
+        g, p = [gold[i] for i in idx], [pred[i] for i in idx]
+        if kind == "ner":
+            return ner_scores(g, p, ok=[ok[i] for i in idx])
+        if kind == "single":
+            return single_label_scores(g, p, choices=[choices[i] for i in idx])
+        return multilabel_scores(g, p, labels=universe)
+
     obs = metrics_from_totals(kind, stats.matrix.sum(axis=0), stats.n_labels)
-    for k, v in pure(gold, pred).items():
+    for k, v in pure(list(range(n))).items():
         assert float(obs[k]) == pytest.approx(v, abs=1e-12), k
     rng = np.random.default_rng(seed)
-    for counts in count_blocks(rng, len(gold), n_resamples):
+    for counts in count_blocks(rng, n, n_resamples):
         vec = metrics_from_totals(kind, counts @ stats.matrix, stats.n_labels)
         for b, row in enumerate(counts):
-            idx = np.repeat(np.arange(len(gold)), row.astype(int))
-            ref = pure([gold[i] for i in idx], [pred[i] for i in idx])
-            for k, v in ref.items():
+            idx = list(np.repeat(np.arange(n), row.astype(int)))
+            for k, v in pure(idx).items():
                 assert float(vec[k][b]) == pytest.approx(v, abs=1e-12), k
 
 
@@ -142,7 +165,8 @@ def test_statistics_equal_the_definition_on_real_data(dataset, split):
     gold = [task.gold(r) for r in records]
     labels = spec.labels if kind != "ner" else ()
     pred = _corrupt(kind, gold, labels, 0.3, 1)
-    _check_resamples(kind, gold, pred, seed=2, n_resamples=3)
+    ok = [random.Random(i).random() > 0.1 for i in range(len(gold))] if kind == "ner" else None
+    _check_resamples(kind, gold, pred, ok, seed=2, n_resamples=3, universe=labels or None)
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="real benchmark files are not present")
@@ -280,14 +304,25 @@ def test_score_intervals_are_seeded_and_bracket_the_estimate():
 def test_labels_of_unions_both_systems():
     assert labels_of("single", ["a"], ["b", None], ["c"]) == ("a", "b", "c")
     assert labels_of("multi", [["x"]], [None], [["y"]]) == ("x", "y")
+    # an item some system left unparsable brings in every label it could have been given
+    choices = [["a", "b"], ["a", "b", "d"]]
+    assert labels_of("single", ["a", "a"], ["a", None], ["a", "a"], choices=choices) == (
+        "a",
+        "b",
+        "d",
+    )
+    # parse flags decide, whatever the prediction holds
+    flags = labels_of("multi", [["x"]], [[]], oks=[[False]], choices=[["x", "v"]])
+    assert flags == ("v", "x")
 
 
 @settings(max_examples=60, deadline=None)
 @given(ner_case(), st.integers(0, 10**6))
 def test_ner_comparison_equals_the_difference_of_definitions(case, seed):
-    gold, other = case
+    gold, other, other_ok = case
     rnd = random.Random(seed)
     base = [[rnd.choice("BIO") for _ in g] for g in gold]
+    base_ok = [rnd.random() > 0.2 for _ in gold]
     res = compare_items(
         "ner",
         gold,
@@ -298,7 +333,10 @@ def test_ner_comparison_equals_the_difference_of_definitions(case, seed):
         level=0.9,
         rng=make_rng(seed, "n"),
         primary="f1",
+        baseline_ok=base_ok,
+        other_ok=other_ok,
     )
-    for k, v in ner_scores(gold, other).items():
-        assert res["metrics"][k]["diff"] == pytest.approx(v - ner_scores(gold, base)[k])
+    for k, v in ner_scores(gold, other, ok=other_ok).items():
+        expected = v - ner_scores(gold, base, ok=base_ok)[k]
+        assert res["metrics"][k]["diff"] == pytest.approx(expected)
     assert len(res["primary_diff_draws"]) == 20 and res["mcnemar_p"] is None

@@ -10,9 +10,13 @@ Layouts (columns of :attr:`ItemStats.matrix`):
 
 * ``ner``: ``tp, fp, fn`` of exact entity spans in the sentence.
 * ``single`` (relation extraction, QA): ``items, correct``, then per label ``tp``, ``fp``,
-  ``fn`` (one-hot of the gold label and of the prediction; an unparsable output is a false
-  negative of its gold label and a false positive of nothing).
+  ``fn`` (one-hot of the gold label and of the prediction).
 * ``multi`` (multi-label): per label ``tp``, ``fp``, ``fn`` of the document's decision.
+
+An unparsable output scores as the worst answer its format allows (the convention of
+:mod:`biomedquant.metrics`): single-label, a false positive of every other label in the item's
+``choices``; multi-label, every label of its ``choices`` decided wrongly; NER, every gold
+entity missed and one false entity per token (``n_tokens``).
 
 A label whose ``tp + fp + fn`` is 0 in a resample does not occur in that resample's gold or
 predictions, so it leaves the macro average, exactly as the pure functions decide.
@@ -53,45 +57,95 @@ class ItemStats:
         return len(self.labels)
 
 
-def labels_of(kind: str, gold: Sequence[Any], *preds: Sequence[Any]) -> tuple[str, ...]:
-    """The label set the metrics range over: every label in the gold or any prediction.
+def unparsable_flags(kind: str, pred: Sequence[Any], ok: Sequence[bool] | None) -> list[bool]:
+    """Which items are unparsable: ``ok`` false, or (without ``ok``) a ``None`` prediction."""
+    if ok is not None:
+        if len(ok) != len(pred):
+            raise ValueError(f"{len(pred)} predictions but {len(ok)} parse flags")
+        return [not o for o in ok]
+    return [p is None for p in pred] if kind != "ner" else [False] * len(pred)
 
-    Paired comparisons pass both systems' predictions so that their columns line up."""
+
+def labels_of(
+    kind: str,
+    gold: Sequence[Any],
+    *preds: Sequence[Any],
+    oks: Sequence[Sequence[bool] | None] | None = None,
+    choices: Sequence[Sequence[str]] | None = None,
+) -> tuple[str, ...]:
+    """The label set the metrics range over: every label in the gold or any prediction, and
+    the ``choices`` of every item some system left unparsable (it counts against them all).
+
+    Paired comparisons pass both systems' predictions (and parse flags, ``oks``) so that
+    their columns line up."""
     if kind == "ner":
         return ()
     found: set[str] = set()
+    given = oks if oks is not None else [None] * len(preds)
+    flags = [unparsable_flags(kind, p, ok) for p, ok in zip(preds, given, strict=True)]
     if kind == "single":
         found.update(gold)
-        for pred in preds:
-            found.update(p for p in pred if p is not None)
     else:
         for g in gold:
             found.update(g)
-        for pred in preds:
-            for p in pred:
+    for pred, bad in zip(preds, flags, strict=True):
+        for i, p in enumerate(pred):
+            if bad[i]:
+                if choices is not None:
+                    found.update(choices[i])
+            elif kind == "single":
+                found.add(p)
+            else:
                 found.update(p or ())
     return tuple(sorted(found))
 
 
 def item_stats(
-    kind: str, gold: Sequence[Any], pred: Sequence[Any], labels: Sequence[str] | None = None
+    kind: str,
+    gold: Sequence[Any],
+    pred: Sequence[Any],
+    labels: Sequence[str] | None = None,
+    *,
+    ok: Sequence[bool] | None = None,
+    choices: Sequence[Sequence[str]] | None = None,
+    n_tokens: Sequence[int] | None = None,
 ) -> ItemStats:
-    """The per-item statistics of ``pred`` against ``gold`` (see the module docstring)."""
+    """The per-item statistics of ``pred`` against ``gold`` (see the module docstring).
+
+    ``ok``: parse flags (default: ``None`` predictions are the unparsable ones); ``choices``:
+    per item, the labels it could be answered with (default: every label of the label set);
+    ``n_tokens``: per NER sentence, its token count (default: the gold tags' length)."""
     if len(gold) != len(pred):
         raise ValueError(f"{len(gold)} gold items but {len(pred)} predictions")
-    labels = tuple(labels) if labels is not None else labels_of(kind, gold, pred)
+    bad = unparsable_flags(kind, pred, ok)
+    if labels is None:
+        labels = labels_of(kind, gold, pred, oks=[ok], choices=choices)
+    labels = tuple(labels)
     n, n_lab = len(gold), len(labels)
     if kind == "ner":
         m = np.zeros((n, 3))
         for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
-            gs, ps = as_spans(g), as_spans(p)
+            gs = as_spans(g)
+            if bad[i]:
+                width = n_tokens[i] if n_tokens is not None else len(g)
+                m[i] = (0, width, len(gs))
+                continue
+            ps = as_spans(p)
             tp = len(gs & ps)
             m[i] = (tp, len(ps) - tp, len(gs) - tp)
         return ItemStats(kind, labels, m)
     index = {lab: j for j, lab in enumerate(labels)}
+    bad_rows = np.flatnonzero(bad)
+    # every label an unparsable item could have been answered with (its worst answer's labels)
+    options = np.zeros((n, n_lab), dtype=bool)
+    for i in bad_rows:
+        opts = choices[i] if choices is not None else labels
+        options[i, [index[lab] for lab in opts]] = True
     if kind == "single":
         g_idx = np.fromiter((index[g] for g in gold), dtype=np.int64, count=n)
-        p_idx = np.fromiter((-1 if p is None else index[p] for p in pred), dtype=np.int64, count=n)
+        p_idx = np.fromiter(
+            (-1 if bad[i] else index[p] for i, p in enumerate(pred)), dtype=np.int64, count=n
+        )
         correct = g_idx == p_idx
         m = np.zeros((n, 2 + 3 * n_lab))
         rows = np.arange(n)
@@ -102,13 +156,19 @@ def item_stats(
         m[rows[wrong], 2 + 2 * n_lab + g_idx[wrong]] = 1.0
         fp = wrong & (p_idx >= 0)
         m[rows[fp], 2 + n_lab + p_idx[fp]] = 1.0
+        if len(bad_rows):
+            worst = options[bad_rows].copy()
+            worst[np.arange(len(bad_rows)), g_idx[bad_rows]] = False
+            m[bad_rows, 2 + n_lab : 2 + 2 * n_lab] = worst
         return ItemStats(kind, labels, m)
     if kind == "multi":
         g_hot = np.zeros((n, n_lab), dtype=bool)
         p_hot = np.zeros((n, n_lab), dtype=bool)
         for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
             g_hot[i, [index[lab] for lab in set(g)]] = True
-            p_hot[i, [index[lab] for lab in set(p or ())]] = True
+            if not bad[i]:
+                p_hot[i, [index[lab] for lab in set(p or ())]] = True
+        p_hot[bad_rows] = options[bad_rows] & ~g_hot[bad_rows]
         m = np.concatenate([g_hot & p_hot, ~g_hot & p_hot, g_hot & ~p_hot], axis=1)
         return ItemStats(kind, labels, m.astype(np.float64))
     raise ValueError(f"unknown metric kind {kind!r}; known: ner, single, multi")

@@ -13,12 +13,23 @@ Definitions (they follow the benchmark of Chen et al., Nature Communications 202
   equals ``seqeval`` with ``mode="strict", scheme=IOB2`` (checked in the tests).
 * Single-label classification (relation extraction, QA): per-label F1 from one-vs-rest counts.
   Macro-F1 averages over the labels that occur in the gold or in the predictions, the negative
-  class included (scikit-learn's default label set). An unparsable output (``None``) is a wrong
-  answer: a false negative for its gold label and a false positive for no label.
-  Micro-F1 pools the counts of all labels; accuracy is the share of exact matches.
+  class included (scikit-learn's default label set). Micro-F1 pools the counts of all labels;
+  accuracy is the share of exact matches.
 * Multi-label classification: one binary decision per (document, label); macro-F1 averages
   per-label F1 over labels present in the gold or predictions, micro-F1 pools all decisions.
-  An unparsable output predicts no label.
+
+Unparsable outputs score as the worst answer their format allows, so that breaking format
+never pays: turning any wrong answer into an unparsable one can only lower every metric (a
+property test checks it on the real test sets). Scoring them as "no prediction" would not do:
+a missed gold label costs recall only, while a wrong answer also costs another label's
+precision, so a model that breaks format on hard items would gain macro-F1.
+
+* single-label: a false negative of its gold label and a false positive of every other label
+  the item could have been answered with (``choices``: the dataset's labels, a QA item's
+  options); those labels then enter the label set.
+* multi-label: every label decided wrongly (the complement of the gold set, over ``labels``).
+* NER: every gold entity missed, and one false entity per token (the most entities a tagging
+  of the sentence can hold).
 
 A label with no true positives, no false positives and no false negatives never enters a
 macro average; when precision or recall is 0/0 it counts as 0 (scikit-learn's zero_division=0).
@@ -54,11 +65,22 @@ def iob2_spans(tags: Sequence[str]) -> set[tuple[int, int]]:
     return spans
 
 
-def ner_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Entity-level micro precision/recall/F1 over exact spans."""
+def ner_scores(
+    gold: Sequence[Sequence[str]],
+    pred: Sequence[Sequence[str]],
+    ok: Sequence[bool] | None = None,
+) -> dict[str, float]:
+    """Entity-level micro precision/recall/F1 over exact spans; ``ok[i]`` false marks an
+    unparsable sentence (scored as the worst tagging: see the module docstring)."""
     tp = fp = fn = 0
-    for g, p in zip(gold, pred, strict=True):
-        gs, ps = iob2_spans(g), iob2_spans(p)
+    oks = ok if ok is not None else [True] * len(gold)
+    for g, p, parsed in zip(gold, pred, oks, strict=True):
+        gs = iob2_spans(g)
+        if not parsed:
+            fp += len(g)
+            fn += len(gs)
+            continue
+        ps = iob2_spans(p)
         tp += len(gs & ps)
         fp += len(ps - gs)
         fn += len(gs - ps)
@@ -66,17 +88,29 @@ def ner_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> 
     return {"precision": prec, "recall": rec, "f1": f1}
 
 
-def single_label_scores(gold: Sequence[str], pred: Sequence[str | None]) -> dict[str, float]:
-    """Accuracy, macro-F1 and micro-F1 for one label per item (``None`` = unparsable)."""
-    labels = sorted({*gold, *(p for p in pred if p is not None)})
+def single_label_scores(
+    gold: Sequence[str],
+    pred: Sequence[str | None],
+    choices: Sequence[Sequence[str]] | None = None,
+) -> dict[str, float]:
+    """Accuracy, macro-F1 and micro-F1 for one label per item (``None`` = unparsable: a false
+    positive of every label in ``choices[i]`` but the gold; default: every label in the gold
+    or the predictions)."""
+    found = {*gold, *(p for p in pred if p is not None)}
+    options = [choices[i] if choices is not None else None for i in range(len(gold))]
+    for i, p in enumerate(pred):
+        if p is None and options[i] is not None:
+            found.update(options[i])
+    labels = sorted(found)
     counts = {lab: [0, 0, 0] for lab in labels}  # tp, fp, fn
-    for g, p in zip(gold, pred, strict=True):
+    for g, p, opts in zip(gold, pred, options, strict=True):
         if p == g:
             counts[g][0] += 1
             continue
         counts[g][2] += 1
-        if p is not None:
-            counts[p][1] += 1
+        for wrong in [p] if p is not None else (opts if opts is not None else labels):
+            if wrong != g:
+                counts[wrong][1] += 1
     f1s = [_prf(*c)[2] for c in counts.values()]
     tp, fp, fn = (sum(c[i] for c in counts.values()) for i in range(3))
     return {
@@ -87,18 +121,27 @@ def single_label_scores(gold: Sequence[str], pred: Sequence[str | None]) -> dict
 
 
 def multilabel_scores(
-    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str] | None]
+    gold: Sequence[Sequence[str]],
+    pred: Sequence[Sequence[str] | None],
+    labels: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Macro- and micro-F1 over (document, label) decisions."""
-    pred_sets = [set(p or ()) for p in pred]
+    """Macro- and micro-F1 over (document, label) decisions; ``None`` = unparsable, every
+    label of ``labels`` (default: those in the gold or the predictions) decided wrongly."""
     gold_sets = [set(g) for g in gold]
-    labels = sorted(set().union(*gold_sets, *pred_sets))
+    universe = set().union(*gold_sets, *(set(p) for p in pred if p is not None))
+    if labels is not None and any(p is None for p in pred):
+        universe |= set(labels)
+    pred_sets = [
+        set(p) if p is not None else universe - g for g, p in zip(gold_sets, pred, strict=True)
+    ]
     per_label = []
     tp_all = fp_all = fn_all = 0
-    for lab in labels:
+    for lab in sorted(universe):
         tp = sum(lab in g and lab in p for g, p in zip(gold_sets, pred_sets, strict=True))
         fp = sum(lab not in g and lab in p for g, p in zip(gold_sets, pred_sets, strict=True))
         fn = sum(lab in g and lab not in p for g, p in zip(gold_sets, pred_sets, strict=True))
+        if tp + fp + fn == 0:
+            continue
         per_label.append(_prf(tp, fp, fn)[2])
         tp_all, fp_all, fn_all = tp_all + tp, fp_all + fp, fn_all + fn
     return {

@@ -29,6 +29,7 @@ from biomedquant.paired_tests import FLIP_KEYS
 from biomedquant.parsing import parse_fields
 from biomedquant.prompting import PROMPT_METHODS
 from biomedquant.provenance import now, versions
+from biomedquant.scoring_inputs import answer_choices
 from biomedquant.tasks import get_task
 
 # Per-label changes where labels are classes a lab cares about (relation types, topics);
@@ -155,6 +156,24 @@ def aligned_predictions(
     return gold, preds, oks
 
 
+def worst_answer_context(spec: DatasetSpec, gold_records: list[Record]) -> dict[str, Any]:
+    """What scoring an unparsable answer as the worst one its format allows needs, per item:
+    the labels it could be answered with (``choices``; a QA item's options) or, for NER, the
+    sentence's token count (``n_tokens``). See :mod:`biomedquant.metrics`."""
+    if spec.task == "ner":
+        return {"choices": None, "n_tokens": [len(r["tokens"]) for r in gold_records]}
+    return {"choices": [answer_choices(spec, r) for r in gold_records], "n_tokens": None}
+
+
+def _unparsable_as_none(task: str, pred: list[Any], oks: list[bool]) -> list[Any]:
+    """Label predictions with the unparsable ones as ``None`` (a failed multi-label parse
+    reads as ``[]``, which would look like the answer "no label"); NER tags stay as read
+    (their flags travel beside them)."""
+    if task == "ner":
+        return pred
+    return [p if ok else None for p, ok in zip(pred, oks, strict=True)]
+
+
 def score_predictions(
     *,
     predictions_path: str | Path,
@@ -179,11 +198,13 @@ def score_predictions(
     metrics = score_items(
         TASK_KIND[spec.task],
         gold,
-        pred,
+        _unparsable_as_none(spec.task, pred, oks),
         clusters=clusters,
         resamples=resamples,
         level=level,
         rng=make_rng(seed, spec.name),
+        ok=oks,
+        **worst_answer_context(spec, gold_records),
     )
     n_units = int(clusters.max()) + 1 if len(clusters) else 0
     result = {
@@ -230,10 +251,14 @@ def compare_to_baseline(
     spec = get_dataset(dataset)
     task = get_task(spec.task)
     pm = prompt or "zero-shot"
-    gold_records, base_pred, _ = aligned_predictions(baseline_path, gold_path, dataset, prompt=pm)
-    _, other_pred, _ = aligned_predictions(
+    gold_records, base_pred, base_ok = aligned_predictions(
+        baseline_path, gold_path, dataset, prompt=pm
+    )
+    _, other_pred, other_ok = aligned_predictions(
         predictions_path, gold_path, dataset, gold_records, prompt=pm
     )
+    base_pred = _unparsable_as_none(spec.task, base_pred, base_ok)
+    other_pred = _unparsable_as_none(spec.task, other_pred, other_ok)
     gold = [task.gold(r) for r in gold_records]
     clusters = cluster_index([r["id"] for r in gold_records], spec.cluster_pattern)
     stats = compare_items(
@@ -247,6 +272,9 @@ def compare_to_baseline(
         rng=make_rng(seed, spec.name),
         primary=task.primary_metric,
         by_label=spec.task in BY_LABEL_TASKS,
+        baseline_ok=base_ok,
+        other_ok=other_ok,
+        **worst_answer_context(spec, gold_records),
     )
     n_units = int(clusters.max()) + 1 if len(clusters) else 0
     result = {

@@ -122,10 +122,16 @@ def _with_line(message: str, lines: dict[str, int]) -> str:
     return message
 
 
-def _allowed(spec: DatasetSpec, rec: dict[str, Any]) -> set[str]:
+def answer_choices(spec: DatasetSpec, rec: dict[str, Any]) -> list[str]:
+    """The labels an item can be answered with: a QA item's options, else the dataset's
+    labels (what a parsed answer must be one of, and what an unparsable one counts against)."""
     if spec.task == "qa":
-        return set(rec["options"])
-    return set(spec.labels)
+        return sorted(rec["options"])
+    return list(spec.labels)
+
+
+def _allowed(spec: DatasetSpec, rec: dict[str, Any]) -> set[str]:
+    return set(answer_choices(spec, rec))
 
 
 def _check_prediction(
@@ -166,7 +172,7 @@ def _check_prediction(
         raise ScoringInputError(
             f"{where}: field 'prediction' holds {outside}, not in the label set "
             f"{sorted(_allowed(spec, rec))}; an answer outside it is a parse failure: "
-            "set parse_ok to false (it is then scored as wrong and counted as unparsable)"
+            "set parse_ok to false (it is then counted and scored as unparsable)"
         )
 
 
