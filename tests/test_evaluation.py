@@ -184,3 +184,48 @@ def test_tables_read_through_manifests_equal_tables_of_the_listed_files(demo_pre
     bad.write_text('{"runs": [{"scores": 3}]}')
     with pytest.raises(ValueError, match="bad.json: an entry under 'scores' is not a file path"):
         manifest_files([bad], "scores")
+
+
+def test_the_fingerprint_covers_the_import_closure_of_the_evaluate_step():
+    from biomedquant.evaluation import package_import_closure
+
+    covered = package_import_closure("biomedquant.evaluation")
+    # what the evaluate step runs, the voting and the cluster patterns included
+    for module in (
+        "biomedquant.scoring",
+        "biomedquant.parsing",
+        "biomedquant.tasks.answer_reading",
+        "biomedquant.prompting",
+        "biomedquant.datasets.registry",
+        "biomedquant.item_stats",
+    ):
+        assert module in covered, module
+    # and nothing the evaluate step never runs (an engine change re-evaluates nothing)
+    assert not any(
+        m.startswith(("biomedquant.engines", "biomedquant.quantization")) for m in covered
+    )
+
+
+def test_the_closure_follows_every_kind_of_import(tmp_path, monkeypatch):
+    from biomedquant.evaluation import package_import_closure
+
+    pkg = tmp_path / "closurepkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "root.py").write_text("def f():\n    from closurepkg import helper\n")
+    (pkg / "helper.py").write_text("import closurepkg.sub.deep\nimport json\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "deep.py").write_text("from . import sibling\nfrom ..leaf import x\n")
+    (pkg / "sub" / "sibling.py").write_text("")
+    (pkg / "leaf.py").write_text("x = 1\n")
+    (pkg / "unused.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert package_import_closure("closurepkg.root", "closurepkg") == (
+        "closurepkg",
+        "closurepkg.helper",
+        "closurepkg.leaf",
+        "closurepkg.root",
+        "closurepkg.sub",
+        "closurepkg.sub.deep",
+        "closurepkg.sub.sibling",
+    )

@@ -21,6 +21,7 @@ so the tables still follow every change.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import logging
@@ -43,24 +44,54 @@ NOISE_FLOOR = ("noise_floor_generations", "noise_floor_predictions", "noise_floo
 MANIFEST_KEYS = ("scores", "comparisons", "noise_floor_comparisons", "run_record")
 
 
-# The modules whose code decides what an evaluation writes: the reading rules, the metrics
-# and the statistics. Their fingerprint is a parameter of the evaluate rules, so Snakemake
-# re-evaluates (and only re-evaluates) when that code changes.
-EVALUATION_MODULES = (
-    "biomedquant.tasks",
-    "biomedquant.parsing",
-    "biomedquant.evaluation",
-    "biomedquant.scoring",
-    "biomedquant.metrics",
-    "biomedquant.item_stats",
-    "biomedquant.bootstrap",
-    "biomedquant.estimates",
-    "biomedquant.paired_tests",
-)
+def package_import_closure(root: str, package: str = "biomedquant") -> tuple[str, ...]:
+    """Every module of ``package`` that ``root`` imports, directly or through another one,
+    read from the source files' import statements (those inside functions included), so a
+    module that starts to matter is covered the moment it is imported: no list to keep.
+    Nothing is imported to find them."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"evaluation code: package {package} not found")
+    top = Path(next(iter(spec.submodule_search_locations)))
+
+    def source(name: str) -> Path | None:
+        parts = name.split(".")[1:]
+        candidates = [top.joinpath(*parts, "__init__.py")]
+        if parts:
+            candidates.append(top.joinpath(*parts[:-1], f"{parts[-1]}.py"))
+        return next((path for path in candidates if path.is_file()), None)
+
+    seen: set[str] = set()
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        path = source(name) if name not in seen else None
+        if path is None:
+            continue
+        seen.add(name)
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: against this module's package
+                    parts = name.split(".")
+                    parts = parts[: len(parts) - node.level + is_package]
+                    base = ".".join([*parts, *([base] if base else [])])
+                # ``from pkg import mod`` imports a submodule where ``pkg.mod`` is one
+                todo += [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        todo = [m for m in todo if m == package or m.startswith(f"{package}.")]
+    return tuple(sorted(seen))
 
 
-def evaluation_code_fingerprint(modules: tuple[str, ...] = EVALUATION_MODULES) -> str:
-    """SHA-256 over the source files of ``modules`` (a package: all its ``.py`` files)."""
+def evaluation_code_fingerprint(modules: tuple[str, ...] | None = None) -> str:
+    """SHA-256 over the source files of ``modules`` (default: the import closure of this
+    module within the package, everything an evaluate job runs). It is a parameter of the
+    evaluate rules, so Snakemake re-evaluates (and only re-evaluates) when that code changes.
+    A package named in ``modules`` counts with all its ``.py`` files."""
+    if modules is None:
+        modules = package_import_closure(__name__)
     digest = hashlib.sha256()
     for name in modules:
         spec = importlib.util.find_spec(name)
