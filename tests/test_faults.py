@@ -182,7 +182,9 @@ def test_snakemake_keeps_an_undeclared_partial_file_of_a_failed_job(tmp_path):
 
 
 @pytest.mark.parametrize("junk", ["", "   ", "I cannot answer that.", "\x00\ufffd###", "A B C D"])
-def test_unparsable_or_empty_output_is_counted_and_scored_as_the_worst_answer(demo_prepared, tmp_path, junk):
+def test_unparsable_or_empty_output_is_counted_and_scored_as_the_worst_answer(
+    demo_prepared, tmp_path, junk
+):
     """Half the items answered right in words, half with junk: accuracy is exactly one half,
     the junk is counted as unparsable, and nothing raises."""
     from biomedquant.io import read_jsonl, write_jsonl

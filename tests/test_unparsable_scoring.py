@@ -4,7 +4,8 @@ ones never raises any metric, the task's primary metric included.
 The convention (:mod:`biomedquant.metrics`) scores an unparsable answer as the worst answer
 its format allows. This checks it through the functions the evaluate step uses
 (:func:`biomedquant.scoring.worst_answer_context`, :func:`biomedquant.item_stats.item_stats`)
-on the eight benchmark test sets (ChemProt's dev set: the shared copy has no test file) in ``../shared/data`` (skipped when absent), with seeded
+on the eight benchmark test sets in ``../shared/data`` (ChemProt's dev set: the shared copy
+has no test file; skipped when absent), with seeded
 wrong answers of the kinds a model gives: another label or option, a wrong label set, a wrong
 tagging.
 """
