@@ -55,6 +55,7 @@ def test_corpus_is_large_and_covers_every_dataset_and_style():
         "reasoning",
         "refusal",
         "follow-up",
+        "truncated",
     }
 
 

@@ -8,8 +8,9 @@ One rule for all tasks, applied in this order; the first level that names an ans
    a label map of 0/1 or true/false) is read from it.
 2. ``marker``: the text after the *last* explicit answer marker ("Answer:", "the answer is",
    "Label:" ...), up to a blank line or a new section, read by levels 3 and 4 within it. A
-   marker followed by text that names no answer is unparsable: the model's declared answer
-   is not one, and an earlier mention is not put in its place.
+   marker followed by text that names no answer, or by nothing at all (what an output cut at
+   its token cap looks like), is unparsable: the model's declared answer is not one, and an
+   earlier mention or opening is not put in its place.
 3. ``opening``: the answer the output opens with ("C. Warfarin ...", "Yes, the results ...").
 4. ``mention``: a single answer named anywhere, however often.
 
@@ -181,7 +182,7 @@ def read_choice(raw: str, reader: ChoiceReader, headers: Iterable[str] = ()) -> 
     if not body:
         return Reading(None, EMPTY, None)
     segment = answer_segment(body)
-    if segment:
+    if segment is not None:  # a marker followed by nothing (cut at the token cap): no answer
         label, status = read_block(segment, reader)
         return Reading(label, status, "marker" if status != NO_ANSWER else None)
     label, status = opening(body, reader)
@@ -249,7 +250,7 @@ def read_set(raw: str, reader: SetReader, headers: Iterable[str] = ()) -> Readin
     if not body:
         return Reading([], EMPTY, None)
     segment = answer_segment(body)
-    if segment:
+    if segment is not None:
         labels, status = _read_set_block(segment, reader)
         return Reading(labels, status, "marker" if status == OK else None)
     first = paragraphs(body)[0]

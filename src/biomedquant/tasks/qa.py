@@ -23,11 +23,12 @@ from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
 from biomedquant.metrics import single_label_scores
 from biomedquant.tasks.answer_reading import ChoiceReader, find_phrases, read_choice, unnegated
+from biomedquant.tasks.text import straight_quotes
 
 # Words after which an upper-case letter is an option letter ("I would choose D").
 _LETTER_CUES = (
     "is|be|was|option|options|choice|choose|chose|pick|select|answer|letter|correct|go|with|"
-    "are|or|and|between|than|not"
+    "are|or|and|between|than|not|either"
 )
 # After a letter opening a line, words that show the letter is the answer ("C is correct").
 _AFTER_LETTER = re.compile(
@@ -71,7 +72,7 @@ def render_answer(spec: DatasetSpec, rec: Record) -> str:
 
 
 def _phrase(text: str) -> re.Pattern[str]:
-    words = [re.escape(w) for w in text.split()]
+    words = [re.escape(w) for w in straight_quotes(text).split()]
     return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", re.IGNORECASE)
 
 
@@ -94,7 +95,7 @@ def letter_reader(options: dict[str, str]) -> ChoiceReader:
         return find_phrases(line, texts)
 
     def _norm(text: str) -> str:
-        return re.sub(r"\s+", " ", text).strip(" .;:,!").lower()
+        return re.sub(r"\s+", " ", straight_quotes(text)).strip(" .;:,!").lower()
 
     exact = {_norm(v): k for k, v in options.items() if _norm(v)}
 
@@ -165,8 +166,11 @@ def letter_reader(options: dict[str, str]) -> ChoiceReader:
 def word_reader(labels: tuple[str, ...]) -> ChoiceReader:
     """What names a decision word (PubMedQA's yes / no / maybe)."""
     alts = "|".join(re.escape(lab) for lab in labels)
+    # the word may stand in quotes ("'Yes' - statin users ..."; typographic ones are
+    # straightened by ``clean``)
     lead_re = re.compile(
-        rf"^({alts})(?=\s*(?:$|[,.;:!?)/\-\u2013\u2014]|or\b|and\b|but\b))", re.IGNORECASE
+        rf"^[\"']?({alts})[\"']?(?=\s*(?:$|[,.;:!?)/\-\u2013\u2014]|or\b|and\b|but\b))",
+        re.IGNORECASE,
     )
     word = re.compile(rf"(?<![\w-])({alts})(?![\w-])", re.IGNORECASE)
     canon = {lab.lower(): lab for lab in labels}

@@ -12,6 +12,8 @@ Read by the reading rule of :mod:`.answer_reading`. Besides the labels themselve
   "int"; ChemProt "activator"/"upregulates" (CPR:3), "inhibitor"/"downregulates" (CPR:4),
   "agonist" (CPR:5), "antagonist" (CPR:6), "substrate"/"product"/"metabolite" (CPR:9). A type
   word inside prose ("cardiomyocyte activation by the chemical ...") is not an answer.
+- A label's definition as the prompt lists it ("the chemical downregulates or inhibits the
+  gene/protein"): a model that echoes the definition names that label.
 
 A label under negation ("not CPR:4", "rather than DDI-effect") is not an answer.
 """
@@ -82,10 +84,24 @@ def negative_label(spec: DatasetSpec) -> str | None:
     return next((lab for lab in spec.labels if lab.lower().endswith("false")), None)
 
 
+def _definition_pattern(text: str) -> re.Pattern[str]:
+    """A label definition as a whole phrase: any case and spacing, "the" optional at its start."""
+    words = [re.escape(w) for w in text.split()]
+    if words and words[0].lower() == "the":
+        words[0] = "(?:the\\s+)?"
+        body = words[0] + r"\s+".join(words[1:])
+    else:
+        body = r"\s+".join(words)
+    return re.compile(rf"(?<![\w-]){body}(?![\w-])", re.IGNORECASE)
+
+
 def reader(spec: DatasetSpec) -> ChoiceReader:
     """What names a relation label of ``spec`` (see the module docstring)."""
     negative = negative_label(spec)
     formal = [(lab, word_pattern(lab)) for lab in spec.labels]
+    # A label's definition as the prompt lists it, echoed as the answer ("the chemical
+    # downregulates or inhibits the gene/protein"), names that label.
+    formal += [(lab, _definition_pattern(text)) for lab, text in spec.label_help.items()]
     if negative is not None:
         formal += [
             (negative, re.compile(rf"(?<![\w-]){syn}(?![\w-])", re.IGNORECASE))

@@ -88,14 +88,27 @@ def cut_follow_up(text: str, headers: Iterable[str] = ()) -> tuple[str, bool]:
     return text, False
 
 
+# Typographic quotes as the straight ones every reader knows ("“Yes”" reads as '"Yes"').
+_TYPOGRAPHIC_QUOTES = str.maketrans(
+    {"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'", "‚": "'"}
+)
+
+
+def straight_quotes(text: str) -> str:
+    """Typographic quotes as straight ones (what :func:`clean` does to outputs; option texts
+    matched against cleaned outputs need the same)."""
+    return text.translate(_TYPOGRAPHIC_QUOTES)
+
+
 def clean(text: str) -> str:
-    """Drop markdown emphasis, code marks, quote marks and LaTeX answer boxes, collapse
-    spaces; keep line breaks.
+    """Drop markdown emphasis, code marks, quote marks and LaTeX answer boxes, turn
+    typographic quotes straight, collapse spaces; keep line breaks.
 
     A markdown heading becomes a new paragraph (a blank line before it), so an answer segment
     ends where the model's next section starts; runs of blank lines become one.
     """
-    text = _LATEX_TEXT.sub(r"\1", (text or "").replace("\r\n", "\n"))
+    text = (text or "").replace("\r\n", "\n").translate(_TYPOGRAPHIC_QUOTES)
+    text = _LATEX_TEXT.sub(r"\1", text)
     text = _BOXED.sub(r" \1 ", text).replace("$", " ")
     out: list[str] = []
     for raw in text.split("\n"):
