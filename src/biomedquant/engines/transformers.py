@@ -190,11 +190,14 @@ def load_model(
     a model that does not fit them is refused (:func:`require_on_gpus`) rather than offloaded
     to the host, unless ``host_offload`` (the quantization job's quality check, sized for
     GPTQ's one block at a time, runs a few forward passes and may offload as it always did).
-    The facts record ``gpus``, the number used. On a CPU (no CUDA, or ``gpus=0``), 16-bit
-    matrix products are slow, so unquantized and GPTQ models compute in float32 there
-    (recorded as ``compute_dtype``). bitsandbytes methods quantize the 16-bit weights while
-    loading and compute in 16-bit on either device. ``weights_bytes`` counts the weights as a
-    GPU would hold them, whatever the device (see :func:`deployment_weight_bytes`).
+    The facts record ``gpus``, the number used. Every method of a study computes in one
+    precision on one device, so that a comparison between methods measures quantization and
+    not arithmetic: the stored 16-bit dtype on a GPU, float32 on a CPU (no CUDA, or
+    ``gpus=0``), where 16-bit matrix products are slow; bitsandbytes then quantizes the
+    weights and computes NF4 in float32 too (LLM.int8's own int8 matrix products cast their
+    activations to float16 on any device: that is the method). Recorded as ``compute_dtype``.
+    ``weights_bytes`` counts the weights as a GPU would hold them, whatever the device (see
+    :func:`deployment_weight_bytes`).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -209,8 +212,8 @@ def load_model(
     for i in range(n_gpus):
         torch.cuda.reset_peak_memory_stats(i)
     stored = getattr(torch, stored_dtype(model_dir))
-    quant = bnb_config(method, stored) or fp8_config(method)
-    dtype = stored if (cuda or kind.load_time) else torch.float32
+    dtype = stored if cuda else torch.float32
+    quant = bnb_config(method, dtype) or fp8_config(method)
     tokenizer = AutoTokenizer.from_pretrained(
         model_dir, padding_side="left", trust_remote_code=trusts_remote_code(model_dir)
     )
