@@ -2,14 +2,23 @@
 # Thin on purpose: all logic lives in the biomedquant package; rules are one CLI call each.
 from snakemake.utils import min_version, validate
 
-from biomedquant.config_checks import check_scheduler_settings, check_strict_revisions
-from biomedquant.config_loader import check_config_files
+from biomedquant.config_checks import (
+    SchedulerSettingError,
+    check_scheduler_settings,
+    check_strict_revisions,
+)
+from biomedquant.config_loader import check_config_files, config_errors_as_messages
 from biomedquant.gc_thresholds import (
     defer_full_collections,
     restore_thresholds,
     skip_collections_at_exit,
 )
-from biomedquant.study_checks import check_run_hardware, check_study, parse_hardware
+from biomedquant.study_checks import (
+    StudyError,
+    check_run_hardware,
+    check_study,
+    parse_hardware,
+)
 
 min_version("9.0")
 
@@ -28,19 +37,22 @@ if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
 
-# Snakemake's YAML reading keeps the last of two equal keys; re-read the files strictly.
-check_config_files(workflow.config_settings.configfiles or ["config/config.yaml"])
-validate(config, "workflow/schemas/config.schema.yaml")
-# What the schema cannot see (calibration against the sources and the models' widest layers,
-# a baseline, local model folders, GPTQ group sizes, what fits the GPUs a job may use): every
-# problem at once, before any job; `biomedquant plan` and `biomedquant doctor` say the same.
-check_study(config, hardware=parse_hardware(workflow))
-# A profile resource naming an unset environment variable (the SLURM profile's partition and
-# account) is refused now, rather than handed to sbatch literally with every job.
-check_scheduler_settings(
-    getattr(workflow.resource_settings.default_resources, "args", None),
-    workflow.resource_settings.overwrite_resources,
-)
+# Config problems end the run with their message only (no stack frames).
+with config_errors_as_messages(StudyError, SchedulerSettingError):
+    # Snakemake's YAML reading keeps the last of two equal keys; re-read the files strictly.
+    check_config_files(workflow.config_settings.configfiles or ["config/config.yaml"])
+    validate(config, "workflow/schemas/config.schema.yaml")
+    # What the schema cannot see (calibration against the sources and the models' widest
+    # layers, a baseline, local model folders, GPTQ group sizes, what fits the GPUs a job may
+    # use): every problem at once, before any job; `biomedquant plan` and `biomedquant
+    # doctor` say the same.
+    check_study(config, hardware=parse_hardware(workflow))
+    # A profile resource naming an unset environment variable (the SLURM profile's partition
+    # and account) is refused now, rather than handed to sbatch literally with every job.
+    check_scheduler_settings(
+        getattr(workflow.resource_settings.default_resources, "args", None),
+        workflow.resource_settings.overwrite_resources,
+    )
 
 
 onstart:

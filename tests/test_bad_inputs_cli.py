@@ -304,3 +304,26 @@ def test_an_unexpected_error_says_where_to_report_and_hides_the_traceback(monkey
     assert "please report it" in err and "Traceback" not in err and len(err.splitlines()) == 1
     assert cli.main(["-v", "datasets"]) == 70
     assert "Traceback" in capsys.readouterr().err  # kept for the report, with -v
+
+
+def test_a_resample_count_the_machine_cannot_hold_is_refused_with_the_memory_needed(
+    demo_prepared, tmp_path, capsys, monkeypatch
+):
+    """``--resamples 1000000000`` ran out of memory after 30 s with an internal error."""
+    from biomedquant import bootstrap
+    from biomedquant.cli import main
+    from biomedquant.io import read_jsonl, write_jsonl
+
+    gold = demo_prepared["ddi"]
+    rows = [{"id": r["id"], "prediction": r["label"]} for r in read_jsonl(gold)]
+    write_jsonl(tmp_path / "p.jsonl", rows)
+    monkeypatch.setattr(bootstrap, "available_memory_bytes", lambda: 8 * 10**9)
+    args = ["score", "--dataset", "ddi", "--gold", str(gold), "--predictions",
+            str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "s.json")]  # fmt: skip
+    assert main([*args, "--resamples", "1000000000"]) == 1
+    err = capsys.readouterr().err
+    assert "--resamples 1000000000: the bootstrap of" in err and "GB free" in err
+    # 17 statistics x 24 bytes + 160 per resample; 80% of 8 GB
+    assert "568.0 GB" in err and "use at most 11,267,605 resamples" in err
+    assert not (tmp_path / "s.json").exists()
+    assert main([*args, "--resamples", "200"]) == 0

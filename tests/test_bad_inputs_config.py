@@ -102,6 +102,8 @@ def test_duplicate_yaml_keys_are_refused_everywhere(tmp_path, capsys):
     (wd / "config" / "config.yaml").write_text(text)
     proc = snakemake(wd, "-n", check=False)
     assert proc.returncode != 0 and "duplicate key 'methods'" in proc.stderr + proc.stdout
+    # the message only: no stack frames of the code that found the problem
+    assert "ConfigError: " in proc.stderr and 'File "' not in proc.stderr + proc.stdout
 
 
 def test_doctor_validates_the_config_first_and_survives_bad_yaml(tmp_path, capsys):

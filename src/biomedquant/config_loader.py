@@ -9,7 +9,10 @@ defaults filled in), so the CLI, ``doctor`` and the workflow accept exactly the 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,17 @@ SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.
 
 class ConfigError(ValueError):
     """A config file that cannot be read, or a config that breaks the schema."""
+
+
+@contextlib.contextmanager
+def config_errors_as_messages(*kinds: type[Exception]) -> Iterator[None]:
+    """In the Snakefile: a config problem (``ConfigError`` and the ``kinds`` given) ends the
+    run with its message only and exit status 1. Snakemake would print the stack frames of
+    the code that found it under the message; they say nothing to whoever wrote the config."""
+    try:
+        yield
+    except (ConfigError, *kinds) as err:
+        sys.exit(f"{type(err).__name__}: {err}")
 
 
 class StrictLoader(yaml.SafeLoader):

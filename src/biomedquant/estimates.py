@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from biomedquant.bootstrap import (
+    check_resample_memory,
     cluster_sums,
     percentile_interval,
     resampled_totals,
@@ -53,6 +54,7 @@ def score_items(
     out: dict[str, dict[str, float | None]] = {
         k: {"value": v, "ci_low": None, "ci_high": None} for k, v in values.items()
     }
+    check_resample_memory(resamples, stats.matrix.shape[1], f"{len(gold)} items")
     totals = resampled_totals(cluster_sums(stats.matrix, clusters), resamples, rng)
     if len(totals):
         draws = metrics_from_totals(kind, totals, stats.n_labels)
@@ -129,6 +131,7 @@ def compare_items(
     }
     k = sb.matrix.shape[1]
     joint = cluster_sums(np.concatenate([sb.matrix, so.matrix], axis=1), clusters)
+    check_resample_memory(resamples, joint.shape[1], f"a comparison of {len(gold)} items")
     totals = resampled_totals(joint, resamples, rng)
     primary_draws: list[float] = []
     if len(totals):
