@@ -153,9 +153,14 @@ def test_shards_partition_the_items():
             assert [i for s in slices for i in s] == list(range(n))
             assert max(len(s) for s in slices) - min(len(s) for s in slices) <= 1
     assert Shard.parse("2-of-3") == Shard(1, 3) and Shard(1, 3).label == "2-of-3"
-    for bad in ("0-of-2", "3-of-2", "2of3", "1-of-0"):
+    for bad in ("0-of-2", "3-of-2", "2of3", "1-of-0", "join-of-0"):
         with pytest.raises(ValueError, match="shard"):
             Shard.parse(bad)
+    # the job that joins every shard of a dataset answers none of its items itself
+    join = Shard.parse("join-of-3")
+    assert join.joins and join.label == "join-of-3" and join.parts_joined == 3
+    assert list(join.items(7)) == [] and not join.writes_part
+    assert Shard(2, 3).parts_joined == 2 and Shard(0, 3).writes_part
 
 
 def _infer_cmd(model_dir, data, pool, folder, shard, *extra):
@@ -241,7 +246,8 @@ def test_cli_refuses_a_part_count_that_does_not_match_the_shard(tiny_fetched, tm
     for extra, message in [
         ([*folders, "--shard", "3-of-3", "--parts", "a"], "shard 3-of-3 takes 2 part folder"),
         ([*folders, "--shard", "1-of-3", "--parts", "a"], "shard 1-of-3 takes 0 part folder"),
-        ([*folders, "--shard", "4-of-3"], "shard 4 of 3: no such shard"),
+        ([*folders, "--shard", "4-of-3"], "shard '4-of-3': no such shard"),
+        ([*folders, "--shard", "join-of-2", "--parts", "a"], "shard join-of-2 takes 2 part"),
         (["--out", "a.jsonl"], "give one --prompt with both, or --out-dir and --record-dir"),
     ]:
         assert main([*base, *extra]) != 0

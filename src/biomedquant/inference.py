@@ -67,38 +67,102 @@ def read_partial(path: Path) -> dict[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Shard:
-    """Slice ``index`` (from 0) of ``count`` contiguous, near-equal slices of a dataset.
+    """Slice ``index`` (from 0) of ``count`` contiguous, near-equal slices of a dataset, or,
+    with ``index == count``, the job that joins all ``count`` slices and answers none itself.
 
     Contiguous in the dataset's order, so the parts join in order and a shard's items are the
     same whatever else changed; written ``k-of-n`` with k from 1 in paths and on the command
-    line (``1-of-1`` is the whole dataset).
+    line (``1-of-1`` is the whole dataset), and ``join-of-n`` for the joining job. The last
+    shard of a dataset joins the others' parts itself; a joining job takes every shard's
+    parts (a job over several datasets whose shards all ran as jobs of their own).
     """
 
     index: int = 0
     count: int = 1
 
     def __post_init__(self) -> None:
-        if self.count < 1 or not 0 <= self.index < self.count:
+        if self.count < 1 or not 0 <= self.index <= self.count:
             raise ValueError(f"shard {self.index + 1} of {self.count}: no such shard")
 
     @classmethod
     def parse(cls, text: str) -> Shard:
-        m = re.fullmatch(r"(\d+)-of-(\d+)", text.strip())
+        m = re.fullmatch(r"(\d+|join)-of-(\d+)", text.strip())
         if not m:
-            raise ValueError(f"shard {text!r}: expected k-of-n, e.g. 2-of-3")
-        return cls(int(m.group(1)) - 1, int(m.group(2)))
+            raise ValueError(f"shard {text!r}: expected k-of-n or join-of-n, e.g. 2-of-3")
+        count = int(m.group(2))
+        if m.group(1) == "join":
+            return cls(count, count)
+        if not 1 <= int(m.group(1)) <= count:
+            raise ValueError(f"shard {text!r}: no such shard (k runs from 1 to n)")
+        return cls(int(m.group(1)) - 1, count)
 
     @property
     def label(self) -> str:
-        return f"{self.index + 1}-of-{self.count}"
+        return f"join-of-{self.count}" if self.joins else f"{self.index + 1}-of-{self.count}"
+
+    @property
+    def joins(self) -> bool:
+        """The joining job: every shard's parts, no items of its own."""
+        return self.index == self.count
 
     @property
     def last(self) -> bool:
         return self.index == self.count - 1
 
+    @property
+    def writes_part(self) -> bool:
+        """A shard whose outputs are parts for another job to join."""
+        return not self.joins and not self.last
+
+    @property
+    def parts_joined(self) -> int:
+        """How many other shards' parts this job joins."""
+        if self.joins:
+            return self.count
+        return self.count - 1 if self.last else 0
+
     def items(self, n: int) -> range:
-        """Indices of this shard's items among ``n``."""
+        """Indices of this shard's items among ``n`` (none for the joining job)."""
+        if self.joins:
+            return range(0)
         return range(self.index * n // self.count, (self.index + 1) * n // self.count)
+
+
+class SharedEngine:
+    """One model load for every dataset of an inference job: the engine is loaded when a
+    dataset first has something to generate (not at all when the cache holds everything),
+    kept for the datasets after it, and closed when the job ends."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        method: dict[str, Any],
+        backend: str,
+        decoding: Decoding,
+        *,
+        gpus: int = 1,
+        loader: Callable[..., Any] | None = None,
+    ) -> None:
+        self._args = (model_dir, method, decoding)
+        self._gpus = gpus
+        self._load = loader or get_engine(engine_for(method, backend)).load
+        self.engine: Any = None
+        self.loads = 0
+        self.info: dict[str, Any] = {}
+        self.loaded_for: list[str] = []  # "<dataset>/<prompt>" of the runs that needed it
+
+    def get(self, needed_by: Sequence[str]) -> Any:
+        if self.engine is None:
+            self.engine = self._load(*self._args, gpus=self._gpus)
+            self.loads += 1
+            self.info = dict(self.engine.info)
+        self.loaded_for += list(needed_by)
+        return self.engine
+
+    def close(self) -> None:
+        if self.engine is not None and hasattr(self.engine, "close"):
+            self.engine.close()
+        self.engine = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +246,66 @@ def run_inference(
     )[0]
 
 
+@dataclass(frozen=True)
+class DatasetJob:
+    """One dataset of an inference job: its data, few-shot pool, runs and item shard."""
+
+    dataset: str
+    data_path: Path
+    runs: tuple[RunSpec, ...]
+    pool_path: Path | None = None
+    shard: Shard = field(default_factory=Shard)
+
+
+def run_inference_datasets(
+    *,
+    model_dir: str | Path,
+    method: dict[str, Any],
+    datasets: Sequence[DatasetJob],
+    seed: int = 0,
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    cache_dir: str | Path | None = None,
+    backend: str = "transformers",
+    engine_loader: Callable[..., Any] | None = None,
+    gpus: int = 1,
+) -> dict[str, list[dict[str, Any]]]:
+    """Every dataset of one model x method on one model load (the workflow's inference job):
+    :func:`run_inference_job` per dataset, in order, sharing the engine, which is loaded when
+    the first dataset has something to generate and closed at the end. Returns each
+    dataset's run records. The run records' ``model_load`` says which runs used the load."""
+    if not datasets:
+        raise ValueError("an inference job needs at least one dataset")
+    names = [d.dataset for d in datasets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"datasets repeated in one job: {names}")
+    if any(not d.runs for d in datasets):
+        raise ValueError("every dataset of an inference job needs at least one run")
+    shared = SharedEngine(
+        model_dir, method, backend, datasets[0].runs[0].decoding, gpus=gpus, loader=engine_loader
+    )
+    out: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for job in datasets:
+            out[job.dataset] = run_inference_job(
+                model_dir=model_dir,
+                method=method,
+                dataset=job.dataset,
+                data_path=job.data_path,
+                runs=job.runs,
+                pool_path=job.pool_path,
+                seed=seed,
+                system_prompt=system_prompt,
+                cache_dir=cache_dir,
+                backend=backend,
+                shard=job.shard,
+                gpus=gpus,
+                engine=shared,
+            )
+    finally:
+        shared.close()
+    return out
+
+
 def run_inference_job(
     *,
     model_dir: str | Path,
@@ -197,6 +321,7 @@ def run_inference_job(
     shard: Shard | None = None,
     engine_loader: Callable[..., Any] | None = None,
     gpus: int = 1,
+    engine: SharedEngine | None = None,
 ) -> list[dict[str, Any]]:
     """Generate and record the raw outputs of every run (prompting method) of one dataset,
     on one model load; returns the runs' records in the order of ``runs``.
@@ -220,7 +345,8 @@ def run_inference_job(
     the first run's). ``engine_loader`` replaces the engine class's ``load`` (tests count loads
     through it). ``gpus`` is how many GPUs the job was given (the engine's ``load`` uses those):
     a resource, like the CPU threads, so it changes speed, not generations, and is in no key;
-    the run records say how many were used (``gpus``).
+    the run records say how many were used (``gpus``). ``engine``: the job's one model load
+    when it runs several datasets (:func:`run_inference_datasets`); the caller closes it.
     """
     from transformers import AutoTokenizer, set_seed
 
@@ -232,11 +358,11 @@ def run_inference_job(
     if len(set(names)) != len(names):
         raise ValueError(f"prompting methods repeated in one job: {names}")
     shard = shard if shard is not None else Shard()
-    if shard.count > 1 and shard.last:
-        missing = [r.prompt_method for r in runs if len(r.parts) != shard.count - 1]
+    if shard.parts_joined:
+        missing = [r.prompt_method for r in runs if len(r.parts) != shard.parts_joined]
         if missing:
             raise ValueError(
-                f"shard {shard.label} joins the parts of shards 1-{shard.count - 1}: runs"
+                f"shard {shard.label} joins the parts of {shard.parts_joined} shard(s): runs"
                 f" {missing} name a different number of parts"
             )
     set_seed(seed)
@@ -318,24 +444,28 @@ def run_inference_job(
             )
         )
 
-    load_info: dict[str, Any] = {}
     pending = [r for r in state if r.todo]
-    loads = 0
-    if pending:
-        load = engine_loader or engine_class.load
-        engine = load(model_dir, method, runs[0].decoding, gpus=gpus)
-        loads = 1
-        load_info = dict(engine.info)
-        with contextlib.closing(engine):
-            if hasattr(engine, "generate_runs") and len(pending) > 1:
-                _generate_together(engine, pending, dataset)
+    own_engine = engine is None
+    shared = (
+        SharedEngine(model_dir, method, backend, runs[0].decoding, gpus=gpus, loader=engine_loader)
+        if own_engine
+        else engine
+    )
+    try:
+        if pending:
+            loaded = shared.get([f"{dataset}/{p.spec.prompt_method}" for p in pending])
+            if hasattr(loaded, "generate_runs") and len(pending) > 1:
+                _generate_together(loaded, pending, dataset)
             else:
                 for r in pending:
                     # Sampled chains follow torch's global seed: each run starts from the job
                     # seed, as it would in a job of its own.
                     set_seed(seed)
-                    _generate_run(engine, r, dataset)
-    measured = _measurement(loads, load_info, cache)
+                    _generate_run(loaded, r, dataset)
+    finally:
+        if own_engine:
+            shared.close()
+    measured = _measurement(shared.loads, shared.info, cache)
     if cache is not None:
         cache.close()
 
@@ -343,9 +473,12 @@ def run_inference_job(
     out = []
     for r in state:
         model_load = {
-            "loads_in_job": loads,
-            "seconds": load_info.get("load_seconds"),
+            "loads_in_job": shared.loads,
+            "seconds": shared.info.get("load_seconds"),
+            # the runs of this dataset that needed the model, and every run that used the
+            # load so far (a job over several datasets shares one)
             "loaded_for": [p.spec.prompt_method for p in pending],
+            "used_by": list(shared.loaded_for),
             "shared_by": sharing,
             "shard": shard.label,
         }
@@ -507,7 +640,7 @@ def _finish_run(
     load_info = measured["load_info"]
     decoding = r.spec.decoding
     samples = r.sampling.samples
-    part = shard.count > 1 and not shard.last
+    part = shard.writes_part
     if part:
         # A part is the partial format, complete for this shard's slice, in the dataset's order.
         lines = [

@@ -57,60 +57,128 @@ def _outputs(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     return [(p, f"{args.out_dir}/{p}.jsonl", f"{args.record_dir}/{p}.run.json") for p in prompts]
 
 
-def _cmd_infer(args: argparse.Namespace) -> None:
-    from biomedquant.inference import RunSpec, Shard, run_inference_job, runs_from_settings
-    from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT
+# What each entry of ``--datasets`` names (the workflow's way: one job, every dataset).
+DATASET_KEYS = ("dataset", "data", "pool", "out_dir", "record_dir", "partial_dir", "shard", "parts")
+SINGLE_DATASET_FLAGS = (
+    "dataset",
+    "data",
+    "pool",
+    "out",
+    "run_record",
+    "out_dir",
+    "record_dir",
+    "partial_dir",
+)
 
-    _apply_settings(args, INFER_SETTINGS)
-    if not args.method:
-        raise ValueError("infer: give the method as --method or in --settings")
-    outputs = _outputs(args)
-    shard = Shard.parse(args.shard)
-    if args.parts and not (shard.last and len(args.parts) == shard.count - 1):
-        raise ValueError(
-            f"--parts: shard {shard.label} takes {shard.count - 1 if shard.last else 0} part"
-            f" folder(s) (the last shard joins the others), got {len(args.parts)}"
-        )
-    if args.runs:
-        unknown = sorted(set(args.runs) - {p for p, _, _ in outputs})
+
+def _runs(
+    args: argparse.Namespace,
+    outputs: list[tuple[str, str, str]],
+    per_run: dict[str, Any] | None,
+    parts: Sequence[str],
+    partial_dir: str,
+) -> list[Any]:
+    """The RunSpecs of one dataset: decoding per prompting method from the settings' ``runs``
+    (the workflow's way) or from the decoding flags (by hand)."""
+    from biomedquant.inference import RunSpec, runs_from_settings
+
+    if per_run:
+        unknown = sorted(set(per_run) - {p for p, _, _ in outputs})
         if unknown:
             raise ValueError(f"--settings runs: {unknown} are not among --prompt {args.prompt}")
-        bad = sorted(k for v in args.runs.values() for k in v if k not in RUN_SETTINGS)
+        bad = sorted(k for v in per_run.values() for k in v if k not in RUN_SETTINGS)
         if bad:
             raise ValueError(f"--settings runs: unknown key(s) {bad} (known: {RUN_SETTINGS})")
-        runs = runs_from_settings(vars(args), outputs, args.parts)
+        runs = runs_from_settings({**vars(args), "runs": per_run}, outputs, parts)
     else:
         from biomedquant.decoding import Decoding
 
         decoding = Decoding.from_settings({k: getattr(args, k) for k in DECODING_SETTINGS})
         runs = [
-            RunSpec(
-                p, Path(o), Path(r), decoding, tuple(Path(d) / f"{p}.jsonl" for d in args.parts)
-            )
+            RunSpec(p, Path(o), Path(r), decoding, tuple(Path(d) / f"{p}.jsonl" for d in parts))
             for p, o, r in outputs
         ]
-    if args.partial_dir:
+    if partial_dir:
         runs = [
             dataclasses.replace(
-                r, partial_path=Path(args.partial_dir) / f"{r.prompt_method}.jsonl.partial"
+                r, partial_path=Path(partial_dir) / f"{r.prompt_method}.jsonl.partial"
             )
             for r in runs
         ]
+    return runs
+
+
+def _checked_shard(text: str, parts: Sequence[str]) -> Any:
+    from biomedquant.inference import Shard
+
+    shard = Shard.parse(text)
+    if len(parts) != shard.parts_joined:
+        raise ValueError(
+            f"--parts: shard {shard.label} takes {shard.parts_joined} part folder(s) (the last"
+            f" shard joins the others, join-of-n all n), got {len(parts)}"
+        )
+    return shard
+
+
+def _dataset_jobs(args: argparse.Namespace) -> list[Any]:
+    """The datasets of the job: ``--datasets`` (the workflow's, a JSON list with each
+    dataset's files, shard, parts and run settings), or one dataset from its flags."""
+    from biomedquant.inference import DatasetJob
+
+    if args.datasets is None:
+        if not (args.dataset and args.data):
+            raise ValueError("infer: give --dataset and --data, or --datasets")
+        parts = args.parts
+        shard = _checked_shard(args.shard, parts)
+        runs = _runs(args, _outputs(args), args.runs, parts, args.partial_dir)
+        pool = Path(args.pool) if args.pool else None
+        return [DatasetJob(args.dataset, Path(args.data), tuple(runs), pool, shard)]
+    given = [f"--{f.replace('_', '-')}" for f in SINGLE_DATASET_FLAGS if getattr(args, f)]
+    if given or args.parts or args.shard != "1-of-1" or args.runs:
+        raise ValueError(
+            f"--datasets names every dataset's files: drop {given or '--shard/--parts'}"
+        )
+    if not isinstance(args.datasets, list) or not args.datasets:
+        raise ValueError("--datasets: expected a non-empty JSON list of datasets")
+    jobs = []
+    for i, entry in enumerate(args.datasets):
+        unknown = sorted(set(entry) - {*DATASET_KEYS, "runs"})
+        if unknown or not entry.get("dataset") or not entry.get("data"):
+            raise ValueError(
+                f"--datasets[{i}]: needs dataset and data; unknown key(s) {unknown}"
+                f" (known: {', '.join(DATASET_KEYS)}, runs)"
+            )
+        parts = entry.get("parts") or []
+        shard = _checked_shard(entry.get("shard") or "1-of-1", parts)
+        out_dir, record_dir = entry["out_dir"], entry["record_dir"]
+        outputs = [(p, f"{out_dir}/{p}.jsonl", f"{record_dir}/{p}.run.json") for p in args.prompt]
+        runs = _runs(args, outputs, entry.get("runs"), parts, entry.get("partial_dir") or "")
+        pool = Path(entry["pool"]) if entry.get("pool") else None
+        jobs.append(DatasetJob(entry["dataset"], Path(entry["data"]), tuple(runs), pool, shard))
+    return jobs
+
+
+def _cmd_infer(args: argparse.Namespace) -> None:
+    from biomedquant.inference import run_inference_datasets
+    from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT
+
+    _apply_settings(args, INFER_SETTINGS)
+    if not args.method:
+        raise ValueError("infer: give the method as --method or in --settings")
+    if len(set(args.prompt)) != len(args.prompt):
+        raise ValueError(f"--prompt: {args.prompt} names a prompting method twice")
+    jobs = _dataset_jobs(args)
     if args.gpus == 0:
         hide_gpus("--gpus 0")
     cpu_threads(args.cpu_threads)
-    run_inference_job(
+    run_inference_datasets(
         model_dir=args.model_dir,
         method=args.method,
-        dataset=args.dataset,
-        data_path=args.data,
-        runs=runs,
-        pool_path=args.pool or None,
+        datasets=jobs,
         cache_dir=args.cache_dir or None,
         backend=args.backend,
         seed=args.seed,
         system_prompt=args.system_prompt or DEFAULT_SYSTEM_PROMPT,
-        shard=shard,
         gpus=args.gpus,
     )
 
@@ -162,7 +230,7 @@ def add_commands(sub: Any) -> None:
     from biomedquant.engines import BACKENDS
 
     dec = Decoding()
-    s = sub.add_parser("infer", help="generate the raw outputs for one dataset")
+    s = sub.add_parser("infer", help="generate the raw outputs of one or more datasets")
     s.add_argument("--model-dir", required=True)
     s.add_argument("--method", type=json_arg, help="the method entry as JSON")
     s.add_argument(
@@ -170,8 +238,14 @@ def add_commands(sub: Any) -> None:
         type=json_arg,
         help=f"a JSON object of any of {', '.join(INFER_SETTINGS)} (the workflow's way)",
     )
-    s.add_argument("--dataset", required=True)
-    s.add_argument("--data", required=True)
+    s.add_argument("--dataset", default="", help="one dataset (or --datasets)")
+    s.add_argument("--data", default="", help="its prepared split (JSON Lines)")
+    s.add_argument(
+        "--datasets",
+        type=json_arg,
+        help="every dataset of the job on one model load, as a JSON list of objects with"
+        f" {', '.join(DATASET_KEYS)} and runs (the workflow's way)",
+    )
     s.add_argument(
         "--prompt",
         required=True,
