@@ -37,13 +37,18 @@ def test_demo_workflow(tmp_path):
     # The real model answers: most QA outputs parse; the run record says how it ran.
     run = read_json(wd / "results/predictions/smollm2_135m/none/medqa/zero-shot.run.json")
     assert run["n_items"] == 8 and sum(run["stop_reason"].values()) == 8
-    # One model load per model x method x dataset, shared by both prompting methods.
+    # One model load per model x method, shared by every dataset and prompting method: the
+    # last run's record names them all, in the config's order.
+    every_run = [f"{d}/{p}" for d in config["datasets"] for p in config["prompts"]]
     for method in config["methods"]:
         for dataset in DATASETS:
             for prompt in config["prompts"]:
                 folder = wd / "results/predictions/smollm2_135m" / method / dataset
                 load = read_json(folder / f"{prompt}.run.json")["model_load"]
                 assert load["loads_in_job"] == 1 and load["shared_by"] == config["prompts"]
+        last = f"{config['datasets'][-1]}/{config['prompts'][-1]}.run.json"
+        load = read_json(wd / "results/predictions/smollm2_135m" / method / last)["model_load"]
+        assert load["used_by"] == every_run
     score = read_json(wd / "results/scores/smollm2_135m/none/medqa/zero-shot.json")
     assert score["parse_failure_rate"] <= 0.5
 

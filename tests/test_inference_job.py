@@ -3,6 +3,7 @@ shards that resume and join into an unsharded run's files, and incremental rerun
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,16 @@ import pytest
 
 from biomedquant.decoding import Decoding
 from biomedquant.engines.transformers import TransformersEngine
-from biomedquant.inference import RunSpec, Shard, read_partial, run_inference, run_inference_job
+from biomedquant.inference import (
+    DatasetJob,
+    RunSpec,
+    Shard,
+    TimeBudgetReached,
+    read_partial,
+    run_inference,
+    run_inference_datasets,
+    run_inference_job,
+)
 from biomedquant.io import read_json, read_jsonl, write_jsonl
 
 from conftest import numbered_items
@@ -218,6 +228,81 @@ def test_a_killed_shard_resumes_and_the_joined_files_equal_an_unsharded_run(
         assert rec["n_items"] == 60 and rec["n_from_shards"] == 30 and rec["n_generated"] == 30
         assert rec["model_load"]["shard"] == "2-of-2"
         assert [s["shard"] for s in rec["shards"]] == ["1-of-2"]
+
+
+def _two_datasets(demo_prepared, folder: Path) -> list[DatasetJob]:
+    """PubMedQA and MedQA (four items each), one prompting method, as one model x method job."""
+    jobs = []
+    for name in ("pubmedqa", "medqa"):
+        data = folder.parent / f"{name}.4.jsonl"
+        write_jsonl(data, read_jsonl(demo_prepared[name])[:4])
+        runs = _runs(folder / name, ("zero-shot",))
+        jobs.append(DatasetJob(name, data, tuple(runs)))
+    return jobs
+
+
+def test_a_time_boxed_job_stops_saving_its_batches_and_resumes_until_done(
+    tiny_fetched, demo_prepared, tmp_path
+):
+    """A job over two datasets whose time box has passed saves one batch per attempt and
+    stops (the cache off, as for the noise floor); after each stop its files are deleted, as
+    Snakemake deletes a failed job's outputs. Attempts go on, one model load each, until one
+    finishes, and its files equal those of a job that was never stopped."""
+    limited = [
+        DatasetJob(j.dataset, j.data_path, j.runs)
+        for j in _two_datasets(demo_prepared, tmp_path / "boxed")
+    ]
+    common = {"model_dir": tiny_fetched, "method": {"kind": "none"}}
+    outputs = [p for j in limited for r in j.runs for p in (r.out_path, r.run_path)]
+    attempts, loads = 0, []
+    while True:
+        attempts += 1
+        counting = CountingLoads()
+        try:
+            records = run_inference_datasets(
+                **common, datasets=limited, engine_loader=counting, stop_at=time.monotonic() - 1
+            )
+        except TimeBudgetReached as stop:
+            assert "every finished batch is saved" in str(stop)
+            loads.append(counting.calls)
+            for path in outputs:
+                path.unlink(missing_ok=True)
+            assert attempts < 20, "no progress between attempts"
+            continue
+        loads.append(counting.calls)
+        break
+    # 2 datasets x 4 items in batches of 2: one batch per attempt, then one that finds them all
+    assert attempts == 5 and loads == [1, 1, 1, 1, 0]
+    assert records["medqa"][0]["n_resumed"] == 4 and records["medqa"][0]["n_generated"] == 0
+    assert not list((tmp_path / "boxed").rglob("*.partial"))  # removed once the job succeeded
+    whole = run_inference_datasets(
+        **common, datasets=_two_datasets(demo_prepared, tmp_path / "whole")
+    )
+    for name in ("pubmedqa", "medqa"):
+        assert whole[name][0]["n_generated"] == 4
+        assert read_jsonl(tmp_path / "boxed" / name / "zero-shot.jsonl") == read_jsonl(
+            tmp_path / "whole" / name / "zero-shot.jsonl"
+        )
+
+
+def test_cli_exits_75_at_its_time_box(tiny_fetched, demo_prepared, tmp_path, capsys):
+    from biomedquant.cli import main
+
+    entries = [
+        {"dataset": "pubmedqa", "data": str(demo_prepared["pubmedqa"]),
+         "out_dir": str(tmp_path / "out"), "record_dir": str(tmp_path / "out")},
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as stopped:
+        main([
+            "infer", "--model-dir", str(tiny_fetched), "--method", '{"kind": "none"}',
+            "--prompt", "zero-shot", "--datasets", json.dumps(entries), "--batch-size", "2",
+            "--max-new-tokens", "4", "--cpu-threads", "1", "--stop-after-minutes", "0.0001",
+        ])  # fmt: skip
+    assert stopped.value.code == 75
+    err = capsys.readouterr().err
+    assert "time box of 0.0001 min reached" in err and "next attempt resumes" in err
+    assert len(read_partial(tmp_path / "out" / "zero-shot.jsonl.partial")) == 2
+    assert not (tmp_path / "out" / "zero-shot.jsonl").exists()
 
 
 def test_the_last_shard_refuses_parts_of_another_model(tiny_fetched, demo_prepared, tmp_path):

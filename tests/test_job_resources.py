@@ -14,14 +14,17 @@ import yaml
 from biomedquant.decoding import Decoding
 from biomedquant.job_resources import (
     UNKNOWN,
+    InferenceSplit,
     Runtime,
     Workload,
     gpu_constraint,
     infer_workload,
-    inference_shards,
+    inference_split,
     job_gpus,
     job_resources,
     perplexity_workload,
+    run_seconds,
+    time_box_minutes,
 )
 from biomedquant.memory import estimate, shape_for_model
 from biomedquant.throughput import Throughput
@@ -223,61 +226,90 @@ def test_a_grouped_job_pays_one_load_for_all_its_prompting_methods():
     assert grouped >= max(alone)
 
 
-def test_shards_split_only_what_exceeds_the_wall_time_limit():
+def test_only_jobs_over_the_wall_time_limit_are_time_boxed_and_only_very_long_ones_sharded():
     day = 24 * 60
-    assert inference_shards(LLAMA8, NONE, _group("pubmedqa"), day) == 1
-    assert inference_shards(LLAMA8, NONE, _group("chemprot", limit=8), day) == 1
+    assert inference_split(LLAMA8, NONE, _group("pubmedqa"), day) == InferenceSplit(1, 1)
+    assert inference_split(LLAMA8, NONE, _group("chemprot", limit=8), day) == InferenceSplit()
     works = _group("chemprot")  # 16,943 items, five prompting methods, sc-cot among them
-    n = inference_shards(QWEN72, NONE, works, day)
-    assert n > 1
-    sharded = job_resources(QWEN72, NONE, "infer", workload=works, shards=n)["runtime"]
-    assert sharded <= day
-    # the smallest count that fits: one fewer does not
-    assert job_resources(QWEN72, NONE, "infer", workload=works, shards=n - 1)["runtime"] > day
-    # a shorter limit needs more shards
-    assert inference_shards(QWEN72, NONE, works, 12 * 60) > n
-    # a retry asks for more time, never more than the limit
-    retry = job_resources(
-        QWEN72, NONE, "infer", workload=works, shards=n, attempt=3, max_minutes=day
-    )
-    assert retry["runtime"] == day
+    boxed = inference_split(QWEN72, NONE, works, day, max_attempts=1000)
+    assert boxed.parts == 1 and boxed.attempts > 1
+    # every attempt asks for the limit, never more (a retry too)
+    for attempt in (1, 2, boxed.attempts):
+        res = job_resources(QWEN72, NONE, "infer", workload=works, attempt=attempt, max_minutes=day)
+        assert res["runtime"] == day
+    # the attempts cover the work at the rate requests are modelled with (the safety factor
+    # on the work, one load each), and one fewer would not
+    load, work = run_seconds(shape_for_model(QWEN72), NONE, works)
+    per_attempt = time_box_minutes(day) * 60 / 1.5 - load
+    assert (boxed.attempts - 1) * per_attempt < work <= boxed.attempts * per_attempt
+    # capped attempts cut the work into shards side by side, each within the cap
+    capped = inference_split(QWEN72, NONE, works, day, max_attempts=3)
+    assert capped.parts == -(-boxed.attempts // 3) and capped.attempts <= 3
+    # one attempt each: the shards of a job that is never time-boxed, each fitting the limit
+    sharded = inference_split(QWEN72, NONE, works, day, max_attempts=1)
+    assert sharded.attempts == 1 and sharded.parts >= boxed.attempts
+    fits = job_resources(QWEN72, NONE, "infer", workload=works, shards=sharded.parts)
+    assert fits["runtime"] <= day
+    # a shorter limit needs more attempts
+    half_day = inference_split(QWEN72, NONE, works, 12 * 60, max_attempts=1000)
+    assert half_day.attempts > boxed.attempts
     with pytest.raises(ValueError, match="leaves no time to generate.*max_job_hours"):
-        inference_shards(QWEN72, NONE, works, 9)
+        inference_split(QWEN72, NONE, works, 12)
+    with pytest.raises(ValueError, match="max_attempts"):
+        inference_split(QWEN72, NONE, works, day, max_attempts=0)
 
 
-def test_a_sharded_job_plans_its_shards_and_the_join(tmp_path):
-    """The paper's largest job (72B, ChemProt's 16,943 items, self-consistency) planned with
-    the SLURM profile: every shard but the last is an infer_shard job writing its parts, the
-    infer job runs the last one and joins them, and none asks for more than the limit."""
+def test_a_long_job_plans_time_boxed_attempts_and_its_shards(tmp_path):
+    """The paper's largest kind of job (72B, ChemProt's 16,943 items, self-consistency)
+    planned with the SLURM profile: the model x method job asks for the limit and stops 10
+    minutes before it; with max_attempts 2, every shard but the last is an infer_shard job
+    over the same slice of each dataset, the infer job runs the last one and joins them."""
     cfg = {
         **PAPER,
         "models": {"qwen25_72b": QWEN72},
         "methods": {"none": NONE},
-        "datasets": ["chemprot"],
+        "datasets": ["chemprot", "pubmedqa"],
         "prompts": ["zero-shot", "sc-cot"],
-        "scheduling": {"max_job_hours": 24},
+        "scheduling": {"max_job_hours": 24, "max_attempts": 1000},
     }
     decoding = Decoding.from_config(cfg)
-    works = [infer_workload("chemprot", p, decoding=decoding) for p in cfg["prompts"]]
+    works = [
+        infer_workload(d, p, decoding=decoding) for d in cfg["datasets"] for p in cfg["prompts"]
+    ]
     runtime = Runtime("transformers", Throughput("a100_80g"), gpus=4)  # 16-bit 72B: 4 GPUs
-    n = inference_shards(QWEN72, NONE, works, 24 * 60, runtime)
-    assert n > 1
+    boxed = inference_split(QWEN72, NONE, works, 24 * 60, runtime, max_attempts=1000)
+    assert boxed.parts == 1 and boxed.attempts > 2
     proc = _slurm_dry_run(tmp_path, cfg, "-p")
+    jobs = _job_blocks(proc.stdout)
+    (job,) = [j for j in jobs if j["rule"] == "infer"]
+    assert not [j for j in jobs if j["rule"] == "infer_shard"]
+    assert (job["runtime"], job["time_box"], job["gpu"]) == ("1440", "1430", "4")
+    (command,) = re.findall(r"biomedquant infer .*", proc.stdout)
+    assert "--stop-after-minutes=1430" in command
+
+    cfg["scheduling"]["max_attempts"] = 2
+    split = inference_split(QWEN72, NONE, works, 24 * 60, runtime, max_attempts=2)
+    n = split.parts
+    assert n > 1 and split.attempts <= 2
+    proc = _slurm_dry_run(tmp_path / "sharded", cfg, "-p")
     jobs = _job_blocks(proc.stdout)
     shards = [j for j in jobs if j["rule"] == "infer_shard"]
     (last,) = [j for j in jobs if j["rule"] == "infer"]
     assert sorted(j["shard"] for j in shards) == sorted(f"{k}-of-{n}" for k in range(1, n))
     for job in [*shards, last]:
         assert int(job["runtime"]) <= 24 * 60 and job["slurm_partition"] == "gpu"
-    folder = "results/generation_shards/qwen25_72b/none/chemprot"
+    folder = "results/generation_shards/qwen25_72b/none"
     commands = re.findall(r"biomedquant infer .*", proc.stdout)
-    (join,) = [c for c in commands if f"--shard {n}-of-{n}" in c]
-    parts = " ".join(f"{folder}/{k}-of-{n}" for k in range(1, n))
-    assert f"--parts {parts} " in join
-    assert "--out-dir results/generations/qwen25_72b/none/chemprot" in join
+    (join,) = [c for c in commands if f'"shard": "{n}-of-{n}"' in c]
+    for dataset in cfg["datasets"]:
+        parts = ", ".join(f'"{folder}/{k}-of-{n}/{dataset}"' for k in range(1, n))
+        assert f'"parts": [{parts}]' in join
+        assert f'"out_dir": "results/generations/qwen25_72b/none/{dataset}"' in join
     for k in range(1, n):
-        (cmd,) = [c for c in commands if f"--shard {k}-of-{n}" in c]
-        assert f"--out-dir {folder}/{k}-of-{n} --record-dir {folder}/{k}-of-{n}" in cmd
+        (cmd,) = [c for c in commands if f'"shard": "{k}-of-{n}"' in c]
+        for dataset in cfg["datasets"]:
+            assert f'"out_dir": "{folder}/{k}-of-{n}/{dataset}"' in cmd
+            assert f'"partial_dir": "{folder}/{k}-of-{n}.partial/{dataset}"' in cmd
 
 
 def test_slurm_profile_plans_a_study_with_the_estimators_requests(tmp_path):
@@ -294,26 +326,33 @@ def test_slurm_profile_plans_a_study_with_the_estimators_requests(tmp_path):
     proc = _slurm_dry_run(tmp_path, cfg)
     jobs = _job_blocks(proc.stdout)
     infers = [j for j in jobs if j["rule"] == "infer"]
-    assert len(infers) == 2 * 2 * 2  # one per model x method x dataset, every prompt in it
-    shards = [j for j in jobs if j["rule"] == "infer_shard"]
-    for job in infers + shards:
-        works = [
-            infer_workload(job["dataset"], p, decoding=Decoding.from_config(cfg))
-            for p in cfg["prompts"]
-        ]
+    assert len(infers) == 2 * 2  # one per model x method, every dataset and prompt in it
+    decoding = Decoding.from_config(cfg)
+    works = [
+        infer_workload(d, p, decoding=decoding) for d in cfg["datasets"] for p in cfg["prompts"]
+    ]
+    for job in infers:
         model, method = cfg["models"][job["model"]], cfg["methods"][job["method"]]
-        tokens = Decoding.from_config(cfg).batch_tokens
-        gpus = job_gpus(model, method, "infer", gpu_gib=80, tokens=tokens)
+        gpus = job_gpus(model, method, "infer", gpu_gib=80, tokens=decoding.batch_tokens)
         runtime = Runtime("transformers", Throughput("a100_80g"), gpus)  # the default backend
-        n = inference_shards(model, method, works, 24 * 60, runtime)
-        res = job_resources(model, method, "infer", workload=works, shards=n, runtime=runtime)
+        split = inference_split(model, method, works, 24 * 60, runtime, max_attempts=7)
+        res = job_resources(
+            model,
+            method,
+            "infer",
+            workload=works,
+            shards=split.parts,
+            runtime=runtime,
+            max_minutes=24 * 60,
+        )
         assert {k: int(job[k]) for k in res} == res, job
         assert int(job["runtime"]) <= 24 * 60
         assert (job["gpu"], job["slurm_partition"], job["cpus_per_gpu"]) == (str(gpus), "gpu", "2")
         # the 16-bit 70B does not fit one 80 GiB GPU: it asks for two
         assert gpus == (2 if (job["model"], job["method"]) == ("llama31_70b", "none") else 1)
-    # the 8B jobs fit a day; the 70B ones with self-consistency on DDI's 5,761 items do not
-    assert {j["model"] for j in shards} == {"llama31_70b"}
+        # the 8B jobs fit a day; the 70B ones with self-consistency on DDI's 5,761 items do not
+        boxed = job["model"] == "llama31_70b"
+        assert (split.attempts > 1) == boxed and job["time_box"] == ("1430" if boxed else "0")
     for job in (j for j in jobs if j["rule"] == "quantize_model"):
         res = job_resources(
             cfg["models"][job["model"]], cfg["methods"][job["method"]], "quantize_model"
@@ -343,14 +382,21 @@ def test_the_paper_study_on_slurm_asks_for_gpus_by_memory_and_none_for_cpu_work(
     assert all(j["gpu"] == "1" for j in quantize if j not in on_cpu)
     cpu_rules = {j["rule"] for j in jobs if j.get("gpu", "0") == "0"}
     assert {"fetch_model", "download_dataset", "evaluate"} <= cpu_rules
-    # What the plan requests is what `biomedquant plan --cost` says the first attempts
-    # request, and within twice the expected GPU-hours.
+    # What the plan requests, every time-boxed attempt counted, is what `biomedquant plan
+    # --cost` says the attempts request, and within twice the expected GPU-hours.
     from biomedquant.config_loader import load_config
     from biomedquant.cost import study_cost
 
-    requested = sum(
-        int(j["gpu"]) * int(j["runtime"]) / 60 for j in jobs if j.get("gpu", "0") != "0"
-    )
     cost = study_cost(load_config(REPO / "config" / "paper.yaml"))
+    attempts = {(j.model, j.method): j.attempts for j in cost.jobs if j.rule == "infer"}
+    assert max(attempts.values()) > 1  # the paper has time-boxed jobs
+    requested = sum(
+        int(j["gpu"])
+        * int(j["runtime"])
+        / 60
+        * (attempts[j["model"], j["method"]] if j["rule"] in ("infer", "infer_shard") else 1)
+        for j in jobs
+        if j.get("gpu", "0") != "0"
+    )
     assert requested == pytest.approx(cost.total(requested=True), rel=0.01)
     assert cost.total() < requested < 2 * cost.total()

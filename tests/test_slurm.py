@@ -256,7 +256,7 @@ def test_demo_study_on_slurm_matches_a_local_run(slurm_cluster, flaky_run, tmp_p
 
     # GPU rules got the GPUs their memory estimate asks for (two of 1.5 GiB), the others none;
     # small CPU rules never reached the scheduler.
-    assert len(by_rule["infer"]) == len(cfg["datasets"])
+    assert len(by_rule["infer"]) == 1  # one model x method: every dataset on one load
     model = cfg["models"]["smollm2_135m"]
     tokens = Decoding.from_config(cfg).batch_tokens
     gpus = job_gpus(model, cfg["methods"]["none"], "infer", gpu_gib=GPU_GIB, tokens=tokens)
@@ -269,17 +269,15 @@ def test_demo_study_on_slurm_matches_a_local_run(slurm_cluster, flaky_run, tmp_p
     assert "localrule evaluate_baseline:" in log
 
     # The estimator's host memory and runtime are what Slurm was asked for.
-    expected = set()
-    for dataset in cfg["datasets"]:
-        work = infer_workload(
-            dataset,
-            "zero-shot",
-            limit=cfg["data"]["limit"],
-            decoding=Decoding.from_config(cfg),
-        )
-        runtime = Runtime(gpus=gpus)
-        res = job_resources(model, cfg["methods"]["none"], "infer", workload=work, runtime=runtime)
-        expected.add((f"{res['mem_mb']}M", res["runtime"]))
+    works = [
+        infer_workload(d, p, limit=cfg["data"]["limit"], decoding=Decoding.from_config(cfg))
+        for d in cfg["datasets"]
+        for p in cfg["prompts"]
+    ]
+    res = job_resources(
+        model, cfg["methods"]["none"], "infer", workload=works, runtime=Runtime(gpus=gpus)
+    )
+    expected = {(f"{res['mem_mb']}M", res["runtime"])}
     asked = {(r["ReqMem"], timelimit_minutes(r["Timelimit"])) for r in by_rule["infer"]}
     assert asked == expected
 

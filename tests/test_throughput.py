@@ -196,7 +196,7 @@ def test_plan_cost_prints_the_totals_the_largest_jobs_and_the_shards(tmp_path):
     lines = proc.stdout.splitlines()
     cost = study_cost(PAPER, backend="vllm", device="h100")
     assert lines[0].startswith(f"expected GPU-hours under vllm on h100: {cost.total():,.0f}")
-    assert lines[1].startswith("inference jobs split into item shards:")
+    assert lines[1].startswith("inference jobs (model x method): 132; time-boxed:")
     assert "largest jobs (GPU-hours):" in lines
     rows = out.read_text().splitlines()
     assert rows[0] == "model,method,prompt,gpus,gpu_hours"

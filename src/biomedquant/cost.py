@@ -2,11 +2,12 @@
 
 The same job shape and runtime model as the workflow's requests (:mod:`biomedquant.job_resources`,
 :mod:`biomedquant.throughput`), without their safety margin: one inference job per model x
-method x dataset (every prompting method on one load, item shards where the wall-time limit
-needs them), one quantization job per artifact, one perplexity job per model x method, each
-on the GPUs its memory estimate needs. Inference hours are split over the prompting methods in
-proportion to their work (a job's loads shared alike). Beside the expected hours stand the
-hours the first attempts request, so the margin between the two is visible.
+method (every dataset and prompting method on one load per attempt; time-boxed attempts and
+item shards where the wall-time limit needs them), one quantization job per artifact, one
+perplexity job per model x method, each on the GPUs its memory estimate needs. Inference hours
+are split over the prompting methods in proportion to their work (a job's loads shared alike).
+Beside the expected hours stand the hours the attempts request (every time-boxed attempt asks
+for the limit), so the margin between the two is visible.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from biomedquant.decoding import Decoding
 from biomedquant.job_resources import (
     Runtime,
     infer_workload,
-    inference_shards,
+    inference_split,
     job_gpus,
     job_resources,
     perplexity_workload,
@@ -35,16 +36,17 @@ COST_COLUMNS = ("model", "method", "prompt", "gpus", "gpu_hours")
 
 @dataclass(frozen=True)
 class Job:
-    """One planned job (or a sharded inference job's shards together)."""
+    """One planned job (an inference job's shards and attempts together)."""
 
     rule: str
     model: str
     method: str
-    dataset: str
+    dataset: str  # "" for a job over the whole study's datasets
     gpus: int
     shards: int
     hours: float  # expected GPU-hours
-    requested_hours: float  # GPU-hours its first attempts ask for
+    requested_hours: float  # GPU-hours its attempts ask for
+    attempts: int = 1  # time-boxed attempts of each shard, one after another
 
 
 @dataclass
@@ -85,40 +87,46 @@ def study_cost(
                 rule: job_gpus(mspec, spec, rule, gpu_gib=gpu_gib, max_gpus=max_gpus)
                 for rule in ("infer", "perplexity", "quantize_model")
             }
+            works = [
+                infer_workload(d, p, limit=limit, decoding=decoding)
+                for d in config["datasets"]
+                for p in config["prompts"]
+            ]
+            runtime = Runtime(backend, throughput, gpus_of["infer"])
+            split = inference_split(
+                mspec, spec, works, max_minutes, runtime, scheduling["max_attempts"]
+            )
+            load, work = run_seconds(shape, spec, works, runtime)
+            loads = split.parts * split.attempts
+            hours = gpus_of["infer"] * (loads * load + work) / 3600
             prompt_hours = dict.fromkeys(config["prompts"], 0.0)
-            for dataset in config["datasets"]:
-                works = [
-                    infer_workload(dataset, p, limit=limit, decoding=decoding)
-                    for p in config["prompts"]
-                ]
-                runtime = Runtime(backend, throughput, gpus_of["infer"])
-                shards = inference_shards(mspec, spec, works, max_minutes, runtime)
-                load, work = run_seconds(shape, spec, works, runtime)
-                per_prompt = [run_seconds(shape, spec, [w], runtime)[1] for w in works]
-                hours = gpus_of["infer"] * (shards * load + work) / 3600
-                for prompt, part in zip(config["prompts"], per_prompt, strict=True):
-                    prompt_hours[prompt] += hours * (part / work if work else 1 / len(works))
-                request = job_resources(
-                    mspec,
-                    spec,
+            for w, prompt in zip(
+                works, [p for _ in config["datasets"] for p in config["prompts"]], strict=True
+            ):
+                part = run_seconds(shape, spec, [w], runtime)[1]
+                prompt_hours[prompt] += hours * (part / work if work else 1 / len(works))
+            request = job_resources(
+                mspec,
+                spec,
+                "infer",
+                workload=works,
+                shards=split.parts,
+                max_minutes=max_minutes,
+                runtime=runtime,
+            )["runtime"]
+            cost.jobs.append(
+                Job(
                     "infer",
-                    workload=works,
-                    shards=shards,
-                    max_minutes=max_minutes,
-                    runtime=runtime,
-                )["runtime"]
-                cost.jobs.append(
-                    Job(
-                        "infer",
-                        model,
-                        method,
-                        dataset,
-                        gpus_of["infer"],
-                        shards,
-                        hours,
-                        gpus_of["infer"] * shards * request / 60,
-                    )
+                    model,
+                    method,
+                    "",
+                    gpus_of["infer"],
+                    split.parts,
+                    hours,
+                    gpus_of["infer"] * loads * request / 60,
+                    split.attempts,
                 )
+            )
             for prompt, hours in prompt_hours.items():
                 cost.rows.append(
                     {
@@ -175,14 +183,17 @@ def _other_jobs(
 
 def cost_lines(cost: Cost, top: int = 5) -> list[str]:
     """The summary a terminal shows: totals by stage, the largest jobs, the shards."""
-    sharded = [j for j in cost.jobs if j.shards > 1]
+    infer = [j for j in cost.jobs if j.rule == "infer"]
+    boxed = [j for j in infer if j.attempts > 1]
+    sharded = [j for j in infer if j.shards > 1]
     lines = [
         f"expected GPU-hours under {cost.backend} on {cost.device}: {cost.total():,.0f}"
         f" (inference {cost.total('infer'):,.0f}, quantization"
         f" {cost.total('quantize_model'):,.0f}, perplexity {cost.total('perplexity'):,.0f});"
-        f" first attempts request {cost.total(requested=True):,.0f}",
-        f"inference jobs split into item shards: {len(sharded)} of"
-        f" {sum(j.rule == 'infer' for j in cost.jobs)}"
+        f" its attempts request {cost.total(requested=True):,.0f}",
+        f"inference jobs (model x method): {len(infer)}; time-boxed: {len(boxed)}"
+        f" (at most {max((j.attempts for j in infer), default=1)} attempts one after"
+        f" another); split into item shards: {len(sharded)}"
         f" ({sum(j.shards for j in sharded)} shard jobs)",
         "largest jobs (GPU-hours):",
     ]
@@ -191,6 +202,7 @@ def cost_lines(cost: Cost, top: int = 5) -> list[str]:
         lines.append(
             f"  {j.hours:8,.1f}  {j.rule} {j.model} x {j.method}{where} on {j.gpus} GPU(s)"
             + (f", {j.shards} shards" if j.shards > 1 else "")
+            + (f", {j.attempts} attempts" if j.attempts > 1 else "")
         )
     by_prompt: dict[str, float] = {}
     for r in cost.rows:

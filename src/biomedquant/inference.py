@@ -65,6 +65,11 @@ def read_partial(path: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
+class TimeBudgetReached(Exception):
+    """A time-boxed job reached its stop time: every finished batch is saved (partial files,
+    generation cache), and a rerun of the same job resumes from them."""
+
+
 @dataclass(frozen=True)
 class Shard:
     """Slice ``index`` (from 0) of ``count`` contiguous, near-equal slices of a dataset, or,
@@ -204,6 +209,7 @@ class _Run:
     stats: dict[str, Any] = field(default_factory=dict)
     gen_seconds: float = 0.0
     generated_with: list[str] = field(default_factory=list)
+    deadline: float | None = None  # time.monotonic() after which no batch is started
 
 
 def run_inference(
@@ -268,11 +274,21 @@ def run_inference_datasets(
     backend: str = "transformers",
     engine_loader: Callable[..., Any] | None = None,
     gpus: int = 1,
+    stop_at: float | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Every dataset of one model x method on one model load (the workflow's inference job):
     :func:`run_inference_job` per dataset, in order, sharing the engine, which is loaded when
     the first dataset has something to generate and closed at the end. Returns each
-    dataset's run records. The run records' ``model_load`` says which runs used the load."""
+    dataset's run records. The run records' ``model_load`` says which runs used the load.
+
+    ``stop_at`` (a :func:`time.monotonic` time) time-boxes the job: once it has passed, no
+    new batch starts and :class:`TimeBudgetReached` is raised. It is checked after each
+    saved batch, so every attempt saves at least one (a job whose load alone outlasts its
+    time box still moves on). The partial files of every
+    dataset, finished ones included, are kept until the whole job has succeeded, so that a
+    rerun after a stop (whose finished files Snakemake deletes) resumes from them even with
+    the generation cache off.
+    """
     if not datasets:
         raise ValueError("an inference job needs at least one dataset")
     names = [d.dataset for d in datasets]
@@ -284,6 +300,7 @@ def run_inference_datasets(
         model_dir, method, backend, datasets[0].runs[0].decoding, gpus=gpus, loader=engine_loader
     )
     out: dict[str, list[dict[str, Any]]] = {}
+    finished_partials: list[Path] = []
     try:
         for job in datasets:
             out[job.dataset] = run_inference_job(
@@ -300,10 +317,28 @@ def run_inference_datasets(
                 shard=job.shard,
                 gpus=gpus,
                 engine=shared,
+                stop_at=stop_at,
+                finished_partials=finished_partials,
             )
     finally:
         shared.close()
+    for path in finished_partials:
+        _remove_partial(path)
     return out
+
+
+def _check_deadline(stop_at: float | None, where: str) -> None:
+    if stop_at is not None and time.monotonic() >= stop_at:
+        raise TimeBudgetReached(
+            f"stopped at the job's time box ({where}): every finished batch is saved, and"
+            " the job's next attempt resumes from them"
+        )
+
+
+def _remove_partial(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # a folder of partial files of its own, now empty
+        path.parent.rmdir()
 
 
 def run_inference_job(
@@ -322,6 +357,8 @@ def run_inference_job(
     engine_loader: Callable[..., Any] | None = None,
     gpus: int = 1,
     engine: SharedEngine | None = None,
+    stop_at: float | None = None,
+    finished_partials: list[Path] | None = None,
 ) -> list[dict[str, Any]]:
     """Generate and record the raw outputs of every run (prompting method) of one dataset,
     on one model load; returns the runs' records in the order of ``runs``.
@@ -347,6 +384,9 @@ def run_inference_job(
     a resource, like the CPU threads, so it changes speed, not generations, and is in no key;
     the run records say how many were used (``gpus``). ``engine``: the job's one model load
     when it runs several datasets (:func:`run_inference_datasets`); the caller closes it.
+    ``stop_at`` time-boxes the job (see :func:`run_inference_datasets`); a run's partial file
+    is removed when its file is written, or, with ``finished_partials``, listed there for the
+    caller to remove when its whole job has succeeded.
     """
     from transformers import AutoTokenizer, set_seed
 
@@ -441,6 +481,7 @@ def run_inference_job(
                 todo,
                 partial_path,
                 cache,
+                deadline=stop_at,
             )
         )
 
@@ -498,6 +539,10 @@ def run_inference_job(
                 model_load=model_load,
             )
         )
+        if finished_partials is None:
+            _remove_partial(r.partial_path)
+        else:
+            finished_partials.append(r.partial_path)
     return out
 
 
@@ -568,6 +613,7 @@ def _persister(r: _Run, partial: Any) -> Callable[[dict[int, dict[str, Any]]], N
         if r.cache is not None:
             r.cache.put_many(batch)
         r.gens.update(batch)
+        _check_deadline(r.deadline, f"{r.spec.prompt_method}: {len(r.gens)} items saved")
 
     return persist
 
@@ -727,9 +773,6 @@ def _finish_run(
         "written_at": now(),
     }
     write_json(r.spec.run_path, run)
-    r.partial_path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # a folder of partial files of its own, now empty
-        r.partial_path.parent.rmdir()
     log.info(
         "%s %s: %d items (%d generated in %.1fs: %.2f items/s, %.1f new tokens/s)",
         dataset,

@@ -208,38 +208,71 @@ def _run(
     }
 
 
-def inference_shards(
+# A job that cannot finish within the wall-time limit runs time-boxed: it starts no new batch
+# this long before its limit (room for the batch in flight, writing its files and the queue's
+# own start), stops and is resubmitted, resuming from its saved batches.
+TIME_BOX_MARGIN_MINUTES = 2 * STARTUP_MINUTES
+
+
+def time_box_minutes(max_minutes: float) -> int:
+    """Minutes after its start at which a time-boxed job starts no new batch: its request
+    (the limit, rounded down to 5 minutes as requests are) less the margin."""
+    return int(5 * math.floor(max_minutes / 5) - TIME_BOX_MARGIN_MINUTES)
+
+
+@dataclass(frozen=True)
+class InferenceSplit:
+    """How a model x method inference job runs under a wall-time limit.
+
+    ``attempts``: scheduler jobs it runs as, one after another, each on one model load (1: it
+    fits the limit; more: it is time-boxed, stops before the limit and is resubmitted, and
+    every attempt resumes where the last stopped). ``parts``: item shards that run side by
+    side, each over the same slice of every dataset, each time-boxed in turn (1 for almost
+    every job: only work that would need more than ``max_attempts`` attempts is cut).
+    """
+
+    parts: int = 1
+    attempts: int = 1
+
+
+def inference_split(
     model_spec: dict[str, Any],
     method_spec: dict[str, Any],
     workloads: Sequence[Workload],
     max_minutes: float,
     runtime: Runtime = Runtime(),
-) -> int:
-    """How many item shards a grouped inference job needs so that each asks for at most
-    ``max_minutes`` on its first attempt: 1 for almost every job.
+    max_attempts: int = 1,
+) -> InferenceSplit:
+    """The parts and attempts of a model x method inference job (every dataset and prompting
+    method of the study on one load per attempt) so that no attempt asks for more than
+    ``max_minutes`` and no part needs more than ``max_attempts`` attempts.
 
-    Each shard pays the model load once and a share of the work; the count is the smallest
-    that fits, and never more than the job's items. A limit that leaves no time after the load
-    and the start-up margin is an error. Without a model shape the job is not split (its
-    runtime is a flat estimate).
+    An attempt of a time-boxed job generates for :func:`time_box_minutes` of the limit, of
+    which the model load is paid each time; the work it gets through is counted with the
+    safety factor, as requests are. Without a model shape the job is one attempt of one part
+    (its runtime is a flat estimate, capped at the limit). A limit that leaves no time after the
+    load is an error.
     """
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts counts from 1, got {max_attempts}")
     shape = shape_for_model(model_spec)
     if shape is None or not workloads:
-        return 1
+        return InferenceSplit()
     load, work = run_seconds(shape, method_spec, workloads, runtime)
-    most = max(1, min(w.items for w in workloads))
-    # _minutes(s) <= max_minutes  <=>  s <= budget (its rounding up to 5 minutes undone)
-    budget = (5 * math.floor(max_minutes / 5) - STARTUP_MINUTES) * 60 / SAFETY
+    if _minutes(load + work, 1) <= max_minutes:
+        return InferenceSplit()
+    budget = time_box_minutes(max_minutes) * 60 / SAFETY
     if budget <= load:
         raise ValueError(
             f"a wall-time limit of {max_minutes:g} min leaves no time to generate: loading the"
             f" model takes about {load / 60:.0f} min, and the safety factor {SAFETY:g} and"
-            f" {STARTUP_MINUTES} min of start-up come on top; raise scheduling.max_job_hours"
+            f" {TIME_BOX_MARGIN_MINUTES} min of margin come on top; raise"
+            " scheduling.max_job_hours"
         )
-    shards = min(most, max(1, math.ceil(work / (budget - load))))
-    while shards < most and _minutes(load + work / shards, 1) > max_minutes:
-        shards += 1  # floating-point edge of the bound
-    return shards
+    attempts = math.ceil(work / (budget - load))
+    most = max(1, min(w.items for w in workloads))
+    parts = min(most, math.ceil(attempts / max_attempts))
+    return InferenceSplit(parts, math.ceil(work / parts / (budget - load)))
 
 
 # GPUs per job: powers of two, as tensor parallelism needs a divisor of the attention heads
@@ -365,7 +398,7 @@ def job_resources(
     gives a rougher estimate, and without that, :data:`UNKNOWN` (generous) figures are used.
     ``workload`` is needed for ``infer`` (one per prompting method of the grouped job, see
     :func:`infer_workload`) and ``perplexity`` (:func:`perplexity_workload`); ``shards`` is the
-    job's item shard count (:func:`inference_shards`); ``runtime`` the engine, device rates
+    job's item shard count (:func:`inference_split`'s parts); ``runtime`` the engine, device rates
     and GPUs its runtime is modelled with. ``max_minutes`` caps the runtime of
     every attempt (the study's wall-time limit): a retry of a killed inference job resumes
     where it stopped, so it needs no more than the limit.

@@ -117,15 +117,6 @@ def pairs_arg(files):
 SHOWS_EXAMPLES = any(get_prompt_method(p).shots for p in config["prompts"])
 
 
-@signature_once
-def fewshot_pool(wildcards):
-    """The dataset's few-shot pool, when a prompting method of the study shows examples."""
-    if not SHOWS_EXAMPLES:
-        return []
-    split = fewshot_split(wildcards.dataset, config["data"]["base_url"])
-    return f"resources/datasets/{wildcards.dataset}/{split}.jsonl"
-
-
 # The decoding and batching settings of the study (every default in biomedquant.decoding).
 DECODING = Decoding.from_config(config)
 
@@ -206,8 +197,9 @@ RUN_RECORD = "results/predictions/{model}/{method}/{dataset}/{prompt}.run.json"
 # One per evaluate job: the files it wrote, which the study-wide tables read.
 MANIFEST = "results/evaluation/{model}/{method}.json"
 # The folder of parts an inference job's item shard writes (every shard but the last, which
-# joins them): one <prompt>.jsonl and <prompt>.run.json per prompting method.
-SHARD_PARTS = "results/generation_shards/{model}/{method}/{dataset}/{shard}"
+# joins them): per dataset a folder of one <prompt>.jsonl and <prompt>.run.json per
+# prompting method.
+SHARD_PARTS = "results/generation_shards/{model}/{method}/{shard}"
 NOISE_FLOOR_GENERATIONS = f"results/noise_floor/{GENERATIONS.removeprefix('results/')}"
 NOISE_FLOOR_RUN_RECORD = f"results/noise_floor/{RUN_RECORD.removeprefix('results/')}"
 NOISE_FLOOR_SHARD_PARTS = f"results/noise_floor/{SHARD_PARTS.removeprefix('results/')}"
@@ -304,11 +296,10 @@ def evaluate_settings(wildcards):
 
 @signature_once
 def infer_settings(wildcards, batch_size=None):
-    """What changes an inference job's outputs, as one JSON object for `biomedquant infer`:
-    the job's common keys, and per prompting method (``runs``) its decoding keys, resolved
-    from biomedquant.decoding.Decoding for the dataset's task. Any change reruns the job; the
-    generation cache then generates only the prompts whose settings changed."""
-    task = get_dataset(wildcards.dataset).task
+    """The keys every run of an inference job shares, as JSON for `biomedquant infer`
+    --settings (each dataset's own decoding keys are in its --datasets entry, infer_datasets).
+    Any change reruns the job; the generation cache then generates only the prompts whose
+    settings changed, on one model load."""
     return as_json(
         {
             "method": method_spec(wildcards),
@@ -317,15 +308,6 @@ def infer_settings(wildcards, batch_size=None):
             "backend": config["inference"]["backend"],
             "system_prompt": config["prompting"].get("system_prompt", ""),
             "seed": config["seed"],
-            "runs": {
-                prompt: {
-                    # the config's cap for this task and kind of prompt (None: the default)
-                    "max_new_tokens": DECODING.cap(task, prompt),
-                    "sc_samples": sc_samples(prompt),
-                    "sc_temperature": sc_temperature(prompt),
-                }
-                for prompt in config["prompts"]
-            },
         }
     )
 
@@ -336,13 +318,44 @@ def noise_floor_infer_settings(wildcards):
     return infer_settings(wildcards, batch_size=config["noise_floor"]["batch_size"])
 
 
-# The inference rules' input functions and parameters (inference.smk).
-def per_prompt(pattern):
-    """``pattern``'s path for every prompting method of the study, other wildcards kept."""
-    return [pattern.replace("{prompt}", p) for p in config["prompts"]]
+def dataset_runs(dataset):
+    """Per prompting method, the decoding keys resolved for ``dataset``'s task
+    (biomedquant.decoding.Decoding): the token cap, self-consistency chains and temperature.
+    """
+    task = get_dataset(dataset).task
+    return {
+        prompt: {
+            # the config's cap for this task and kind of prompt (None: the default)
+            "max_new_tokens": DECODING.cap(task, prompt),
+            "sc_samples": sc_samples(prompt),
+            "sc_temperature": sc_temperature(prompt),
+        }
+        for prompt in config["prompts"]
+    }
+
+
+def dataset_pool(dataset):
+    """The few-shot pool of ``dataset`` when a prompting method of the study shows examples."""
+    if not SHOWS_EXAMPLES:
+        return ""
+    split = fewshot_split(dataset, config["data"]["base_url"])
+    return f"resources/datasets/{dataset}/{split}.jsonl"
+
+
+@signature_once
+def infer_pools(wildcards):
+    return [p for p in map(dataset_pool, config["datasets"]) if p]
 
 
 PROMPT_ARGS = " ".join(f"--prompt {p}" for p in config["prompts"])
+
+
+# The inference rules' input functions and parameters (inference.smk). One job per model x
+# method runs every dataset; a job cut into n item shards runs as n - 1 infer_shard jobs (the
+# first slices of every dataset, written as parts) and the infer job (the last slice, joining
+# the others' parts into the per-run files).
+def shard_count(wildcards):
+    return infer_split(wildcards.model, wildcards.method).parts
 
 
 def shard_parts(parts_pattern):
@@ -350,45 +363,57 @@ def shard_parts(parts_pattern):
 
     @signature_once
     def parts(wildcards):
-        n = inference_shard_count(wildcards.model, wildcards.method, wildcards.dataset)
-        names = {k: wildcards[k] for k in ("model", "method", "dataset")}
+        n = shard_count(wildcards)
+        names = {k: wildcards[k] for k in ("model", "method")}
         return [parts_pattern.format(**names, shard=f"{k}-of-{n}") for k in range(1, n)]
 
     return parts
 
 
-@signature_once
-def last_shard(wildcards):
-    """The shard the `infer` job runs itself (the last; 1-of-1 when unsharded)."""
-    n = inference_shard_count(wildcards.model, wildcards.method, wildcards.dataset)
-    return f"{n}-of-{n}"
+def infer_datasets(generations=None, records=None, parts=None):
+    """A params function: the --datasets JSON of an inference job, with each dataset's
+    prepared split, few-shot pool, runs and item shard. Given the ``generations`` and
+    ``records`` patterns, the job writing the per-run files (the last shard, joining the part
+    folders of the other shards, ``parts``); without them, an infer_shard job writing its
+    slice of every dataset as parts into its output folder."""
 
+    @signature_once
+    def datasets(wildcards, output):
+        n = shard_count(wildcards)
+        names = {"model": wildcards.model, "method": wildcards.method}
+        entries = []
+        for dataset in config["datasets"]:
+            entry = {
+                "dataset": dataset,
+                "data": f"resources/datasets/{dataset}/{EVAL_SPLIT}.jsonl",
+                "pool": dataset_pool(dataset),
+                "runs": dataset_runs(dataset),
+            }
+            if generations is None:
+                folder = f"{output.parts}/{dataset}"
+                entry.update(
+                    out_dir=folder,
+                    record_dir=folder,
+                    # unfinished batches wait beside the part folder (Snakemake deletes the
+                    # folder of a failed job; the next attempt resumes from them)
+                    partial_dir=f"{output.parts}.partial/{dataset}",
+                    shard=wildcards.shard,
+                )
+            else:
+                run = {**names, "dataset": dataset, "prompt": "_"}
+                entry.update(
+                    out_dir=os.path.dirname(generations.format(**run)),
+                    record_dir=os.path.dirname(records.format(**run)),
+                    shard=f"{n}-of-{n}",
+                    parts=[
+                        f"{parts.format(**names, shard=f'{k}-of-{n}')}/{dataset}"
+                        for k in range(1, n)
+                    ],
+                )
+            entries.append(entry)
+        return as_json(entries)
 
-@signature_once
-def shard_wildcard(wildcards):
-    return wildcards.shard
-
-
-@signature_once
-def part_folders(wildcards, input):
-    """The other shards' part folders, for --parts."""
-    return " ".join(input.parts)
-
-
-@signature_once
-def output_folders(wildcards, output):
-    """--out-dir and --record-dir of the job's per-run files."""
-    return (
-        f"--out-dir {os.path.dirname(output.generations[0])}"
-        f" --record-dir {os.path.dirname(output.runs[0])}"
-    )
-
-
-@signature_once
-def part_output_folders(wildcards, output):
-    """A shard's part folder for both kinds of file; its unfinished batches wait beside it
-    (Snakemake deletes the folder of a failed job, and the retry resumes from them)."""
-    return f"--out-dir {output.parts} --record-dir {output.parts} --partial-dir {output.parts}.partial"
+    return datasets
 
 
 def final_targets():

@@ -1,66 +1,67 @@
-# Inference: one job per (model, method, dataset), on the GPU when present. It loads the model
-# once and runs every prompting method of the study on it (under vLLM, all their requests at
-# once), writing one generations file and run record per prompting method, as evaluate reads
-# them. It writes raw outputs only (results/generations); reading the answers is the evaluate
-# step's (scoring.smk), so a parser fix reruns no inference. Its run records hold the timings,
-# the one model load and peak host and GPU memory; a Snakemake `benchmark:` file would repeat
-# them, at a cost in planning time for every job.
+# Inference: one job per (model, method), on the GPU when present. It loads the model once and
+# runs every dataset and prompting method of the study on it (under vLLM, all of a dataset's
+# requests at once), writing one generations file and run record per dataset x prompting
+# method, as evaluate reads them. It writes raw outputs only (results/generations); reading the
+# answers is the evaluate step's (scoring.smk), so a parser fix reruns no inference. Its run
+# records hold the timings, the one model load and peak host and GPU memory; a Snakemake
+# `benchmark:` file would repeat them, at a cost in planning time for every job.
 #
-# A job whose runtime estimate exceeds scheduling.max_job_hours is cut into item shards
-# (resources.smk, inference_shard_count): `infer_shard` runs every shard but the last, each
-# writing a folder of parts; the `infer` job runs the last shard and joins the parts into the
-# per-run files.
+# A job whose runtime estimate exceeds scheduling.max_job_hours runs time-boxed
+# (resources.smk, infer_split): it stops before its limit, saving every finished batch, and
+# Snakemake resubmits it (`retries`) until it is done, each attempt resuming where the last
+# stopped. Work that would need more than scheduling.max_attempts attempts is cut into item
+# shards: `infer_shard` runs every shard but the last, each over the same slice of every
+# dataset, writing a folder of parts; the `infer` job runs the last shard and joins the parts
+# into the per-run files.
 
 
 rule infer:
     input:
         model=model_dir,
-        data=f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
-        pool=fewshot_pool,
+        data=gold_files(),
+        pools=infer_pools,
         parts=shard_parts(SHARD_PARTS),
     output:
-        generations=per_prompt(GENERATIONS),
-        runs=per_prompt(RUN_RECORD),
+        generations=per_run(GENERATIONS),
+        runs=per_run(RUN_RECORD),
     log:
-        "logs/infer/{model}/{method}/{dataset}.log",
+        "logs/infer/{model}/{method}.log",
+    retries: INFER_RETRIES
     conda:
         CONDA_ENV
     resources:
         **gpu_resources("infer"),
         generation_cache=GENERATION_CACHE,
+        time_box=time_box,
     params:
-        # everything that changes the outputs, as one JSON object (see infer_settings)
+        # what changes the outputs: the keys all runs share, and each dataset's files and
+        # runs (see infer_settings and infer_datasets)
         settings=infer_settings,
+        datasets=infer_datasets(GENERATIONS, RUN_RECORD, SHARD_PARTS),
         prompts=PROMPT_ARGS,
-        shard=last_shard,
-        parts=part_folders,
-        outputs=output_folders,
     shell:
         "biomedquant infer --settings {params.settings:q} --model-dir {input.model:q}"
-        " --dataset {wildcards.dataset} --data {input.data:q} {params.prompts}"
-        " --pool={input.pool:q} {params.outputs} --shard {params.shard} --parts {params.parts}"
+        " {params.prompts} --datasets {params.datasets:q}"
         " --cache-dir={resources.generation_cache:q} --cpu-threads={resources.cpu_threads}"
-        " --gpus={resources.gpu} > {log:q} 2>&1"
+        " --gpus={resources.gpu} --stop-after-minutes={resources.time_box} > {log:q} 2>&1"
 
 
-# Every shard but the last of a sharded job: its slice of items, for every prompting method,
-# as parts (resumable like any job: a shard killed at its time limit resumes on retry).
+# Every shard but the last of a sharded job: its slice of every dataset's items, for every
+# prompting method, as parts (time-boxed and resumable like the infer job).
 use rule infer as infer_shard with:
     input:
         model=model_dir,
-        data=f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
-        pool=fewshot_pool,
+        data=gold_files(),
+        pools=infer_pools,
         parts=[],
     output:
         parts=directory(SHARD_PARTS),
     log:
-        "logs/infer_shard/{model}/{method}/{dataset}/{shard}.log",
+        "logs/infer_shard/{model}/{method}/{shard}.log",
     params:
         settings=infer_settings,
+        datasets=infer_datasets(),
         prompts=PROMPT_ARGS,
-        shard=shard_wildcard,
-        parts="",
-        outputs=part_output_folders,
 
 
 # Noise floor: the baseline once more at another batch shape (config noise_floor.batch_size).
@@ -70,36 +71,36 @@ use rule infer as infer_shard with:
 use rule infer as infer_noise_floor with:
     input:
         model=model_dir,
-        data=f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
-        pool=fewshot_pool,
+        data=gold_files(),
+        pools=infer_pools,
         parts=shard_parts(NOISE_FLOOR_SHARD_PARTS),
     output:
-        generations=per_prompt(NOISE_FLOOR_GENERATIONS),
-        runs=per_prompt(NOISE_FLOOR_RUN_RECORD),
+        generations=per_run(NOISE_FLOOR_GENERATIONS),
+        runs=per_run(NOISE_FLOOR_RUN_RECORD),
     log:
-        "logs/infer_noise_floor/{model}/{method}/{dataset}.log",
+        "logs/infer_noise_floor/{model}/{method}.log",
     resources:
         **gpu_resources("infer"),
         generation_cache="",
+        time_box=time_box,
     params:
         settings=noise_floor_infer_settings,
+        datasets=infer_datasets(
+            NOISE_FLOOR_GENERATIONS, NOISE_FLOOR_RUN_RECORD, NOISE_FLOOR_SHARD_PARTS
+        ),
         prompts=PROMPT_ARGS,
-        shard=last_shard,
-        parts=part_folders,
-        outputs=output_folders,
 
 
 use rule infer_shard as infer_noise_floor_shard with:
     output:
         parts=directory(NOISE_FLOOR_SHARD_PARTS),
     log:
-        "logs/infer_noise_floor_shard/{model}/{method}/{dataset}/{shard}.log",
+        "logs/infer_noise_floor_shard/{model}/{method}/{shard}.log",
     resources:
         **gpu_resources("infer"),
         generation_cache="",
+        time_box=time_box,
     params:
         settings=noise_floor_infer_settings,
+        datasets=infer_datasets(),
         prompts=PROMPT_ARGS,
-        shard=shard_wildcard,
-        parts="",
-        outputs=part_output_folders,

@@ -9,11 +9,12 @@ from functools import lru_cache
 from biomedquant.job_resources import (
     Runtime,
     gpu_constraint,
-    inference_shards,
+    inference_split,
     infer_workload,
     job_gpus,
     job_resources,
     perplexity_workload,
+    time_box_minutes,
 )
 from biomedquant.methods import method_kind
 from biomedquant.study_checks import fp8_feature
@@ -52,18 +53,20 @@ GPU_GIB = config["scheduling"]["gpu_gib"]
 MAX_GPUS = config["scheduling"]["max_gpus_per_job"]
 
 
-# The longest wall time a job may ask for (config scheduling.max_job_hours), in minutes.
+# The longest wall time a job may ask for (config scheduling.max_job_hours), in minutes, and
+# the most time-boxed attempts one inference job runs as before its work is cut into shards.
 MAX_JOB_MINUTES = int(60 * config["scheduling"]["max_job_hours"])
+MAX_ATTEMPTS = config["scheduling"]["max_attempts"]
 
 
 @lru_cache(maxsize=None)
-def infer_workloads(dataset):
-    """One workload per prompting method of a grouped inference job on ``dataset``."""
+def infer_workloads():
+    """The workloads of a model x method inference job: one per dataset x prompting method,
+    in the config's order."""
     return tuple(
-        infer_workload(
-            dataset, prompt, limit=config["data"].get("limit"), decoding=DECODING
-        )
-        for prompt in config["prompts"]
+        infer_workload(d, p, limit=config["data"].get("limit"), decoding=DECODING)
+        for d in config["datasets"]
+        for p in config["prompts"]
     )
 
 
@@ -79,21 +82,33 @@ def job_runtime(rule_name, model, method):
 
 
 @lru_cache(maxsize=None)
-def inference_shard_count(model, method, dataset):
-    """Item shards of the inference job of (model, method, dataset): 1 unless its runtime
-    estimate exceeds the wall-time limit (biomedquant.job_resources.inference_shards). The
-    noise floor's job is cut the same way as the baseline's."""
-    return inference_shards(
+def infer_split(model, method):
+    """Item shards and time-boxed attempts of the inference job of (model, method)
+    (biomedquant.job_resources.inference_split): one attempt of one shard unless its runtime
+    estimate exceeds the wall-time limit. The noise floor's job is cut like the baseline's.
+    """
+    return inference_split(
         config["models"][model],
         config["methods"][method],
-        infer_workloads(dataset),
+        infer_workloads(),
         MAX_JOB_MINUTES,
         job_runtime("infer", model, method),
+        MAX_ATTEMPTS,
     )
 
 
+@signature_once
+def time_box(wildcards, attempt):
+    """--stop-after-minutes of an inference job: its time box when it needs more than one
+    attempt, else 0 (it runs to the end). A resource: it changes when work stops, not what
+    is generated, so changing the wall-time limit reruns nothing."""
+    if infer_split(wildcards.model, wildcards.method).attempts > 1:
+        return time_box_minutes(MAX_JOB_MINUTES)
+    return 0
+
+
 @lru_cache(maxsize=None)
-def _gpu_job_resources(rule_name, model, method, dataset, attempt):
+def _gpu_job_resources(rule_name, model, method, attempt):
     """The estimator's figures for one job (cached: Snakemake asks once per resource)."""
     workload = None
     shards = 1
@@ -102,8 +117,8 @@ def _gpu_job_resources(rule_name, model, method, dataset, attempt):
             config["datasets"], limit=config["data"].get("limit")
         )
     elif rule_name == "infer":
-        workload = infer_workloads(dataset)
-        shards = inference_shard_count(model, method, dataset)
+        workload = infer_workloads()
+        shards = infer_split(model, method).parts
     return job_resources(
         config["models"][model],
         config["methods"][method],
@@ -123,11 +138,7 @@ def gpu_job_resource(rule_name, key):
     @signature_once
     def resource(wildcards, attempt):
         return _gpu_job_resources(
-            rule_name,
-            wildcards.model,
-            wildcards.method,
-            wildcards.get("dataset"),
-            attempt,
+            rule_name, wildcards.model, wildcards.method, attempt
         )[key]
 
     return resource
@@ -198,3 +209,15 @@ def gpu_resources(rule_name):
         "runtime": gpu_job_resource(rule_name, "runtime"),
         "cpu_threads": CPU_THREADS,
     }
+
+
+# Snakemake resubmits a failed job as often as its rule's `retries` say: a time-boxed
+# inference job needs as many attempts as the longest shard of the study, and never fewer
+# retries than the command line's or profile's --retries (which alone hold, as for the other
+# rules, when every job fits one attempt: None).
+_ATTEMPTS = max(
+    (infer_split(m, me).attempts for m in config["models"] for me in config["methods"]),
+    default=1,
+)
+_RETRIES = workflow.execution_settings.retries if workflow.execution_settings else 0
+INFER_RETRIES = max(_ATTEMPTS - 1, _RETRIES) if _ATTEMPTS > 1 else None

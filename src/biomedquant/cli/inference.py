@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -158,9 +160,18 @@ def _dataset_jobs(args: argparse.Namespace) -> list[Any]:
     return jobs
 
 
+# The exit status of a time-boxed job that stopped at its time box (EX_TEMPFAIL): not an
+# error; the next attempt resumes.
+STOPPED_AT_TIME_BOX = 75
+
+
 def _cmd_infer(args: argparse.Namespace) -> None:
-    from biomedquant.inference import run_inference_datasets
+    from biomedquant.inference import TimeBudgetReached, run_inference_datasets
     from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT
+
+    started = time.monotonic()
+    if args.stop_after_minutes < 0:
+        raise ValueError(f"--stop-after-minutes: {args.stop_after_minutes:g} is negative")
 
     _apply_settings(args, INFER_SETTINGS)
     if not args.method:
@@ -171,16 +182,26 @@ def _cmd_infer(args: argparse.Namespace) -> None:
     if args.gpus == 0:
         hide_gpus("--gpus 0")
     cpu_threads(args.cpu_threads)
-    run_inference_datasets(
-        model_dir=args.model_dir,
-        method=args.method,
-        datasets=jobs,
-        cache_dir=args.cache_dir or None,
-        backend=args.backend,
-        seed=args.seed,
-        system_prompt=args.system_prompt or DEFAULT_SYSTEM_PROMPT,
-        gpus=args.gpus,
-    )
+    stop_at = started + 60 * args.stop_after_minutes if args.stop_after_minutes else None
+    try:
+        run_inference_datasets(
+            model_dir=args.model_dir,
+            method=args.method,
+            datasets=jobs,
+            cache_dir=args.cache_dir or None,
+            backend=args.backend,
+            seed=args.seed,
+            system_prompt=args.system_prompt or DEFAULT_SYSTEM_PROMPT,
+            gpus=args.gpus,
+            stop_at=stop_at,
+        )
+    except TimeBudgetReached as stop:
+        print(
+            f"biomedquant infer: time box of {args.stop_after_minutes:g} min reached; {stop}"
+            f" (exit status {STOPPED_AT_TIME_BOX})",
+            file=sys.stderr,
+        )
+        sys.exit(STOPPED_AT_TIME_BOX)
 
 
 def _cmd_perplexity(args: argparse.Namespace) -> None:
@@ -286,6 +307,13 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--system-prompt", default="", help="empty: the package default")
     s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
+    s.add_argument(
+        "--stop-after-minutes",
+        type=float,
+        default=0,
+        help="time-box the job: start no batch after this many minutes, save, and exit with"
+        f" status {STOPPED_AT_TIME_BOX}; a rerun resumes (0 = no time box)",
+    )
     add_gpus_arg(s)
     s.set_defaults(func=_cmd_infer, runs=None)
 
