@@ -101,6 +101,64 @@ def test_out_of_memory_halves_the_batch_and_records_what_worked(tiny):
         generate(OomAbove(model, limit=0), tok, PROMPTS[:2], max_new_tokens=3, batch_size=2)
 
 
+class FakeCudaCounters:
+    """torch.cuda's peak counters for one GPU, as this machine has none: a batch of n rows
+    peaks at n GB, an attempt that runs out of memory at the GPU's 80 GB."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+
+    def max_memory(self, device=None) -> int:
+        return self.peak
+
+    def reset(self, device=None) -> None:
+        self.peak = 0
+
+    def ran(self, rows: int) -> None:
+        self.peak = max(self.peak, rows * 10**9)
+
+
+class CountedOom(OomAbove):
+    def __init__(self, model, limit: int, counters: FakeCudaCounters) -> None:
+        super().__init__(model, limit)
+        self.counters = counters
+
+    def generate(self, **kwargs):
+        rows = kwargs["input_ids"].shape[0]
+        if rows > self.limit:
+            self.counters.peak = 80 * 10**9
+        else:
+            self.counters.ran(rows)
+        return super().generate(**kwargs)
+
+
+def test_a_batch_that_ran_out_of_memory_does_not_count_in_the_peak(tiny, monkeypatch):
+    """The peak is that of the batches that ran (3 rows: 3 GB), not the 80 GB an attempt
+    that ran out of memory left in torch's counters."""
+    import torch
+
+    from biomedquant.engines.gpu_peaks import GpuPeaks
+
+    model, tok = tiny
+    counters = FakeCudaCounters()
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", counters.max_memory)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", counters.max_memory)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", counters.reset)
+    peaks = GpuPeaks(devices=1)
+    stats: dict = {}
+    generate(
+        CountedOom(model, 3, counters), tok, PROMPTS, max_new_tokens=3, batch_size=8,
+        stats=stats, peaks=peaks,
+    )  # fmt: skip
+    assert stats["oom_retries"] == peaks.failed_attempts >= 2
+    assert peaks.total("allocated") == peaks.total("reserved") == 3 * 10**9
+    # without the engine's peaks, torch's counter would have said what failed last, or 80 GB
+    counters.peak = 80 * 10**9
+    peaks.forget_failed()
+    assert peaks.total("allocated") == 3 * 10**9
+    assert GpuPeaks(devices=0).total("allocated") is None
+
+
 def _infer_cmd(model_dir, data, out, *extra):
     return [
         sys.executable, "-m", "biomedquant.cli", "infer",

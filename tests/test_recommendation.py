@@ -226,3 +226,16 @@ def test_recommend_cli_writes_verdicts_and_minimum_detectable_loss(tmp_path):
     assert {e["verdict"] for e in evidence} == {"non-inferior", "inferior"}
     assert {e["margin_points"] for e in evidence if e["task"] == "ner"} == {"2.0"}
     assert main([*args, "--task-margin", "ner", *map(str, files)]) != 0
+
+
+def test_a_model_ranked_on_one_memory_source_for_all_its_methods():
+    """A model whose 4-bit method was measured on a GPU but whose baseline was not is ranked
+    on estimates for both: a measured peak beside an estimate would favour the measured one."""
+    from biomedquant.results import deployment_memory
+
+    memory = memory_table([("m", "none", 17.0, None), ("m", "q4", 6.0, 4.2)])
+    both = memory_table([("n", "none", 17.0, 15.1), ("n", "q4", 6.0, 4.2)])
+    mem = deployment_memory(pd.concat([memory, both], ignore_index=True))
+    by = {(r.model, r.method): (r.memory_gb, r.memory_source) for r in mem.itertuples()}
+    assert by["m", "none"] == (17.0, "estimated") and by["m", "q4"] == (6.0, "estimated")
+    assert by["n", "none"] == (15.1, "measured") and by["n", "q4"] == (4.2, "measured")

@@ -154,6 +154,8 @@ class SharedEngine:
         self.engine: Any = None
         self.loads = 0
         self.info: dict[str, Any] = {}
+        # the engine's GPU peaks without out-of-memory attempts (None: torch's counters)
+        self.peaks: Any = None
         self.loaded_for: list[str] = []  # "<dataset>/<prompt>" of the runs that needed it
 
     def get(self, needed_by: Sequence[str]) -> Any:
@@ -161,6 +163,7 @@ class SharedEngine:
             self.engine = self._load(*self._args, gpus=self._gpus)
             self.loads += 1
             self.info = dict(self.engine.info)
+            self.peaks = getattr(self.engine, "gpu_peaks", None)
         self.loaded_for += list(needed_by)
         return self.engine
 
@@ -506,7 +509,7 @@ def run_inference_job(
     finally:
         if own_engine:
             shared.close()
-    measured = _measurement(shared.loads, shared.info, cache)
+    measured = _measurement(shared.loads, shared.info, cache, shared.peaks)
     if cache is not None:
         cache.close()
 
@@ -546,19 +549,28 @@ def run_inference_job(
     return out
 
 
-def _measurement(loads: int, load_info: dict[str, Any], cache: Any) -> dict[str, Any]:
+def _measurement(
+    loads: int, load_info: dict[str, Any], cache: Any, peaks: Any = None
+) -> dict[str, Any]:
     """What the job's model load measured: this job's, kept in the cache for later jobs; or,
     when this job loaded nothing (every generation cached), the last measuring job's from the
     cache, so that a rerun served from the cache still reports the memory and load time the
-    tables and figures need. ``measured_in`` says which (None: nothing measured, anywhere)."""
+    tables and figures need. ``measured_in`` says which (None: nothing measured, anywhere).
+    GPU peaks are the engine's ``peaks`` where it keeps them (batches that ran out of memory
+    left out, :mod:`biomedquant.engines.gpu_peaks`), else torch's counters since the load."""
     import torch
 
     if loads:
         on_gpu = torch.cuda.is_available()
+        if peaks is not None:
+            allocated, reserved = peaks.total("allocated"), peaks.total("reserved")
+        else:
+            allocated = _over_gpus(torch.cuda.max_memory_allocated, on_gpu)
+            reserved = _over_gpus(torch.cuda.max_memory_reserved, on_gpu)
         facts = {
             "load_info": load_info,
-            "peak_gpu_allocated_bytes": _over_gpus(torch.cuda.max_memory_allocated, on_gpu),
-            "peak_gpu_reserved_bytes": _over_gpus(torch.cuda.max_memory_reserved, on_gpu),
+            "peak_gpu_allocated_bytes": allocated,
+            "peak_gpu_reserved_bytes": reserved,
             "peak_host_rss_bytes": peak_host_rss_bytes(),
             "hardware": hardware(),
             "measured_at": now(),

@@ -82,10 +82,13 @@ def numeric(df: pd.DataFrame, col: str) -> pd.Series:
 def deployment_memory(memory: pd.DataFrame) -> pd.DataFrame:
     """Add ``memory_gb`` and ``memory_source``: the GPU memory a deployment needs.
 
-    The measured peak GPU allocation when a GPU run exists (``measured``), else the fit
-    estimator's total with KV cache and overhead (``estimated``). Measured weights alone
-    (``weights_gb``, also known on a CPU) leave out the KV cache and the runtime, so they are
-    not used here: mixing them in would flatter the runs made on a CPU.
+    One source per model, so that its methods are ranked on the same quantity: the measured
+    peak GPU allocation when every method of the model has one (``measured``), else the fit
+    estimator's total with KV cache and overhead for all of them (``estimated``). A measured
+    peak (no CUDA context, this run's batches) and an estimate (KV cache for the token budget
+    plus 1 GiB and 5%) are different quantities; ranking one method by each would pick
+    whichever was measured. Measured weights alone (``weights_gb``, also known on a CPU)
+    leave out the KV cache and the runtime, so they are not used here either.
     """
     import numpy as np
 
@@ -93,6 +96,8 @@ def deployment_memory(memory: pd.DataFrame) -> pd.DataFrame:
     measured = numeric(out, "peak_gpu_allocated_gb")
     estimated = numeric(out, "est_total_gb")
     has_measured = measured.notna() & (measured > 0)
+    if "model" in out and len(out):
+        has_measured = has_measured.groupby(out["model"]).transform("all").astype(bool)
     out["memory_gb"] = measured.where(has_measured, estimated)
     out["memory_source"] = np.where(
         has_measured, "measured", np.where(estimated.notna(), "estimated", "unknown")

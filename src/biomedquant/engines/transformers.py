@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from biomedquant import job_resources
 from biomedquant.decoding import Decoding, Sampling
 from biomedquant.engines.base import Generation, OnBatch, cut_at_stop
+from biomedquant.engines.gpu_peaks import GpuPeaks
 from biomedquant.engines.hardware import require_fp8_gpu
 from biomedquant.io import dir_size, read_json
 from biomedquant.models import trusts_remote_code
@@ -357,6 +358,7 @@ def generate(
     on_batch: Callable[[dict[int, Generation]], None] | None = None,
     stats: dict[str, Any] | None = None,
     progress: Any = None,
+    peaks: GpuPeaks | None = None,
 ) -> list[dict[str, Any]]:
     """Generations for ``prompts``, returned in input order.
 
@@ -367,8 +369,10 @@ def generate(
 
     Batches follow :func:`plan_batches`. When a batch runs out of GPU memory it is split in
     halves and retried, down to single prompts; ``stats`` records the retries and the largest
-    batch that ran. ``on_batch`` receives each finished batch ({prompt index: result}) as soon
-    as it is done (the caller persists it: a killed job loses at most the running batch);
+    batch that ran; ``peaks`` keeps the GPU memory peaks of the batches that ran, not of those
+    that ran out of memory (:mod:`biomedquant.engines.gpu_peaks`). ``on_batch`` receives each
+    finished batch ({prompt index: result}) as soon as it is done (the caller persists it: a
+    killed job loses at most the running batch);
     ``progress`` (a tqdm bar) is advanced by the prompts of each batch.
 
     Prompts of one run share a long prefix (system prompt, task description, few-shot
@@ -473,6 +477,8 @@ def generate(
                 raise
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+            if peaks is not None:
+                peaks.forget_failed()
             if len(idx) == 1:
                 raise RuntimeError(
                     f"out of memory generating a single prompt of {lengths[idx[0]]} tokens"
@@ -484,6 +490,8 @@ def generate(
             run_or_split(idx[:half])
             run_or_split(idx[half:])
             return
+        if peaks is not None:
+            peaks.keep()
         stats["largest_batch"] = max(stats["largest_batch"], len(idx))
         stats["batches"] += 1
         for i, result in done.items():
@@ -510,6 +518,8 @@ class TransformersEngine:
     tokenizer: Any
     decoding: Decoding
     info: dict[str, Any] = field(default_factory=dict)
+    # peaks of what ran, counted from the load (load_model resets torch's counters first)
+    gpu_peaks: GpuPeaks = field(default_factory=GpuPeaks)
 
     @classmethod
     def load(
@@ -544,6 +554,7 @@ class TransformersEngine:
             on_batch=on_batch,
             stats=stats,
             progress=progress,
+            peaks=self.gpu_peaks,
         )
 
     def close(self) -> None:
