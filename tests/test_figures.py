@@ -420,3 +420,23 @@ def test_plan_figure_without_its_table_is_a_one_line_error(capsys):
     args = ["plan", "--config", str(REPO / "config/config.yaml"), "--figure", "fit.png"]
     assert main(args) == 1
     assert "give --out too" in capsys.readouterr().err
+
+
+def test_no_two_methods_share_a_colour_at_the_papers_scale_and_beyond():
+    """The paper config's ten quantized methods each get their own colour (the palette used to
+    repeat after eight: gguf-q4_k_m drew in gptq-w8g128's blue), and so would 300; none is the
+    baseline's grey, and the first eight stay Okabe-Ito."""
+    import yaml
+
+    from biomedquant.figures.style import BASELINE_COLOR, OKABE_ITO, method_color, order_from_config
+
+    from conftest import REPO
+
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    order = order_from_config(paper)
+    colors = [order.color(m) for m in order.methods]
+    assert len(set(colors)) == len(colors) == len(paper["methods"])
+    assert colors.count(BASELINE_COLOR) == 1
+    many = [method_color(i) for i in range(300)]
+    assert len(set(many)) == 300 and BASELINE_COLOR not in many
+    assert many[:8] == list(OKABE_ITO)

@@ -121,7 +121,36 @@ class Order:
             return BASELINE_COLOR
         quantized = [m for m in self.methods if m != self.baseline]
         idx = quantized.index(method) if method in quantized else len(quantized)
-        return OKABE_ITO[idx % len(OKABE_ITO)]
+        return method_color(idx)
+
+
+# Past the eight Okabe-Ito colours: the six chromatic ones again at other lightness levels
+# (black would turn into the baseline's grey, yellow into white), then evenly spread hues.
+_SHADE_BASES = tuple(c for c in OKABE_ITO if c not in ("#000000", "#F0E442"))
+_SHADE_LIGHTNESS = (0.28, 0.72, 0.18, 0.82)
+
+
+def method_color(index: int) -> str:
+    """The colour of the ``index``-th quantized method (from 0): Okabe-Ito for the first
+    eight, then shades of its chromatic colours, then hues spread by the golden angle, so no
+    two methods of a config share a colour however many it holds (the paper config has ten
+    quantized methods), and none is the baseline's grey."""
+    import colorsys
+
+    if index < len(OKABE_ITO):
+        return OKABE_ITO[index]
+    rest = index - len(OKABE_ITO)
+    if rest < len(_SHADE_BASES) * len(_SHADE_LIGHTNESS):
+        base = _SHADE_BASES[rest % len(_SHADE_BASES)]
+        lightness = _SHADE_LIGHTNESS[rest // len(_SHADE_BASES)]
+        r, g, b = (int(base[i : i + 2], 16) / 255 for i in (1, 3, 5))
+        hue, _, saturation = colorsys.rgb_to_hls(r, g, b)
+    else:
+        # golden-angle hues at two lightness levels: distinct for any index
+        k = rest - len(_SHADE_BASES) * len(_SHADE_LIGHTNESS)
+        hue, lightness, saturation = (k * 0.381966) % 1.0, (0.4, 0.6)[k % 2], 0.75
+    r, g, b = colorsys.hls_to_rgb(hue, lightness, saturation)
+    return "#{:02X}{:02X}{:02X}".format(*(round(255 * v) for v in (r, g, b)))
 
 
 def order_from_config(config: dict[str, Any]) -> Order:
