@@ -440,3 +440,25 @@ def test_no_two_methods_share_a_colour_at_the_papers_scale_and_beyond():
     many = [method_color(i) for i in range(300)]
     assert len(set(many)) == 300 and BASELINE_COLOR not in many
     assert many[:8] == list(OKABE_ITO)
+
+
+def test_legends_show_the_names_a_reader_knows():
+    """Display names from the method registry in the order every figure gets (slugs stay in
+    file names); two methods that would read alike keep their slugs."""
+    import yaml
+
+    from biomedquant.figures.draw import legend_handles
+    from biomedquant.figures.style import order_from_config, order_from_json, order_to_json
+
+    from conftest import REPO
+
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    order = order_from_json(order_to_json(order_from_config(paper)))
+    labels = [h.get_label() for h in legend_handles(order, order.methods)]
+    assert labels[:5] == ["16-bit", "GPTQ 8-bit, g128", "GPTQ 4-bit, g128", "GPTQ 3-bit, g128",
+                          "RTN 4-bit, g128"]  # fmt: skip
+    assert {"bitsandbytes NF4", "AWQ 4-bit, g128", "GGUF Q4_K_M", "FP8"} <= set(labels)
+    methods = yaml.safe_load((REPO / "config" / "methods.yaml").read_text())
+    names = dict(order_from_config(methods).names)
+    assert names["gptq-w4g64-indomain"] == "GPTQ 4-bit, g64 (gptq-w4g64-indomain)"
+    assert order.name("unknown-method") == "unknown-method"

@@ -96,6 +96,20 @@ def _gguf_model_bytes(shape: ModelShape, method: Method) -> float:
     return gguf_layout.gguf_weight_bytes(shape, gguf_layout.method_file_type(method))
 
 
+def _grid_title(name: str) -> Callable[[Method], str]:
+    """ "GPTQ 4-bit, g128": the kind, the bits and the group size (per row for -1)."""
+
+    def title(method: Method) -> str:
+        group = int(method.get("group_size", 128))
+        return f"{name} {int(method['bits'])}-bit, " + (f"g{group}" if group > 0 else "per row")
+
+    return title
+
+
+def _gguf_title(method: Method) -> str:
+    return f"GGUF {str(method.get('type', '')).upper()}".strip()
+
+
 @dataclass(frozen=True)
 class MethodKind:
     """Everything the pipeline knows about one method kind (see the module docstring)."""
@@ -113,6 +127,8 @@ class MethodKind:
     engine: str | None = None  # the one engine that runs this kind (None: the configured one)
     needs_fp8_gpu: bool = False  # runs only on a GPU with FP8 units (compute capability 8.9+)
     quantizes_on_cpu: bool = False  # its quantize_model job needs no GPU
+    # the name a reader knows, for legends and captions ("GPTQ 4-bit, g128"); slugs stay in paths
+    title: Callable[[Method], str] = _fixed("")
 
     @property
     def artifact(self) -> bool:
@@ -128,12 +144,14 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
             MethodKind(
                 "none",
                 "the model in its stored 16-bit dtype (the baseline)",
+                title=_fixed("16-bit"),
                 bits=_fixed(16),
                 linear_bytes_per_weight=_fixed(2.0),
             ),
             MethodKind(
                 "gptq",
                 "GPTQ post-training quantization (optimum + gptqmodel)",
+                title=_grid_title("GPTQ"),
                 bits=_configured_bits,
                 linear_bytes_per_weight=_grid_bytes,
                 row_overhead_bytes=_grid_row_bytes,
@@ -143,6 +161,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
             MethodKind(
                 "rtn",
                 "round-to-nearest on GPTQ's grid (the control for GPTQ)",
+                title=_grid_title("RTN"),
                 bits=_configured_bits,
                 linear_bytes_per_weight=_grid_bytes,  # GPTQ's packed format and grid
                 row_overhead_bytes=_grid_row_bytes,
@@ -153,6 +172,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
             MethodKind(
                 "bnb-int8",
                 "bitsandbytes LLM.int8(), quantized at load time",
+                title=_fixed("bitsandbytes int8"),
                 bits=_fixed(8),
                 linear_bytes_per_weight=_fixed(1.0),
                 row_overhead_bytes=_fixed(4.0),  # one float32 scale per row
@@ -162,6 +182,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
             MethodKind(
                 "bnb-nf4",
                 "bitsandbytes NF4 (4-bit), quantized at load time",
+                title=_fixed("bitsandbytes NF4"),
                 bits=_fixed(4),
                 linear_bytes_per_weight=_nf4_bytes,
                 load_time=True,
@@ -170,6 +191,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
             MethodKind(
                 "awq",
                 "AWQ 4-bit (gptqmodel; quantizing needs a CUDA GPU)",
+                title=_grid_title("AWQ"),
                 bits=_configured_bits,
                 # GPTQ's packing without the group index: no per-column overhead
                 linear_bytes_per_weight=_grid_bytes,
@@ -179,6 +201,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
             MethodKind(
                 "gguf",
                 "llama.cpp GGUF file (Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0)",
+                title=_gguf_title,
                 bits=gguf_layout.method_bits,
                 linear_bytes_per_weight=_gguf_bytes,
                 model_bytes=_gguf_model_bytes,
@@ -189,6 +212,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
             MethodKind(
                 "fp8",
                 "FP8 E4M3 weights at load time (GPUs of compute 8.9+)",
+                title=_fixed("FP8"),
                 bits=_fixed(8),
                 # one byte; per-tensor (vLLM) or 128x128-block scales are < 0.03%
                 linear_bytes_per_weight=_fixed(1.0),
@@ -204,6 +228,17 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
 def method_kind(method: Method) -> MethodKind:
     """The kind record of a method entry (an error naming the closest kinds when unknown)."""
     return METHOD_KINDS[method.get("kind")]
+
+
+def display_names(methods: dict[str, Method]) -> dict[str, str]:
+    """Each method's name for a reader (its kind's ``title``), as legends and captions show
+    it; where two methods of a config would read alike (say, two GPTQ 4-bit g128 with other
+    calibrations), each keeps its slug in parentheses."""
+    titles = {name: method_kind(spec).title(spec) or name for name, spec in methods.items()}
+    counts: dict[str, int] = {}
+    for title in titles.values():
+        counts[title] = counts.get(title, 0) + 1
+    return {n: t if counts[t] == 1 else f"{t} ({n})" for n, t in titles.items()}
 
 
 def bits(method: Method) -> int:

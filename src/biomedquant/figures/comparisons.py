@@ -104,7 +104,8 @@ def plot_change_heatmap(
             else:
                 ax.set_xticks(range(len(datasets)), [""] * len(datasets))
             # Two lines: side by side, five methods' one-line titles run into each other.
-            ax.set_title(f"{method}\nvs {order.baseline or 'baseline'}, {prompt}", fontsize=9)
+            base = order.name(order.baseline) if order.baseline else "baseline"
+            ax.set_title(f"{order.name(method)}\nvs {base}, {prompt}", fontsize=9)
             ax.tick_params(length=0)
     fig.colorbar(image, ax=axes, shrink=0.8, label="change (points)")
     suptitle(

@@ -43,7 +43,8 @@ def plot_cpu_deployment(
         empty_panel(ax_mem, "no CPU runs")
     engines = [ENGINE_TITLES.get(str(e), str(e)) for e in df.get("engine", [])]
     labels = [
-        f"{m} / {q} ({e})" for m, q, e in zip(df["model"], df["method"], engines, strict=True)
+        f"{m} / {order.name(q)} ({e})"
+        for m, q, e in zip(df["model"], df["method"], engines, strict=True)
     ]
     ys = np.arange(len(df))
     colors = [order.color(m) for m in df["method"]]

@@ -100,7 +100,8 @@ def legend_handles(order: Order, methods: Sequence[str]) -> list[Any]:
     from matplotlib.patches import Patch
 
     return [
-        Patch(facecolor=order.color(m), edgecolor="black", linewidth=0.4, label=m) for m in methods
+        Patch(facecolor=order.color(m), edgecolor="black", linewidth=0.4, label=order.name(m))
+        for m in methods
     ]
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from biomedquant.datasets.registry import DATASETS
 from biomedquant.gpus import GPU_SIZES_GIB, gpu_gb
+from biomedquant.methods import display_names
 from biomedquant.prompting import PROMPT_METHODS
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ class Order:
     models: tuple[str, ...] = ()
     prompts: tuple[str, ...] = ()
     baseline: str | None = None
+    # (method, name a reader knows) pairs from the method registry; slugs where none is known
+    names: tuple[tuple[str, str], ...] = ()
 
     def with_data(self, *frames: pd.DataFrame) -> Order:
         """This order extended by the values present in ``frames``."""
@@ -107,13 +110,17 @@ class Order:
             [p for p in prompt_rank if p in found["prompts"] or p in self.prompts],
             found["prompts"],
         )
-        return Order(methods, extend(self.models, found["models"]), prompts, baseline)
+        return Order(methods, extend(self.models, found["models"]), prompts, baseline, self.names)
 
     @staticmethod
     def sort(ranked: Sequence[str], values: Iterable[str]) -> list[str]:
         """``values`` (deduplicated) in the order of ``ranked``, unknown ones last, sorted."""
         present = {str(v) for v in values}
         return [v for v in ranked if v in present] + sorted(present - set(ranked))
+
+    def name(self, method: str) -> str:
+        """The method's display name (``GPTQ 4-bit, g128``) for legends; its slug if unknown."""
+        return dict(self.names).get(method, method)
 
     def color(self, method: str) -> str:
         """The method's colour: grey for the baseline, Okabe-Ito in order for the others."""
@@ -159,8 +166,13 @@ def order_from_config(config: dict[str, Any]) -> Order:
     baseline = next(
         (m for m, s in config.get("methods", {}).items() if s.get("kind") == "none"), None
     )
+    names = tuple(display_names(config.get("methods", {})).items())
     return Order(
-        methods, tuple(config.get("models", {})), tuple(config.get("prompts", ())), baseline
+        methods,
+        tuple(config.get("models", {})),
+        tuple(config.get("prompts", ())),
+        baseline,
+        names,
     )
 
 
@@ -187,6 +199,7 @@ def order_to_json(order: Order) -> str:
             "models": list(order.models),
             "prompts": list(order.prompts),
             "baseline": order.baseline,
+            "names": dict(order.names),
         },
         sort_keys=True,
     )
@@ -200,6 +213,7 @@ def order_from_json(text: str) -> Order:
         models=tuple(raw.get("models", ())),
         prompts=tuple(raw.get("prompts", ())),
         baseline=raw.get("baseline"),
+        names=tuple(raw.get("names", {}).items()),
     )
 
 
