@@ -1,8 +1,8 @@
 """The CPU work after inference, as one job: parse, score and compare every prompting method.
 
-A study plans one inference job per model x method x dataset x prompting method (the GPU unit
-of work: resume, cluster requests and reruns stay that fine), but the work that follows is
-seconds per run: reading the raw outputs (:mod:`biomedquant.parsing`), scoring them
+A study plans one inference job per model x method (the GPU unit of work: one model load for
+every dataset and prompting method; resume, cache and reruns stay per run), and the work that
+follows is seconds per run: reading the raw outputs (:mod:`biomedquant.parsing`), scoring them
 (:func:`biomedquant.scoring.score_predictions`) and comparing them with the baseline on the same
 items (:func:`biomedquant.scoring.compare_to_baseline`). Planning one job each for those would
 triple the number of jobs Snakemake has to plan, so one job per model x method does all of it,

@@ -1,10 +1,11 @@
-"""The inference job: one model x method x dataset, every prompting method on one loaded model.
+"""The inference job: one model x method, every dataset and prompting method on one loaded model.
 
 Loading a model costs more than generating for many runs (a 70B model takes minutes to read
 from a shared filesystem, vLLM's engine start tens of seconds more), so one job runs every
-configured prompting method of a dataset on one engine: under vLLM it hands the runs'
-requests to the engine together (continuous batching across prompting methods); under the
-other engines the runs go one after another with the model kept in memory.
+dataset and configured prompting method on one engine (:func:`run_inference_datasets`): under
+vLLM it hands a dataset's runs' requests to the engine together (continuous batching across
+prompting methods); under the other engines the runs go one after another with the model kept
+in memory. A job too long for a queue's limit is time-boxed (``stop_at``) and resumed.
 
 Each run (one prompting method) builds its prompts, takes what it can from the generation
 cache, from the partial file of an interrupted run and from the parts other shards of the job
