@@ -327,3 +327,19 @@ def test_a_resample_count_the_machine_cannot_hold_is_refused_with_the_memory_nee
     assert "568.0 GB" in err and "use at most 11,267,605 resamples" in err
     assert not (tmp_path / "s.json").exists()
     assert main([*args, "--resamples", "200"]) == 0
+
+
+def test_version_and_help_speak_to_the_user(capsys):
+    """`--version` names the package's version; the top-level help is plain text (no Sphinx
+    markup from a module docstring)."""
+    from biomedquant import __version__
+    from biomedquant.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"biomedquant {__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    assert "GPU memory" in help_text and ":mod:" not in help_text

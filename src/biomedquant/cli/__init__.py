@@ -17,8 +17,19 @@ from biomedquant.cli_errors import OneLineErrorParser, run_reporting_errors
 STAGES = (data, models, inference, scoring, plan, report)
 
 
+# What `biomedquant --help` says first (the module docstring speaks to developers).
+DESCRIPTION = (
+    "biomedquant: how much accuracy a quantized LLM loses on biomedical NLP benchmarks, and how"
+    " much GPU memory it saves. The workflow (snakemake) calls these commands; each also runs"
+    " by hand."
+)
+
+
 def build_parser() -> OneLineErrorParser:
-    p = OneLineErrorParser(prog="biomedquant", description=__doc__)
+    from biomedquant import __version__
+
+    p = OneLineErrorParser(prog="biomedquant", description=DESCRIPTION)
+    p.add_argument("--version", action="version", version=f"biomedquant {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
     for stage in STAGES:
