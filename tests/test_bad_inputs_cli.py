@@ -105,6 +105,40 @@ CASES: dict[str, Case] = {
     ),
     "cut test file prepared": (_cut_test_file, "the official test set has 315"),
     "negative deadline": (lambda c: c.download("hoc", "full", "--deadline", "-1"), "--deadline"),
+    "a split that does not exist": (
+        lambda c: [
+            "prepare",
+            "--dataset",
+            "hoc",
+            "--split",
+            "tset",
+            "--raw",
+            "x",
+            "--out",
+            str(c.tmp / "y.jsonl"),
+        ],
+        "has no split 'tset'; it has ['test', 'train', 'dev']",
+    ),  # fmt: skip
+    "a model folder that does not exist": (
+        lambda c: [
+            "infer",
+            "--model-dir",
+            "/nonexistent",
+            "--method",
+            '{"kind": "none"}',
+            "--dataset",
+            "hoc",
+            "--data",
+            str(c.prepared["hoc"]),
+            "--prompt",
+            "zero-shot",
+            "--out",
+            str(c.tmp / "g.jsonl"),
+            "--run-record",
+            str(c.tmp / "r.json"),
+        ],
+        "model folder /nonexistent does not exist",
+    ),  # fmt: skip
     # scoring
     "chemprot gold scored as ddi": (
         lambda c: c.score(

@@ -295,6 +295,7 @@ def run_inference_datasets(
     """
     if not datasets:
         raise ValueError("an inference job needs at least one dataset")
+    _check_model_dir(model_dir)
     names = [d.dataset for d in datasets]
     if len(set(names)) != len(names):
         raise ValueError(f"datasets repeated in one job: {names}")
@@ -329,6 +330,16 @@ def run_inference_datasets(
     for path in finished_partials:
         _remove_partial(path)
     return out
+
+
+def _check_model_dir(model_dir: str | Path) -> None:
+    """A model folder that is not there is named as such (transformers would read the path as
+    a Hub repository id and complain about its characters)."""
+    if not Path(model_dir).is_dir():
+        raise ValueError(
+            f"model folder {model_dir} does not exist: give a fetched or quantized model's"
+            " folder (the workflow's resources/models/<model>/<method>)"
+        )
 
 
 def _check_deadline(stop_at: float | None, where: str) -> None:
@@ -398,6 +409,7 @@ def run_inference_job(
 
     if not runs:
         raise ValueError("an inference job needs at least one run (prompting method)")
+    _check_model_dir(model_dir)
     names = [r.prompt_method for r in runs]
     if len(set(names)) != len(names):
         raise ValueError(f"prompting methods repeated in one job: {names}")

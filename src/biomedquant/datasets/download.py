@@ -225,9 +225,7 @@ def download_split(
     :mod:`biomedquant.datasets.checksum_lock`), and recorded there on its first download.
     """
     spec = get_dataset(name)
-    if split not in spec.files:
-        raise KeyError(f"dataset {name!r} has no split {split!r}; it has {list(spec.files)}")
-    src = spec.files[split]
+    src = spec.source(split)
     expected = expected_hash(spec, split, base_url)
     hash_source = "the demo manifest" if base_url == DEMO_SOURCE else "the registry"
     lock = ChecksumLock(lock_path) if lock_path and expected is None else None

@@ -135,7 +135,7 @@ def prepare_split(
 ) -> dict[str, Any]:
     """Parse a downloaded source file, validate it, subsample if asked, write JSON Lines."""
     spec = get_dataset(name)
-    records = read_source(raw_path, spec.files[split].reader)
+    records = read_source(raw_path, spec.source(split).reader)
     validate_records(spec, records, f"{name}/{split} ({raw_path})")
     n_source = len(records)
     check_official_size(spec, split, n_source, raw_path)

@@ -59,6 +59,14 @@ class DatasetSpec:
     def splits(self) -> tuple[str, ...]:
         return tuple(self.files)
 
+    def source(self, split: str) -> SourceFile:
+        """The source file of ``split``; an unknown split is an error naming the valid ones."""
+        if split not in self.files:
+            raise KeyError(
+                f"dataset {self.name!r} has no split {split!r}; it has {list(self.files)}"
+            )
+        return self.files[split]
+
 
 def _bench(folder: str, split: str) -> str:
     return f"benchmarks/{folder}/datasets/full_set/{split}.tsv"
