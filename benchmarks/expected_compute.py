@@ -39,7 +39,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", default="h100")
     args = parser.parse_args()
-    print(f"| study | backend | expected GPU-hours ({args.gpu}) | requested | sharded jobs |")
+    print(
+        f"| study | backend | expected GPU-hours ({args.gpu}) | requested"
+        " | model x method jobs sharded |"
+    )
     print("|---|---|---:|---:|---:|")
     for name, config in studies().items():
         for backend in ("vllm", "transformers"):
