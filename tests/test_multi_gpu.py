@@ -342,11 +342,14 @@ def test_the_gpu_count_enters_no_cache_key_and_no_generation(
 
 
 def test_peak_gpu_memory_is_counted_over_every_gpu(monkeypatch):
-    from biomedquant.inference import _over_gpus
+    from biomedquant.engines.gpu_peaks import GpuPeaks
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert _over_gpus(lambda i: (i + 1) * GIB, True) == 3 * GIB
-    assert _over_gpus(lambda i: GIB, False) is None
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda i: (i + 1) * GIB)
+    assert GpuPeaks().total("allocated") == 3 * GIB
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert GpuPeaks().total("allocated") is None
 
 
 # --- llama.cpp ---------------------------------------------------------------------------

@@ -41,7 +41,6 @@ class Job:
     rule: str
     model: str
     method: str
-    dataset: str  # "" for a job over the whole study's datasets
     gpus: int
     shards: int
     hours: float  # expected GPU-hours
@@ -119,7 +118,6 @@ def study_cost(
                     "infer",
                     model,
                     method,
-                    "",
                     gpus_of["infer"],
                     split.parts,
                     hours,
@@ -157,7 +155,6 @@ def _other_jobs(
             "quantize_model",
             model,
             method,
-            "",
             n,
             1,
             n * quantize_seconds(shape, spec) / 3600,
@@ -173,7 +170,6 @@ def _other_jobs(
             "perplexity",
             model,
             method,
-            "",
             n,
             1,
             n * (load + seconds) / 3600,
@@ -198,9 +194,8 @@ def cost_lines(cost: Cost, top: int = 5) -> list[str]:
         "largest jobs (GPU-hours):",
     ]
     for j in sorted(cost.jobs, key=lambda j: -j.hours)[:top]:
-        where = f" x {j.dataset}" if j.dataset else ""
         lines.append(
-            f"  {j.hours:8,.1f}  {j.rule} {j.model} x {j.method}{where} on {j.gpus} GPU(s)"
+            f"  {j.hours:8,.1f}  {j.rule} {j.model} x {j.method} on {j.gpus} GPU(s)"
             + (f", {j.shards} shards" if j.shards > 1 else "")
             + (f", {j.attempts} attempts" if j.attempts > 1 else "")
         )

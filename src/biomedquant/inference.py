@@ -40,6 +40,7 @@ from biomedquant.datasets.registry import get_dataset
 from biomedquant.decoding import Decoding
 from biomedquant.engines import engine_for, get_engine
 from biomedquant.engines.base import decoding_identity
+from biomedquant.engines.gpu_peaks import GpuPeaks
 from biomedquant.io import read_json, read_jsonl, sha256_text, write_json, write_jsonl
 from biomedquant.models import trusts_remote_code
 from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT, builder, stop_strings
@@ -295,7 +296,6 @@ def run_inference_datasets(
     """
     if not datasets:
         raise ValueError("an inference job needs at least one dataset")
-    _check_model_dir(model_dir)
     names = [d.dataset for d in datasets]
     if len(set(names)) != len(names):
         raise ValueError(f"datasets repeated in one job: {names}")
@@ -569,21 +569,15 @@ def _measurement(
     when this job loaded nothing (every generation cached), the last measuring job's from the
     cache, so that a rerun served from the cache still reports the memory and load time the
     tables and figures need. ``measured_in`` says which (None: nothing measured, anywhere).
-    GPU peaks are the engine's ``peaks`` where it keeps them (batches that ran out of memory
-    left out, :mod:`biomedquant.engines.gpu_peaks`), else torch's counters since the load."""
-    import torch
-
+    GPU peaks, summed over the visible GPUs (None without one), are the engine's ``peaks``
+    where it keeps them (batches that ran out of memory left out,
+    :mod:`biomedquant.engines.gpu_peaks`), else torch's counters since the load."""
     if loads:
-        on_gpu = torch.cuda.is_available()
-        if peaks is not None:
-            allocated, reserved = peaks.total("allocated"), peaks.total("reserved")
-        else:
-            allocated = _over_gpus(torch.cuda.max_memory_allocated, on_gpu)
-            reserved = _over_gpus(torch.cuda.max_memory_reserved, on_gpu)
+        peaks = peaks if peaks is not None else GpuPeaks()
         facts = {
             "load_info": load_info,
-            "peak_gpu_allocated_bytes": allocated,
-            "peak_gpu_reserved_bytes": reserved,
+            "peak_gpu_allocated_bytes": peaks.total("allocated"),
+            "peak_gpu_reserved_bytes": peaks.total("reserved"),
             "peak_host_rss_bytes": peak_host_rss_bytes(),
             "hardware": hardware(),
             "measured_at": now(),
@@ -809,17 +803,6 @@ def _finish_run(
         run["new_tokens_per_second"] or 0,
     )
     return run
-
-
-def _over_gpus(peak: Callable[[int], int], on_gpu: bool) -> int | None:
-    """A peak memory counter summed over the visible GPUs (a model spread over several holds
-    part of itself on each; the fit estimate it is compared with is their total), or None
-    when nothing ran on a GPU."""
-    import torch
-
-    if not on_gpu:
-        return None
-    return sum(peak(i) for i in range(torch.cuda.device_count()))
 
 
 def part_record_path(part: str | Path) -> Path:

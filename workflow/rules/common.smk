@@ -47,6 +47,13 @@ signature_once(Resource.evaluate)
 
 
 EVAL_SPLIT = config["data"]["split"]
+
+
+def prepared_split(dataset, split=EVAL_SPLIT):
+    """The prepared split of ``dataset`` (prepare_dataset's output, data.smk)."""
+    return f"resources/datasets/{dataset}/{split}.jsonl"
+
+
 CONDA_ENV = "../../envs/biomedquant.yaml"
 # Torch CPU threads of GPU-class jobs when no GPU is present. A resource, not a param: it
 # changes speed, not results, so changing it must not rerun anything.
@@ -94,7 +101,7 @@ def calibration_pools(wildcards):
     """Train (or dev) splits of in-domain calibration, by dataset."""
     base = config["data"]["base_url"]
     return {
-        name: f"resources/datasets/{name}/{fewshot_split(name, base)}.jsonl"
+        name: prepared_split(name, fewshot_split(name, base))
         for name in calibration_datasets(wildcards)
     }
 
@@ -220,7 +227,7 @@ def per_run(pattern, method="{method}"):
 
 
 def gold_files():
-    return [f"resources/datasets/{d}/{EVAL_SPLIT}.jsonl" for d in config["datasets"]]
+    return [prepared_split(d) for d in config["datasets"]]
 
 
 def noise_floor_inputs():
@@ -260,7 +267,7 @@ def evaluate_settings(wildcards):
             run = {
                 "dataset": dataset,
                 "prompt": prompt,
-                "gold": f"resources/datasets/{dataset}/{EVAL_SPLIT}.jsonl",
+                "gold": prepared_split(dataset),
                 "generations": GENERATIONS.format(**names),
                 "predictions": PREDICTIONS.format(**names),
                 "scores": SCORES.format(**names),
@@ -338,8 +345,7 @@ def dataset_pool(dataset):
     """The few-shot pool of ``dataset`` when a prompting method of the study shows examples."""
     if not SHOWS_EXAMPLES:
         return ""
-    split = fewshot_split(dataset, config["data"]["base_url"])
-    return f"resources/datasets/{dataset}/{split}.jsonl"
+    return prepared_split(dataset, fewshot_split(dataset, config["data"]["base_url"]))
 
 
 @signature_once
@@ -370,22 +376,22 @@ def shard_parts(parts_pattern):
     return parts
 
 
-def infer_datasets(generations=None, records=None, parts=None):
+def infer_datasets(generations=None, records=None):
     """A params function: the --datasets JSON of an inference job, with each dataset's
     prepared split, few-shot pool, runs and item shard. Given the ``generations`` and
     ``records`` patterns, the job writing the per-run files (the last shard, joining the part
-    folders of the other shards, ``parts``); without them, an infer_shard job writing its
-    slice of every dataset as parts into its output folder."""
+    folders of the other shards, its ``parts`` input); without them, an infer_shard job
+    writing its slice of every dataset as parts into its output folder."""
 
     @signature_once
-    def datasets(wildcards, output):
+    def datasets(wildcards, input, output):
         n = shard_count(wildcards)
         names = {"model": wildcards.model, "method": wildcards.method}
         entries = []
         for dataset in config["datasets"]:
             entry = {
                 "dataset": dataset,
-                "data": f"resources/datasets/{dataset}/{EVAL_SPLIT}.jsonl",
+                "data": prepared_split(dataset),
                 "pool": dataset_pool(dataset),
                 "runs": dataset_runs(dataset),
             }
@@ -405,10 +411,7 @@ def infer_datasets(generations=None, records=None, parts=None):
                     out_dir=os.path.dirname(generations.format(**run)),
                     record_dir=os.path.dirname(records.format(**run)),
                     shard=f"{n}-of-{n}",
-                    parts=[
-                        f"{parts.format(**names, shard=f'{k}-of-{n}')}/{dataset}"
-                        for k in range(1, n)
-                    ],
+                    parts=[f"{folder}/{dataset}" for folder in input.parts],
                 )
             entries.append(entry)
         return as_json(entries)

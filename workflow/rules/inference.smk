@@ -37,7 +37,7 @@ rule infer:
         # what changes the outputs: the keys all runs share, and each dataset's files and
         # runs (see infer_settings and infer_datasets)
         settings=infer_settings,
-        datasets=infer_datasets(GENERATIONS, RUN_RECORD, SHARD_PARTS),
+        datasets=infer_datasets(GENERATIONS, RUN_RECORD),
         prompts=PROMPT_ARGS,
     shell:
         "biomedquant infer --settings {params.settings:q} --model-dir {input.model:q}"
@@ -85,9 +85,7 @@ use rule infer as infer_noise_floor with:
         time_box=time_box,
     params:
         settings=noise_floor_infer_settings,
-        datasets=infer_datasets(
-            NOISE_FLOOR_GENERATIONS, NOISE_FLOOR_RUN_RECORD, NOISE_FLOOR_SHARD_PARTS
-        ),
+        datasets=infer_datasets(NOISE_FLOOR_GENERATIONS, NOISE_FLOOR_RUN_RECORD),
         prompts=PROMPT_ARGS,
 
 
