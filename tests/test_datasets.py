@@ -23,6 +23,7 @@ from biomedquant.datasets.prepare import (
     prepare_split,
     stratified_sample,
     validate_records,
+    write_study_data,
 )
 from biomedquant.datasets.readers import FormatError, read_conll, read_source
 from biomedquant.datasets.registry import DATASETS, get_dataset
@@ -164,3 +165,17 @@ def test_cli_prints_the_registry(capsys):
     for spec in DATASETS.values():
         line = next(x for x in out.splitlines() if x.startswith(spec.name))
         assert spec.task in line and str(spec.test_size) in line and spec.licence in line
+
+
+def test_study_data_records_each_prepared_split_once_with_its_hash(tmp_path):
+    """The one input of the jobs that read every dataset: each split once, hashed, so that a
+    re-prepared split changes it; a missing split is named."""
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text('{"id": 1}\n')
+    b.write_text('{"id": 2}\n{"id": 3}\n')
+    record = write_study_data(tmp_path / "study.json", [a, b, a])
+    assert record == read_json(tmp_path / "study.json")
+    assert [f["path"] for f in record["files"]] == [str(a), str(b)]
+    assert record["files"][1] == {"path": str(b), "sha256": sha256_file(b), "bytes": 20}
+    with pytest.raises(FileNotFoundError, match="missing.jsonl: prepared split not found"):
+        write_study_data(tmp_path / "x.json", [tmp_path / "missing.jsonl"])

@@ -35,7 +35,7 @@ def test_demo_workflow(tmp_path):
     assert read_json(quantized / "provenance.json")["size_bytes"] < fetched["size_bytes"]
 
     # The real model answers: most QA outputs parse; the run record says how it ran.
-    run = read_json(wd / "results/predictions/smollm2_135m/none/medqa/zero-shot.run.json")
+    run = read_json(wd / "results/generations/smollm2_135m/none/medqa/zero-shot.run.json")
     assert run["n_items"] == 8 and sum(run["stop_reason"].values()) == 8
     # One model load per model x method, shared by every dataset and prompting method: the
     # last run's record names them all, in the config's order.
@@ -43,11 +43,11 @@ def test_demo_workflow(tmp_path):
     for method in config["methods"]:
         for dataset in DATASETS:
             for prompt in config["prompts"]:
-                folder = wd / "results/predictions/smollm2_135m" / method / dataset
+                folder = wd / "results/generations/smollm2_135m" / method / dataset
                 load = read_json(folder / f"{prompt}.run.json")["model_load"]
                 assert load["loads_in_job"] == 1 and load["shared_by"] == config["prompts"]
         last = f"{config['datasets'][-1]}/{config['prompts'][-1]}.run.json"
-        load = read_json(wd / "results/predictions/smollm2_135m" / method / last)["model_load"]
+        load = read_json(wd / "results/generations/smollm2_135m" / method / last)["model_load"]
         assert load["used_by"] == every_run
     score = read_json(wd / "results/scores/smollm2_135m/none/medqa/zero-shot.json")
     assert score["parse_failure_rate"] <= 0.5

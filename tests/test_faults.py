@@ -165,20 +165,23 @@ def test_disk_full_gives_a_clear_error_and_keeps_earlier_results(tiny_disk, tmp_
 
 def test_snakemake_keeps_an_undeclared_partial_file_of_a_failed_job(tmp_path):
     """The engine's resume rests on this: Snakemake deletes a failed job's declared outputs,
-    but not the ``.partial`` file beside them, which the infer rule does not declare."""
+    output folder, but not the ``.partial`` folder beside it, which the infer rule does not
+    declare."""
     rules = Path(__file__).parents[1].joinpath("workflow/rules/inference.smk").read_text()
     assert ".partial" not in rules
     (tmp_path / "Snakefile").write_text(
         "rule infer:\n"
-        "    output: 'out.jsonl'\n"
-        "    shell: 'echo done-item >> out.jsonl.partial; echo half > out.jsonl; exit 1'\n"
+        "    output: directory('out')\n"
+        "    shell: 'mkdir -p out out.partial/ds; echo done-item >> out.partial/ds/p.jsonl.partial;"
+        " echo half > out/p.jsonl; exit 1'\n"
     )
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "1"], cwd=tmp_path, capture_output=True
     )
     assert proc.returncode != 0
-    assert not (tmp_path / "out.jsonl").exists()  # the failed job's output: removed
-    assert (tmp_path / "out.jsonl.partial").read_text() == "done-item\n"  # kept for the rerun
+    assert not (tmp_path / "out").exists()  # the failed job's output folder: removed
+    kept = tmp_path / "out.partial/ds/p.jsonl.partial"
+    assert kept.read_text() == "done-item\n"  # kept for the rerun
 
 
 @pytest.mark.parametrize("junk", ["", "   ", "I cannot answer that.", "\x00\ufffd###", "A B C D"])

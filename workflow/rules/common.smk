@@ -195,53 +195,70 @@ QUANTIZED_METHODS = (
 NOISE_FLOOR = BASELINE is not None and bool(config["noise_floor"].get("batch_size"))
 
 
-# What the evaluate rules read and write, per prompting method.
-GENERATIONS = "results/generations/{model}/{method}/{dataset}/{prompt}.jsonl"
-PREDICTIONS = "results/predictions/{model}/{method}/{dataset}/{prompt}.jsonl"
-SCORES = "results/scores/{model}/{method}/{dataset}/{prompt}.json"
-COMPARISONS = "results/comparisons/{model}/{method}/{dataset}/{prompt}.json"
-RUN_RECORD = "results/predictions/{model}/{method}/{dataset}/{prompt}.run.json"
+# What the inference and evaluate rules write: one folder per model x method and stage (a
+# job's declared outputs; one per file would be thousands of paths for Snakemake to plan),
+# holding one file per dataset x prompting method, by the patterns below. The folders' files
+# are the data contract: evaluate and the tables read them by these paths.
+GENERATIONS_DIR = "results/generations/{model}/{method}"
+PREDICTIONS_DIR = "results/predictions/{model}/{method}"
+SCORES_DIR = "results/scores/{model}/{method}"
+COMPARISONS_DIR = "results/comparisons/{model}/{method}"
+GENERATIONS = f"{GENERATIONS_DIR}/{{dataset}}/{{prompt}}.jsonl"
+# the run record sits beside its generations: both are the inference job's
+RUN_RECORD = f"{GENERATIONS_DIR}/{{dataset}}/{{prompt}}.run.json"
+PREDICTIONS = f"{PREDICTIONS_DIR}/{{dataset}}/{{prompt}}.jsonl"
+SCORES = f"{SCORES_DIR}/{{dataset}}/{{prompt}}.json"
+COMPARISONS = f"{COMPARISONS_DIR}/{{dataset}}/{{prompt}}.json"
 # One per evaluate job: the files it wrote, which the study-wide tables read.
 MANIFEST = "results/evaluation/{model}/{method}.json"
 # The folder of parts an inference job's item shard writes (every shard but the last, which
 # joins them): per dataset a folder of one <prompt>.jsonl and <prompt>.run.json per
 # prompting method.
 SHARD_PARTS = "results/generation_shards/{model}/{method}/{shard}"
-NOISE_FLOOR_GENERATIONS = f"results/noise_floor/{GENERATIONS.removeprefix('results/')}"
-NOISE_FLOOR_RUN_RECORD = f"results/noise_floor/{RUN_RECORD.removeprefix('results/')}"
-NOISE_FLOOR_SHARD_PARTS = f"results/noise_floor/{SHARD_PARTS.removeprefix('results/')}"
-NOISE_FLOOR_PREDICTIONS = f"results/noise_floor/{PREDICTIONS.removeprefix('results/')}"
-NOISE_FLOOR_COMPARISONS = f"results/noise_floor/{COMPARISONS.removeprefix('results/')}"
 
 
-def per_run(pattern, method="{method}"):
-    """One path per dataset x prompting method of the study (the config's order, the order
-    the evaluate settings list its runs in), with the method fixed (the baseline's rule) or
-    left a wildcard."""
-    pattern = pattern.replace("{method}", method)
-    return [
-        pattern.replace("{dataset}", d).replace("{prompt}", p)
-        for d in config["datasets"]
-        for p in config["prompts"]
-    ]
+def under_noise_floor(path):
+    """The noise floor's copy of a results path (results/noise_floor/...)."""
+    return f"results/noise_floor/{path.removeprefix('results/')}"
+
+
+NOISE_FLOOR_GENERATIONS_DIR = under_noise_floor(GENERATIONS_DIR)
+NOISE_FLOOR_PREDICTIONS_DIR = under_noise_floor(PREDICTIONS_DIR)
+NOISE_FLOOR_COMPARISONS_DIR = under_noise_floor(COMPARISONS_DIR)
+NOISE_FLOOR_GENERATIONS = under_noise_floor(GENERATIONS)
+NOISE_FLOOR_RUN_RECORD = under_noise_floor(RUN_RECORD)
+NOISE_FLOOR_SHARD_PARTS = under_noise_floor(SHARD_PARTS)
+NOISE_FLOOR_PREDICTIONS = under_noise_floor(PREDICTIONS)
+NOISE_FLOOR_COMPARISONS = under_noise_floor(COMPARISONS)
+
+
+def stage_dir(pattern, method="{method}"):
+    """A stage's folder for one model x method, as a rule's output (or, with the method
+    fixed, the baseline's, as an input)."""
+    return directory(pattern.replace("{method}", method))
 
 
 def gold_files():
     return [prepared_split(d) for d in config["datasets"]]
 
 
+# The record of every prepared split of the study (data.smk, study_data): the one input by
+# which the jobs that read every dataset follow them.
+STUDY_DATA = "resources/datasets/study.json"
+
+
 def noise_floor_inputs():
     if not NOISE_FLOOR:
         return {}
-    return {"noise_floor": per_run(NOISE_FLOOR_GENERATIONS, BASELINE)}
+    return {"noise_floor": NOISE_FLOOR_GENERATIONS_DIR.replace("{method}", BASELINE)}
 
 
 def noise_floor_outputs():
     if not NOISE_FLOOR:
         return {}
     return {
-        "noise_floor_predictions": per_run(NOISE_FLOOR_PREDICTIONS, BASELINE),
-        "noise_floor_comparisons": per_run(NOISE_FLOOR_COMPARISONS, BASELINE),
+        "noise_floor_predictions": stage_dir(NOISE_FLOOR_PREDICTIONS_DIR, BASELINE),
+        "noise_floor_comparisons": stage_dir(NOISE_FLOOR_COMPARISONS_DIR, BASELINE),
     }
 
 
@@ -348,8 +365,7 @@ def dataset_pool(dataset):
     return prepared_split(dataset, fewshot_split(dataset, config["data"]["base_url"]))
 
 
-@signature_once
-def infer_pools(wildcards):
+def study_pools():
     return [p for p in map(dataset_pool, config["datasets"]) if p]
 
 
@@ -410,6 +426,8 @@ def infer_datasets(generations=None, records=None):
                 entry.update(
                     out_dir=os.path.dirname(generations.format(**run)),
                     record_dir=os.path.dirname(records.format(**run)),
+                    # beside the job's output folder, which Snakemake deletes when it fails
+                    partial_dir=f"{output.generations}.partial/{dataset}",
                     shard=f"{n}-of-{n}",
                     parts=[f"{folder}/{dataset}" for folder in input.parts],
                 )

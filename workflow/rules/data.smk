@@ -34,3 +34,20 @@ rule prepare_dataset:
         "biomedquant prepare --dataset {wildcards.dataset} --split {wildcards.split}"
         " --raw {input:q} --out {output.data:q} --limit {params.limit} --seed {params.seed}"
         " > {log:q} 2>&1"
+
+
+# Every prepared split the study evaluates or draws examples from, with its hash, in one file:
+# the input of each job that reads all datasets (inference, perplexity, evaluate), so that
+# Snakemake plans one edge per job rather than one per dataset and pool.
+rule study_data:
+    input:
+        gold_files(),
+        study_pools(),
+    output:
+        STUDY_DATA,
+    log:
+        "logs/study_data.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "biomedquant study-data --out {output:q} {input:q} > {log:q} 2>&1"

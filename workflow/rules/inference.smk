@@ -1,7 +1,7 @@
 # Inference: one job per (model, method), on the GPU when present. It loads the model once and
 # runs every dataset and prompting method of the study on it (under vLLM, all of a dataset's
-# requests at once), writing one generations file and run record per dataset x prompting
-# method, as evaluate reads them. It writes raw outputs only (results/generations); reading the
+# requests at once), writing into one folder per model x method a generations file and a run
+# record per dataset x prompting method, as evaluate reads them. It writes raw outputs only (results/generations); reading the
 # answers is the evaluate step's (scoring.smk), so a parser fix reruns no inference. Its run
 # records hold the timings, the one model load and peak host and GPU memory; a Snakemake
 # `benchmark:` file would repeat them, at a cost in planning time for every job.
@@ -18,12 +18,11 @@
 rule infer:
     input:
         model=model_dir,
-        data=gold_files(),
-        pools=infer_pools,
+        data=STUDY_DATA,
         parts=shard_parts(SHARD_PARTS),
     output:
-        generations=per_run(GENERATIONS),
-        runs=per_run(RUN_RECORD),
+        # one folder: a generations file and a run record per dataset x prompting method
+        generations=stage_dir(GENERATIONS_DIR),
     log:
         "logs/infer/{model}/{method}.log",
     retries: INFER_RETRIES
@@ -51,8 +50,7 @@ rule infer:
 use rule infer as infer_shard with:
     input:
         model=model_dir,
-        data=gold_files(),
-        pools=infer_pools,
+        data=STUDY_DATA,
         parts=[],
     output:
         parts=directory(SHARD_PARTS),
@@ -71,12 +69,10 @@ use rule infer as infer_shard with:
 use rule infer as infer_noise_floor with:
     input:
         model=model_dir,
-        data=gold_files(),
-        pools=infer_pools,
+        data=STUDY_DATA,
         parts=shard_parts(NOISE_FLOOR_SHARD_PARTS),
     output:
-        generations=per_run(NOISE_FLOOR_GENERATIONS),
-        runs=per_run(NOISE_FLOOR_RUN_RECORD),
+        generations=stage_dir(NOISE_FLOOR_GENERATIONS_DIR),
     log:
         "logs/infer_noise_floor/{model}/{method}.log",
     resources:

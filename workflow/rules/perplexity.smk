@@ -4,10 +4,7 @@
 rule perplexity:
     input:
         model=model_dir,
-        data=expand(
-            f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
-            dataset=config["datasets"],
-        ),
+        data=STUDY_DATA,
     output:
         "results/perplexity/{model}/{method}.json",
     log:
@@ -18,10 +15,11 @@ rule perplexity:
         **gpu_resources("perplexity"),
     params:
         method=lambda wildcards: as_json(method_spec(wildcards)),
+        texts=gold_files(),
     shell:
         "biomedquant perplexity --model-dir {input.model:q} --method {params.method:q}"
         " --out {output:q} --cpu-threads={resources.cpu_threads} --gpus={resources.gpu}"
-        " {input.data:q} > {log:q} 2>&1"
+        " {params.texts:q} > {log:q} 2>&1"
 
 
 rule perplexity_table:

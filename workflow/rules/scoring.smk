@@ -7,19 +7,20 @@
 # One CPU job per model x method reads the answers of every dataset's and prompting method's
 # raw outputs, scores them and compares them with the baseline's (biomedquant.evaluation): a
 # parser or scoring change reruns these jobs and never inference. Grouped rather than one job
-# per run and file, so that a study of thousands of inference jobs plans in seconds. Each
+# per run and file, so that a study of thousands of inference jobs plans in seconds (its
+# outputs are one folder per stage, holding a file per dataset x prompting method). Each
 # writes a manifest of its files; the tables read the manifests (biomedquant.evaluation).
 
 
 rule evaluate_baseline:
     input:
         **noise_floor_inputs(),
-        generations=per_run(GENERATIONS, BASELINE_PATTERN),
-        gold=gold_files(),
+        generations=GENERATIONS_DIR.replace("{method}", BASELINE_PATTERN),
+        gold=STUDY_DATA,
     output:
         **noise_floor_outputs(),
-        predictions=per_run(PREDICTIONS, BASELINE_PATTERN),
-        scores=per_run(SCORES, BASELINE_PATTERN),
+        predictions=stage_dir(PREDICTIONS_DIR, BASELINE_PATTERN),
+        scores=stage_dir(SCORES_DIR, BASELINE_PATTERN),
         manifest=MANIFEST.replace("{method}", BASELINE_PATTERN),
     log:
         f"logs/evaluate/{{model}}/{BASELINE_PATTERN}.log",
@@ -36,14 +37,14 @@ if BASELINE is not None:
 
     rule evaluate:
         input:
-            generations=per_run(GENERATIONS),
+            generations=GENERATIONS_DIR,
             # the baseline's parsed predictions, through its manifest (written after them)
             baseline=MANIFEST.replace("{method}", BASELINE),
-            gold=gold_files(),
+            gold=STUDY_DATA,
         output:
-            predictions=per_run(PREDICTIONS),
-            scores=per_run(SCORES),
-            comparisons=per_run(COMPARISONS),
+            predictions=stage_dir(PREDICTIONS_DIR),
+            scores=stage_dir(SCORES_DIR),
+            comparisons=stage_dir(COMPARISONS_DIR),
             manifest=MANIFEST,
         log:
             "logs/evaluate/{model}/{method}.log",

@@ -50,6 +50,13 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
     print(f"{args.dataset}/{args.split}: {prov['n_written']} of {prov['n_source']} items")
 
 
+def _cmd_study_data(args: argparse.Namespace) -> None:
+    from biomedquant.datasets.prepare import write_study_data
+
+    record = write_study_data(args.out, args.files)
+    print(f"{args.out}: {len(record['files'])} prepared splits")
+
+
 def add_commands(sub: Any) -> None:
     """Register this stage's subcommands."""
     s = sub.add_parser("datasets", help="print the dataset registry")
@@ -77,3 +84,8 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--limit", type=int, default=0, help="0: every item")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_cmd_prepare)
+
+    s = sub.add_parser("study-data", help="record a study's prepared splits and their hashes")
+    s.add_argument("--out", required=True)
+    s.add_argument("files", nargs="+", help="prepared splits (.jsonl)")
+    s.set_defaults(func=_cmd_study_data)

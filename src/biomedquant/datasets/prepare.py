@@ -156,3 +156,29 @@ def prepare_split(
     }
     write_json(f"{out_path}.provenance.json", prov)
     return prov
+
+
+def write_study_data(out: str | Path, files: list[str | Path]) -> dict[str, Any]:
+    """Record every prepared split of a study (evaluated splits and few-shot pools) with its
+    hash and size, in one file.
+
+    The workflow's inference, perplexity and evaluate jobs each read every dataset; they take
+    this one file as their input rather than each split, so that Snakemake plans one edge per
+    job instead of one per dataset and pool (planning time grows with edges). A re-prepared
+    split rewrites it, and everything that reads the datasets follows, as it would have.
+    """
+    seen: set[str] = set()
+    entries = []
+    for f in files:
+        path = Path(f)
+        if str(path) in seen:
+            continue
+        seen.add(str(path))
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: prepared split not found (run prepare first)")
+        entries.append(
+            {"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size}
+        )
+    record = {"files": entries}
+    write_json(out, record)
+    return record
