@@ -49,6 +49,8 @@ def test_demo_workflow(tmp_path):
         last = f"{config['datasets'][-1]}/{config['prompts'][-1]}.run.json"
         load = read_json(wd / "results/generations/smollm2_135m" / method / last)["model_load"]
         assert load["used_by"] == every_run
+    # finished jobs leave no partial files or folders behind
+    assert not list((wd / "results").rglob("*.partial"))
     score = read_json(wd / "results/scores/smollm2_135m/none/medqa/zero-shot.json")
     assert score["parse_failure_rate"] <= 0.5
 

@@ -163,13 +163,41 @@ def test_converted_gguf_reads_back_as_the_same_model(tiny_fetched, tmp_path):
         assert torch.equal(ref(ids).logits, back(ids).logits)
 
 
+def test_converted_gemma2_runs_in_llama_cpp_as_in_transformers(tmp_path):
+    """Gemma 2 (norms stored as 1 + w, soft-capping, sliding window on alternate layers):
+    llama.cpp's logits from the converted F16 file equal transformers' float32 logits of the
+    16-bit model up to float arithmetic, and pick the same next token at every position."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from biomedquant.quantization.gguf_convert import convert_to_gguf
+    from biomedquant.rehearsal.tiny_models import FAMILIES, build_tiny_model
+
+    llama_cpp = pytest.importorskip("llama_cpp")
+    src = build_tiny_model(tmp_path / "gemma2", FAMILIES["gemma2"], "google/gemma-2-9b-it")
+    facts = convert_to_gguf(src, tmp_path / "model.gguf")
+    assert facts["architecture"] == "gemma2"
+    ids = [2, 17, 42, 99, 7, 3, 250, 11, 300, 12]
+    ref = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+    with torch.inference_mode():
+        want = ref(torch.tensor([ids])).logits[0].numpy()
+    llm = llama_cpp.Llama(
+        model_path=str(tmp_path / "model.gguf"), logits_all=True, n_ctx=64, verbose=False
+    )
+    llm.eval(ids)
+    got = np.asarray(llm.scores[: len(ids)])
+    assert np.abs(got - want).max() < 5e-3 * np.abs(want).max()
+    assert (got.argmax(-1) == want.argmax(-1)).all()
+
+
 def test_converter_names_an_architecture_it_does_not_know(tmp_path):
     import json
 
     from biomedquant.quantization.gguf_convert import convert_to_gguf
 
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma2"}))
-    with pytest.raises(ValueError, match="model_type 'gemma2'.*BIOMEDQUANT_GGUF_CONVERTER"):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mixtral"}))
+    with pytest.raises(ValueError, match="model_type 'mixtral'.*BIOMEDQUANT_GGUF_CONVERTER"):
         convert_to_gguf(tmp_path, tmp_path / "x.gguf")
 
 

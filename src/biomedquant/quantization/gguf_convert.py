@@ -1,10 +1,11 @@
 """Convert a fetched 16-bit Hugging Face folder (safetensors) to a GGUF F16 file.
 
 llama.cpp quantizes GGUF files only, so every ``gguf`` method starts here. The conversion
-covers the decoder families of the study that share the Llama layout: ``llama`` (Llama 2/3,
-Mistral, SmolLM2 and their fine-tunes) and ``qwen2`` (Qwen2/2.5, with q/k/v biases). Other
-architectures (Gemma 2's extra norms and soft-capping, mixtures of experts) need llama.cpp's
-own ``convert_hf_to_gguf.py``: set ``BIOMEDQUANT_GGUF_CONVERTER`` to its path and it is run
+covers the decoder families of the study: ``llama`` (Llama 2/3, Mistral, SmolLM2 and their
+fine-tunes), ``qwen2`` (Qwen2/2.5, with q/k/v biases) and ``gemma2`` (Gemma 2: norms before and
+after attention and feed-forward, logit soft-capping, sliding-window attention on alternate
+layers). Other architectures (mixtures of experts ...) need llama.cpp's own
+``convert_hf_to_gguf.py``: set ``BIOMEDQUANT_GGUF_CONVERTER`` to its path and it is run
 instead (see :func:`convert_to_gguf`).
 
 What the conversion does, all of it fixed by the GGUF format:
@@ -13,6 +14,9 @@ What the conversion does, all of it fixed by the GGUF format:
   package's own name map, 2-D weights written as F16, 1-D (norms, biases) as F32;
 * for ``llama``, the rows of q and k permuted from Hugging Face's rotary layout (two halves)
   to GGML's (interleaved pairs), per head;
+* for ``gemma2``, every RMSNorm weight stored plus one (Gemma's norm multiplies by ``1 + w``,
+  llama.cpp's by the stored weight), and the soft-capping values and sliding window written
+  as hyper-parameters (Gemma's rotary layout is GGML's NeoX one: no row permutation);
 * Llama 3.1's ``llama3`` rope scaling written as the ``rope_freqs`` tensor of per-frequency
   factors (the published formula, as transformers computes it);
 * hyper-parameters, the tokenizer (tokens, types, merges, special ids, chat template) and a
@@ -36,7 +40,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
+SUPPORTED_ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "gemma2": "gemma2"}
 CONVERTER_ENV = "BIOMEDQUANT_GGUF_CONVERTER"
 
 
@@ -211,6 +215,10 @@ def convert_to_gguf(folder: str | Path, out: str | Path) -> dict[str, Any]:
     writer.add_value_length(head_dim)
     writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-5)))
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    if arch == "gemma2":
+        writer.add_attn_logit_softcapping(float(config.get("attn_logit_softcapping") or 50.0))
+        writer.add_final_logit_softcapping(float(config.get("final_logit_softcapping") or 30.0))
+        writer.add_sliding_window(int(config.get("sliding_window") or 4096))
     n_vocab = int(config["vocab_size"])
     writer.add_vocab_size(n_vocab)
     tokenizer_kind = _add_vocab(writer, folder, config, n_vocab)
@@ -229,6 +237,8 @@ def convert_to_gguf(folder: str | Path, out: str | Path) -> dict[str, Any]:
             data = rotary_to_interleaved(data, n_heads)
         elif arch == "llama" and name.endswith("k_proj.weight"):
             data = rotary_to_interleaved(data, n_kv)
+        elif arch == "gemma2" and name.endswith("norm.weight"):
+            data = data + 1
         array = data.numpy()
         writer.add_tensor(new_name, array.astype("float16") if array.ndim == 2 else array)
         n_written += 1
