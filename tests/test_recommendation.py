@@ -1,5 +1,7 @@
-"""Verdicts (non-inferior / inferior / inconclusive, Holm) and the recommendation, on hand-made
-comparison records whose resampled differences are planted."""
+"""Verdicts (non-inferior / inferior / inconclusive / insufficient evidence) and the
+recommendation (intersection-union per method, a fixed sequence across methods), on
+hand-made comparison records whose resampled differences are planted, and on real paired
+bootstraps of small examples."""
 
 from __future__ import annotations
 
@@ -13,10 +15,27 @@ from biomedquant.cli import main
 from biomedquant.datasets.registry import DATASETS
 from biomedquant.io import write_json
 from biomedquant.recommendation import recommend
-from biomedquant.verdicts import holm, holm_levels, pooled_draws, task_tests
+from biomedquant.verdicts import (
+    DEFAULT_MARGINS,
+    bound_rank,
+    clopper_pearson_upper,
+    pooled_draws,
+    task_tests,
+)
 
 
-def record(method: str, dataset: str, draws_points, *, prompt="zero-shot", model="m", diff=None):
+def record(
+    method: str,
+    dataset: str,
+    draws_points,
+    *,
+    prompt="zero-shot",
+    model="m",
+    diff=None,
+    units=1000,
+    changed=100,
+    values=(0.6, 0.6),
+):
     """A comparison record as `biomedquant compare` writes it (primary metric only)."""
     draws = np.asarray(draws_points, dtype=float) / 100
     return {
@@ -26,9 +45,18 @@ def record(method: str, dataset: str, draws_points, *, prompt="zero-shot", model
         "dataset": dataset,
         "task": DATASETS[dataset].task,
         "prompt": prompt,
+        "n": units,
         "primary_metric": "x",
-        "metrics": {"x": {"diff": float(draws.mean()) if diff is None else diff}},
+        "metrics": {
+            "x": {
+                "baseline": values[0],
+                "value": values[1],
+                "diff": float(draws.mean()) if diff is None else diff,
+            }
+        },
         "primary_diff_draws": list(draws),
+        "changed_units": changed,
+        "bootstrap": {"units": units},
     }
 
 
@@ -48,14 +76,7 @@ def memory_table(rows):
     )
 
 
-def test_holm_hand_computed():
-    # sorted 0.01, 0.03, 0.04: x3 = 0.03, x2 = 0.06, x1 = 0.04 -> running max 0.06
-    assert list(holm([0.01, 0.04, 0.03])) == pytest.approx([0.03, 0.06, 0.06])
-    assert list(holm_levels([0.01, 0.04, 0.03], 0.05)) == pytest.approx([0.05 / 3, 0.05, 0.025])
-    assert list(holm([0.5, 0.9])) == pytest.approx([1.0, 1.0])
-
-
-def test_three_verdicts_and_the_minimum_detectable_loss():
+def test_three_verdicts_and_what_the_test_resolves():
     rng = np.random.default_rng(0)
     recs = [
         record("good", "medqa", rng.normal(0.0, 0.2, 2000)),  # clearly within 1 point
@@ -67,37 +88,126 @@ def test_three_verdicts_and_the_minimum_detectable_loss():
     assert rows["bad"]["verdict"] == "inferior"
     assert rows["unsure"]["verdict"] == "inconclusive"
     good = rows["good"]
-    # one test per family: its bound is the plain 5% quantile, the MDL minus that bound
+    # the bound is the k-th smallest draw, k = floor(0.05 x 2001) = 100: no correction
+    draws = np.sort(np.asarray(recs[0]["primary_diff_draws"]) * 100)
+    assert bound_rank(0.05, 2000) == 100
+    assert good["lower_bound_points"] == pytest.approx(draws[99])
     assert good["lower_bound_points"] == pytest.approx(-0.2 * 1.645, abs=0.05)
-    assert good["min_detectable_loss_points"] == pytest.approx(-good["lower_bound_points"])
+    assert good["loss_upper_bound_points"] == pytest.approx(-good["lower_bound_points"])
+    # detectable with 80% power: (z_0.95 + z_0.8) standard deviations = 2.49 x 0.2
+    assert good["detectable_loss_points"] == pytest.approx(2.486 * 0.2, rel=0.05)
     assert rows["bad"]["upper_bound_points"] < -1 < rows["unsure"]["upper_bound_points"]
-    # a gain: the smallest margin is 0, not negative
+    # a gain: nothing of a loss is left open
     (gain,) = task_tests([record("q", "medqa", rng.normal(2.0, 0.2, 500))])
-    assert gain["min_detectable_loss_points"] == 0.0
+    assert gain["loss_upper_bound_points"] == 0.0
 
 
-def test_holm_step_turns_a_lone_pass_inconclusive_and_keeps_a_strong_pair():
-    # p = 40/1000 = 0.04 on its own: non-inferior at alpha 0.05
-    (alone,) = task_tests([record("q", "medqa", planted(39))])
-    assert alone["p_noninferior"] == pytest.approx(0.04)
-    assert alone["verdict"] == "non-inferior"
-    # the same test beside a second one of p = 0.04 (another task): Holm gives 0.08 to both
-    pair = task_tests([record("q", "medqa", planted(39)), record("q", "hoc", planted(39))])
-    assert [r["p_noninferior_holm"] for r in pair] == pytest.approx([0.08, 0.08])
-    assert {r["verdict"] for r in pair} == {"inconclusive"}
-    # beside a strong test (p = 0.001): step-down, 0.002 then 0.04, both pass
-    # (Bonferroni would give the weaker one 0.08)
-    pair = task_tests([record("q", "medqa", planted(0)), record("q", "hoc", planted(39))])
-    assert [r["p_noninferior_holm"] for r in pair] == pytest.approx([0.002, 0.04])
+def test_each_test_is_at_alpha_on_its_own():
+    """Intersection-union: a test's verdict does not depend on the method's other tests."""
+    # p = 40/1000 = 0.04: non-inferior at 0.05, alone or beside another test of p = 0.04
+    (alone,) = task_tests([record("q", "medqa", planted(39))], margin_points=1.0)
+    assert alone["p_noninferior"] == pytest.approx(0.04) and alone["verdict"] == "non-inferior"
+    pair = task_tests(
+        [record("q", "medqa", planted(39)), record("q", "hoc", planted(39))], margin_points=1.0
+    )
     assert {r["verdict"] for r in pair} == {"non-inferior"}
-    # families are per model x method: another method's tests do not count
-    other = task_tests([record("q", "medqa", planted(39)), record("r", "hoc", planted(39))])
-    assert {r["verdict"] for r in other} == {"non-inferior"}
+    # p = 0.051: inconclusive
+    (miss,) = task_tests([record("q", "medqa", planted(50))], margin_points=1.0)
+    assert miss["verdict"] == "inconclusive"
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_bound_and_its_verdict_always_agree(seed):
+    rng = np.random.default_rng(seed)
+    b = int(rng.integers(19, 3000))
+    draws = rng.normal(rng.uniform(-4, 1), rng.uniform(0.05, 3), b).round(1)  # ties too
+    margin = float(rng.uniform(0.2, 3))
+    (r,) = task_tests([record("q", "medqa", draws)], margin_points=margin)
+    assert (r["verdict"] == "non-inferior") == (r["lower_bound_points"] > -margin)
+    assert (r["verdict"] == "non-inferior") == (r["p_noninferior"] <= 0.05)
+    assert (r["verdict"] == "inferior") == (r["upper_bound_points"] < -margin)
+    assert (r["verdict"] == "inferior") == (r["p_inferior"] <= 0.05)
+
+
+def _paired_record(gold, base, other, method="q", dataset="medqa", resamples=10_000):
+    """A comparison record from a real paired bootstrap of single-label predictions."""
+    from biomedquant.estimates import compare_items
+    from biomedquant.metrics import changed_items
+
+    clusters = np.arange(len(gold))
+    stats = compare_items(
+        "single",
+        gold,
+        base,
+        other,
+        clusters=clusters,
+        resamples=resamples,
+        level=0.95,
+        rng=np.random.default_rng(0),
+        primary="accuracy",
+    )
+    return {
+        "model": "m",
+        "method": method,
+        "baseline": "none",
+        "dataset": dataset,
+        "task": DATASETS[dataset].task,
+        "prompt": "zero-shot",
+        "n": len(gold),
+        "primary_metric": "accuracy",
+        "changed_units": sum(changed_items(base, other)),
+        "bootstrap": {"units": len(gold)},
+        **stats,
+    }
+
+
+def test_identical_predictions_on_8_items_are_insufficient_evidence_on_5000_non_inferior():
+    gold = ["A", "B", "C", "D", "A", "B", "C", "D"]
+    pred = ["A", "B", "C", "A", "A", "D", "C", "D"]
+    (small,) = task_tests([_paired_record(gold, pred, list(pred))])
+    assert small["verdict"] == "insufficient evidence"
+    assert "0 of 8 units changed" in small["evidence_note"]
+    # every resample differs by exactly 0, yet the exact bound leaves 31 points open
+    assert small["loss_upper_bound_points"] == pytest.approx(
+        100 * clopper_pearson_upper(0, 8, 0.05)
+    )
+    assert small["loss_upper_bound_points"] > 30
+    big_gold, big_pred = gold * 625, pred * 625
+    (big,) = task_tests([_paired_record(big_gold, big_pred, list(big_pred))])
+    assert big["verdict"] == "non-inferior" and big["loss_upper_bound_points"] < 0.1
+
+
+def test_four_losses_in_twenty_items_are_not_significant():
+    """n = 20, 4 items right-to-wrong, none the other way: the percentile bootstrap would call
+    it a loss (p about 0.03); McNemar's exact test does not (0.125). No verdict either way."""
+    gold = ["A"] * 20
+    base = ["A"] * 20
+    other = ["B"] * 4 + ["A"] * 16
+    rec = _paired_record(gold, base, other)
+    assert rec["mcnemar_p"] == pytest.approx(0.125)
+    draws = np.asarray(rec["primary_diff_draws"]) * 100
+    assert (draws >= -1).mean() < 0.05  # what the bootstrap alone would have concluded
+    (row,) = task_tests([rec], margin_points=1.0)
+    assert row["verdict"] == "insufficient evidence" and row["changed_units"] == 4
+
+
+def test_both_methods_at_the_floor_are_no_evidence():
+    """The demo's NER zero-shot: both F1 0, every draw 0: not non-inferior."""
+    recs = [
+        record("q", "bc5cdr_chem", np.zeros(999), values=(0.0, 0.0), changed=50),
+        record("q", "ncbi_disease", np.zeros(999), values=(0.0, 0.0), changed=50),
+    ]
+    (row,) = task_tests(recs)
+    assert row["verdict"] == "insufficient evidence" and "floor" in row["evidence_note"]
+    # one dataset off the floor is evidence again
+    recs[1] = record("q", "ncbi_disease", np.zeros(999), values=(0.2, 0.2), changed=50)
+    (row,) = task_tests(recs)
+    assert row["verdict"] == "non-inferior"
 
 
 def test_task_change_pools_datasets_by_stratified_bootstrap():
-    d1, d2 = np.array([-1.0, 0.0, 1.0, 2.0]), np.array([3.0, 1.0, -1.0, 1.0])
-    assert list(pooled_draws([d1, d2])) == pytest.approx([1.0, 0.5, 0.0, 1.5])
+    d1, d2 = np.array([-1.0, 0.0, 1.0, 2.0] * 5), np.array([3.0, 1.0, -1.0, 1.0] * 5)
+    assert list(pooled_draws([d1, d2]))[:4] == pytest.approx([1.0, 0.5, 0.0, 1.5])
     assert len(pooled_draws([d1, d2[:3]])) == 3
     assert len(pooled_draws([d1, []])) == 0
     (row,) = task_tests(
@@ -105,11 +215,13 @@ def test_task_change_pools_datasets_by_stratified_bootstrap():
     )
     assert row["task"] == "qa" and row["n_datasets"] == 2 and row["datasets"] == "medqa,pubmedqa"
     assert row["delta_points"] == pytest.approx(-1.0)  # mean of -2 and 0 points
-    assert row["resamples"] == 4
+    assert row["resamples"] == 20 and row["units"] == 2000 and row["changed_units"] == 200
 
 
-def test_per_task_margin_overrides_and_bad_settings_are_refused():
+def test_default_margins_per_task_overrides_and_bad_settings_are_refused():
     recs = [record("q", "bc5cdr_chem", planted(0, b=199) - 1.5)]  # every draw -1.5 points
+    (r,) = task_tests(recs)
+    assert r["margin_points"] == DEFAULT_MARGINS["ner"] and r["verdict"] == "non-inferior"
     (r,) = task_tests(recs, margin_points=1.0)
     assert r["verdict"] == "inferior"
     (r,) = task_tests(recs, margin_points=1.0, task_margin_points={"ner": 2.0})
@@ -140,7 +252,7 @@ MEMORY = memory_table(
 )
 
 
-def test_recommends_the_least_memory_method_non_inferior_everywhere():
+def test_the_fixed_sequence_recommends_the_last_method_to_pass():
     rng = np.random.default_rng(1)
     recs = _records(
         {
@@ -149,40 +261,40 @@ def test_recommends_the_least_memory_method_non_inferior_everywhere():
             "q3": rng.normal(-3.0, 0.3, 1000),
         }
     )
-    rec, evidence = recommend(recs, MEMORY)
+    rec, evidence = recommend(recs, MEMORY, margin_points=1.0)
     (r,) = rec.itertuples()
     assert r.recommended == "q4" and r.verdict.startswith("non-inferior")
     assert r.memory_gb == 6.0 and r.smallest_gpu_gb == 24 and r.memory_source == "estimated"
-    assert r.non_inferior.startswith("q4 (6 GB); q8 (9.5 GB)")
-    assert "q3: 4 inferior" in r.not_non_inferior
-    assert pd.isna(r.not_shown_to_lose)
-    assert r.min_detectable_loss_method == "q4"
+    # tested from the most memory down, stopping at the first failure
+    assert r.sequence.startswith("q8 (9.5 GB): 4 non-inferior; q4 (6 GB): 4 non-inferior;")
+    assert r.sequence.endswith("q3 (5 GB): 4 inferior - the sequence stops")
     worst_lb = evidence[evidence["method"] == "q4"]["lower_bound_points"].min()
-    assert r.min_detectable_loss_points == pytest.approx(-worst_lb)
+    assert r.loss_upper_bound_points == pytest.approx(-worst_lb)
+    assert r.lowest_loss_bound_method == "q8"  # a ranking, beside the verdict
     assert "qa zero-shot -0.3" in r.evidence and "non-inferior" in r.evidence
     assert len(evidence) == 3 * 4  # methods x tasks (one prompt)
     assert set(evidence["verdict"]) == {"non-inferior", "inferior"}
 
 
-def test_none_non_inferior_names_the_method_not_shown_to_lose():
+def test_a_failure_stops_the_sequence_before_a_smaller_method_that_would_pass():
+    """Testing q4 after q8 failed would spend the error rate twice: the baseline it is."""
     rng = np.random.default_rng(2)
     recs = _records(
         {
             "q8": rng.normal(-0.5, 1.2, 1000),  # inconclusive: too noisy to tell
-            "q4": rng.normal(-0.6, 1.2, 1000),
-            "q3": rng.normal(-4.0, 0.3, 1000),  # inferior
+            "q4": rng.normal(-0.1, 0.1, 1000),  # would pass on its own
+            "q3": rng.normal(-4.0, 0.3, 1000),
         }
     )
-    rec, evidence = recommend(recs, MEMORY)
+    rec, _ = recommend(recs, MEMORY, margin_points=1.0)
     (r,) = rec.itertuples()
     assert r.recommended == "none" and r.memory_gb == 17.0
     assert r.verdict.startswith("no method shown non-inferior")
-    assert r.not_shown_to_lose == "q4" and r.not_shown_to_lose_memory_gb == 6.0
-    assert r.min_detectable_loss_method == "q4" and r.min_detectable_loss_points > 1.0
-    assert "q4: 4 inconclusive" in r.not_non_inferior
+    assert r.sequence == "q8 (9.5 GB): 4 inconclusive - the sequence stops"
+    assert r.lowest_loss_bound_method == "q4" and r.lowest_loss_bound_points < 1.0
 
 
-def test_missing_evidence_or_memory_disqualifies_and_measured_memory_wins():
+def test_missing_evidence_or_memory_is_not_tested_and_measured_memory_wins():
     rng = np.random.default_rng(3)
     good = rng.normal(0.0, 0.1, 500)
     recs = _records({"q4": good, "q3": good}, prompts=("zero-shot", "cot"))
@@ -195,12 +307,12 @@ def test_missing_evidence_or_memory_disqualifies_and_measured_memory_wins():
     (r,) = rec.itertuples()
     assert r.recommended == "none" and r.memory_gb == 141.0 and r.memory_source == "measured"
     assert pd.isna(r.smallest_gpu_gb)  # 141 GB fits no single common GPU
-    assert "q4: no comparison for qa cot" in r.not_non_inferior
-    assert "q3: memory unknown" in r.not_non_inferior
+    assert "q4: no comparison for qa cot" in r.not_tested
+    assert "q3: memory unknown" in r.not_tested
     assert r.evidence.startswith("the baseline itself")
 
 
-def test_recommend_cli_writes_verdicts_and_minimum_detectable_loss(tmp_path):
+def test_recommend_cli_writes_verdicts_and_what_the_tests_resolve(tmp_path):
     rng = np.random.default_rng(4)
     files = []
     for i, rec in enumerate(
@@ -218,10 +330,11 @@ def test_recommend_cli_writes_verdicts_and_minimum_detectable_loss(tmp_path):
     ).to_csv(mem, index=False)
     out, ev = tmp_path / "rec.csv", tmp_path / "ev.csv"
     args = ["recommend", "--memory", str(mem), "--out", str(out), "--evidence-out", str(ev)]
-    assert main([*args, "--task-margin", "ner=2", *map(str, files)]) == 0
+    assert main([*args, "--margin", "1", "--task-margin", "ner=2", *map(str, files)]) == 0
     (row,) = list(csv.DictReader(out.open()))
-    assert row["recommended"] == "gptq-w8g128" and row["margin_points"] == "1 (ner 2)"
-    assert float(row["min_detectable_loss_points"]) > 0
+    assert row["recommended"] == "gptq-w8g128"
+    assert row["margin_points"] == "mlc 1; ner 2; qa 1; re 1"
+    assert float(row["detectable_loss_points"]) > 0 and float(row["loss_upper_bound_points"]) >= 0
     evidence = list(csv.DictReader(ev.open()))
     assert {e["verdict"] for e in evidence} == {"non-inferior", "inferior"}
     assert {e["margin_points"] for e in evidence if e["task"] == "ner"} == {"2.0"}

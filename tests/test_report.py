@@ -100,12 +100,14 @@ def test_the_study_writes_every_figure_and_the_recommendation(study):
     rec = list(csv.DictReader((study / "results/tables/recommendation.csv").open()))
     assert [r["model"] for r in rec] == ["tiny"]
     assert rec[0]["recommended"] in ("none", "gptq-w4g32")
-    assert rec[0]["margin_points"] == "1" and rec[0]["verdict"]
-    assert float(rec[0]["min_detectable_loss_points"]) >= 0
+    assert rec[0]["margin_points"] == "ner 1; qa 1" and rec[0]["verdict"]
+    assert rec[0]["sequence"].startswith("gptq-w4g32")
+    # 4 items per dataset: too few to tell, so no quantized method is non-inferior
+    assert rec[0]["recommended"] == "none"
     evidence = list(csv.DictReader((study / "results/tables/recommendation_evidence.csv").open()))
     # one verdict per task and prompting method of the quantized method
     assert len(evidence) == len(TINY_DATASETS) * len(TINY_PROMPTS)
-    assert {e["verdict"] for e in evidence} <= {"non-inferior", "inconclusive", "inferior"}
+    assert {e["verdict"] for e in evidence} == {"insufficient evidence"}
 
 
 def test_report_holds_figures_captions_tables_and_configuration(report):

@@ -169,14 +169,50 @@ def test_statistics_equal_the_definition_on_real_data(dataset, split):
     _check_resamples(kind, gold, pred, ok, seed=2, n_resamples=3, universe=labels or None)
 
 
+def _real_ids(name: str) -> list[str]:
+    src = get_dataset(name).files["test"]
+    return [r["id"] for r in read_source(SHARED_DATA / src.path, src.reader)]
+
+
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="real benchmark files are not present")
-def test_real_ddi_clusters_are_sentences():
-    spec = get_dataset("ddi")
-    src = spec.files["test"]
-    ids = [r["id"] for r in read_source(SHARED_DATA / src.path, src.reader)]
-    clusters = cluster_index(ids, spec.cluster_pattern)
-    assert len(ids) == 5761 and clusters.max() + 1 == 795
-    assert clusters[ids.index("DDI-DrugBank.d572.s0.p2")] == clusters[0]
+@pytest.mark.parametrize(
+    ("name", "n_items", "n_units"),
+    [("ddi", 5761, 192), ("chemprot", None, None), ("bc5cdr_chem", 4797, 480),
+     ("ncbi_disease", 940, 94)],
+)  # fmt: skip
+def test_real_test_sets_resample_their_documents(name, n_items, n_units):
+    """DDI by document (192 of them, not its 795 sentences), ChemProt by abstract, NER by
+    blocks of 10 consecutive sentences (about one abstract each)."""
+    from biomedquant.scoring import resampling_units
+
+    spec = get_dataset(name)
+    if name == "chemprot":  # the full test file is not among the shared files: its dev split
+        src = spec.files["dev"]
+        ids = [r["id"] for r in read_source(SHARED_DATA / src.path, src.reader)]
+        clusters, unit = resampling_units(spec, ids)
+        assert unit == "abstract"
+        assert len({i.split(".")[0] for i in ids}) == clusters.max() + 1
+        return
+    ids = _real_ids(name)
+    clusters, unit = resampling_units(spec, ids)
+    assert len(ids) == n_items and clusters.max() + 1 == n_units
+    if name == "ddi":
+        assert unit == "document"
+        # two sentences of one document, one unit; the next document another
+        assert clusters[ids.index("DDI-DrugBank.d572.s1.p0")] == clusters[0]
+        other = next(i for i in ids if not i.startswith("DDI-DrugBank.d572."))
+        assert clusters[ids.index(other)] != clusters[0]
+    else:
+        assert unit == "block of 10 sentences"
+        assert clusters[ids.index("s9")] == clusters[0] != clusters[ids.index("s10")]
+
+
+def test_too_few_clusters_resample_items_and_say_so():
+    from biomedquant.scoring import resampling_units
+
+    clusters, unit = resampling_units(get_dataset("ncbi_disease"), [f"s{i}" for i in range(10)])
+    assert list(clusters) == list(range(10))
+    assert unit == "item (only 1 x block of 10 sentences: too few to resample)"
 
 
 def test_cluster_index_names_a_bad_id():
@@ -196,12 +232,12 @@ def test_cluster_bootstrap_widens_as_theory_says():
         for p in range(5):
             gold.append("yes")
             pred.append("yes" if right else "no")
-            ids.append(f"d1.s{s}.p{p}")
+            ids.append(f"DDI-X.d{s}.s0.p{p}")
     pattern = get_dataset("ddi").cluster_pattern
     widths = {}
     for name, clusters in (
         ("items", np.arange(len(ids))),
-        ("sentences", cluster_index(ids, pattern)),
+        ("documents", cluster_index(ids, pattern)),
     ):
         res = score_items(
             "single",
@@ -213,7 +249,7 @@ def test_cluster_bootstrap_widens_as_theory_says():
             rng=make_rng(0, "t"),
         )
         widths[name] = res["accuracy"]["ci_high"] - res["accuracy"]["ci_low"]
-    assert widths["sentences"] / widths["items"] == pytest.approx(math.sqrt(5), rel=0.12)
+    assert widths["documents"] / widths["items"] == pytest.approx(math.sqrt(5), rel=0.12)
     # and each resample keeps whole sentences: every total is a multiple of 5 items
     sums = cluster_sums(item_stats("single", gold, pred).matrix, cluster_index(ids, pattern))
     totals = resampled_totals(sums, 50, make_rng(1, "t"))

@@ -35,11 +35,14 @@ def make_rng(seed: int, stream: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(stream.encode("utf-8"))])
 
 
-def cluster_index(ids: Sequence[str], pattern: str | None) -> np.ndarray:
+def cluster_index(ids: Sequence[str], pattern: str | None, block: int | None = None) -> np.ndarray:
     """Cluster number of each item (0..m-1, in order of first appearance).
 
     ``pattern`` is a regular expression matched at the start of the item id; its first group
-    names the cluster. ``None``: every item is its own cluster."""
+    names the cluster. With ``block``, the group is the item's position in the source file and
+    the cluster is the block of ``block`` consecutive positions it falls in (a block bootstrap:
+    NER sentences come from abstracts the files do not mark, and neighbours share one).
+    ``None``: every item is its own cluster."""
     if pattern is None:
         return np.arange(len(ids))
     rx = re.compile(pattern)
@@ -51,7 +54,8 @@ def cluster_index(ids: Sequence[str], pattern: str | None) -> np.ndarray:
             raise ValueError(
                 f"item id {item_id!r} does not match the dataset's cluster pattern {pattern!r}"
             )
-        out[i] = seen.setdefault(m.group(1), len(seen))
+        key = m.group(1) if block is None else str(int(m.group(1)) // block)
+        out[i] = seen.setdefault(key, len(seen))
     return out
 
 

@@ -150,11 +150,13 @@ def multilabel_scores(
     }
 
 
-def flip_rate(baseline: Sequence[Any], other: Sequence[Any], *, as_set: bool = False) -> float:
-    """Share of items whose parsed prediction differs from the baseline's.
+def changed_items(
+    baseline: Sequence[Any], other: Sequence[Any], *, as_set: bool = False
+) -> list[bool]:
+    """Per item, whether its parsed prediction differs from the baseline's.
 
     ``as_set``: predictions are label lists compared as sets (multi-label). An unparsable
-    output (``None``) is a prediction of its own, so label <-> unparsable is a flip.
+    output (``None``) is a prediction of its own, so label <-> unparsable is a change.
     """
 
     def norm(p: Any) -> Any:
@@ -164,6 +166,11 @@ def flip_rate(baseline: Sequence[Any], other: Sequence[Any], *, as_set: bool = F
 
     if len(baseline) != len(other):
         raise ValueError("flip rate needs predictions for the same items")
-    if not baseline:
-        return 0.0
-    return sum(norm(a) != norm(b) for a, b in zip(baseline, other, strict=True)) / len(baseline)
+    return [norm(a) != norm(b) for a, b in zip(baseline, other, strict=True)]
+
+
+def flip_rate(baseline: Sequence[Any], other: Sequence[Any], *, as_set: bool = False) -> float:
+    """Share of items whose parsed prediction differs from the baseline's
+    (:func:`changed_items`)."""
+    changed = changed_items(baseline, other, as_set=as_set)
+    return sum(changed) / len(changed) if changed else 0.0

@@ -1,28 +1,33 @@
-"""Which quantization method to deploy: for each model, the method with the least GPU memory
-that is shown non-inferior to the unquantized baseline on every task and prompting method.
+"""Which quantization method to deploy: for each model, the least-memory method that is shown
+non-inferior to the unquantized baseline on every task and prompting method, by a rule whose
+claim keeps its error rate.
 
 Decisions, and why:
 
 * Verdicts, not point estimates. A rule on point estimates ("every change >= -1 point") fails
   a method with no true loss most of the time once there are many (task, prompt) checks, and
   cannot tell "no loss" from "too little data to know". Each (task, prompt) gets a
-  non-inferiority verdict instead (:mod:`biomedquant.verdicts`: stratified paired bootstrap
-  over the task's datasets, Holm over the method's tests): ``non-inferior``, ``inferior`` or
-  ``inconclusive``.
-* The recommendation is the least-memory method that is non-inferior on every (task, prompt)
-  its model was compared on: a deployment uses one prompt, and this table cannot know which.
-  When no method is, the baseline is recommended and the row says so; it also names the
-  least-memory method with no ``inferior`` verdict as "not shown to lose" (the data show no
-  loss beyond the margin, nor rule one out).
-* The minimum detectable loss of a row is the smallest margin its method's tests could have
-  established, the largest over its (task, prompt) tests: what the test sets can resolve.
+  non-inferiority verdict instead (:mod:`biomedquant.verdicts`): ``non-inferior``,
+  ``inferior``, ``inconclusive`` or ``insufficient evidence``.
+* Per method, intersection-union: "non-inferior on every test" holds only if each test
+  passes, so each test runs at ``alpha`` and the claim's error rate is at most ``alpha``
+  without any correction across its tests (a correction there, such as Holm's, only makes a
+  method with no loss fail more often).
+* Across methods, a fixed sequence: methods are tested from the most to the least memory, and
+  the sequence stops at the first method not non-inferior on every test; the recommendation is
+  the last method that passed (the baseline when none did). Picking the cheapest of all
+  passing methods would test every method and keep the best outcome, which no longer has the
+  level ``alpha``; the fixed sequence does (each step is tested only after every larger method
+  passed). Memory ties keep the config's order.
+* ``lowest_loss_bound_method`` ranks every method with complete evidence by the largest loss
+  its tests leave open (the worst test's upper bound of the loss): a ranking to read beside
+  the verdicts, never a verdict itself.
 * A method without a comparison for some (task, prompt) its model has, or without a memory
-  figure, does not qualify: missing evidence is not evidence of no loss.
+  figure, is not tested: missing evidence is not evidence of no loss.
 * Memory is the measured peak GPU allocation where a GPU run exists, else the fit estimator's
   total (``memory_source`` says which; see :func:`biomedquant.results.deployment_memory`).
-  Ties go to the smaller minimum detectable loss. Smallest GPU: the smallest common GPU
-  (:data:`biomedquant.gpus.GPU_SIZES_GIB`, as marketed, which are GiB) that holds that memory,
-  empty if none does.
+  Smallest GPU: the smallest common GPU (:data:`biomedquant.gpus.GPU_SIZES_GIB`, as marketed,
+  which are GiB) that holds that memory, empty if none does.
 * Units: changes, bounds and margins are in points, 1 point = 0.01 on the metric's 0-1 scale.
 """
 
@@ -38,8 +43,8 @@ from biomedquant.io import read_json, write_csv
 from biomedquant.results import deployment_memory, read_memory
 from biomedquant.verdicts import (
     DEFAULT_ALPHA,
-    DEFAULT_MARGIN_POINTS,
     TEST_COLUMNS,
+    VERDICTS,
     task_tests,
 )
 
@@ -58,25 +63,24 @@ RECOMMENDATION_COLUMNS = (
     "baseline_memory_gb",
     "baseline_smallest_gpu_gb",
     "memory_saved_pct",
-    "not_shown_to_lose",
-    "not_shown_to_lose_memory_gb",
     "margin_points",
     "alpha",
-    "min_detectable_loss_points",
-    "min_detectable_loss_method",
+    "sequence",
+    "loss_upper_bound_points",
+    "detectable_loss_points",
     "worst_task",
     "worst_prompt",
     "worst_delta_points",
     "worst_lower_bound_points",
-    "non_inferior",
-    "not_non_inferior",
+    "lowest_loss_bound_method",
+    "lowest_loss_bound_points",
+    "not_tested",
     "evidence",
 )
 
 
-def _margin_text(margin: float, task_margins: Mapping[str, float]) -> str:
-    extra = "; ".join(f"{t} {m:g}" for t, m in sorted(task_margins.items()))
-    return f"{margin:g}" + (f" ({extra})" if extra else "")
+def _margin_text(margins: Mapping[str, float]) -> str:
+    return "; ".join(f"{t} {m:g}" for t, m in sorted(margins.items()))
 
 
 def _evidence_text(g: pd.DataFrame) -> str:
@@ -95,16 +99,26 @@ def _gpu(gb: float) -> int | None:
     return None if gb is None or math.isnan(gb) else smallest_gpu(gb)
 
 
+def _outcome(g: pd.DataFrame) -> str:
+    counts = g["verdict"].value_counts()
+    return ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts)
+
+
+def _worst(g: pd.DataFrame) -> pd.Series:
+    return g.loc[g["lower_bound_points"].fillna(-math.inf).idxmin()]
+
+
 def recommend(
     comparisons: Sequence[Mapping[str, Any]],
     memory: pd.DataFrame,
     *,
-    margin_points: float = DEFAULT_MARGIN_POINTS,
+    margin_points: float | None = None,
     task_margin_points: Mapping[str, float] | None = None,
     alpha: float = DEFAULT_ALPHA,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The recommendation (one row per model) and its evidence (one verdict per model x
-    method x task x prompt), from comparison records and the memory table."""
+    method x task x prompt), from comparison records and the memory table (see the module
+    docstring for the rule)."""
     import pandas as pd
 
     task_margins = dict(task_margin_points or {})
@@ -126,50 +140,45 @@ def recommend(
         baseline = str(ev["baseline"].iloc[0])
         required = set(zip(ev["task"], ev["prompt"], strict=True))
         base_gb, base_src = mem_of.get((model, baseline), (math.nan, "unknown"))
-        complete: list[tuple[float, float, str, Any]] = []  # (memory, mdl, method, worst row)
-        rejected = []
-        for method, g in ev.groupby("method", sort=False):
+        margins = {t: m for t, m in zip(ev["task"], ev["margin_points"], strict=True)}
+        tested: list[tuple[float, int, str, pd.DataFrame]] = []  # (memory, order, method, tests)
+        not_tested = []
+        for order, (method, g) in enumerate(ev.groupby("method", sort=False)):
             gb, _ = mem_of.get((model, method), (math.nan, "unknown"))
-            worst = g.loc[g["lower_bound_points"].fillna(-math.inf).idxmin()]
             missing = required - set(zip(g["task"], g["prompt"], strict=True))
             if missing:
                 pairs = ", ".join(f"{t} {p}" for t, p in sorted(missing))
-                rejected.append(f"{method}: no comparison for {pairs}")
-                continue
-            if gb is None or math.isnan(gb):
-                rejected.append(f"{method}: memory unknown")
-                continue
-            complete.append((gb, float(worst["min_detectable_loss_points"]), method, g))
-            if not (g["verdict"] == "non-inferior").all():
-                counts = g["verdict"].value_counts()
-                rejected.append(
-                    f"{method}: "
-                    + ", ".join(
-                        f"{counts[v]} {v}" for v in ("inferior", "inconclusive") if v in counts
-                    )
-                )
-        complete.sort(key=lambda c: (c[0], _nan_last(c[1])))
-        qualifying = [c for c in complete if (c[3]["verdict"] == "non-inferior").all()]
-        unharmed = [c for c in complete if not (c[3]["verdict"] == "inferior").any()]
-        chosen = qualifying[0] if qualifying else None
-        shown = None if chosen else (unharmed[0] if unharmed else None)
-        named = chosen or shown or (complete[0] if complete else None)
-        gb, src = (chosen[0], mem_of[(model, chosen[2])][1]) if chosen else (base_gb, base_src)
+                not_tested.append(f"{method}: no comparison for {pairs}")
+            elif gb is None or math.isnan(gb):
+                not_tested.append(f"{method}: memory unknown")
+            else:
+                tested.append((gb, order, method, g))
+        tested.sort(key=lambda t: (-t[0], t[1]))  # most memory first; ties: config order
+        chosen = None
+        steps = []
+        for gb, _, method, g in tested:
+            passed = bool((g["verdict"] == "non-inferior").all())
+            steps.append(f"{method} ({_fmt_gb(gb)}): {_outcome(g)}")
+            if not passed:
+                steps[-1] += " - the sequence stops"
+                break
+            chosen = (gb, method, g)
+        ranked = sorted(
+            tested, key=lambda t: (_nan_last(t[3]["loss_upper_bound_points"].max()), t[0])
+        )
+        named = chosen or ((tested[0][0], tested[0][2], tested[0][3]) if tested else None)
+        gb, src = (chosen[0], mem_of[(model, chosen[1])][1]) if chosen else (base_gb, base_src)
         saved = (
             100 * (1 - gb / base_gb)
             if not (math.isnan(gb) or math.isnan(base_gb) or base_gb <= 0)
             else math.nan
         )
-        worst = (
-            None
-            if named is None
-            else named[3].loc[named[3]["lower_bound_points"].fillna(-math.inf).idxmin()]
-        )
+        worst = None if named is None else _worst(named[2])
         rows.append(
             {
                 "model": model,
                 "baseline": baseline,
-                "recommended": chosen[2] if chosen else baseline,
+                "recommended": chosen[1] if chosen else baseline,
                 "verdict": "non-inferior on every task and prompt"
                 if chosen
                 else "no method shown non-inferior on every task and prompt: the baseline",
@@ -179,21 +188,27 @@ def recommend(
                 "baseline_memory_gb": base_gb,
                 "baseline_smallest_gpu_gb": _gpu(base_gb),
                 "memory_saved_pct": saved,
-                "not_shown_to_lose": shown[2] if shown else None,
-                "not_shown_to_lose_memory_gb": shown[0] if shown else None,
-                "margin_points": _margin_text(margin_points, task_margins),
+                "margin_points": _margin_text(margins),
                 "alpha": alpha,
-                "min_detectable_loss_points": named[1] if named else None,
-                "min_detectable_loss_method": named[2] if named else None,
+                "sequence": "; ".join(steps),
+                "loss_upper_bound_points": None
+                if named is None
+                else float(named[2]["loss_upper_bound_points"].max()),
+                "detectable_loss_points": None
+                if named is None
+                else float(named[2]["detectable_loss_points"].max()),
                 "worst_task": None if worst is None else worst["task"],
                 "worst_prompt": None if worst is None else worst["prompt"],
                 "worst_delta_points": None if worst is None else worst["delta_points"],
                 "worst_lower_bound_points": None if worst is None else worst["lower_bound_points"],
-                "non_inferior": "; ".join(f"{c[2]} ({_fmt_gb(c[0])})" for c in qualifying),
-                "not_non_inferior": "; ".join(rejected),
+                "lowest_loss_bound_method": ranked[0][2] if ranked else None,
+                "lowest_loss_bound_points": float(ranked[0][3]["loss_upper_bound_points"].max())
+                if ranked
+                else None,
+                "not_tested": "; ".join(not_tested),
                 "evidence": "the baseline itself (the reference)"
                 if named is None
-                else f"{named[2]}: {_evidence_text(named[3])}",
+                else f"{named[1]}: {_evidence_text(named[2])}",
             }
         )
     return pd.DataFrame(rows, columns=list(RECOMMENDATION_COLUMNS)), evidence
@@ -217,7 +232,7 @@ def write_recommendation(
     out_path: str | Path,
     evidence_path: str | Path,
     *,
-    margin_points: float = DEFAULT_MARGIN_POINTS,
+    margin_points: float | None = None,
     task_margin_points: Mapping[str, float] | None = None,
     alpha: float = DEFAULT_ALPHA,
 ) -> pd.DataFrame:

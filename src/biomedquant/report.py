@@ -47,12 +47,12 @@ TABLE_NOTES = {
     "memory": "Memory per model and method: the fit estimator (est_*), and what the runs "
     "measured (weights in the deployment dtype, peak GPU and host memory, size on disk).",
     "recommendation": "Per model, the method with the least GPU memory that is shown "
-    "non-inferior to the baseline (its loss smaller than the margin) on every task and prompting "
-    "method; when none is, the baseline, and the least-memory method never shown inferior as "
-    "'not shown to lose'. A verdict is a one-sided bound of the change, pooled over the task's "
-    "datasets by a stratified paired bootstrap, with Holm's correction over the method's tests; "
-    "the minimum detectable loss is the smallest margin the test sets could have established. "
-    "The evidence table lists every test.",
+    "non-inferior to the baseline (its loss smaller than its task's margin) on every task and "
+    "prompting method, methods tested from the most to the least memory until one fails; when "
+    "none passes, the baseline. A verdict is a one-sided bound of the change at alpha, pooled "
+    "over the task's datasets by a stratified paired bootstrap (an exact bound when fewer than "
+    "10 units changed); the detectable loss is the smallest loss the test would catch with 80% "
+    "power. The evidence table lists every test.",
 }
 
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from biomedquant.bootstrap import cluster_index, make_rng
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec, get_dataset
 from biomedquant.estimates import compare_items, score_items
 from biomedquant.io import read_json, read_jsonl, sha256_file, write_csv, write_json
 from biomedquant.item_stats import TASK_KIND
-from biomedquant.metrics import flip_rate
+from biomedquant.metrics import changed_items
 from biomedquant.paired_tests import FLIP_KEYS
 from biomedquant.parsing import parse_fields
 from biomedquant.prompting import PROMPT_METHODS
@@ -95,8 +97,30 @@ BY_LABEL_COLUMNS = (
 )
 
 
+# Fewer clusters than this and a cluster bootstrap says nothing about the spread (one block of
+# ten demo sentences would give every resample the same total): items are resampled instead,
+# and the score's provenance says so.
+MIN_CLUSTERS = 30
+
+
+def resampling_units(spec: DatasetSpec, ids: list[str]) -> tuple[np.ndarray, str]:
+    """The bootstrap's unit of each item (the registry's clusters, or the items themselves
+    when there are fewer than :data:`MIN_CLUSTERS` clusters) and what a unit is."""
+    clusters = cluster_index(ids, spec.cluster_pattern, spec.cluster_block)
+    n = int(clusters.max()) + 1 if len(clusters) else 0
+    if spec.cluster_pattern is not None and n < MIN_CLUSTERS:
+        return np.arange(len(ids)), f"item (only {n} x {spec.cluster_unit}: too few to resample)"
+    return clusters, spec.cluster_unit
+
+
 def _provenance(
-    resamples: int, level: float, seed: int, spec: DatasetSpec, n_units: int, **inputs: str | Path
+    resamples: int,
+    level: float,
+    seed: int,
+    spec: DatasetSpec,
+    n_units: int,
+    unit: str,
+    **inputs: str | Path,
 ) -> dict[str, Any]:
     """Bootstrap settings, input hashes and versions recorded beside every score."""
     return {
@@ -105,7 +129,7 @@ def _provenance(
             "level": level,
             "seed": seed,
             "stream": spec.name,
-            "unit": spec.cluster_unit,
+            "unit": unit,
             "units": n_units,
         },
         "inputs": {f"{name}_sha256": sha256_file(path) for name, path in inputs.items()},
@@ -194,7 +218,7 @@ def score_predictions(
         predictions_path, gold_path, dataset, prompt=prompt or "zero-shot"
     )
     gold = [task.gold(r) for r in gold_records]
-    clusters = cluster_index([r["id"] for r in gold_records], spec.cluster_pattern)
+    clusters, unit = resampling_units(spec, [r["id"] for r in gold_records])
     metrics = score_items(
         TASK_KIND[spec.task],
         gold,
@@ -218,7 +242,14 @@ def score_predictions(
         "primary_metric": task.primary_metric,
         "metrics": metrics,
         **_provenance(
-            resamples, level, seed, spec, n_units, predictions=predictions_path, gold=gold_path
+            resamples,
+            level,
+            seed,
+            spec,
+            n_units,
+            unit,
+            predictions=predictions_path,
+            gold=gold_path,
         ),
     }
     write_json(out_path, result)
@@ -260,7 +291,7 @@ def compare_to_baseline(
     base_pred = _unparsable_as_none(spec.task, base_pred, base_ok)
     other_pred = _unparsable_as_none(spec.task, other_pred, other_ok)
     gold = [task.gold(r) for r in gold_records]
-    clusters = cluster_index([r["id"] for r in gold_records], spec.cluster_pattern)
+    clusters, unit = resampling_units(spec, [r["id"] for r in gold_records])
     stats = compare_items(
         TASK_KIND[spec.task],
         gold,
@@ -277,6 +308,7 @@ def compare_to_baseline(
         **worst_answer_context(spec, gold_records),
     )
     n_units = int(clusters.max()) + 1 if len(clusters) else 0
+    changed = changed_items(base_pred, other_pred, as_set=spec.task == "mlc")
     result = {
         "model": model,
         "method": method,
@@ -286,7 +318,9 @@ def compare_to_baseline(
         "prompt": prompt,
         "n": len(gold),
         "primary_metric": task.primary_metric,
-        "flip_rate": flip_rate(base_pred, other_pred, as_set=spec.task == "mlc"),
+        "flip_rate": sum(changed) / len(changed) if changed else 0.0,
+        # resampling units holding a changed prediction: the verdicts' minimum of evidence
+        "changed_units": len({int(c) for c, x in zip(clusters, changed, strict=True) if x}),
         "noise_floor": noise_floor,
         **stats,
         **_provenance(
@@ -295,6 +329,7 @@ def compare_to_baseline(
             seed,
             spec,
             n_units,
+            unit,
             baseline=baseline_path,
             predictions=predictions_path,
             gold=gold_path,

@@ -20,14 +20,18 @@ rule recommend:
     conda:
         CONDA_ENV
     params:
-        margin=config["recommendation"]["margin_points"],
+        margin=(
+            ""
+            if config["recommendation"]["margin_points"] is None
+            else f"--margin {config['recommendation']['margin_points']}"
+        ),
         task_margins=" ".join(
             f"--task-margin {task}={points}"
             for task, points in config["recommendation"]["task_margin_points"].items()
         ),
         alpha=config["recommendation"]["alpha"],
     shell:
-        "biomedquant recommend --memory {input.memory:q} --margin {params.margin}"
+        "biomedquant recommend --memory {input.memory:q} {params.margin}"
         " {params.task_margins} --alpha {params.alpha} --out {output.table:q}"
         " --evidence-out {output.evidence:q} --manifests {input.manifests:q} > {log:q} 2>&1"
 

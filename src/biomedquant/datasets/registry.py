@@ -31,6 +31,12 @@ class SourceFile:
     sha256: str | None = None
 
 
+# NER files list sentences without marking their abstracts: the bootstrap resamples blocks of
+# this many consecutive sentences (about one abstract: BC5CDR 9.6 sentences per abstract, NCBI
+# 9.4), so that a name missed throughout an abstract counts once, not once per sentence.
+NER_SENTENCE_BLOCK = 10
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
@@ -51,8 +57,11 @@ class DatasetSpec:
     extra: dict[str, str] = field(default_factory=dict)
     # The bootstrap's resampling unit when items are not independent: a regular expression
     # matched at the start of an item id whose first group names the item's cluster (all
-    # entity pairs of one sentence or abstract). None: every item is its own unit.
+    # entity pairs of one document or abstract), or, with cluster_block, its position in the
+    # source file, cut into blocks of that many consecutive items (the sentences of an NER
+    # file, whose abstracts the file does not mark). None: every item is its own unit.
     cluster_pattern: str | None = None
+    cluster_block: int | None = None
     cluster_unit: str = "item"  # what a cluster is, for tables and documentation
 
     @property
@@ -121,6 +130,10 @@ DATASETS: Registry[DatasetSpec] = Registry(
                 citation="Li et al. 2016, BioCreative V CDR task corpus, Database baw068",
                 test_size=4797,
                 pool_chars_at_least=673_753,
+                # s<position>: 4,797 sentences of 500 abstracts, resampled in blocks of 10
+                cluster_pattern=r"^s(\d+)$",
+                cluster_block=NER_SENTENCE_BLOCK,
+                cluster_unit="block of 10 sentences",
             ),
             DatasetSpec(
                 name="ncbi_disease",
@@ -140,6 +153,10 @@ DATASETS: Registry[DatasetSpec] = Registry(
                 citation="Dogan et al. 2014, NCBI disease corpus, J Biomed Inform 47:1-10",
                 test_size=940,
                 pool_chars_at_least=765_203,
+                # 940 sentences of 100 abstracts, resampled in blocks of 10
+                cluster_pattern=r"^s(\d+)$",
+                cluster_block=NER_SENTENCE_BLOCK,
+                cluster_unit="block of 10 sentences",
             ),
             DatasetSpec(
                 name="chemprot",
@@ -198,9 +215,10 @@ DATASETS: Registry[DatasetSpec] = Registry(
                     "DDI-false": "no interaction between the two drugs is stated",
                 },
                 extra={"entity_markers": "@DRUG$ (twice)"},
-                # ids are DDI-<source>.d<doc>.s<sentence>.p<pair>: pairs of one sentence together
-                cluster_pattern=r"^(.+\.s\d+)\.p\d+",
-                cluster_unit="sentence",
+                # ids are DDI-<source>.d<doc>.s<sentence>.p<pair>: the pairs of one document
+                # together (a model that misreads a drug label misreads its every sentence)
+                cluster_pattern=r"^(.+\.d\d+)\.s\d+\.p\d+",
+                cluster_unit="document",
             ),
             DatasetSpec(
                 name="hoc",

@@ -34,7 +34,8 @@ def plot_recommendation(
     """Per model: each method's binding test (the task and prompt with the lowest lower bound:
     its change, and the one-sided bound as a line) against the margin (left), and its memory
     (right), the recommended method ringed. Marker: circle non-inferior on every test, diamond
-    some test inconclusive, cross some test inferior. Both criteria of the choice on one row."""
+    some test inconclusive or without evidence, cross some test inferior. Both criteria of the
+    choice on one row."""
     import numpy as np
     import pandas as pd
     from matplotlib.lines import Line2D
@@ -140,14 +141,14 @@ def plot_recommendation(
         Line2D([], [], marker=MARKERS[v], ls="", mfc="#777777", mec="black", label=label)
         for v, label in (
             ("non-inferior", "non-inferior on every test"),
-            ("inconclusive", "some test inconclusive"),
+            ("inconclusive", "some test inconclusive or without evidence"),
             ("inferior", "some test inferior"),
         )
     ]
     fig_legend(fig, handles, "quantization method")
     suptitle(
         fig,
-        "Recommendation: least memory among the methods shown non-inferior to the baseline on "
-        "every task and prompt (Holm-adjusted one-sided bootstrap tests)",
+        "Recommendation: methods tested from the most to the least memory, each non-inferior to "
+        "the baseline on every task and prompt (one-sided bootstrap bounds), until one is not",
     )
     save_figure(fig, out_paths)
