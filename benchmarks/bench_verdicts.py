@@ -16,7 +16,7 @@ probability of each verdict and of the method being recommended, for a method wi
 one losing the margin on every task, and one losing twice the margin on one task (each task in
 turn). A benchmark, not a test: it asserts nothing.
 
-    python benchmarks/bench_verdicts.py [--sims 200] [--resamples 2000] [--flip-rate 0.05]
+    python benchmarks/bench_verdicts.py [--sims 100] [--resamples 2000] [--flip-rate 0.05]
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def simulate(losses: dict[str, float], args: argparse.Namespace, rng: np.random.
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sims", type=int, default=200)
+    p.add_argument("--sims", type=int, default=100)
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--flip-rate", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)

@@ -37,3 +37,22 @@ def test_the_scoring_benchmark_runs_on_every_dataset():
         "medqa",
         "pubmedqa",
     ]
+
+
+def test_the_verdict_simulation_runs_every_scenario():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_verdicts.py"), "--sims", "1",
+         "--resamples", "100"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    scenarios = [line[:30].strip() for line in out.stdout.splitlines()[2:] if line[:1] != " "]
+    assert scenarios == [
+        "no true loss",
+        "loss = margin, every task",
+        "loss = 2 x margin on ner",
+        "loss = 2 x margin on re",
+        "loss = 2 x margin on mlc",
+        "loss = 2 x margin on qa",
+    ]
+    assert "detectable loss (points, median)" in out.stdout

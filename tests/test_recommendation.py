@@ -352,3 +352,12 @@ def test_a_model_ranked_on_one_memory_source_for_all_its_methods():
     by = {(r.model, r.method): (r.memory_gb, r.memory_source) for r in mem.itertuples()}
     assert by["m", "none"] == (17.0, "estimated") and by["m", "q4"] == (6.0, "estimated")
     assert by["n", "none"] == (15.1, "measured") and by["n", "q4"] == (4.2, "measured")
+
+
+def test_no_resamples_or_an_undefined_metric_are_insufficient_evidence():
+    (none,) = task_tests([record("q", "medqa", [], diff=0.0)])
+    assert none["verdict"] == "insufficient evidence" and "too few" in none["evidence_note"]
+    draws = np.r_[np.zeros(900), np.full(99, np.nan)]
+    (undefined,) = task_tests([record("q", "medqa", draws, diff=0.0)])
+    assert undefined["verdict"] == "insufficient evidence"
+    assert "undefined in 10% of resamples" in undefined["evidence_note"]

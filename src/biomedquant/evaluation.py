@@ -41,6 +41,10 @@ COMPARED = ("baseline_predictions", "comparisons")
 NOISE_FLOOR = ("noise_floor_generations", "noise_floor_predictions", "noise_floor_comparisons")
 # What a manifest lists per run, for the study-wide tables (the run record: the inference
 # job's, written beside the raw outputs; optional for a group evaluated by hand).
+# Resamples of a paired comparison: the verdicts' bound at alpha 0.05 is then the 500th
+# smallest of them rather than the 50th (biomedquant.verdicts); the config's
+# scoring.comparison_resamples.
+COMPARISON_RESAMPLES = 10_000
 MANIFEST_KEYS = ("scores", "comparisons", "noise_floor_comparisons", "run_record")
 
 
@@ -151,7 +155,8 @@ def evaluate_group(settings: dict[str, Any]) -> dict[str, Any]:
 
     ``settings`` holds the names (model, method; ``baseline`` for a quantized method,
     ``noise_floor_label`` for the baseline with a noise floor), the bootstrap settings
-    (resamples, level, seed) and the ``runs``: per dataset x prompting method, the gold file,
+    (resamples, level, seed; ``comparison_resamples`` for the paired comparisons) and the
+    ``runs``: per dataset x prompting method, the gold file,
     the raw ``generations`` to read, the ``predictions`` and ``scores`` to write, and where
     compared the baseline's parsed predictions and the ``comparisons`` to write (the noise
     floor: its generations, its parsed predictions and its comparisons with the baseline).
@@ -165,11 +170,17 @@ def evaluate_group(settings: dict[str, Any]) -> dict[str, Any]:
         "level": float(settings.get("level", 0.95)),
         "seed": int(settings.get("seed", 0)),
     }
+    # the comparisons' resampled differences are what the verdicts' one-sided bounds read
+    compared = {
+        **boot,
+        "resamples": int(settings.get("comparison_resamples", COMPARISON_RESAMPLES)),
+    }
     model, method = settings["model"], settings["method"]
     summary: dict[str, Any] = {}
     for run in settings["runs"]:
         dataset, prompt, gold = run["dataset"], run["prompt"], run["gold"]
-        common = {"gold_path": gold, "dataset": dataset, "prompt": prompt, "model": model, **boot}
+        names = {"gold_path": gold, "dataset": dataset, "prompt": prompt, "model": model}
+        common = {**names, **boot}
         parsed = parse_generations(run["generations"], gold, dataset, prompt, run["predictions"])
         score = score_predictions(
             predictions_path=run["predictions"],
@@ -185,7 +196,8 @@ def evaluate_group(settings: dict[str, Any]) -> dict[str, Any]:
                 out_path=run["comparisons"],
                 method=method,
                 baseline=settings["baseline"],
-                **common,
+                **names,
+                **compared,
             )
         if settings.get("noise_floor_label"):
             parse_generations(
@@ -202,7 +214,8 @@ def evaluate_group(settings: dict[str, Any]) -> dict[str, Any]:
                 method=settings["noise_floor_label"],
                 baseline=method,
                 noise_floor=True,
-                **common,
+                **names,
+                **compared,
             )
         log.info(
             "%s %s %s %s: %d items, %d unparsable",

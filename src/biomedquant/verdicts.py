@@ -187,7 +187,7 @@ def _test(
     diffs = [float(c["metrics"][c["primary_metric"]]["diff"]) for c in group]
     draws = 100 * pooled_draws([_draws(c) for c in group])
     defined = np.sort(draws[~np.isnan(draws)])
-    undefined_share = 1 - len(defined) / len(draws) if len(draws) else 1.0
+    undefined_share = 1 - len(defined) / len(draws) if len(draws) else 0.0
     units_changed = [_changed_units(c) for c in group]
     units = sum(u for u, _ in units_changed)
     changed = sum(k for _, k in units_changed)

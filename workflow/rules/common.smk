@@ -306,6 +306,7 @@ def evaluate_settings(wildcards):
         "manifest": MANIFEST.format(model=model, method=method),
         "runs": runs,
         "resamples": config["scoring"]["bootstrap_resamples"],
+        "comparison_resamples": config["scoring"]["comparison_resamples"],
         "level": config["scoring"]["ci_level"],
         "seed": config["seed"],
     }

@@ -196,6 +196,7 @@ def write_rehearsal(
     cfg["inference"] = inference
     scoring = dict(cfg.get("scoring", {}))
     scoring["bootstrap_resamples"] = REHEARSAL_RESAMPLES
+    scoring["comparison_resamples"] = REHEARSAL_RESAMPLES
     cfg["scoring"] = scoring
     config_path = out / "config.yaml"
     header = (
