@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -11,8 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from biomedquant.datasets.download import demo_root
-from biomedquant.datasets.readers import read_source
 from biomedquant.datasets.registry import DATASETS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,17 +23,6 @@ CHATML = (
 )
 
 
-def _corpus() -> list[str]:
-    """Text of every demo item, so the tiny tokenizer covers what the tests feed it."""
-    texts = []
-    for spec in DATASETS.values():
-        for src in spec.files.values():
-            path = demo_root() / src.path
-            if path.exists():
-                texts.extend(json.dumps(r) for r in read_source(path, src.reader))
-    return texts
-
-
 def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     """A 2-layer Llama with a BPE tokenizer trained on the demo texts and a ChatML template.
 
@@ -44,27 +30,14 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     Hidden size 64 keeps GPTQ's group size 32 valid.
     """
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from biomedquant.rehearsal.tiny_models import train_tokenizer
 
     specials = ["<unk>", "<|im_start|>", "<|im_end|>", "<pad>"]
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=600,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    hf_tok = train_tokenizer(
+        specials, CHATML, bos="<|im_start|>", eos="<|im_end|>", pad="<pad>", vocab_size=600
     )
-    tok.train_from_iterator(_corpus() + [CHATML], trainer=trainer)
-    hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="<unk>",
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        pad_token="<pad>",
-    )
-    hf_tok.chat_template = CHATML
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(hf_tok),

@@ -82,10 +82,11 @@ def test_stand_ins_resolve_offline_from_their_cache_at_a_pinned_commit(stand_ins
         "from huggingface_hub import snapshot_download; print(snapshot_download("
         f"repo_id='meta-llama/Llama-3.1-8B-Instruct', revision='{commit}'))"
     )
-    env = {**os.environ, "HF_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
-    )
+    from biomedquant.cli.rehearsal import rehearsal_env
+
+    env = rehearsal_env(home)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
     snap = Path(out.stdout.strip().splitlines()[-1])
     assert snap.name == commit and (snap / "config.json").is_file()
     assert (snap / "model.safetensors").is_symlink()  # files are links to blobs, as a real cache
@@ -125,6 +126,7 @@ def test_fit_estimate_reads_a_cached_models_own_config(tmp_path, stand_ins, monk
 
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
     spec = {"source": "hf", "id": "google/gemma-2-9b-it", "revision": "main"}
     assert shape_for_model(spec) == MODEL_SHAPES["google/gemma-2-9b-it"]  # not cached: shipped
     put_in_cache(tmp_path, "google/gemma-2-9b-it", stand_ins["gemma2"], "a" * 40)

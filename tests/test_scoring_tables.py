@@ -67,7 +67,9 @@ def _compare(folder, gold, base, other, out, **kw):
 def test_comparison_file_carries_clusters_flips_mcnemar_and_labels(ddi_files):
     folder, gold, base, other, _ = ddi_files
     c = _compare(folder, gold, base, other, "c.json")
-    assert c["bootstrap"]["unit"] == "sentence" and c["bootstrap"]["units"] == 15
+    # one document: too few units to resample by, so the 30 pairs are resampled one by one
+    assert c["bootstrap"]["unit"] == "item (only 1 x document: too few to resample)"
+    assert c["bootstrap"]["units"] == 30 and c["changed_units"] == 5
     assert c["flips"]["correct_to_wrong"] == 5 and c["flips"]["wrong_to_correct"] == 0
     assert c["mcnemar_p"] == pytest.approx(2 / 32)  # 2 * C(5,0) / 2^5
     assert c["by_label"]["DDI-int"]["value"] == 0.0 and c["by_label"]["DDI-int"]["support"] == 5

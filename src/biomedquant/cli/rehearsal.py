@@ -15,9 +15,12 @@ import yaml
 def rehearsal_env(hf_home: Path) -> dict[str, str]:
     """The environment the rehearsal's workflow runs in: its own Hugging Face cache, offline
     (the stand-ins resolve from the cache, as a pre-filled cache resolves for a user)."""
+    env = {k: v for k, v in os.environ.items() if k != "HUGGINGFACE_HUB_CACHE"}
+    # HF_HUB_CACHE, when a lab sets it to a shared cache, would win over HF_HOME
     return {
-        **os.environ,
+        **env,
         "HF_HOME": str(hf_home),
+        "HF_HUB_CACHE": str(hf_home / "hub"),
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
     }

@@ -17,7 +17,7 @@ tokenizer, only its format.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +190,38 @@ def demo_corpus() -> list[str]:
     return texts
 
 
+def train_tokenizer(
+    specials: Sequence[str],
+    template: str,
+    *,
+    bos: str | None,
+    eos: str,
+    pad: str,
+    vocab_size: int,
+    unk: str = "<unk>",
+) -> Any:
+    """A byte-level BPE tokenizer trained on the demo texts and ``template`` (so the chat
+    format's own words are tokens), with ``specials`` as its first ids and ``template`` as its
+    chat template: deterministic for the same arguments."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=unk))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(specials),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(demo_corpus() + [template], trainer=trainer)
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token=unk, bos_token=bos, eos_token=eos, pad_token=pad
+    )
+    hf_tok.chat_template = template
+    return hf_tok
+
+
 def build_tiny_model(
     folder: Path,
     family: TinyFamily,
@@ -205,27 +237,17 @@ def build_tiny_model(
     safetensors weights in ``dtype``, config, tokenizer with the family's chat template."""
     import torch
     import transformers
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+    from transformers import AutoModelForCausalLM
 
     template = family.template(model_id)
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
+    hf_tok = train_tokenizer(
+        family.specials,
+        template,
+        bos=family.bos,
+        eos=family.eos,
+        pad=family.pad,
         vocab_size=vocab_size,
-        special_tokens=list(family.specials),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator(demo_corpus() + [template], trainer=trainer)
-    hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="<unk>",
-        bos_token=family.bos,
-        eos_token=family.eos,
-        pad_token=family.pad,
-    )
-    hf_tok.chat_template = template
     config_class = getattr(transformers, family.config_class)
     heads = hidden // family.head_dim
     config = config_class(
