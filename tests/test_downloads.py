@@ -236,6 +236,10 @@ def test_a_signal_mid_download_leaves_no_temporary_file(server, tmp_path, sig):
          "--split", "test", "--base-url", f"{server.url}/trickle/", "--out", str(out),
          "--lock", str(tmp_path / "checksums.lock")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a foreground process, as Ctrl-C reaches it: a process started with SIGINT ignored
+        # (a background job; or an earlier test of this session left it ignored) keeps it
+        # ignored, as Python does
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out.parent.is_dir() and _leftovers(out.parent)):
