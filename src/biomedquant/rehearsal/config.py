@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from biomedquant.io import write_json
+from biomedquant.memory import ModelShape
 from biomedquant.methods import method_kind
 from biomedquant.rehearsal.hf_cache import fixed_commit, put_in_cache
 from biomedquant.rehearsal.tiny_models import FAMILIES, build_tiny_model
@@ -156,7 +157,8 @@ def write_rehearsal(
         build = out / "build" / name
         build_tiny_model(build, FAMILIES[family], model_id, dtype=dtype)
         put_in_cache(hf_home, model_id, build, commit)
-        params = sum(_safetensors_numels(build).values())
+        shape = ModelShape.from_config(json.loads((build / "config.json").read_text("utf-8")))
+        params = shape.params
         models[name] = {
             "source": "hf",
             "id": model_id,
@@ -209,18 +211,3 @@ def write_rehearsal(
     )
     write_json(out / "rehearsal.json", rehearsal.summary())
     return rehearsal
-
-
-def _safetensors_numels(folder: Path) -> dict[str, int]:
-    from safetensors import safe_open
-
-    counts: dict[str, int] = {}
-    for f in folder.glob("*.safetensors"):
-        with safe_open(str(f), "pt") as st:
-            for key in st.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                shape = st.get_slice(key).get_shape()
-                n = 1
-                for d in shape:
-                    n *= d
-                counts[key] = n
-    return counts
