@@ -103,8 +103,8 @@ def test_gpu_sizes_are_gib_and_the_70b_headline():
     from biomedquant.gpus import smallest_gpu
     from biomedquant.plan import fit_rows
 
-    # A "40 GB" card holds 40 GiB = 42.95 GB.
-    assert smallest_gpu(42.9) == 40 and smallest_gpu(43.0) == 48 and smallest_gpu(86) is None
+    # A "40 GB" card holds 40 GiB = 42.95 GB, of which the fit rule fills 90%: 38.65 GB.
+    assert smallest_gpu(38.6) == 40 and smallest_gpu(38.7) == 48 and smallest_gpu(78) is None
     config = {
         "models": {"llama70": {"source": "hf", "id": "meta-llama/Llama-3.1-70B-Instruct"}},
         "methods": {"none": {"kind": "none"}, "w4": GPTQ4, "nf4": {"kind": "bnb-nf4"}},
@@ -113,6 +113,7 @@ def test_gpu_sizes_are_gib_and_the_70b_headline():
     rows = {r["method"]: r for r in fit_rows(config)}
     assert rows["none"]["weights_gb"] == pytest.approx(141.1, abs=0.1)
     assert rows["none"]["smallest_gpu_gb"] is None and not rows["none"]["fits_80gb"]
+    assert rows["none"]["gpus_80gb"] == 2 and rows["none"]["gpus_24gb"] == 8  # multi-GPU fits
     assert 35 <= rows["w4"]["weights_gb"] <= 40 and rows["w4"]["smallest_gpu_gb"] == 48
     # 2048 tokens x 327,680 bytes of KV cache per token
     assert rows["w4"]["kv_cache_gb"] == pytest.approx(2048 * 327_680 / 1e9, abs=1e-3)
@@ -164,10 +165,22 @@ def test_plan_cli_reports_every_model_and_method_and_writes_table_and_figure(cap
     assert main([*args, "--figure", str(png)]) == 0
     out = capsys.readouterr().out.splitlines()
     cfg = yaml.safe_load((REPO / "config/paper.yaml").read_text())
-    assert len(out) == 1 + len(cfg["models"]) * len(cfg["methods"])
+    n_fp8 = sum(m["kind"] == "fp8" for m in cfg["methods"].values())
+    # header, one line per model x method, the rule's note and one footnote (FP8's capability)
+    assert len(out) == 3 + len(cfg["models"]) * len(cfg["methods"]) and n_fp8 == 1
+    assert out[-1].startswith("* fp8: needs compute capability 8.9+")
     rows = list(csv.DictReader(table.open()))
-    assert tuple(rows[0]) == FIT_COLUMNS and len(rows) == len(out) - 1
+    assert tuple(rows[0]) == FIT_COLUMNS and len(rows) == len(out) - 3
     assert all(r["total_gb"] for r in rows)  # every study model has a shipped shape
     w4 = next(r for r in rows if r["model"] == "llama31_70b" and r["method"] == "gptq-w4g128")
     assert w4["fits_48gb"] == "True" and w4["fits_24gb"] == "False"
+    assert w4["gpus_40gb"] == "2" and w4["min_compute_capability"] == ""
+    base = next(r for r in rows if r["model"] == "llama31_70b" and r["method"] == "none")
+    assert "2 x" in next(line for line in out if line.startswith("llama31_70b     none"))
+    assert base["gpus_80gb"] == "2"
+    fp8 = next(r for r in rows if r["method"] == "fp8")
+    assert fp8["min_compute_capability"] == "8.9" and fp8["runs_on_cpu"] == "False"
+    assert main([*args[:3], "--compute-capability", "8.0"]) == 0
+    a100 = [line for line in capsys.readouterr().out.splitlines() if " fp8 " in line]
+    assert a100 and all("not runnable: needs compute 8.9+ (GPU: 8.0)" in line for line in a100)
     assert png.stat().st_size > 10_000

@@ -217,15 +217,6 @@ def test_without_cuda_or_without_gpus_the_cpu_load_is_unchanged(
     )
 
 
-def test_the_weights_share_matches_the_one_the_fit_estimator_plans_with():
-    """A job asks for as many GPUs as hold its estimate at this share of each (job_resources);
-    the device map must fill them to the same share, or a job given enough GPUs is refused."""
-    from biomedquant import job_resources
-    from biomedquant.engines.transformers import GPU_MEMORY_FRACTION
-
-    assert GPU_MEMORY_FRACTION == job_resources.GPU_MEMORY_FRACTION
-
-
 # --- vLLM --------------------------------------------------------------------------------
 
 

@@ -193,6 +193,13 @@ def test_paper_rehearsal_runs_every_family_and_method_kind_end_to_end(paper_rehe
     assert {r["model"] for r in recommendation} == set(summary["models"])
     evidence = list(csv.DictReader((results / "tables/recommendation_evidence.csv").open()))
     assert {r["method"] for r in evidence} == set(ran) - {"none"}
+    deploy = list(csv.DictReader((results / "tables/deployment_choice.csv").open()))
+    assert {r["scope"] for r in deploy} == {*summary["models"], "all models"}
+    # on a CPU no FP8 or AWQ method is chosen; every row names what to deploy, or why nothing
+    for r in deploy:
+        assert r["deploy"] or r["status"].startswith("nothing runs here"), r
+        if r["hardware"] == "CPU":
+            assert r["method"] not in {m for m in ran if m.startswith(("fp8", "awq"))}
     for name in FIGURES:
         assert (results / f"figures/{name}.png").stat().st_size > 5_000, name
 

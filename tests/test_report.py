@@ -108,14 +108,25 @@ def test_the_study_writes_every_figure_and_the_recommendation(study):
     # one verdict per task and prompting method of the quantized method
     assert len(evidence) == len(TINY_DATASETS) * len(TINY_PROMPTS)
     assert {e["verdict"] for e in evidence} == {"insufficient evidence"}
+    # the deployment answer, per hardware of recommendation.deploy_on (the schema's default):
+    # the tiny model in 16-bit fits everywhere, and nothing quantized is shown non-inferior
+    deploy = list(csv.DictReader((study / "results/tables/deployment_choice.csv").open()))
+    hardware = {d["hardware"] for d in deploy}
+    assert len(hardware) == 7 and "CPU" in hardware and "2 x NVIDIA A100 SXM 80GB" in hardware
+    assert {(d["scope"], d["method"], d["status"]) for d in deploy} == {
+        ("tiny", "none", "the baseline itself"),
+        ("all models", "none", "the baseline itself"),
+    }
+    assert {d["deploy"] for d in deploy} == {"resources/models/tiny/none"}
 
 
 def test_report_holds_figures_captions_tables_and_configuration(report):
     text = report.read_text(encoding="utf-8")
     for name in FIGURES:
         assert f"{name}.png" in text, name
-    for page in ("scores.html", "comparisons.html", "memory.html", "recommendation.html"):
-        assert page in text, page
+    pages = ("scores", "comparisons", "memory", "recommendation", "deployment_choice")
+    for page in pages:
+        assert f"{page}.html" in text, page
     assert "configuration.html" in text
     # captions are rendered into the results' metadata
     assert "frontier" in text and "flip rate" in text.lower()

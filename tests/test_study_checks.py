@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from biomedquant.config_loader import load_config
-from biomedquant.job_resources import gpus_needed, job_gpus
+from biomedquant.gpus import gpus_needed
+from biomedquant.job_resources import job_gpus
 from biomedquant.memory import estimate, shape_for_model
 from biomedquant.study_checks import (
     Hardware,

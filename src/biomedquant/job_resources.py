@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from biomedquant.decoding import Decoding
+from biomedquant.gpus import GPU_COUNTS, gpus_needed
 from biomedquant.memory import (
     GIB,
     ModelShape,
@@ -273,29 +274,6 @@ def inference_split(
     most = max(1, min(w.items for w in workloads))
     parts = min(most, math.ceil(attempts / max_attempts))
     return InferenceSplit(parts, math.ceil(work / parts / (budget - load)))
-
-
-# GPUs per job: powers of two, as tensor parallelism needs a divisor of the attention heads
-# (every study model's head count is a multiple of 8).
-GPU_COUNTS = (1, 2, 4, 8)
-# Of each GPU, the share weights, KV cache and activations may take: vLLM's default
-# gpu_memory_utilization, and headroom for the CUDA context and allocator slack under
-# transformers (whose device map fills each GPU to this share).
-GPU_MEMORY_FRACTION = 0.9
-# Each further GPU holds its own CUDA context and communication buffers.
-PER_GPU_OVERHEAD_BYTES = GIB
-
-
-def gpus_needed(total_gb: float, gpu_gib: float, max_gpus: int = GPU_COUNTS[-1]) -> int | None:
-    """The fewest GPUs of ``gpu_gib`` GiB that hold a job estimated at ``total_gb`` GB
-    (1, 2, 4 or 8, at most ``max_gpus``), or None when even ``max_gpus`` do not."""
-    usable = GPU_MEMORY_FRACTION * gpu_gib * GIB
-    for n in GPU_COUNTS:
-        if n > max_gpus:
-            break
-        if total_gb * 1e9 + (n - 1) * PER_GPU_OVERHEAD_BYTES <= n * usable:
-            return n
-    return None
 
 
 def job_gpus(

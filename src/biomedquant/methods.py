@@ -16,6 +16,8 @@ bitsandbytes and FP8 configs, lives with its producer or engine):
 * ``vllm_quantization``: vLLM's ``quantization`` argument for a kind vLLM quantizes itself;
 * ``engine``: the one engine that runs the kind (GGUF files: llama.cpp), if any;
 * ``needs_fp8_gpu``: runs only on a GPU with FP8 units;
+* ``runs_on_cpu``: its inference runs without a GPU (the demo runs every kind but AWQ and FP8
+  on a CPU; GGUF files are made for it), which the deployment answer's ``--cpu`` reads;
 * ``quantizes_on_cpu``: its artifact is written without a GPU (round-to-nearest and GGUF
   conversion are arithmetic on the weights, no forward passes to speed up), so its
   ``quantize_model`` job asks a scheduler for no GPU.
@@ -48,6 +50,7 @@ __all__ = [
     "bits",
     "linear_bytes_per_weight",
     "method_kind",
+    "model_folder",
 ]
 
 Method = dict[str, Any]
@@ -126,9 +129,17 @@ class MethodKind:
     vllm_quantization: str | None = None  # vLLM's quantization= for a kind it quantizes itself
     engine: str | None = None  # the one engine that runs this kind (None: the configured one)
     needs_fp8_gpu: bool = False  # runs only on a GPU with FP8 units (compute capability 8.9+)
+    runs_on_cpu: bool = True  # its inference runs on a CPU-only machine (slowly for most)
     quantizes_on_cpu: bool = False  # its quantize_model job needs no GPU
     # the name a reader knows, for legends and captions ("GPTQ 4-bit, g128"); slugs stay in paths
     title: Callable[[Method], str] = _fixed("")
+
+    @property
+    def min_compute_capability(self) -> tuple[int, int] | None:
+        """The oldest CUDA compute capability that runs this kind (None: any)."""
+        from biomedquant.gpus import FP8_MIN_CAPABILITY
+
+        return FP8_MIN_CAPABILITY if self.needs_fp8_gpu else None
 
     @property
     def artifact(self) -> bool:
@@ -197,6 +208,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 linear_bytes_per_weight=_grid_bytes,
                 row_overhead_bytes=_grid_row_bytes,
                 producer="biomedquant.quantization.awq:quantize_awq",
+                runs_on_cpu=False,  # gptqmodel's AWQ kernels are CUDA extensions
             ),
             MethodKind(
                 "gguf",
@@ -219,6 +231,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 load_time=True,
                 vllm_quantization="fp8",
                 needs_fp8_gpu=True,
+                runs_on_cpu=False,
             ),
         )
     ),
@@ -239,6 +252,16 @@ def display_names(methods: dict[str, Method]) -> dict[str, str]:
     for title in titles.values():
         counts[title] = counts.get(title, 0) + 1
     return {n: t if counts[t] == 1 else f"{t} ({n})" for n, t in titles.items()}
+
+
+def model_folder(model: str, method_name: str, method: Method) -> str:
+    """The folder inference loads for (model, method): the method's cached artifact, or, for
+    a kind without one (the 16-bit baseline, bitsandbytes and FP8 quantized while loading),
+    the fetched 16-bit model. The workflow's inputs and the deployment answer's file to
+    deploy both come from here."""
+    if not method_kind(method).artifact:
+        return f"resources/models/{model}/none"
+    return f"resources/models/{model}/{method_name}"
 
 
 def bits(method: Method) -> int:

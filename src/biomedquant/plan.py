@@ -14,9 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 from biomedquant.decoding import Decoding
-from biomedquant.gpus import GPU_SIZES_GIB, smallest_gpu
-from biomedquant.memory import GIB, estimate, shape_for_model, weight_bytes
-from biomedquant.methods import bits
+from biomedquant.gpus import (
+    GPU_SIZES_GIB,
+    capability_text,
+    fit_text,
+    gpus_needed,
+    smallest_gpu,
+)
+from biomedquant.memory import estimate, shape_for_model, weight_bytes
+from biomedquant.methods import bits, method_kind
 
 FIT_COLUMNS = (
     "model",
@@ -31,7 +37,10 @@ FIT_COLUMNS = (
     "total_gb",
     "tokens_in_flight",
     "smallest_gpu_gb",
+    "min_compute_capability",
+    "runs_on_cpu",
     *(f"fits_{g}gb" for g in GPU_SIZES_GIB),
+    *(f"gpus_{g}gb" for g in GPU_SIZES_GIB),
 )
 
 
@@ -50,6 +59,10 @@ def fit_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
                 "kind": method["kind"],
                 "bits": bits(method),
                 "tokens_in_flight": tokens,
+                "min_compute_capability": capability_text(
+                    method_kind(method).min_compute_capability
+                ),
+                "runs_on_cpu": method_kind(method).runs_on_cpu,
             }
             if shape is not None:
                 est = estimate(shape, method, tokens=tokens)
@@ -58,7 +71,9 @@ def fit_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
                 row["_weights_bytes"] = weight_bytes(shape, method)
                 row["smallest_gpu_gb"] = gpu
                 for g in GPU_SIZES_GIB:
-                    row[f"fits_{g}gb"] = est["total_gb"] * 1e9 <= g * GIB
+                    n = gpus_needed(est["total_gb"], g)
+                    row[f"fits_{g}gb"] = n == 1
+                    row[f"gpus_{g}gb"] = n
             rows.append(row)
     return rows
 
@@ -68,20 +83,39 @@ def round_sig(value: float, digits: int = 4) -> float:
     return float(f"{value:.{digits}g}")
 
 
-def fit_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """The fit table as text for a terminal: one line per model x method, yes/no per GPU."""
-    gpus = " ".join(f"{g:>4}" for g in GPU_SIZES_GIB)
+def fit_lines(
+    rows: list[dict[str, Any]], compute_capability: tuple[int, int] | None = None
+) -> list[str]:
+    """The fit table as text for a terminal: one line per model x method and, per GPU size,
+    "yes" (one GPU), "2 x" (the fewest GPUs that hold it) or "no" (not even 8). With the
+    deployment GPU's ``compute_capability``, a method that cannot run on it says so instead
+    (FP8 below 8.9); without, a footnote names what such methods need."""
+    from biomedquant.gpus import parse_capability
+
+    gpus = " ".join(f"{g:>5}" for g in GPU_SIZES_GIB)
     header = f"{'model':<16}{'method':<14}{'params':>8}{'weights':>10}{'total':>9}"
     lines = [f"{header}  fits: {gpus} GB"]
+    needs: dict[str, str] = {}
     for r in rows:
+        name = f"{r['model']:<16}{r['method']:<14}"
         if r.get("total_gb") is None:
-            lines.append(
-                f"{r['model']:<16}{r['method']:<14}(shape unknown: see biomedquant/model_configs)"
-            )
+            lines.append(f"{name}(shape unknown: see biomedquant/model_configs)")
             continue
-        fits = " ".join(f"{'yes' if r[f'fits_{g}gb'] else 'no':>4}" for g in GPU_SIZES_GIB)
+        sizes = f"{r['params_b']:>7.1f}B{r['weights_gb']:>9.1f}G{r['total_gb']:>8.1f}G"
+        need = r.get("min_compute_capability") or ""
+        if need and compute_capability is not None and compute_capability < parse_capability(need):
+            have = capability_text(compute_capability)
+            lines.append(f"{name}{sizes}        not runnable: needs compute {need}+ (GPU: {have})")
+            continue
+        fits = " ".join(f"{fit_text(r['total_gb'], g):>5}" for g in GPU_SIZES_GIB)
+        mark = "*" if need and compute_capability is None else ""
+        if mark:
+            needs[r["kind"]] = need
+        lines.append(f"{name}{sizes}       {fits}{mark}")
+    lines.append("(each GPU filled to 90%; 'N x': the fewest GPUs of that size, tensor parallel)")
+    for kind, need in needs.items():
         lines.append(
-            f"{r['model']:<16}{r['method']:<14}{r['params_b']:>7.1f}B{r['weights_gb']:>9.1f}G"
-            f"{r['total_gb']:>8.1f}G        {fits}"
+            f"* {kind}: needs compute capability {need}+ (L4, L40S, H100, H200; not an A100);"
+            " --compute-capability says which rows run on your GPU"
         )
     return lines

@@ -19,6 +19,9 @@ Decisions, and why:
   passing methods would test every method and keep the best outcome, which no longer has the
   level ``alpha``; the fixed sequence does (each step is tested only after every larger method
   passed). Memory ties keep the config's order.
+* ``shown_non_inferior`` lists every method the sequence passed before it stopped: the fixed
+  sequence controls the error rate of all these claims together, so the deployment answer
+  (:mod:`biomedquant.deployment`) may pick any of them that fits a lab's hardware.
 * ``lowest_loss_bound_method`` ranks every method with complete evidence by the largest loss
   its tests leave open (the worst test's upper bound of the loss): a ranking to read beside
   the verdicts, never a verdict itself.
@@ -66,6 +69,7 @@ RECOMMENDATION_COLUMNS = (
     "margin_points",
     "alpha",
     "sequence",
+    "shown_non_inferior",
     "loss_upper_bound_points",
     "detectable_loss_points",
     "worst_task",
@@ -156,6 +160,7 @@ def recommend(
         tested.sort(key=lambda t: (-t[0], t[1]))  # most memory first; ties: config order
         chosen = None
         steps = []
+        passed_methods = []
         for gb, _, method, g in tested:
             passed = bool((g["verdict"] == "non-inferior").all())
             steps.append(f"{method} ({_fmt_gb(gb)}): {_outcome(g)}")
@@ -163,6 +168,7 @@ def recommend(
                 steps[-1] += " - the sequence stops"
                 break
             chosen = (gb, method, g)
+            passed_methods.append(method)
         ranked = sorted(
             tested, key=lambda t: (_nan_last(t[3]["loss_upper_bound_points"].max()), t[0])
         )
@@ -191,6 +197,7 @@ def recommend(
                 "margin_points": _margin_text(margins),
                 "alpha": alpha,
                 "sequence": "; ".join(steps),
+                "shown_non_inferior": ";".join(passed_methods),
                 "loss_upper_bound_points": None
                 if named is None
                 else float(named[2]["loss_upper_bound_points"].max()),

@@ -53,6 +53,12 @@ TABLE_NOTES = {
     "over the task's datasets by a stratified paired bootstrap (an exact bound when fewer than "
     "10 units changed); the detectable loss is the smallest loss the test would catch with 80% "
     "power. The evidence table lists every test.",
+    "deployment_choice": "What to deploy on each GPU (or CPU) of recommendation.deploy_on: per "
+    "model and over all models, the best-scoring model x method (mean primary metric over tasks "
+    "and prompting methods) that runs there and fits (90% of each GPU; several GPUs where "
+    "named) among those the recommendation showed non-inferior to their baseline. When none "
+    "of those fits, the status says plainly that the best that fits is not shown "
+    "non-inferior. 'deploy' is the folder to serve.",
 }
 
 
@@ -165,7 +171,7 @@ def write_config_page(config: dict[str, Any], out_path: str | Path) -> None:
 
 # The tables with a page, and the report category of each (the others go under "Tables").
 TABLE_PAGES = tuple(TABLE_NOTES)
-PAGE_CATEGORIES = {"recommendation": "Recommendation"}
+PAGE_CATEGORIES = {"recommendation": "Recommendation", "deployment_choice": "Recommendation"}
 
 
 def page_category(kind: str) -> str:

@@ -118,11 +118,13 @@ def _provenance(
     level: float,
     seed: int,
     spec: DatasetSpec,
-    n_units: int,
+    clusters: np.ndarray,
     unit: str,
     **inputs: str | Path,
 ) -> dict[str, Any]:
-    """Bootstrap settings, input hashes and versions recorded beside every score."""
+    """Bootstrap settings (the units resampled: ``clusters`` numbers each item's), input
+    hashes and versions recorded beside every score."""
+    n_units = int(clusters.max()) + 1 if len(clusters) else 0
     return {
         "bootstrap": {
             "resamples": resamples,
@@ -230,7 +232,6 @@ def score_predictions(
         ok=oks,
         **worst_answer_context(spec, gold_records),
     )
-    n_units = int(clusters.max()) + 1 if len(clusters) else 0
     result = {
         "model": model,
         "method": method,
@@ -246,7 +247,7 @@ def score_predictions(
             level,
             seed,
             spec,
-            n_units,
+            clusters,
             unit,
             predictions=predictions_path,
             gold=gold_path,
@@ -307,7 +308,6 @@ def compare_to_baseline(
         other_ok=other_ok,
         **worst_answer_context(spec, gold_records),
     )
-    n_units = int(clusters.max()) + 1 if len(clusters) else 0
     changed = changed_items(base_pred, other_pred, as_set=spec.task == "mlc")
     result = {
         "model": model,
@@ -328,7 +328,7 @@ def compare_to_baseline(
             level,
             seed,
             spec,
-            n_units,
+            clusters,
             unit,
             baseline=baseline_path,
             predictions=predictions_path,

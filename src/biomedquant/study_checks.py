@@ -527,7 +527,7 @@ def _fp8_problems(config: dict[str, Any], hardware: Hardware) -> list[Problem]:
 
 def _fit_problems(config: dict[str, Any], hardware: Hardware) -> list[Problem]:
     from biomedquant.decoding import Decoding
-    from biomedquant.job_resources import gpus_needed
+    from biomedquant.gpus import gpus_needed
 
     scheduling = config.get("scheduling", {})
     gpu_gib = float(scheduling.get("gpu_gib", 80))

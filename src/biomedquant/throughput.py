@@ -51,6 +51,7 @@ class Device:
     flops: float
     memory_gib: int
     source: str
+    compute_capability: tuple[int, int]  # CUDA's: which method kinds run (FP8 needs 8.9)
 
 
 DEVICES: Registry[Device] = Registry(
@@ -58,16 +59,40 @@ DEVICES: Registry[Device] = Registry(
     (
         (d.name, d)
         for d in (
-            Device("h100", "NVIDIA H100 SXM 80GB", 3.35e12, 989e12, 80, "NVIDIA H100 datasheet"),
-            Device("h200", "NVIDIA H200 SXM 141GB", 4.8e12, 989e12, 141, "NVIDIA H200 datasheet"),
             Device(
-                "a100_80g", "NVIDIA A100 SXM 80GB", 2.039e12, 312e12, 80, "NVIDIA A100 datasheet"
+                "h100", "NVIDIA H100 SXM 80GB", 3.35e12, 989e12, 80, "NVIDIA H100 datasheet", (9, 0)
             ),
             Device(
-                "a100_40g", "NVIDIA A100 SXM 40GB", 1.555e12, 312e12, 40, "NVIDIA A100 datasheet"
+                "h200",
+                "NVIDIA H200 SXM 141GB",
+                4.8e12,
+                989e12,
+                141,
+                "NVIDIA H200 datasheet",
+                (9, 0),
             ),
-            Device("l40s", "NVIDIA L40S 48GB", 0.864e12, 362e12, 48, "NVIDIA L40S datasheet"),
-            Device("l4", "NVIDIA L4 24GB", 0.300e12, 121e12, 24, "NVIDIA L4 datasheet"),
+            Device(
+                "a100_80g",
+                "NVIDIA A100 SXM 80GB",
+                2.039e12,
+                312e12,
+                80,
+                "NVIDIA A100 datasheet",
+                (8, 0),
+            ),
+            Device(
+                "a100_40g",
+                "NVIDIA A100 SXM 40GB",
+                1.555e12,
+                312e12,
+                40,
+                "NVIDIA A100 datasheet",
+                (8, 0),
+            ),
+            Device(
+                "l40s", "NVIDIA L40S 48GB", 0.864e12, 362e12, 48, "NVIDIA L40S datasheet", (8, 9)
+            ),
+            Device("l4", "NVIDIA L4 24GB", 0.300e12, 121e12, 24, "NVIDIA L4 datasheet", (8, 9)),
         )
     ),
 )

@@ -69,9 +69,9 @@ TEST_COLUMNS = (
     "units",
     "changed_units",
     "resamples",
+    "score_points",
+    "baseline_score_points",
     "delta_points",
-    "delta_ci_low_points",
-    "delta_ci_high_points",
     "margin_points",
     "alpha",
     "lower_bound_points",
@@ -181,10 +181,17 @@ def task_tests(
     return rows
 
 
+def _mean_points(values: Any) -> float:
+    """100 x the mean of ``values`` (NaN when any is missing or undefined)."""
+    vals = [math.nan if v is None else float(v) for v in values]
+    return 100 * float(np.mean(vals)) if vals else math.nan
+
+
 def _test(
     key: tuple[str, ...], group: list[Mapping[str, Any]], margin: float, alpha: float
 ) -> dict[str, Any]:
-    diffs = [float(c["metrics"][c["primary_metric"]]["diff"]) for c in group]
+    primary = [c["metrics"][c["primary_metric"]] for c in group]
+    diffs = [float(m["diff"]) for m in primary]
     draws = 100 * pooled_draws([_draws(c) for c in group])
     defined = np.sort(draws[~np.isnan(draws)])
     undefined_share = 1 - len(defined) / len(draws) if len(draws) else 0.0
@@ -201,6 +208,9 @@ def _test(
         "units": units,
         "changed_units": changed,
         "resamples": b,
+        # the task's score (mean over its datasets), which the deployment answer ranks by
+        "score_points": _mean_points(m.get("value") for m in primary),
+        "baseline_score_points": _mean_points(m.get("baseline") for m in primary),
         "delta_points": 100 * float(np.mean(diffs)),
         "margin_points": margin,
         "alpha": alpha,
@@ -211,8 +221,6 @@ def _test(
         row.update(
             lower_bound_points=lower,
             upper_bound_points=upper,
-            delta_ci_low_points=lower,
-            delta_ci_high_points=upper,
             p_noninferior=(int((defined <= cut).sum()) + 1) / (b + 1),
             p_inferior=(int((defined >= cut).sum()) + 1) / (b + 1),
             detectable_loss_points=detectable_loss(defined, alpha),
@@ -222,8 +230,6 @@ def _test(
         row.update(
             lower_bound_points=nan,
             upper_bound_points=nan,
-            delta_ci_low_points=nan,
-            delta_ci_high_points=nan,
             p_noninferior=nan,
             p_inferior=nan,
             detectable_loss_points=nan,

@@ -11,7 +11,7 @@ from biomedquant.decoding import Decoding
 from biomedquant.evaluation import evaluation_code_fingerprint
 from biomedquant.figures.registry import FIGURES, figure_paths, figure_rule_names
 from biomedquant.prompting import get_prompt_method
-from biomedquant.methods import METHOD_KINDS
+from biomedquant.methods import METHOD_KINDS, model_folder
 from snakemake.common import overwrite_function_params
 from snakemake.resources import Resource
 
@@ -77,9 +77,7 @@ def method_spec(wildcards):
 def model_dir(wildcards):
     """Artifact folder of (model, method): methods without an artifact of their own (the
     16-bit baseline, bitsandbytes at load time) use the fetched model."""
-    if not METHOD_KINDS[method_spec(wildcards)["kind"]].artifact:
-        return f"resources/models/{wildcards.model}/none"
-    return f"resources/models/{wildcards.model}/{wildcards.method}"
+    return model_folder(wildcards.model, wildcards.method, method_spec(wildcards))
 
 
 def calibration_datasets(wildcards):
@@ -448,7 +446,7 @@ def final_targets():
     if quantized_artifacts():
         extra.append("results/tables/quantization_quality.csv")
     if compared:
-        tables += ["comparisons", "recommendation"]
+        tables += ["comparisons", "recommendation", "deployment_choice"]
         extra.append("results/tables/comparisons_by_label.csv")
     return [
         *(f"results/tables/{t}.csv" for t in tables),

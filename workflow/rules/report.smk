@@ -1,5 +1,7 @@
 # The recommendation and the pages of `snakemake --report` (biomedquant.recommendation and
 # biomedquant.report; captions in workflow/report/).
+import shlex
+
 from biomedquant.report import TABLE_PAGES, page_category
 
 
@@ -15,6 +17,9 @@ rule recommend:
     output:
         table="results/tables/recommendation.csv",
         evidence="results/tables/recommendation_evidence.csv",
+        deployment="results/tables/deployment_choice.csv",
+        png=report_figure("deployment_choice"),
+        pdf=figure_paths("deployment_choice")[1],
     log:
         "logs/recommend.log",
     conda:
@@ -30,10 +35,18 @@ rule recommend:
             for task, points in config["recommendation"]["task_margin_points"].items()
         ),
         alpha=config["recommendation"]["alpha"],
+        hardware=" ".join(
+            f"--hardware {shlex.quote(h)}"
+            for h in config["recommendation"]["deploy_on"]
+        ),
+        order=FIGURE_ORDER,
     shell:
         "biomedquant recommend --memory {input.memory:q} {params.margin}"
         " {params.task_margins} --alpha {params.alpha} --out {output.table:q}"
-        " --evidence-out {output.evidence:q} --manifests {input.manifests:q} > {log:q} 2>&1"
+        " --evidence-out {output.evidence:q} {params.hardware}"
+        " --deployment-out {output.deployment:q} --deployment-figure {output.png:q}"
+        " {output.pdf:q} --order {params.order:q} --manifests {input.manifests:q}"
+        " > {log:q} 2>&1"
 
 
 rule report_table:

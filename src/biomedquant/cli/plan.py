@@ -23,6 +23,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     import sys
 
     from biomedquant.figures.registry import draw_figure
+    from biomedquant.gpus import parse_capability
     from biomedquant.io import write_csv
     from biomedquant.plan import FIT_COLUMNS, fit_lines, fit_rows
     from biomedquant.study_checks import study_problems
@@ -44,7 +45,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         write_csv(args.out, FIT_COLUMNS, rows)
     if args.figure:
         draw_figure("fit", {"fit": args.out}, args.figure)
-    print("\n".join(fit_lines(rows)))
+    capability = parse_capability(args.compute_capability) if args.compute_capability else None
+    print("\n".join(fit_lines(rows, capability)))
     return 0
 
 
@@ -138,6 +140,12 @@ def add_commands(sub: Any) -> None:
         "--gpu",
         choices=[*DEVICE_NAMES, "cpu"],
         help="device to cost on (default: the config's scheduling.gpu)",
+    )
+    s.add_argument(
+        "--compute-capability",
+        metavar="X.Y",
+        help="your GPU's CUDA compute capability (A100 8.0, L4 and L40S 8.9, H100 9.0): methods"
+        " it cannot run (FP8 below 8.9) are marked not runnable",
     )
     s.set_defaults(func=_cmd_plan)
 

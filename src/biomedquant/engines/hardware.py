@@ -11,7 +11,9 @@ Torch is imported only to look at the GPU, so the planning code stays light.
 
 from __future__ import annotations
 
-FP8_MIN_CAPABILITY = (8, 9)
+from biomedquant.gpus import FP8_MIN_CAPABILITY
+
+__all__ = ["FP8_MIN_CAPABILITY", "cuda_capability", "require_fp8_gpu"]
 
 
 def cuda_capability() -> tuple[int, int] | None:

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from biomedquant import job_resources
 from biomedquant.decoding import Decoding, Sampling
 from biomedquant.engines.base import Generation, OnBatch, cut_at_stop
 from biomedquant.engines.gpu_peaks import GpuPeaks
 from biomedquant.engines.hardware import require_fp8_gpu
+from biomedquant.gpus import GPU_MEMORY_FRACTION
 from biomedquant.io import dir_size, read_json
 from biomedquant.models import trusts_remote_code
 from biomedquant.prompting import end_of_turn_tokens
@@ -82,10 +82,10 @@ def deployment_weight_bytes(model: Any, dtype_bytes: int, upcast: bool) -> int:
     return total
 
 
-# Of each GPU's total memory, the share the device map may fill with weights; the rest is left
-# for the KV cache, activations and the CUDA context. The fit estimator sizes a job's GPU count
-# on the same share, so a job given the GPUs it asked for holds its weights within them.
-GPU_MEMORY_FRACTION = job_resources.GPU_MEMORY_FRACTION
+# Of each GPU's total memory the device map fills at most GPU_MEMORY_FRACTION with weights (the
+# rest is left for the KV cache, activations and the CUDA context): the share the one fit rule
+# (biomedquant.gpus) sizes a job's GPU count with, so a job given the GPUs it asked for holds its
+# weights within them.
 # Of the host's available memory, the share a device map that may offload (the quantization
 # job's) fills: transformers' own default, leaving room for the loading itself.
 HOST_MEMORY_FRACTION = 0.9

@@ -16,6 +16,7 @@ from pathlib import Path
 from biomedquant.figures.accuracy import plot_scores_by_dataset
 from biomedquant.figures.comparisons import plot_change_heatmap, plot_flip_rate
 from biomedquant.figures.cpu_deployment import plot_cpu_deployment
+from biomedquant.figures.deployment import plot_deployment_choice
 from biomedquant.figures.fit import plot_fit
 from biomedquant.figures.labels import plot_change_by_label
 from biomedquant.figures.memory import plot_memory, plot_memory_estimate_check, plot_memory_vs_score
@@ -34,9 +35,12 @@ TABLES = {
     "evidence": "results/tables/recommendation_evidence.csv",
     "fit": "results/tables/fit.csv",
     "cpu_deployment": "results/tables/cpu_deployment.csv",
+    "deployment_choice": "results/tables/deployment_choice.csv",
 }
 # Tables a study has only when it compares a quantized method with an unquantized baseline.
-COMPARED_TABLES = frozenset({"comparisons", "comparisons_by_label", "recommendation", "evidence"})
+COMPARED_TABLES = frozenset(
+    {"comparisons", "comparisons_by_label", "recommendation", "evidence", "deployment_choice"}
+)
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,14 @@ FIGURES: dict[str, FigureSpec] = {
         "Recommendation",
         # inlined into the report's landing page (an <img> there could not be self-contained)
         formats=("png", "pdf", "svg"),
+    ),
+    "deployment_choice": FigureSpec(
+        plot_deployment_choice,
+        ("deployment_choice",),
+        "What to deploy",
+        "deployment_choice.rst",
+        "Recommendation",
+        rule="recommend",
     ),
 }
 

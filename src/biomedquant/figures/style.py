@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from biomedquant.datasets.registry import DATASETS
-from biomedquant.gpus import GPU_SIZES_GIB, gpu_gb
+from biomedquant.gpus import GPU_SIZES_GIB, single_gpu_capacity_gb
 from biomedquant.methods import display_names
 from biomedquant.prompting import PROMPT_METHODS
 
@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 BASELINE_COLOR = "#999999"
 # Okabe & Ito (2008), "Color Universal Design"; yellow last, it is faint on white.
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
-# Reference lines: the common GPU sizes as marketed ("40 GB" is 40 GiB), drawn on GB axes.
-GPU_LINES_GB = tuple((gib, gpu_gb(gib)) for gib in GPU_SIZES_GIB)
+# Reference lines: the common GPU sizes as marketed ("40 GB" is 40 GiB), each drawn on GB axes at
+# what one such GPU holds under the fit rule (90% of it), where the fit table's column switches.
+GPU_LINES_GB = tuple((gib, single_gpu_capacity_gb(gib)) for gib in GPU_SIZES_GIB)
 GPU_LINE_COLOR = "#444444"
 SIGNIFICANCE = 0.05
 # Largest PNG side in pixels: the paper-scale figures stay loadable in a browser.
