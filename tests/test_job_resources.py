@@ -400,3 +400,11 @@ def test_the_paper_study_on_slurm_asks_for_gpus_by_memory_and_none_for_cpu_work(
     )
     assert requested == pytest.approx(cost.total(requested=True), rel=0.01)
     assert cost.total() < requested < 2 * cost.total()
+
+
+def test_the_cpu_quantize_time_counts_the_quality_check_s_own_token_budget():
+    from biomedquant import job_resources
+    from biomedquant.quantization.quality import HELDOUT_TOKENS, heldout_tokens
+
+    assert job_resources.QUALITY_CHECK_MIN_TOKENS == HELDOUT_TOKENS
+    assert heldout_tokens(28_672) == 28_672 and heldout_tokens(512) == HELDOUT_TOKENS

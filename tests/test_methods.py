@@ -202,6 +202,8 @@ def test_gptq_quality_check_and_table(tiny_gptq8, tiny_rtn4, tmp_path):
     prov = read_json(out / "provenance.json")
     summary = prov["quality"]["summary"]
     assert summary["n_layers"] == 14 and summary["n_heldout_tokens"] > 0
+    # it wants at least the widest layer's inputs (the tiny model's MLP is narrower than 1,024)
+    assert summary["n_heldout_tokens_wanted"] == 1024
     assert summary["heldout_text"] == "evaluated test items"
     assert all(r["rel_error"] >= 0 and r["rel_error_rtn"] > 0 for r in prov["quality"]["layers"])
     rows = quality_rows([out, tiny_rtn4[0]])
@@ -234,9 +236,64 @@ def test_perplexity_is_finite_and_gathered_with_ratios(
     # A random tiny model: perplexity near its vocabulary size, finite and positive.
     assert math.isfinite(base["perplexity"]) and base["perplexity"] > 1
     assert base["n_texts"] == 20 and base["n_tokens"] == q["n_tokens"] > 0
+    # datasets weigh equally: exp of the mean of their mean NLL, whatever their token counts
+    per = base["datasets"]
+    assert set(per) == {str(d) for d in data}
+    assert base["mean_nll"] == pytest.approx(sum(d["mean_nll"] for d in per.values()) / 2)
+    assert sum(d["n_tokens"] for d in per.values()) == base["n_tokens"]
+    assert base["bos"] is False  # the demo tokenizer adds no BOS by default
     rows = perplexity_rows([tmp_path / "tiny" / "none.json", tmp_path / "tiny" / "gptq-w8g32.json"])
     by = {r["method"]: r for r in rows}
     assert by["none"]["ratio_to_baseline"] == 1.0
     assert by["gptq-w8g32"]["ratio_to_baseline"] == pytest.approx(
         q["perplexity"] / base["perplexity"], abs=1e-3
     )
+
+
+def test_perplexity_reads_a_text_as_the_model_reads_a_document(tiny_fetched):
+    """BOS first where the tokenizer puts it there by default, so the text's first token is
+    predicted too; none where it does not."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    from biomedquant.perplexity import adds_bos, scored_ids
+
+    plain = AutoTokenizer.from_pretrained(tiny_fetched)
+    assert not adds_bos(plain)
+    ids = plain("Aspirin inhibits COX-1.", add_special_tokens=False)["input_ids"]
+    assert scored_ids(plain, "Aspirin inhibits COX-1.", 512, False) == ids
+    with_bos = AutoTokenizer.from_pretrained(tiny_fetched)
+    bos = with_bos.convert_tokens_to_ids(with_bos.eos_token)  # any special token will do
+    with_bos.bos_token = with_bos.eos_token
+    with_bos._tokenizer.post_processor = TemplateProcessing(
+        single=f"{with_bos.bos_token} $A", special_tokens=[(with_bos.bos_token, bos)]
+    )
+    assert adds_bos(with_bos)
+    assert scored_ids(with_bos, "Aspirin inhibits COX-1.", 512, True) == [bos, *ids]
+    assert len(scored_ids(with_bos, "Aspirin inhibits COX-1.", 3, True)) == 3
+
+
+def test_held_out_text_counts_each_sentence_once_and_samples_every_dataset(tmp_path):
+    from biomedquant.calibration.sources import distinct_texts, interleaved
+    from biomedquant.io import write_jsonl
+    from biomedquant.quantization.quality import heldout_texts
+
+    # relation extraction: one sentence per entity pair
+    ddi, hoc = tmp_path / "ddi.jsonl", tmp_path / "hoc.jsonl"
+    write_jsonl(
+        ddi, [{"id": f"p{i}", "text": "A with B." if i < 3 else "C with D."} for i in range(4)]
+    )
+    write_jsonl(hoc, [{"id": f"h{i}", "text": f"abstract {i}"} for i in range(3)])
+    by = distinct_texts([ddi, hoc])
+    assert by == {
+        str(ddi): ["A with B.", "C with D."],
+        str(hoc): ["abstract 0", "abstract 1", "abstract 2"],
+    }
+    assert heldout_texts([ddi, hoc]) == [
+        "A with B.",
+        "abstract 0",
+        "C with D.",
+        "abstract 1",
+        "abstract 2",
+    ]
+    assert interleaved([]) == []

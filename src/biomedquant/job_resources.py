@@ -54,11 +54,13 @@ SHARED_PREFIX_TOKENS_PER_SHOT = 400
 GPTQ_SECONDS_PER_BILLION = 180
 # Quantization done on the CPU (round-to-nearest, GGUF): bytes of 16-bit weights rounded
 # and packed per second (numpy/torch or llama.cpp's quantizer on a many-core node), the
-# effective float32 FLOP/s of that node, and the tokens the quality check reads (about three
-# passes over biomedquant.quantization.quality.HELDOUT_TOKENS).
+# effective float32 FLOP/s of that node, and the quality check's cost: about three forward
+# passes over its held-out tokens (biomedquant.quantization.quality.heldout_tokens: at least
+# the widest layer's inputs, the MLP's down projection, ModelShape.intermediate).
 CPU_QUANTIZE_BYTES_PER_S = 200e6
 CPU_FLOPS = 0.5e12
-QUALITY_CHECK_TOKENS = 3 * 1024
+QUALITY_CHECK_PASSES = 3
+QUALITY_CHECK_MIN_TOKENS = 1024
 # Everything estimated is taken one and a half times (inference's runtime model is an upper
 # bound already: every output at its cap, no overlap of compute and memory traffic), then a
 # fixed start-up margin added (queue-side start, imports, CUDA init), and rounded up to 5
@@ -306,7 +308,10 @@ def quantize_seconds(shape: ModelShape, method: dict[str, Any]) -> float:
     sixteen_bit = weight_bytes(shape, {"kind": "none"})
     io_seconds = (sixteen_bit + weight_bytes(shape, method)) / LOAD_BYTES_PER_S
     if method_kind(method).quantizes_on_cpu:
-        check_flops = 2 * shape.params * QUALITY_CHECK_TOKENS
+        # quality.heldout_tokens, without importing the quantization package at plan time
+        # (tests/test_job_resources.py checks they agree)
+        tokens = QUALITY_CHECK_PASSES * max(QUALITY_CHECK_MIN_TOKENS, shape.intermediate)
+        check_flops = 2 * shape.params * tokens
         return io_seconds + sixteen_bit / CPU_QUANTIZE_BYTES_PER_S + check_flops / CPU_FLOPS
     return io_seconds + GPTQ_SECONDS_PER_BILLION * shape.params / 1e9
 

@@ -4,6 +4,18 @@ Scores and perplexity answer different questions: a benchmark score can hide a d
 behind a lucky parse, perplexity cannot. The texts are the evaluated test items of the study's
 datasets (their input text, no labels), which calibration never sees: generic calibration uses
 the package's own English paragraphs, and in-domain calibration excludes every test text.
+
+How it is counted, and why:
+
+* Each text is read as the model reads a document: with the BOS token first where the model's
+  tokenizer puts one there by default (Llama 3, Mistral and Gemma 2 were trained so; Gemma 2
+  without it gives unusable perplexity), and without where it does not (Qwen2.5, SmolLM2).
+  The first token read is context only; with a BOS, every token of the text is predicted.
+* Each distinct text once: relation extraction repeats a sentence per entity pair (DDI about
+  7 times), which would otherwise be most of the tokens.
+* Datasets weigh equally: the perplexity is exp of the mean over datasets of each dataset's
+  mean negative log-likelihood per token (LitCovid's long abstracts would otherwise dominate).
+  Each dataset's own perplexity is in the record.
 """
 
 from __future__ import annotations
@@ -13,10 +25,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-from biomedquant.calibration import record_text
+from biomedquant.calibration.sources import distinct_texts
 from biomedquant.engines import engine_for
-from biomedquant.io import read_json, read_jsonl, sha256_text, write_json
+from biomedquant.io import read_json, sha256_text, write_json
 from biomedquant.provenance import now, versions
+
+
+def adds_bos(tokenizer: Any) -> bool:
+    """Whether the tokenizer starts a text with its BOS token by default (how the model was
+    trained to read a document)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return False
+    ids = tokenizer("a")["input_ids"]
+    return bool(ids) and ids[0] == bos
+
+
+def scored_ids(tokenizer: Any, text: str, max_length: int, bos: bool) -> list[int]:
+    """The ids a text is scored on: BOS first when ``bos``, cut to ``max_length``; the first
+    is context only."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if bos:
+        ids = [tokenizer.bos_token_id, *ids]
+    return ids[:max_length]
 
 
 def token_nll(
@@ -24,16 +55,17 @@ def token_nll(
 ) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) and number of predicted tokens over ``texts``.
 
-    Each text is scored on its own (no padding to get wrong), cut to ``max_length`` tokens;
+    Each text is scored on its own (no padding to get wrong), as :func:`scored_ids` reads it;
     the first token of each is context only, as it has nothing to be predicted from.
     """
     import torch
 
     device = next(model.parameters()).device
     total, count = 0.0, 0
+    bos = adds_bos(tokenizer)
     with torch.inference_mode():
         for text in texts:
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_length]
+            ids = scored_ids(tokenizer, text, max_length, bos)
             if len(ids) < 2:
                 continue
             x = torch.tensor([ids], device=device)
@@ -59,8 +91,8 @@ def run_perplexity(
     :func:`biomedquant.engines.transformers.load_model`): it changes speed, not the record."""
     from biomedquant.engines.transformers import load_model
 
-    texts = [record_text(r) for path in data_paths for r in read_jsonl(path)]
-    if not texts:
+    by_dataset = {name: t for name, t in distinct_texts(list(data_paths)).items() if t}
+    if not by_dataset:
         raise ValueError("no texts to compute perplexity on")
     nll_of = token_nll
     if engine_for(method, "transformers") == "llama_cpp":  # llama.cpp's logits, from a GGUF
@@ -72,16 +104,30 @@ def run_perplexity(
     else:
         model, tokenizer, load_info = load_model(model_dir, method, gpus=gpus)
     start = time.time()
-    nll, n = nll_of(model, tokenizer, texts, max_length=max_length)
-    if n == 0:
+    datasets = {}
+    for name, texts in by_dataset.items():
+        nll, n = nll_of(model, tokenizer, texts, max_length=max_length)
+        if n:
+            datasets[name] = {
+                "perplexity": math.exp(nll / n),
+                "mean_nll": nll / n,
+                "n_texts": len(texts),
+                "n_tokens": n,
+            }
+    if not datasets:
         raise ValueError("every text is shorter than two tokens")
+    mean_nll = sum(d["mean_nll"] for d in datasets.values()) / len(datasets)
+    texts = [t for group in by_dataset.values() for t in group]
     record = {
         "method": method,
         "model_dir": str(model_dir),
-        "perplexity": math.exp(nll / n),
-        "mean_nll": nll / n,
+        "perplexity": math.exp(mean_nll),
+        "mean_nll": mean_nll,
+        "weighting": "datasets equally (exp of the mean of their mean NLL per token)",
+        "bos": adds_bos(tokenizer),
+        "datasets": datasets,
         "n_texts": len(texts),
-        "n_tokens": n,
+        "n_tokens": sum(d["n_tokens"] for d in datasets.values()),
         "max_length": max_length,
         "texts_sha256": sha256_text("\n\x00".join(texts)),
         "data": [str(p) for p in data_paths],

@@ -354,9 +354,12 @@ def token_nll(
     engine loaded with ``logits_all=True``)."""
     import numpy as np
 
+    from biomedquant.perplexity import adds_bos, scored_ids
+
     total, count = 0.0, 0
+    bos = adds_bos(tokenizer)
     for text in texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_length]
+        ids = scored_ids(tokenizer, text, max_length, bos)
         if len(ids) < 2:
             continue
         engine.llm.reset()

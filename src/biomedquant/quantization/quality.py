@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from biomedquant.io import read_json, read_jsonl
+from biomedquant.io import read_json
 from biomedquant.quantization.rtn import rtn_grid
 
 log = logging.getLogger(__name__)
@@ -30,17 +30,27 @@ WORSE_MIN_LAYERS = 3
 # A quantized layer counts as worse than RTN above this relative margin: the artifact stores
 # its scales in 16 bits, which moves an RTN artifact's own error by up to about 1.5%.
 TOLERANCE = 0.02
-# Held-out tokens the check reads (a relative error settles well within a thousand tokens;
-# the check then costs about three forward passes over them) and per sequence of its batch.
+# Held-out tokens the check reads at least, and per sequence of its batch. It reads at least as
+# many tokens as the widest checked layer has inputs (heldout_tokens): with fewer, the inputs X
+# of that layer span fewer directions than its columns, and the error measured is the error on
+# that subspace only (GPTQ's compensation lives in the rest).
 HELDOUT_TOKENS = 1024
 WINDOW = 512
 
 
-def heldout_texts(paths: list[str | Path]) -> list[str]:
-    """Input texts of the evaluated test items (the study's held-out text)."""
-    from biomedquant.calibration.sources import record_text
+def heldout_tokens(widest_in_features: int) -> int:
+    """Tokens the check reads for a model whose widest quantized layer has this many inputs
+    (Llama 3.1 8B: 14,336, the 70B: 28,672; the demo model: 1,536)."""
+    return max(HELDOUT_TOKENS, widest_in_features)
 
-    return [t for p in paths for t in (record_text(r) for r in read_jsonl(p)) if t.strip()]
+
+def heldout_texts(paths: list[str | Path]) -> list[str]:
+    """The evaluated test items' distinct input texts (the study's held-out text), one dataset
+    after another in turn, so the tokens the check reads sample every dataset rather than the
+    first in config order."""
+    from biomedquant.calibration.sources import distinct_texts, interleaved
+
+    return interleaved(list(distinct_texts(paths).values()))
 
 
 def _weight_files(source_dir: Path) -> dict[str, Path]:
@@ -57,17 +67,30 @@ def _weight_files(source_dir: Path) -> dict[str, Path]:
     return out
 
 
+def widest_inputs(model: Any) -> int:
+    """The most input features of any packed (quantized) linear layer of ``model``."""
+    return max(
+        (
+            int(getattr(m, "in_features", 0))
+            for _, m in model.named_modules()
+            if hasattr(m, "qweight")
+        ),
+        default=0,
+    )
+
+
 def layer_errors(
     model: Any,
     tokenizer: Any,
     source_dir: str | Path,
     texts: list[str],
     grid: dict[str, Any],
-    max_tokens: int = HELDOUT_TOKENS,
+    max_tokens: int | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Relative output error of every packed linear layer of ``model`` and of RTN on ``grid``
-    (``bits``, ``group_size``, ``sym``) over up to ``max_tokens`` held-out tokens; returns
-    the rows and the number of tokens read."""
+    (``bits``, ``group_size``, ``sym``) over up to ``max_tokens`` held-out tokens (default:
+    :func:`heldout_tokens` of the widest checked layer); returns the rows and the number of
+    tokens read."""
     import torch
     from safetensors import safe_open
 
@@ -79,6 +102,8 @@ def layer_errors(
         if hasattr(mod, "qweight") and f"{name}.weight" in files
     }
     sums = {n: {"ref": 0.0, "q": 0.0, "rtn": 0.0} for n in layers}
+    if max_tokens is None:
+        max_tokens = heldout_tokens(widest_inputs(model))
 
     def hook(name: str) -> Any:
         def record(module: Any, args: tuple[Any, ...], output: Any) -> None:
@@ -171,11 +196,20 @@ def quality_check(
     texts: list[str],
     grid: dict[str, Any],
     kind: str,
-    max_tokens: int = HELDOUT_TOKENS,
+    max_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Run the check; log a warning when the verdict is ``warn``. Returns summary and rows."""
-    rows, seen = layer_errors(model, tokenizer, source_dir, texts, grid, max_tokens)
+    wanted = max_tokens if max_tokens is not None else heldout_tokens(widest_inputs(model))
+    rows, seen = layer_errors(model, tokenizer, source_dir, texts, grid, wanted)
     summary = summarize(rows, seen, kind)
+    summary["n_heldout_tokens_wanted"] = wanted
+    if seen < wanted:
+        log.warning(
+            "the quality check read %d held-out tokens, fewer than the %d it wants (the widest"
+            " layer's inputs): its errors cover only part of each layer's input space",
+            seen,
+            wanted,
+        )
     if summary["verdict"] == "warn":
         log.warning(
             "GPTQ is worse than round-to-nearest on %d of %d layers on held-out text (limit"
