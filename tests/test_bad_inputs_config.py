@@ -179,7 +179,10 @@ def test_cache_clear_takes_only_existing_model_keys(tmp_path, capsys, key):
     )
     assert f"--model-key {key!r} is not a cache in {folder}" in err
     assert victim.read_text() == "precious" and (folder / f"{real}.sqlite").exists()
-    assert main(["cache", "clear", "--dir", str(folder), "--model-key", real]) == 0
+    assert main(["cache", "clear", "--dir", str(folder), "--model-key", real]) != 0  # asks
+    assert victim.read_text() == "precious" and (folder / f"{real}.sqlite").exists()
+    assert "confirm with --yes" in capsys.readouterr().err
+    assert main(["cache", "clear", "--dir", str(folder), "--model-key", real, "--yes"]) == 0
     assert not list(folder.glob("*.sqlite*"))
 
 

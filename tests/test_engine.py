@@ -242,7 +242,7 @@ def test_generation_cache_serves_an_unchanged_prompt_with_zero_generations(
     args[args.index("--max-new-tokens") + 1] = "8"
     assert main(args) == 0 and read_json(f"{second}.run.json")["n_generated"] == 12
 
-    assert main(["cache", "clear", "--dir", str(cache)]) == 0
+    assert main(["cache", "clear", "--dir", str(cache), "--yes"]) == 0
     assert not list(cache.glob("*.sqlite"))
 
 

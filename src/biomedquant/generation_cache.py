@@ -197,8 +197,9 @@ def cache_keys(folder: str | Path) -> list[str]:
     return sorted(p.stem for p in Path(folder).glob("*.sqlite") if p.is_file())
 
 
-def clear_cache(folder: str | Path, model: str | None = None) -> int:
-    """Delete the cache of one model key, or all of it; returns the files removed.
+def clear_cache(folder: str | Path, model: str | None = None, *, dry_run: bool = False) -> int:
+    """Delete the cache of one model key, or all of it; returns the files removed (with
+    ``dry_run``, those it would remove, after the same checks).
 
     A model key must be one of :func:`cache_keys`: a path (``../x``), a pattern or an empty
     string never reaches the file system, so nothing outside the cache, and never the whole
@@ -219,6 +220,8 @@ def clear_cache(folder: str | Path, model: str | None = None) -> int:
         paths = [folder / n for n in names if (folder / n).exists()]
     else:
         paths = [p for p in folder.glob("*.sqlite*") if p.is_file()]
+    if dry_run:
+        return len(paths)
     for path in paths:
         path.unlink()
     return len(paths)

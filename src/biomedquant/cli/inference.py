@@ -236,6 +236,23 @@ def _cmd_cache(args: argparse.Namespace) -> None:
     if args.action == "info" and args.model_key is not None:
         raise ValueError("--model-key only applies to 'cache clear'")
     if args.action == "clear":
+        if not args.yes:
+            import sys
+
+            clear_cache(args.dir, args.model_key, dry_run=True)  # bad keys and folders first
+            rows = [
+                r
+                for r in cache_summary(args.dir)
+                if args.model_key is None or r["model_key"] == args.model_key
+            ]
+            n = sum(r["entries"] for r in rows)
+            what = f"{n} cached generation(s) of {len(rows)} model(s) in {args.dir}"
+            if not sys.stdin.isatty():
+                raise ValueError(f"cache clear would delete {what}: confirm with --yes")
+            answer = input(f"delete {what} (they cost GPU time to redo)? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing removed")
+                return
         n = clear_cache(args.dir, args.model_key)
         print(f"removed {n} file(s) from {args.dir}")
         return
@@ -337,5 +354,8 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--dir", default="resources/generation_cache", help="the cache folder")
     s.add_argument(
         "--model-key", help="clear only this model's generations (a key listed by 'cache info')"
+    )
+    s.add_argument(
+        "--yes", action="store_true", help="clear without asking (needed when not at a terminal)"
     )
     s.set_defaults(func=_cmd_cache)
