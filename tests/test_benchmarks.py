@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from biomedquant.datasets.registry import DATASETS
+
 from conftest import REPO
 
 
@@ -56,3 +58,15 @@ def test_the_verdict_simulation_runs_every_scenario():
         "loss = 2 x margin on qa",
     ]
     assert "detectable loss (points, median)" in out.stdout
+
+
+def test_the_metric_conventions_benchmark_prints_every_dataset():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_metric_conventions.py")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()[1:-1]
+    assert [line.split()[0] for line in lines] == list(DATASETS.names())

@@ -174,3 +174,97 @@ def flip_rate(baseline: Sequence[Any], other: Sequence[Any], *, as_set: bool = F
     (:func:`changed_items`)."""
     changed = changed_items(baseline, other, as_set=as_set)
     return sum(changed) / len(changed) if changed else 0.0
+
+
+# The benchmark script's own metrics (BIDS-Xu-Lab/Biomedical-NLP-Benchmarks, run_eval.py), so
+# that a number here can be set beside the benchmark paper's. They differ from the project's
+# on purpose: the script scores the answer strings it receives, so an unparsable answer is the
+# empty string, a class of its own (it costs its gold class's recall, and enters the macro
+# average as a class with F1 0), and its weighted F1 weighs each class by its gold support.
+
+
+def benchmark_label_scores(gold: Sequence[str], pred: Sequence[str]) -> dict[str, float]:
+    """Accuracy, macro-F1 and weighted F1 as scikit-learn's ``accuracy_score`` and
+    ``f1_score(average="macro" | "weighted")`` compute them on answer strings (labels: the
+    sorted union of gold and predicted strings; 0/0 counts as 0)."""
+    labels = sorted({*gold, *pred})
+    index = {lab: i for i, lab in enumerate(labels)}
+    tp = np.zeros(len(labels))
+    n_pred = np.zeros(len(labels))
+    support = np.zeros(len(labels))
+    for g, p in zip(gold, pred, strict=True):
+        support[index[g]] += 1
+        n_pred[index[p]] += 1
+        tp[index[g]] += g == p
+    f1 = np.divide(2 * tp, support + n_pred, out=np.zeros_like(tp), where=support + n_pred > 0)
+    return {
+        "accuracy": float(tp.sum() / len(gold)) if len(gold) else 0.0,
+        "macro_f1": float(f1.mean()) if len(f1) else 0.0,
+        "weighted_f1": float((f1 * support).sum() / support.sum()) if support.sum() else 0.0,
+    }
+
+
+def benchmark_multilabel_scores(
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
+) -> dict[str, float]:
+    """Macro- and weighted F1 over (document, label) decisions, as ``f1_score`` computes them
+    on indicator matrices (``MultiLabelBinarizer`` over the labels in gold or predictions);
+    an unparsable answer is the empty label set."""
+    labels = sorted(set().union(*map(set, gold), *map(set, pred)))
+    if not labels:
+        return {"macro_f1": 0.0, "weighted_f1": 0.0}
+    f1s, support = [], []
+    for lab in labels:
+        tp = sum(lab in g and lab in p for g, p in zip(gold, pred, strict=True))
+        n_gold = sum(lab in g for g in gold)
+        n_pred = sum(lab in p for p in pred)
+        f1s.append(2 * tp / (n_gold + n_pred) if n_gold + n_pred else 0.0)
+        support.append(n_gold)
+    f, s = np.array(f1s), np.array(support, dtype=float)
+    return {
+        "macro_f1": float(f.mean()),
+        "weighted_f1": float((f * s).sum() / s.sum()) if s.sum() else 0.0,
+    }
+
+
+def benchmark_ner_scores(
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
+) -> dict[str, float]:
+    """Exact-span precision, recall and F1 summed over sentences, with precision and recall
+    rounded to 4 decimals before F1 is taken from them (as the script does); an unparsable
+    sentence predicts no entity."""
+    tp = n_gold = n_pred = 0
+    for g, p in zip(gold, pred, strict=True):
+        gs, ps = iob2_spans(g), iob2_spans(p)
+        tp += len(gs & ps)
+        n_gold += len(gs)
+        n_pred += len(ps)
+    prec = round(tp / n_pred, 4) if n_pred else 0.0
+    rec = round(tp / n_gold, 4) if n_gold else 0.0
+    f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+    return {"precision": prec, "recall": rec, "f1": f1}
+
+
+def benchmark_metrics(
+    task: str, gold: Sequence[Any], pred: Sequence[Any], ok: Sequence[bool]
+) -> dict[str, float]:
+    """The benchmark script's metrics of a task (``ner``, ``re``, ``mlc``, ``qa``), named
+    ``benchmark_*``: QA accuracy and macro-F1; relation extraction and multi-label macro- and
+    weighted F1; NER exact-span precision, recall and F1. Unparsable answers (``ok`` false)
+    are what the script would receive for them: an empty answer."""
+    if task == "ner":
+        tags = [
+            p if parsed else ["O"] * len(g) for g, p, parsed in zip(gold, pred, ok, strict=True)
+        ]
+        scores = benchmark_ner_scores(gold, tags)
+    elif task == "mlc":
+        sets = [list(p) if parsed else [] for p, parsed in zip(pred, ok, strict=True)]
+        scores = benchmark_multilabel_scores(gold, sets)
+    else:
+        strings = [str(p) if parsed else "" for p, parsed in zip(pred, ok, strict=True)]
+        scores = benchmark_label_scores([str(g) for g in gold], strings)
+        if task == "qa":
+            scores.pop("weighted_f1")
+        else:
+            scores.pop("accuracy")
+    return {f"benchmark_{k}": v for k, v in scores.items()}

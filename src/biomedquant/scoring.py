@@ -26,7 +26,7 @@ from biomedquant.datasets.registry import DatasetSpec, get_dataset
 from biomedquant.estimates import compare_items, score_items
 from biomedquant.io import read_json, read_jsonl, sha256_file, write_csv, write_json
 from biomedquant.item_stats import TASK_KIND
-from biomedquant.metrics import changed_items
+from biomedquant.metrics import benchmark_metrics, changed_items
 from biomedquant.paired_tests import FLIP_KEYS
 from biomedquant.parsing import parse_fields
 from biomedquant.prompting import PROMPT_METHODS
@@ -232,6 +232,9 @@ def score_predictions(
         ok=oks,
         **worst_answer_context(spec, gold_records),
     )
+    # the benchmark script's own metrics beside them, without intervals (biomedquant.metrics)
+    for name, value in benchmark_metrics(spec.task, gold, pred, oks).items():
+        metrics[name] = {"value": value, "ci_low": None, "ci_high": None}
     result = {
         "model": model,
         "method": method,

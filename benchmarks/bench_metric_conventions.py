@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""Benchmark: the project's metrics beside the benchmark script's (``benchmark_*``) on one
+perturbed prediction set per dataset, so a reader sees the size of each convention's effect.
+
+For every dataset with its real test file in ../shared/data (ChemProt: its dev file, as the
+shared copy has no test file), a seeded 30% of the gold answers are replaced by wrong ones and
+a further seeded 5% of the items are unparsable. The project scores an unparsable answer as the
+worst answer its format allows (:mod:`biomedquant.metrics`); the benchmark's script receives it
+as an empty answer (a class of its own for single-label tasks, no labels or entities
+otherwise) and reports weighted rather than micro F1. Prints one line per dataset; asserts
+nothing.
+
+    python benchmarks/bench_metric_conventions.py [--wrong 0.3] [--unparsable 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+from biomedquant.datasets.readers import read_source
+from biomedquant.datasets.registry import DATASETS, get_dataset
+from biomedquant.item_stats import TASK_KIND, item_stats, observed_metrics
+from biomedquant.metrics import benchmark_metrics
+from biomedquant.scoring import worst_answer_context
+from biomedquant.scoring_inputs import answer_choices
+from biomedquant.tasks import get_task
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bionlp-benchmarks"
+
+
+def wrong_answer(kind: str, gold, choices, rnd: random.Random):
+    """A parsable answer that is not the gold one."""
+    if kind == "single":
+        return rnd.choice([c for c in choices if c != gold])
+    if kind == "multi":
+        while True:
+            answer = sorted(rnd.sample(list(choices), rnd.randint(0, 3)))
+            if set(answer) != set(gold):
+                return answer
+    while True:
+        answer = [rnd.choice("BIOOOO") for _ in gold]
+        if answer != list(gold):
+            return answer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--wrong", type=float, default=0.3)
+    ap.add_argument("--unparsable", type=float, default=0.05)
+    args = ap.parse_args()
+    print(f"{'dataset':13} {'items':>6}  project (primary first)  |  benchmark script")
+    for name in DATASETS.names():
+        spec = get_dataset(name)
+        split = "test" if (SHARED_DATA / spec.files["test"].path).exists() else "dev"
+        if not (SHARED_DATA / spec.files[split].path).exists():
+            print(f"{name:13} (no real file in {SHARED_DATA})")
+            continue
+        src = spec.files[split]
+        records = read_source(SHARED_DATA / src.path, src.reader)
+        task, kind = get_task(spec.task), TASK_KIND[spec.task]
+        gold = [task.gold(r) for r in records]
+        rnd = random.Random(f"conventions-{name}")
+        pred, ok = [], []
+        for rec, g in zip(records, gold, strict=True):
+            choices = answer_choices(spec, rec) if kind != "ner" else None
+            pred.append(wrong_answer(kind, g, choices, rnd) if rnd.random() < args.wrong else g)
+            ok.append(rnd.random() >= args.unparsable)
+        shown = [p if o or kind == "ner" else None for p, o in zip(pred, ok, strict=True)]
+        ours = observed_metrics(
+            item_stats(kind, gold, shown, ok=ok, **worst_answer_context(spec, records))
+        )
+        primary = task.primary_metric
+        names = [primary, *(k for k in ours if k != primary)]
+        project = ", ".join(f"{k} {ours[k]:.3f}" for k in names)
+        bench = benchmark_metrics(spec.task, gold, pred, ok)
+        theirs = ", ".join(f"{k.removeprefix('benchmark_')} {v:.3f}" for k, v in bench.items())
+        print(f"{name:13} {len(gold):>6}  {project}  |  {theirs}", flush=True)
+    print(
+        f"{args.wrong:.0%} of answers wrong, {args.unparsable:.0%} unparsable (seeded);"
+        " split: test (ChemProt: dev)."
+    )
+
+
+if __name__ == "__main__":
+    main()
