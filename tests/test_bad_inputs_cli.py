@@ -377,3 +377,21 @@ def test_version_and_help_speak_to_the_user(capsys):
         main(["--help"])
     help_text = capsys.readouterr().out
     assert "GPU memory" in help_text and ":mod:" not in help_text
+    # the user's commands first, in a study's order; the workflow's steps named apart
+    from biomedquant.cli import USER_COMMANDS, build_parser
+
+    listed = [
+        line.split()[0]
+        for line in help_text.split("COMMAND\n")[1].split("\n\n")[0].splitlines()
+        if line.startswith("    ") and not line.startswith("     ")
+    ]
+    assert listed == list(USER_COMMANDS)
+    steps = help_text.split("workflow steps")[1]
+    assert "report-table" in steps and "memory-table" in steps and "plan," not in steps
+    every = set(build_parser()._subparsers._group_actions[0].choices)
+    assert set(USER_COMMANDS) < every  # the steps still run
+    # options show their defaults, not "None"
+    with pytest.raises(SystemExit):
+        main(["cache", "--help"])
+    cache_help = capsys.readouterr().out
+    assert "(default: resources/generation_cache)" in cache_help and "None" not in cache_help

@@ -7,14 +7,31 @@ JSON argument); the same subcommands serve hand use. The commands live with thei
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+import textwrap
 from collections.abc import Sequence
+from typing import Any
 
 from biomedquant.cli import data, inference, models, plan, rehearsal, report, scoring
 from biomedquant.cli_errors import OneLineErrorParser, run_reporting_errors
 
 STAGES = (data, models, inference, scoring, plan, report, rehearsal)
+# The commands a user types, in the order of a study (top of the help); the rest are the
+# workflow's steps (each rule calls one), listed after them under their own heading.
+USER_COMMANDS = (
+    "plan",
+    "doctor",
+    "rehearse",
+    "recommend",
+    "datasets",
+    "score",
+    "compare",
+    "parse",
+    "plot",
+    "cache",
+)
 
 
 # What `biomedquant --help` says first (the module docstring speaks to developers).
@@ -25,15 +42,55 @@ DESCRIPTION = (
 )
 
 
+class _DefaultsShown(argparse.HelpFormatter):
+    """Help with each option's default, where it has one worth naming (not None, empty or
+    False) and its help does not state it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            default in (None, False, "", [], argparse.SUPPRESS)
+            or "default" in text
+            or action.option_strings == []
+        ):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+class _CommandParser(OneLineErrorParser):
+    """A subcommand's parser: every option's default shown in its help."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsShown)
+        super().__init__(**kwargs)
+
+
 def build_parser() -> OneLineErrorParser:
     from biomedquant import __version__
 
-    p = OneLineErrorParser(prog="biomedquant", description=DESCRIPTION)
+    p = OneLineErrorParser(
+        prog="biomedquant",
+        description=textwrap.fill(DESCRIPTION, 79),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"biomedquant {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
+    )
     for stage in STAGES:
         stage.add_commands(sub)
+    # user commands listed (in a study's order); workflow steps named in the epilog only
+    listed = {a.dest: a for a in sub._choices_actions}
+    sub._choices_actions[:] = [listed[name] for name in USER_COMMANDS]
+    steps = [name for name in listed if name not in USER_COMMANDS]
+    p.epilog = textwrap.fill(
+        "workflow steps (each Snakemake rule calls one; also runnable by hand): "
+        + ", ".join(steps),
+        79,
+        break_on_hyphens=False,
+    )
     return p
 
 
