@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from biomedquant.figures.registry import FIGURES
 
@@ -118,6 +119,11 @@ def test_the_study_writes_every_figure_and_the_recommendation(study):
         ("all models", "none", "the baseline itself"),
     }
     assert {d["deploy"] for d in deploy} == {"resources/models/tiny/none"}
+    # the quantized artifact's model card: hub metadata, then the study's scores and verdicts
+    card = (study / "results/exports/tiny/gptq-w4g32/README.md").read_text()
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["base_model_relation"] == "quantized" and "gptq" in header["tags"]
+    assert "## Scores" in card and "insufficient evidence" in card
 
 
 def test_report_holds_figures_captions_tables_and_configuration(report):

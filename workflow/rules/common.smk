@@ -445,6 +445,10 @@ def final_targets():
     extra = ["results/report/configuration.html"]
     if quantized_artifacts():
         extra.append("results/tables/quantization_quality.csv")
+        extra += [
+            f"{folder.replace('resources/models', 'results/exports')}/README.md"
+            for folder in quantized_artifacts()
+        ]
     if compared:
         tables += ["comparisons", "recommendation", "deployment_choice"]
         extra.append("results/tables/comparisons_by_label.csv")

@@ -49,6 +49,28 @@ rule recommend:
         " > {log:q} 2>&1"
 
 
+rule model_card:
+    input:
+        artifact="resources/models/{model}/{method}",
+        scores="results/tables/scores.csv",
+        # without a baseline to compare with, a card without verdicts ([]: an empty argument)
+        evidence=["results/tables/recommendation_evidence.csv"] if COMPARED else [],
+    output:
+        "results/exports/{model}/{method}/README.md",
+    log:
+        "logs/model_card/{model}/{method}.log",
+    conda:
+        CONDA_ENV
+    params:
+        model_spec=lambda wildcards: as_json(config["models"][wildcards.model]),
+        method=lambda wildcards: as_json(method_spec(wildcards)),
+    shell:
+        "biomedquant model-card --artifact {input.artifact:q} --model {wildcards.model:q}"
+        " --model-spec {params.model_spec:q} --method-name {wildcards.method:q}"
+        " --method {params.method:q} --scores {input.scores:q} --evidence={input.evidence:q}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
 rule report_table:
     input:
         table="results/tables/{table}.csv",

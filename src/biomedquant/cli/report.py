@@ -95,6 +95,22 @@ def _hardware(args: argparse.Namespace) -> list[Any]:
     return out
 
 
+def _cmd_model_card(args: argparse.Namespace) -> None:
+    from biomedquant.model_card import write_model_card
+
+    write_model_card(
+        args.artifact,
+        args.out,
+        model=args.model,
+        method_name=args.method_name,
+        model_spec=args.model_spec,
+        method=args.method,
+        scores_path=args.scores or None,
+        evidence_path=args.evidence or None,
+    )
+    print(f"model card -> {args.out}")
+
+
 def _cmd_report_table(args: argparse.Namespace) -> None:
     from biomedquant.report import write_table_page
 
@@ -171,6 +187,20 @@ def add_commands(sub: Any) -> None:
     add_manifests_arg(s, "comparison files")
     s.add_argument("comparisons", nargs="*", help="comparison files (JSON) of every method")
     s.set_defaults(func=_cmd_recommend)
+
+    s = sub.add_parser(
+        "model-card",
+        help="a model card (hub metadata, quantization, the study's scores) for an artifact",
+    )
+    s.add_argument("--artifact", required=True, help="the quantized artifact folder")
+    s.add_argument("--model", required=True, help="the model's name in the config")
+    s.add_argument("--model-spec", required=True, type=json_arg, help="its config entry (JSON)")
+    s.add_argument("--method-name", required=True, help="the method's name in the config")
+    s.add_argument("--method", required=True, type=json_arg, help="its config entry (JSON)")
+    s.add_argument("--scores", default="", help="scores.csv")
+    s.add_argument("--evidence", default="", help="recommendation_evidence.csv")
+    s.add_argument("--out", required=True, help="the card (README.md)")
+    s.set_defaults(func=_cmd_model_card)
 
     from biomedquant.report import TABLE_PAGES
 
