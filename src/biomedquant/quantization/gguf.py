@@ -220,4 +220,22 @@ def quantize_gguf(
             llama_cpp_python=getattr(llama_cpp, "__version__", None),
         )
         write_json(tmp / "provenance.json", prov)
+        _write_modelfile(tmp)
     return prov
+
+
+def _write_modelfile(folder: Path) -> None:
+    """An Ollama Modelfile beside the GGUF file, where the model's chat template has a known
+    family (:mod:`biomedquant.ollama_modelfile`); otherwise a log line says why not."""
+    from biomedquant.ollama_modelfile import MODELFILE, folder_chat_template, modelfile_text
+
+    template = folder_chat_template(folder)
+    if template is None:
+        log.info("no Ollama Modelfile: the model folder has no chat template")
+        return
+    try:
+        text = modelfile_text(template, gguf_file=GGUF_FILE)
+    except ValueError as err:
+        log.info("no Ollama Modelfile: %s", err)
+        return
+    (folder / MODELFILE).write_text(text, encoding="utf-8")
