@@ -23,6 +23,16 @@ CHATML = (
 )
 
 
+def load_benchmark(name: str):
+    """A script of ``benchmarks/`` as a module (what it simulates, tests reuse)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     """A 2-layer Llama with a BPE tokenizer trained on the demo texts and a ChatML template.
 

@@ -23,22 +23,10 @@ from biomedquant.scoring import worst_answer_context
 from biomedquant.scoring_inputs import answer_choices
 from biomedquant.tasks import get_task
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, load_benchmark
 
-
-def _wrong_answer(kind: str, gold, choices, rnd: random.Random):
-    """A parsable answer that is not the gold one."""
-    if kind == "single":
-        return rnd.choice([c for c in choices if c != gold])
-    if kind == "multi":
-        while True:
-            answer = sorted(rnd.sample(list(choices), rnd.randint(0, 3)))
-            if set(answer) != set(gold):
-                return answer
-    while True:  # NER: a tagging of the same tokens
-        answer = [rnd.choice("BIOOOO") for _ in gold]
-        if answer != list(gold):
-            return answer
+# a parsable answer that is not the gold one, of the kinds a model gives
+_wrong_answer = load_benchmark("bench_metric_conventions").wrong_answer
 
 
 def _evaluated_split(dataset: str) -> str:
