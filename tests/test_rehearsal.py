@@ -189,6 +189,17 @@ def test_paper_rehearsal_runs_every_family_and_method_kind_end_to_end(paper_rehe
         for d in PAPER["datasets"]
         for p in PAPER["prompts"]
     }
+    # one compute precision for every method a model runs under transformers (16-bit, GPTQ,
+    # RTN, bitsandbytes): a difference between methods is quantization, not arithmetic; GGUF
+    # runs under llama.cpp, whose records name the file's own type
+    dtypes: dict[tuple[str, str], set[str]] = {}
+    for path in (results / "generations").rglob("*.run.json"):
+        run = json.loads(path.read_text())
+        model = path.relative_to(results / "generations").parts[0]
+        dtypes.setdefault((model, run["backend"]), set()).add(run["compute_dtype"])
+    transformers_runs = {k: v for k, v in dtypes.items() if k[1] == "transformers"}
+    assert {m for m, _ in transformers_runs} == set(summary["models"])
+    assert all(len(v) == 1 for v in transformers_runs.values()), transformers_runs
     recommendation = list(csv.DictReader((results / "tables/recommendation.csv").open()))
     assert {r["model"] for r in recommendation} == set(summary["models"])
     evidence = list(csv.DictReader((results / "tables/recommendation_evidence.csv").open()))
