@@ -1,4 +1,4 @@
-"""The benchmark scripts README cites still run (on small sizes: they assert nothing)."""
+"""The benchmark scripts the documentation cites still run (on small sizes: they assert nothing)."""
 
 from __future__ import annotations
 

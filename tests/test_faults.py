@@ -1,10 +1,10 @@
-"""Faults a long study meets, each with the behaviour users are promised (README: "When things
-go wrong"). Others live beside the code they test: config errors in test_workflow and
-test_bad_inputs_config, corrupt downloads in test_datasets and test_real_data, servers that cut,
-trickle and fail (and signals mid-download) in test_downloads, bad scoring inputs in
-test_bad_inputs, every bad input through the command line in test_bad_inputs_cli, kill -9
-during inference and CUDA out of memory in test_engine, unparsable outputs in test_parsing,
-SLURM failures in test_slurm."""
+"""Faults a long study meets, each with the behaviour users are promised
+(docs/guide/troubleshooting.md, "When things go wrong"). Others live beside the code they test:
+config errors in test_workflow and test_bad_inputs_config, corrupt downloads in test_datasets
+and test_real_data, servers that cut, trickle and fail (and signals mid-download) in
+test_downloads, bad scoring inputs in test_bad_inputs, every bad input through the command line
+in test_bad_inputs_cli, kill -9 during inference and CUDA out of memory in test_engine,
+unparsable outputs in test_parsing, SLURM failures in test_slurm."""
 
 from __future__ import annotations
 

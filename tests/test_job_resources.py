@@ -201,7 +201,7 @@ def test_unset_variables_names_each_resource_and_variable(monkeypatch):
     assert str(err.value) == (
         'set-resources.infer.slurm_account is "${UNSET_FOR_TEST}", but the environment variable'
         " UNSET_FOR_TEST is not set: export UNSET_FOR_TEST=<value> (or UNSET_FOR_TEST= for"
-        " none) before starting Snakemake (README: 'Running on a SLURM cluster'), or write the"
+        " none) before starting Snakemake (docs/guide/slurm.md), or write the"
         " value into the profile"
     )
     check_scheduler_settings(["slurm_partition=cpu"], {})  # nothing unset: no error

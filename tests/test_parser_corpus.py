@@ -73,6 +73,6 @@ def test_corpus_case(dataset, item, output, expect):
         assert rule is not None
 
 
-def test_readme_states_the_corpus_size():
-    readme = (Path(__file__).parent.parent / "README.md").read_text("utf-8")
-    assert f"corpus of {len(CASES)} realistic outputs" in readme
+def test_docs_state_the_corpus_size():
+    page = Path(__file__).parent.parent / "docs" / "design" / "answers.md"
+    assert f"corpus of {len(CASES)} realistic outputs" in page.read_text("utf-8")

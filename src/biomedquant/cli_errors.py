@@ -21,7 +21,7 @@ from typing import Any
 
 REPORT = (
     "this is a bug in biomedquant: please report it with the command, its output with -v and"
-    " `biomedquant doctor` (README: 'Reporting a bug')"
+    " `biomedquant doctor` (docs/guide/troubleshooting.md: 'Reporting a bug')"
 )
 EXPECTED = (ValueError, KeyError, RuntimeError, OSError, UnicodeError)
 EX_SOFTWARE = 70

@@ -66,7 +66,7 @@ def unset_variables(
                 lines.append(
                     f"{where}.{name} is {value.strip()}, but the environment variable {var} is"
                     f" not set: export {var}=<value> (or {var}= for none) before starting"
-                    " Snakemake (README: 'Running on a SLURM cluster'), or write the value"
+                    " Snakemake (docs/guide/slurm.md), or write the value"
                     " into the profile"
                 )
     return lines
@@ -99,7 +99,7 @@ def check_revision(name: str, spec: dict[str, Any]) -> None:
     if not COMMIT.fullmatch(revision):
         raise StrictRevisionError(
             f"models.{name}.revision is {revision!r}: strict revisions need the full 40-character"
-            f" commit hash of {spec.get('id')} (see README, 'Pinning model revisions')"
+            f" commit hash of {spec.get('id')} (see docs/guide/gpus.md, 'Pinning model revisions')"
         )
 
 
@@ -111,8 +111,8 @@ def check_strict_revisions(config: dict[str, Any]) -> None:
         more = f" and {len(bad) - 6} more" if len(bad) > 6 else ""
         raise StrictRevisionError(
             f"strict revisions: {len(bad)} model(s) not pinned to a commit hash: {listed}{more};"
-            " set each revision to the commit hash to evaluate (see README, 'Pinning model"
-            " revisions')"
+            " set each revision to the commit hash to evaluate (see docs/guide/gpus.md,"
+            " 'Pinning model revisions')"
         )
 
 

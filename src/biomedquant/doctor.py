@@ -200,7 +200,7 @@ def check_config(config: dict[str, Any], strict_revisions: bool = False) -> list
                 "revisions",
                 f"{len(unpinned)} Hugging Face model(s) not pinned to a commit hash ({names})"
                 + (": strict revisions refuse to run them" if strict else "")
-                + "; see README, 'Pinning model revisions'",
+                + "; see docs/guide/gpus.md, 'Pinning model revisions'",
             )
         )
     return out

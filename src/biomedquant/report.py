@@ -162,8 +162,8 @@ def write_config_page(config: dict[str, Any], out_path: str | Path) -> None:
     text = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
     body = (
         '<p class="note">The configuration this run used, after validation against '
-        "workflow/schemas/config.schema.yaml (defaults filled in). config/README.md explains "
-        "every key.</p>"
+        "workflow/schemas/config.schema.yaml (defaults filled in). docs/reference/config.md "
+        "explains every key.</p>"
         f"<pre>{html.escape(text)}</pre>"
     )
     write_text(out_path, _PAGE.format(title="Run configuration", body=body))

@@ -225,7 +225,8 @@ def _revision_problems(config: dict[str, Any]) -> list[Problem]:
             "revisions",
             f"strict_revisions is on and {len(unpinned)} model(s) are not pinned to a commit"
             f" hash ({names}): a run (not a dry run) will refuse to start; set each"
-            " models.<name>.revision to a commit hash (README, 'Pinning model revisions')",
+            " models.<name>.revision to a commit hash (docs/guide/gpus.md, 'Pinning model"
+            " revisions')",
         )
     ]
 
@@ -282,7 +283,8 @@ def _calibration_problems(config: dict[str, Any], workdir: Path) -> list[Problem
                 f"{listed}: the dataset {name} is not in this machine's Hugging Face cache"
                 f" ({constants.HF_HUB_CACHE}), so its tokens are counted only when"
                 " quantize_model reads it, which then needs the Hub: fill the cache first"
-                " (README, 'Calibration'), or point dataset at a save_to_disk folder",
+                " (docs/design/methods.md, 'Calibration'), or point dataset at a save_to_disk"
+                " folder",
             )
         )
     return out

@@ -53,7 +53,7 @@ DEFAULT_ALPHA = 0.05
 # Per-task margins in points, chosen from what the full test sets resolve: benchmarks/
 # bench_verdicts.py simulates the paper's test-set sizes and clusters at a 5% flip rate, and
 # at these margins a method with no true loss passes all 4 tasks x 5 prompting methods with
-# probability >= 0.8 (README: the recommendation).
+# probability >= 0.8 (docs/guide/paper.md: the recommendation).
 DEFAULT_MARGINS = {"ner": 2.0, "re": 1.0, "mlc": 3.0, "qa": 2.5}
 DEFAULT_MARGIN_POINTS = 2.5  # a task the table above does not name
 POWER = 0.8
