@@ -7,7 +7,11 @@ from biomedquant.config_checks import (
     check_scheduler_settings,
     check_strict_revisions,
 )
-from biomedquant.config_loader import check_config_files, config_errors_as_messages
+from biomedquant.config_loader import (
+    check_against_schema,
+    check_config_files,
+    config_errors_as_messages,
+)
 from biomedquant.gc_thresholds import (
     defer_full_collections,
     restore_thresholds,
@@ -40,7 +44,10 @@ if not workflow.config_settings.configfiles:
 # Config problems end the run with their message only (no stack frames).
 with config_errors_as_messages(StudyError, SchedulerSettingError):
     # Snakemake's YAML reading keeps the last of two equal keys; re-read the files strictly.
-    check_config_files(workflow.config_settings.configfiles or ["config/config.yaml"])
+    CONFIG_FILES = workflow.config_settings.configfiles or ["config/config.yaml"]
+    check_config_files(CONFIG_FILES)
+    # one line naming the key (and the nearest valid one), then Snakemake fills the defaults
+    check_against_schema(config, ", ".join(map(str, CONFIG_FILES)))
     validate(config, "workflow/schemas/config.schema.yaml")
     # What the schema cannot see (calibration against the sources and the models' widest
     # layers, a baseline, local model folders, GPTQ group sizes, what fits the GPUs a job may

@@ -7,6 +7,8 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,31 @@ def test_duplicate_yaml_keys_are_refused_everywhere(tmp_path, capsys):
     assert "ConfigError: " in proc.stderr and 'File "' not in proc.stderr + proc.stdout
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [({"sede": 42}, "(top level): unknown key 'sede' (did you mean 'seed'?); valid keys: "),
+     ({"inference": {"bach_size": 8}},
+      "inference: unknown key 'bach_size' (did you mean 'batch_size'?)"),
+     ({"prompts": ["zero-shot", "fve-shot"]},
+      "prompts.1: 'fve-shot' is not one of zero-shot, one-shot, five-shot, cot, sc-cot"
+      " (did you mean 'five-shot'?)")],
+)  # fmt: skip
+def test_a_config_typo_under_snakemake_is_one_line_naming_the_nearest_key(tmp_path, edit, message):
+    (tmp_path / "wf").mkdir()
+    wd = copy_workflow(tmp_path / "wf", {**DEMO, **edit})
+    proc = snakemake(wd, "-n", check=False)
+    lines = (proc.stderr + proc.stdout).strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, lines[:20]
+    assert lines[0].startswith("ConfigError: config/config.yaml: ") and message in lines[0]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**DEMO, **edit}))
+    plan = subprocess.run(
+        [sys.executable, "-m", "biomedquant.cli", "plan", "--config", str(bad)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert plan.returncode != 0 and message in plan.stderr
+
+
 def test_doctor_validates_the_config_first_and_survives_bad_yaml(tmp_path, capsys):
     broken = _config_file(tmp_path, "datasets: [hoc\nmodels: {")
     err = _one_line_error(capsys, ["doctor", "--config", str(broken)], "doctor")
@@ -114,8 +141,8 @@ def test_doctor_validates_the_config_first_and_survives_bad_yaml(tmp_path, capsy
     bad.write_text(yaml.safe_dump({**DEMO, "prompts": ["zero-shot", "ten-shot"]}))
     assert main(["doctor", "--config", str(bad)]) == 1
     out = capsys.readouterr().out.strip().splitlines()
-    assert out == [f"[FAIL] config: {bad}: prompts.1: 'ten-shot' is not one of "
-                   "['zero-shot', 'one-shot', 'five-shot', 'cot', 'sc-cot']"]  # fmt: skip
+    assert out == [f"[FAIL] config: {bad}: prompts.1: 'ten-shot' is not one of zero-shot, "
+                   "one-shot, five-shot, cot, sc-cot (did you mean 'one-shot'?)"]  # fmt: skip
     missing = tmp_path / "nothing.yaml"
     err = _one_line_error(capsys, ["doctor", "--config", str(missing)], "doctor")
     assert f"{missing}: config file not found" in err

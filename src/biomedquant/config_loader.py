@@ -99,6 +99,20 @@ def validate_config(config: Any, source: str = "config") -> dict[str, Any]:
 
     The first violation is reported as one line naming the key (``methods.x.group_size``).
     """
+
+    check_against_schema(config, source)
+    from snakemake.utils import validate
+
+    filled = copy.deepcopy(config)
+    validate(filled, str(SCHEMA))  # the workflow's own call: fills the schema's defaults
+    return filled
+
+
+def check_against_schema(config: Any, source: str = "config") -> None:
+    """Raise a :class:`ConfigError` of one line for the config's first schema violation,
+    naming the key and, for a misspelled key or value, the nearest valid one. The Snakefile
+    calls this before Snakemake's own validation, whose error prints the whole config and
+    schema (a thousand lines for one typo)."""
     import jsonschema
 
     if not isinstance(config, dict):
@@ -110,12 +124,28 @@ def validate_config(config: Any, source: str = "config") -> dict[str, Any]:
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         err = jsonschema.exceptions.best_match(errors)
-        raise ConfigError(f"{source}: {_where(err.absolute_path)}: {_one_line(err.message)}")
-    from snakemake.utils import validate
+        raise ConfigError(f"{source}: {_where(err.absolute_path)}: {_explain(err)}")
 
-    filled = copy.deepcopy(config)
-    validate(filled, str(SCHEMA))  # the workflow's own call: fills the schema's defaults
-    return filled
+
+def _explain(err: Any) -> str:
+    """The violation in words, with the nearest valid key or value where one is close."""
+    import difflib
+
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = list(err.schema.get("properties", {}))
+        unknown = [k for k in err.instance if k not in known]
+        parts = []
+        for key in unknown:
+            near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            parts.append(f"unknown key {key!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        if parts:
+            return _one_line("; ".join(parts) + f"; valid keys: {', '.join(known)}")
+    if err.validator == "enum" and isinstance(err.instance, str):
+        choices = [str(c) for c in err.validator_value]
+        near = difflib.get_close_matches(err.instance, choices, n=1, cutoff=0.6)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        return _one_line(f"{err.instance!r} is not one of {', '.join(choices)}{hint}")
+    return _one_line(err.message)
 
 
 def _one_line(message: str, limit: int = 300) -> str:
