@@ -395,3 +395,19 @@ def test_version_and_help_speak_to_the_user(capsys):
         main(["cache", "--help"])
     cache_help = capsys.readouterr().out
     assert "(default: resources/generation_cache)" in cache_help and "None" not in cache_help
+
+
+def test_every_option_of_every_command_says_what_it_is():
+    import argparse
+
+    from biomedquant.cli import build_parser
+    from biomedquant.docs_reference import _subparsers
+
+    silent = [
+        (name, action.option_strings or action.dest)
+        for name, sub in _subparsers(build_parser())
+        for action in sub._actions
+        if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+        and not action.help
+    ]
+    assert silent == []

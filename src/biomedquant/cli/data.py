@@ -63,10 +63,10 @@ def add_commands(sub: Any) -> None:
     s.set_defaults(func=_cmd_datasets)
 
     s = sub.add_parser("download", help="fetch one split's source file and check its hash")
-    s.add_argument("--dataset", required=True)
-    s.add_argument("--split", required=True)
+    s.add_argument("--dataset", required=True, help="dataset name (biomedquant datasets)")
+    s.add_argument("--split", required=True, help="test, dev or train")
     s.add_argument("--base-url", required=True, help="upstream base URL, a folder, or 'demo'")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the source file to write")
     s.add_argument(
         "--lock",
         default="resources/raw/checksums.lock",
@@ -77,15 +77,15 @@ def add_commands(sub: Any) -> None:
     s.set_defaults(func=_cmd_download)
 
     s = sub.add_parser("prepare", help="parse, validate and subsample a split into JSON Lines")
-    s.add_argument("--dataset", required=True)
-    s.add_argument("--split", required=True)
-    s.add_argument("--raw", required=True)
-    s.add_argument("--out", required=True)
+    s.add_argument("--dataset", required=True, help="dataset name (biomedquant datasets)")
+    s.add_argument("--split", required=True, help="test, dev or train")
+    s.add_argument("--raw", required=True, help="the downloaded source file")
+    s.add_argument("--out", required=True, help="the prepared split (JSON Lines)")
     s.add_argument("--limit", type=int, default=0, help="0: every item")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the stratified sample")
     s.set_defaults(func=_cmd_prepare)
 
     s = sub.add_parser("study-data", help="record a study's prepared splits and their hashes")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the record to write (JSON)")
     s.add_argument("files", nargs="+", help="prepared splits (.jsonl)")
     s.set_defaults(func=_cmd_study_data)

@@ -269,7 +269,7 @@ def add_commands(sub: Any) -> None:
 
     dec = Decoding()
     s = sub.add_parser("infer", help="generate the raw outputs of one or more datasets")
-    s.add_argument("--model-dir", required=True)
+    s.add_argument("--model-dir", required=True, help="the model or artifact folder")
     s.add_argument("--method", type=json_arg, help="the method entry as JSON")
     s.add_argument(
         "--settings",
@@ -318,10 +318,10 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--sc-temperature", type=float, help=f"their temperature ({dec.sc_temperature})")
     s.add_argument("--batch-size", type=int, help=f"most rows per batch ({dec.batch_size})")
     s.add_argument("--batch-tokens", type=int, help=f"token budget per batch ({dec.batch_tokens})")
-    s.add_argument("--backend", default="transformers", choices=BACKENDS)
+    s.add_argument("--backend", default="transformers", choices=BACKENDS, help="inference engine")
     s.add_argument("--cache-dir", default="", help="generation cache folder ('' = off)")
     s.add_argument("--max-new-tokens", default="", help="empty: the task's default")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of sampled chains")
     s.add_argument("--system-prompt", default="", help="empty: the package default")
     s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
     s.add_argument(
@@ -335,22 +335,22 @@ def add_commands(sub: Any) -> None:
     s.set_defaults(func=_cmd_infer, runs=None)
 
     s = sub.add_parser("perplexity", help="held-out perplexity of a model under a method")
-    s.add_argument("--model-dir", required=True)
-    s.add_argument("--method", required=True, type=json_arg)
-    s.add_argument("--out", required=True)
-    s.add_argument("--max-length", type=int, default=512)
+    s.add_argument("--model-dir", required=True, help="the model or artifact folder")
+    s.add_argument("--method", required=True, type=json_arg, help="the method entry as JSON")
+    s.add_argument("--out", required=True, help="the perplexity record (JSON)")
+    s.add_argument("--max-length", type=int, default=512, help="tokens per scored window")
     s.add_argument("--cpu-threads", default="job", help="'job', 'all' or a number")
     add_gpus_arg(s)
     s.add_argument("data", nargs="+", help="prepared test splits (JSON Lines)")
     s.set_defaults(func=_cmd_perplexity)
 
     s = sub.add_parser("perplexity-table", help="gather perplexity records into a table")
-    s.add_argument("--out", required=True)
-    s.add_argument("records", nargs="+")
+    s.add_argument("--out", required=True, help="the table (CSV)")
+    s.add_argument("records", nargs="+", help="perplexity records (JSON)")
     s.set_defaults(func=_cmd_perplexity_table)
 
     s = sub.add_parser("cache", help="show or clear the generation cache")
-    s.add_argument("action", choices=["info", "clear"])
+    s.add_argument("action", choices=["info", "clear"], help="info: what it holds; clear: delete")
     s.add_argument("--dir", default="resources/generation_cache", help="the cache folder")
     s.add_argument(
         "--model-key", help="clear only this model's generations (a key listed by 'cache info')"

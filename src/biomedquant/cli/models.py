@@ -86,9 +86,9 @@ def _cmd_quality_table(args: argparse.Namespace) -> None:
 def add_commands(sub: Any) -> None:
     """Register this stage's subcommands."""
     s = sub.add_parser("fetch-model", help="materialize a model as a 16-bit safetensors folder")
-    s.add_argument("--model", required=True)
+    s.add_argument("--model", required=True, help="the model's slug")
     s.add_argument("--spec", required=True, type=json_arg, help="the model's config entry")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the model folder to write")
     s.add_argument(
         "--strict-revisions",
         action="store_true",
@@ -97,10 +97,10 @@ def add_commands(sub: Any) -> None:
     s.set_defaults(func=_cmd_fetch)
 
     s = sub.add_parser("quantize", help="quantize a fetched model with one method")
-    s.add_argument("--source", required=True)
+    s.add_argument("--source", required=True, help="the fetched 16-bit model folder")
     s.add_argument("--method", required=True, type=json_arg, help="the method's config entry")
-    s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="the artifact folder to write")
+    s.add_argument("--seed", type=int, default=0, help="seed of the calibration windows")
     s.add_argument("--pools", default="", help="in-domain calibration: 'dataset=train.jsonl ...'")
     s.add_argument(
         "--test-files", default="", help="in-domain calibration: 'dataset=test.raw ...' to exclude"
@@ -111,6 +111,6 @@ def add_commands(sub: Any) -> None:
     s.set_defaults(func=_cmd_quantize)
 
     s = sub.add_parser("quality-table", help="gather quantization quality checks into a table")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the table (CSV)")
     s.add_argument("artifacts", nargs="*", help="quantized artifact folders (model/method)")
     s.set_defaults(func=_cmd_quality_table)

@@ -170,13 +170,13 @@ def add_commands(sub: Any) -> None:
 
     s = sub.add_parser("memory-table", help="estimates beside the memory the runs measured")
     config_args(s)
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the table (CSV)")
     add_manifests_arg(s, "run records")
     s.add_argument("runs", nargs="*", help="run records (.run.json)")
     s.set_defaults(func=_cmd_memory_table)
 
     s = sub.add_parser("cpu-deployment", help="speed and memory of CPU runs beside accuracy")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the table (CSV)")
     s.add_argument("--comparisons", default="", help="comparisons table (optional)")
     s.add_argument("--perplexity", default="", help="perplexity table (optional)")
     s.add_argument("--figure", nargs="*", default=[], help="figure files (.png, .pdf)")

@@ -63,7 +63,7 @@ def _cmd_rehearse(args: argparse.Namespace) -> int:
     print(f"  data: {summary['data']}")
     for note in summary["notes"]:
         print(f"  {note}")
-    command = snakemake_command(out, args.cores, args.snakemake_args)
+    command = snakemake_command(out, args.cores or os.cpu_count() or 1, args.snakemake_args)
     shown = f"HF_HOME={rehearsal.hf_home} HF_HUB_OFFLINE=1 " + " ".join(command[3:])
     if not args.run:
         print(f"run it with:\n  biomedquant rehearse --run ...  (or: snakemake {shown})")
@@ -87,6 +87,8 @@ def add_commands(sub: Any) -> None:
         help="a stand-in for every model (default: one per model family)",
     )
     s.add_argument("--run", action="store_true", help="run the workflow on it now")
-    s.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    s.add_argument(
+        "--cores", type=int, default=None, help="Snakemake's --cores (default: every core here)"
+    )
     s.add_argument("snakemake_args", nargs="*", help="more Snakemake arguments (after --)")
     s.set_defaults(func=_cmd_rehearse)

@@ -143,7 +143,7 @@ def add_commands(sub: Any) -> None:
         "recommend",
         help="per model, the least-memory method shown non-inferior to the baseline everywhere",
     )
-    s.add_argument("--memory", required=True)
+    s.add_argument("--memory", required=True, help="the memory table (CSV)")
     s.add_argument(
         "--margin",
         type=float,
@@ -155,8 +155,8 @@ def add_commands(sub: Any) -> None:
         "--task-margin", action="append", default=[], help="TASK=POINTS, overrides --margin"
     )
     s.add_argument("--alpha", type=float, default=0.05, help="one-sided, per test")
-    s.add_argument("--out", required=True)
-    s.add_argument("--evidence-out", required=True)
+    s.add_argument("--out", required=True, help="the recommendation table (CSV)")
+    s.add_argument("--evidence-out", required=True, help="its evidence table (CSV)")
     g = s.add_argument_group(
         "deployment answer",
         "what to deploy on your hardware: per model and over all models, the best-scoring"
@@ -205,13 +205,13 @@ def add_commands(sub: Any) -> None:
     from biomedquant.report import TABLE_PAGES
 
     s = sub.add_parser("report-table", help="an HTML page of a table for the report")
-    s.add_argument("--kind", required=True, choices=TABLE_PAGES)
-    s.add_argument("--table", required=True)
+    s.add_argument("--kind", required=True, choices=TABLE_PAGES, help="which table")
+    s.add_argument("--table", required=True, help="the table (CSV)")
     s.add_argument("--evidence", default="", help="recommendation only: its evidence table")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the page (HTML)")
     s.set_defaults(func=_cmd_report_table)
 
     s = sub.add_parser("report-config", help="an HTML page of the run's configuration")
-    s.add_argument("--config-json", required=True, type=json_arg)
-    s.add_argument("--out", required=True)
+    s.add_argument("--config-json", required=True, type=json_arg, help="the validated config")
+    s.add_argument("--out", required=True, help="the page (HTML)")
     s.set_defaults(func=_cmd_report_config)

@@ -117,17 +117,26 @@ def _cmd_aggregate(args: argparse.Namespace) -> None:
     print(f"{n} rows -> {args.out}")
 
 
+# The files of `score` (and, with the baseline's, of `compare`), with their help.
+SCORE_FILES = {
+    "predictions": "the predictions (JSON Lines)",
+    "gold": "the prepared split they answer",
+    "dataset": "dataset name (biomedquant datasets)",
+    "out": "the scores file to write (JSON)",
+}
+
+
 def add_commands(sub: Any) -> None:
     """Register this stage's subcommands."""
     s = sub.add_parser(
         "parse",
         help="read the answers of stored raw outputs (a generations file) into predictions",
     )
-    s.add_argument("--dataset", required=True)
+    s.add_argument("--dataset", required=True, help="dataset name (biomedquant datasets)")
     s.add_argument("--gold", required=True, help="the prepared split the outputs answer")
-    s.add_argument("--generations", required=True)
+    s.add_argument("--generations", required=True, help="raw outputs (JSON Lines)")
     s.add_argument("--prompt", default="zero-shot", help="prompting method (sc-cot votes)")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the predictions (JSON Lines)")
     s.set_defaults(func=_cmd_parse)
 
     s = sub.add_parser(
@@ -143,23 +152,26 @@ def add_commands(sub: Any) -> None:
         description="Score a prediction file: JSON Lines with 'id' and either 'prediction' "
         "(parsed) or 'output' (raw text, parsed here). Works for predictions made elsewhere.",
     )
-    for name in ("predictions", "gold", "dataset", "out"):
-        s.add_argument(f"--{name}", required=True)
+    for name, text in SCORE_FILES.items():
+        s.add_argument(f"--{name}", required=True, help=text)
     for name in ("model", "method", "prompt"):
         s.add_argument(f"--{name}", default="", help="label recorded in the score file")
-    s.add_argument("--resamples", type=int, default=1000)
-    s.add_argument("--level", type=float, default=0.95)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    s.add_argument("--level", type=float, default=0.95, help="interval level")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     s.set_defaults(func=_cmd_score)
 
     s = sub.add_parser("compare", help="paired comparison of a method with its baseline")
-    for name in ("baseline-predictions", "predictions", "gold", "dataset", "out"):
-        s.add_argument(f"--{name}", required=True)
+    s.add_argument(
+        "--baseline-predictions", required=True, help="the baseline's predictions (JSON Lines)"
+    )
+    for name, text in SCORE_FILES.items():
+        s.add_argument(f"--{name}", required=True, help=text.replace("scores", "comparison"))
     for name in ("model", "method", "baseline", "prompt"):
-        s.add_argument(f"--{name}", required=True)
-    s.add_argument("--resamples", type=int, default=1000)
-    s.add_argument("--level", type=float, default=0.95)
-    s.add_argument("--seed", type=int, default=0)
+        s.add_argument(f"--{name}", required=True, help="label recorded in the comparison")
+    s.add_argument("--resamples", type=int, default=1000, help="paired bootstrap resamples")
+    s.add_argument("--level", type=float, default=0.95, help="interval level")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     s.add_argument(
         "--noise-floor",
         action="store_true",
@@ -168,9 +180,12 @@ def add_commands(sub: Any) -> None:
     s.set_defaults(func=_cmd_compare)
 
     s = sub.add_parser("aggregate", help="gather score or comparison files into a CSV table")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the table (CSV)")
     s.add_argument(
-        "--kind", choices=("scores", "comparisons", "comparisons_by_label"), default="scores"
+        "--kind",
+        choices=("scores", "comparisons", "comparisons_by_label"),
+        default="scores",
+        help="which table",
     )
     add_manifests_arg(s, "files of this kind of table")
     s.add_argument("files", nargs="*", help="score or comparison files")
