@@ -449,6 +449,54 @@ def test_no_two_methods_share_a_colour_at_the_papers_scale_and_beyond():
     assert many[:8] == list(OKABE_ITO)
 
 
+def test_a_method_family_is_one_hue_in_shades_darker_with_fewer_bits():
+    import colorsys
+
+    import yaml
+
+    from biomedquant.figures.style import FAMILY_HUES, order_from_config
+
+    from conftest import REPO
+
+    def hls(color: str) -> tuple[float, float, float]:
+        return colorsys.rgb_to_hls(*(int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)))
+
+    for name in ("paper.yaml", "methods.yaml"):
+        config = yaml.safe_load((REPO / "config" / name).read_text())
+        order = order_from_config(config)
+        by_family: dict[str, list[tuple[int, str]]] = {}
+        for method, family, n_bits in order.families:
+            if method != order.baseline:
+                by_family.setdefault(family, []).append((n_bits, order.color(method)))
+        assert set(by_family) <= set(FAMILY_HUES)
+        hues = {}
+        for family, members in by_family.items():
+            family_hues = {round(hls(c)[0], 2) for _, c in members}
+            assert len(family_hues) == 1, (family, members)  # one hue
+            hues[family] = family_hues.pop()
+            members.sort(reverse=True)  # most bits first: lightest
+            lightness = [hls(c)[1] for _, c in members]
+            assert lightness == sorted(lightness, reverse=True), (family, members)
+        assert len(set(hues.values())) == len(hues)  # families apart
+        colors = [order.color(m) for m in order.methods]
+        assert len(set(colors)) == len(colors)
+    # a table's own rows (the fit and CPU tables) give the same colours as the config
+    from biomedquant.figures.style import order_from_rows
+
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    from biomedquant.methods import bits
+
+    rows = pd.DataFrame(
+        [
+            {"model": "m", "method": m, "kind": spec["kind"], "bits": bits(spec)}
+            for m, spec in paper["methods"].items()
+        ]
+    )
+    assert [order_from_rows(rows).color(m) for m in paper["methods"]] == [
+        order_from_config(paper).color(m) for m in paper["methods"]
+    ]
+
+
 def test_legends_show_the_names_a_reader_knows():
     """Display names from the method registry in the order every figure gets (slugs stay in
     file names); two methods that would read alike keep their slugs."""

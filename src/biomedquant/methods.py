@@ -133,6 +133,8 @@ class MethodKind:
     quantizes_on_cpu: bool = False  # its quantize_model job needs no GPU
     # the name a reader knows, for legends and captions ("GPTQ 4-bit, g128"); slugs stay in paths
     title: Callable[[Method], str] = _fixed("")
+    # the method family a figure gives one hue (its methods shades of it, by bits); "" = its name
+    family: str = ""
 
     @property
     def min_compute_capability(self) -> tuple[int, int] | None:
@@ -184,6 +186,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 "bnb-int8",
                 "bitsandbytes LLM.int8(), quantized at load time",
                 title=_fixed("bitsandbytes int8"),
+                family="bitsandbytes",
                 bits=_fixed(8),
                 linear_bytes_per_weight=_fixed(1.0),
                 row_overhead_bytes=_fixed(4.0),  # one float32 scale per row
@@ -194,6 +197,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 "bnb-nf4",
                 "bitsandbytes NF4 (4-bit), quantized at load time",
                 title=_fixed("bitsandbytes NF4"),
+                family="bitsandbytes",
                 bits=_fixed(4),
                 linear_bytes_per_weight=_nf4_bytes,
                 load_time=True,
@@ -252,6 +256,13 @@ def display_names(methods: dict[str, Method]) -> dict[str, str]:
     for title in titles.values():
         counts[title] = counts.get(title, 0) + 1
     return {n: t if counts[t] == 1 else f"{t} ({n})" for n, t in titles.items()}
+
+
+def method_family(method: Method) -> str:
+    """The family of a method entry (gptq, rtn, bitsandbytes, awq, gguf, fp8, none): figures
+    draw a family in one hue."""
+    kind = method_kind(method)
+    return kind.family or kind.name
 
 
 def model_folder(model: str, method_name: str, method: Method) -> str:

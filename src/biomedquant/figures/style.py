@@ -1,9 +1,11 @@
 """What every figure shares, so that a reader who has learnt one can read the next: one colour
 per quantization method, one display order, titles as papers write them, one set of GPU sizes.
 
-* One colour per quantization method, the same in every figure: the unquantized baseline grey,
-  the quantized methods in the Okabe-Ito palette (distinguishable under the common colour-vision
-  deficiencies), in the config's method order.
+* One colour per quantization method, the same in every figure: the unquantized baseline grey;
+  each method family one hue of the Okabe-Ito palette (distinguishable under the common
+  colour-vision deficiencies: GPTQ blue, round-to-nearest orange, bitsandbytes green, AWQ
+  vermillion, GGUF purple, FP8 dark yellow), its methods shades of it, darker with fewer bits;
+  a method of no known family gets a hue of its own.
 * Datasets by their benchmark title, in registry order (grouped by task); prompting methods in
   registry order (zero-shot first); models in the config's order.
 * GPU reference lines at :data:`biomedquant.gpus.GPU_SIZES_GIB`, the sizes the fit table and
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from biomedquant.datasets.registry import DATASETS
 from biomedquant.gpus import GPU_SIZES_GIB, single_gpu_capacity_gb
-from biomedquant.methods import display_names
+from biomedquant.methods import bits, display_names, method_family
 from biomedquant.prompting import PROMPT_METHODS
 
 if TYPE_CHECKING:
@@ -81,6 +83,8 @@ class Order:
     baseline: str | None = None
     # (method, name a reader knows) pairs from the method registry; slugs where none is known
     names: tuple[tuple[str, str], ...] = ()
+    # (method, family, bits) from the method registry: the colour of each method
+    families: tuple[tuple[str, str, int], ...] = ()
 
     def with_data(self, *frames: pd.DataFrame) -> Order:
         """This order extended by the values present in ``frames``."""
@@ -111,7 +115,14 @@ class Order:
             [p for p in prompt_rank if p in found["prompts"] or p in self.prompts],
             found["prompts"],
         )
-        return Order(methods, extend(self.models, found["models"]), prompts, baseline, self.names)
+        return Order(
+            methods,
+            extend(self.models, found["models"]),
+            prompts,
+            baseline,
+            self.names,
+            self.families,
+        )
 
     @staticmethod
     def sort(ranked: Sequence[str], values: Iterable[str]) -> list[str]:
@@ -124,9 +135,17 @@ class Order:
         return dict(self.names).get(method, method)
 
     def color(self, method: str) -> str:
-        """The method's colour: grey for the baseline, Okabe-Ito in order for the others."""
+        """The method's colour: grey for the baseline; where the registry's families are
+        known, its family's hue in a shade by bits; else Okabe-Ito in the config's order."""
         if method == self.baseline:
             return BASELINE_COLOR
+        if self.families:
+            colors = family_colors(self.families, self.baseline)
+            if method in colors:
+                return colors[method]
+            strays = [m for m in self.methods if m not in colors and m != self.baseline]
+            idx = strays.index(method) if method in strays else len(strays)
+            return method_color(_GOLDEN_START + len(colors) + idx)
         quantized = [m for m in self.methods if m != self.baseline]
         idx = quantized.index(method) if method in quantized else len(quantized)
         return method_color(idx)
@@ -136,6 +155,8 @@ class Order:
 # (black would turn into the baseline's grey, yellow into white), then evenly spread hues.
 _SHADE_BASES = tuple(c for c in OKABE_ITO if c not in ("#000000", "#F0E442"))
 _SHADE_LIGHTNESS = (0.28, 0.72, 0.18, 0.82)
+# method_color's first golden-angle hue: the colours of methods of no known family
+_GOLDEN_START = len(OKABE_ITO) + len(_SHADE_BASES) * len(_SHADE_LIGHTNESS)
 
 
 def method_color(index: int) -> str:
@@ -161,6 +182,56 @@ def method_color(index: int) -> str:
     return "#{:02X}{:02X}{:02X}".format(*(round(255 * v) for v in (r, g, b)))
 
 
+# One hue per method family (Okabe-Ito; FP8 in a darker yellow than the palette's, which is
+# faint on white).
+FAMILY_HUES = {
+    "gptq": "#0072B2",
+    "rtn": "#E69F00",
+    "bitsandbytes": "#009E73",
+    "awq": "#D55E00",
+    "gguf": "#CC79A7",
+    "fp8": "#A89A00",
+}
+# Lightness of a family's shades: most bits lightest, fewest darkest.
+_FAMILY_LIGHTNESS = (0.66, 0.25)
+
+
+@functools.lru_cache(maxsize=64)
+def family_colors(
+    families: tuple[tuple[str, str, int], ...], baseline: str | None
+) -> dict[str, str]:
+    """Each quantized method's colour: its family's hue, shaded by its rank in bits within the
+    family (ties in config order); a family of one keeps the hue itself. Methods of a family
+    without a hue of its own get golden-angle hues, spread like :func:`method_color`'s."""
+    import colorsys
+
+    members: dict[str, list[tuple[int, int, str]]] = {}
+    for place, (method, family, n_bits) in enumerate(families):
+        if method != baseline:
+            members.setdefault(family, []).append((-n_bits, place, method))
+    colors: dict[str, str] = {}
+    unknown = 0
+    for family, group in members.items():
+        group.sort()
+        if family not in FAMILY_HUES:
+            for _, _, method in group:
+                colors[method] = method_color(_GOLDEN_START + unknown)
+                unknown += 1
+            continue
+        base = FAMILY_HUES[family]
+        if len(group) == 1:
+            colors[group[0][2]] = base
+            continue
+        r, g, b = (int(base[i : i + 2], 16) / 255 for i in (1, 3, 5))
+        hue, _, saturation = colorsys.rgb_to_hls(r, g, b)
+        light, dark = _FAMILY_LIGHTNESS
+        for rank, (_, _, method) in enumerate(group):
+            lightness = light + (dark - light) * rank / (len(group) - 1)
+            rgb = colorsys.hls_to_rgb(hue, lightness, saturation)
+            colors[method] = "#{:02X}{:02X}{:02X}".format(*(round(255 * v) for v in rgb))
+    return colors
+
+
 def order_from_config(config: dict[str, Any]) -> Order:
     """The display order a config implies (the workflow passes it to every figure as JSON)."""
     methods = tuple(config.get("methods", {}))
@@ -168,12 +239,16 @@ def order_from_config(config: dict[str, Any]) -> Order:
         (m for m, s in config.get("methods", {}).items() if s.get("kind") == "none"), None
     )
     names = tuple(display_names(config.get("methods", {})).items())
+    families = tuple(
+        (m, method_family(spec), bits(spec)) for m, spec in config.get("methods", {}).items()
+    )
     return Order(
         methods,
         tuple(config.get("models", {})),
         tuple(config.get("prompts", ())),
         baseline,
         names,
+        families,
     )
 
 
@@ -184,10 +259,23 @@ def order_from_rows(df: pd.DataFrame) -> Order:
     baseline = None
     if kinds is not None and (kinds == "none").any():
         baseline = str(df.loc[kinds == "none", "method"].iloc[0])
+    families: tuple[tuple[str, str, int], ...] = ()
+    if kinds is not None:
+        from biomedquant.methods import METHOD_KINDS
+
+        rows = df.drop_duplicates("method")
+        n_bits = rows["bits"] if "bits" in rows else [0] * len(rows)
+        families = tuple(
+            (str(m), (METHOD_KINDS[k].family or k) if k in METHOD_KINDS else k, int(b or 0))
+            for m, k, b in zip(
+                rows["method"].astype(str), rows["kind"].astype(str), n_bits, strict=True
+            )
+        )
     return Order(
         methods=tuple(dict.fromkeys(df["method"].astype(str))),
         models=tuple(dict.fromkeys(df["model"].astype(str))),
         baseline=baseline,
+        families=families,
     )
 
 
@@ -201,6 +289,7 @@ def order_to_json(order: Order) -> str:
             "prompts": list(order.prompts),
             "baseline": order.baseline,
             "names": dict(order.names),
+            "families": [list(f) for f in order.families],
         },
         sort_keys=True,
     )
@@ -215,6 +304,7 @@ def order_from_json(text: str) -> Order:
         prompts=tuple(raw.get("prompts", ())),
         baseline=raw.get("baseline"),
         names=tuple(raw.get("names", {}).items()),
+        families=tuple(tuple(f) for f in raw.get("families", ())),
     )
 
 
