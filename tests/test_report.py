@@ -185,3 +185,6 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     for name in FIGURES:
         assert f"{name}.png" in rendered, name
     assert "<svg" in rendered and "Recommendation" in rendered
+    # it opens with the summary figure, then the recommendation, both inline
+    assert rendered.count("<svg") >= 2
+    assert -1 < rendered.index("The main result") < rendered.index("The recommendation (open")

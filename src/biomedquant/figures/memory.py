@@ -49,7 +49,8 @@ def _memory_legend(fig: Figure, order: Order, methods: Sequence[str]) -> None:
 def plot_memory(
     memory_path: str | Path, out_paths: Sequence[str | Path], *, order: Order | None = None
 ) -> None:
-    """GPU memory per model and method on a log axis with the common GPU sizes as lines.
+    """GPU memory per model and method as bars on a linear axis, with the common GPU sizes (as
+    marketed, drawn at what the fit rule lets one hold) as lines.
 
     Measured peak allocation where a GPU run exists (solid), the fit estimator otherwise
     (hatched): a reader sees at once which numbers come from a run.
@@ -89,18 +90,17 @@ def plot_memory(
             )
         if n_bars <= 40:
             bar_labels(ax, pos, vals)
+    # a linear axis: a bar's length is the memory (on a log axis it would mean nothing)
     top = float(mem["memory_gb"].max())
-    bottom = float(mem["memory_gb"].min())
-    log_axis(ax, "y")
-    ax.set_ylim(max(0.01, bottom / 3), max(120.0, top * 2.5))
-    gpu_lines(ax)
+    ax.set_ylim(0, max(top * 1.15, 1.0))
+    gpu_lines(ax, lo=0, hi=max(top * 1.15, 1.0))
     ax.set_xticks(
         x,
         models,
         rotation=30 if len(models) > 4 else 0,
         ha="right" if len(models) > 4 else "center",
     )
-    ax.set_ylabel("GPU memory (GB, log scale)")
+    ax.set_ylabel("GPU memory (GB)")
     ax.grid(axis="y", which="major", alpha=0.3)
     _memory_legend(fig, order, methods)
     suptitle(fig, "GPU memory per model and quantization method")

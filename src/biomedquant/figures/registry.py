@@ -23,6 +23,7 @@ from biomedquant.figures.memory import plot_memory, plot_memory_estimate_check, 
 from biomedquant.figures.prompting import plot_prompting
 from biomedquant.figures.recommendation import plot_recommendation
 from biomedquant.figures.style import Order
+from biomedquant.figures.summary import plot_summary
 
 FIGURE_DIR = "results/figures"
 # The tables a figure can read, by the name the registry and `biomedquant plot --NAME` use.
@@ -70,6 +71,15 @@ class FigureSpec:
 
 
 FIGURES: dict[str, FigureSpec] = {
+    "summary": FigureSpec(
+        plot_summary,
+        ("comparisons", "memory"),
+        "Summary: change per task, every model and method",
+        "summary.rst",
+        "Summary",
+        # it opens the report's landing page, inlined there as the recommendation is
+        formats=("png", "pdf", "svg"),
+    ),
     "scores_by_dataset": FigureSpec(
         plot_scores_by_dataset,
         ("scores",),
