@@ -8,6 +8,7 @@ figure. Chromium runs the app; the test reads the DOM it rendered and a screensh
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -124,6 +125,43 @@ def test_the_study_writes_every_figure_and_the_recommendation(study):
     header = yaml.safe_load(card.split("---\n")[1])
     assert header["base_model_relation"] == "quantized" and "gptq" in header["tags"]
     assert "## Scores" in card and "insufficient evidence" in card
+
+
+def test_lm_eval_reads_the_exported_results_and_samples(study):
+    """Every model x method's export, read back with lm-evaluation-harness's own code: its
+    file-name conventions, its table printer, and its result schema's keys."""
+    from lm_eval.result_schema import EvalResults, SampleResult
+    from lm_eval.utils import (
+        get_file_task_name,
+        get_latest_filename,
+        get_results_filenames,
+        get_sample_results_filenames,
+        make_table,
+    )
+
+    for method in ("none", "gptq-w4g32"):
+        folder = study / "results/exports/tiny" / method / "lm_eval"
+        files = [str(p) for p in sorted(folder.iterdir())]
+        results = json.loads(Path(get_latest_filename(get_results_filenames(files))).read_text())
+        tasks = {f"{d}_{p.replace('-', '_')}" for d in TINY_DATASETS for p in TINY_PROMPTS}
+        assert set(results["results"]) == tasks
+        assert set(results) - {"biomedquant_version"} <= set(EvalResults.__annotations__)
+        table = make_table(results)
+        scores = list(csv.DictReader((study / "results/tables/scores.csv").open()))
+        for row in scores:
+            if row["method"] == method and row["primary"] == "True":
+                task = f"{row['dataset']}_{row['prompt'].replace('-', '_')}"
+                assert results["results"][task][f"{row['metric']},none"] == float(row["value"])
+                assert row["metric"] in table
+        samples = get_sample_results_filenames(files)
+        assert {get_file_task_name(Path(f).name) for f in samples} == tasks
+        for path in samples:
+            lines = [json.loads(line) for line in Path(path).read_text().splitlines()]
+            task = get_file_task_name(Path(path).name)
+            assert len(lines) == results["n-samples"][task]["effective"]
+            for line in lines:
+                assert SampleResult.__required_keys__ <= set(line)
+                assert isinstance(line["resps"][0][0], str) and line["exact_match"] in (0.0, 1.0)
 
 
 def test_report_holds_figures_captions_tables_and_configuration(report):

@@ -45,7 +45,14 @@ NOISE_FLOOR = ("noise_floor_generations", "noise_floor_predictions", "noise_floo
 # smallest of them rather than the 50th (biomedquant.verdicts); the config's
 # scoring.comparison_resamples.
 COMPARISON_RESAMPLES = 10_000
-MANIFEST_KEYS = ("scores", "comparisons", "noise_floor_comparisons", "run_record")
+MANIFEST_KEYS = (
+    "gold",
+    "predictions",
+    "scores",
+    "comparisons",
+    "noise_floor_comparisons",
+    "run_record",
+)
 
 
 def package_import_closure(root: str, package: str = "biomedquant") -> tuple[str, ...]:

@@ -449,6 +449,9 @@ def final_targets():
             f"{folder.replace('resources/models', 'results/exports')}/README.md"
             for folder in quantized_artifacts()
         ]
+    # every model x method's results in lm-evaluation-harness's format
+    extra += expand("results/exports/{model}/{method}/lm_eval", model=config["models"],
+                    method=config["methods"])  # fmt: skip
     if compared:
         tables += ["comparisons", "recommendation", "deployment_choice"]
         extra.append("results/tables/comparisons_by_label.csv")

@@ -71,6 +71,24 @@ rule model_card:
         " --out {output:q} > {log:q} 2>&1"
 
 
+rule lm_eval_export:
+    input:
+        manifest=MANIFEST,
+    output:
+        directory("results/exports/{model}/{method}/lm_eval"),
+    log:
+        "logs/lm_eval_export/{model}/{method}.log",
+    conda:
+        CONDA_ENV
+    params:
+        model_spec=lambda wildcards: as_json(config["models"][wildcards.model]),
+        method=lambda wildcards: as_json(method_spec(wildcards)),
+    shell:
+        "biomedquant lm-eval-export --manifest {input.manifest:q} --model {wildcards.model:q}"
+        " --model-spec {params.model_spec:q} --method-name {wildcards.method:q}"
+        " --method {params.method:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule report_table:
     input:
         table="results/tables/{table}.csv",

@@ -111,6 +111,15 @@ def _cmd_model_card(args: argparse.Namespace) -> None:
     print(f"model card -> {args.out}")
 
 
+def _cmd_lm_eval_export(args: argparse.Namespace) -> None:
+    from biomedquant.lm_eval_export import export_lm_eval
+
+    files = export_lm_eval(
+        args.manifest, args.model, args.model_spec, args.method_name, args.method, args.out
+    )
+    print(f"lm-eval results and {len(files) - 1} sample file(s) -> {args.out}")
+
+
 def _cmd_report_table(args: argparse.Namespace) -> None:
     from biomedquant.report import write_table_page
 
@@ -201,6 +210,18 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--evidence", default="", help="recommendation_evidence.csv")
     s.add_argument("--out", required=True, help="the card (README.md)")
     s.set_defaults(func=_cmd_model_card)
+
+    s = sub.add_parser(
+        "lm-eval-export",
+        help="a model x method's results in lm-evaluation-harness's format (results, samples)",
+    )
+    s.add_argument("--manifest", required=True, help="its evaluate manifest (JSON)")
+    s.add_argument("--model", required=True, help="the model's name in the config")
+    s.add_argument("--model-spec", required=True, type=json_arg, help="its config entry (JSON)")
+    s.add_argument("--method-name", required=True, help="the method's name in the config")
+    s.add_argument("--method", required=True, type=json_arg, help="its config entry (JSON)")
+    s.add_argument("--out", required=True, help="the folder to write")
+    s.set_defaults(func=_cmd_lm_eval_export)
 
     from biomedquant.report import TABLE_PAGES
 
