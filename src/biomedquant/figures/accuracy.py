@@ -17,7 +17,13 @@ from biomedquant.figures.draw import (
     subplots,
     suptitle,
 )
-from biomedquant.figures.style import Order, dataset_order, styled
+from biomedquant.figures.style import (
+    PARSE_FAILURE_HATCH,
+    PARSE_FAILURE_MARK,
+    Order,
+    dataset_order,
+    styled,
+)
 from biomedquant.results import read_scores
 
 
@@ -57,6 +63,7 @@ def plot_scores_by_dataset(
     width = 0.8 / len(methods)
     x = np.arange(len(datasets))
     annotate = n_bars <= 24
+    marked_any = False
     for i, model in enumerate(models):
         for j, prompt in enumerate(prompts):
             ax = axes[i, j]
@@ -81,11 +88,33 @@ def plot_scores_by_dataset(
                     linewidth=0.3,
                     error_kw={"elinewidth": 0.6},
                 )
+                rates = (
+                    m["parse_failure_rate"].to_numpy(dtype=float)
+                    if "parse_failure_rate" in m
+                    else np.zeros(len(vals))
+                )
+                marked = np.nan_to_num(rates) > PARSE_FAILURE_MARK
+                marked_any = marked_any or bool(marked.any())
+                if marked.any():
+                    ax.bar(
+                        pos[marked],
+                        np.maximum(np.nan_to_num(vals[marked]), 0.02),
+                        width,
+                        fill=False,
+                        hatch=PARSE_FAILURE_HATCH,
+                        edgecolor="black",
+                        linewidth=0.0,
+                    )
                 if not annotate:
                     continue
-                # Printed above the interval, so a score of 0 reads as 0, not as a gap.
-                bar_labels(ax, pos, vals, ".2f", heights=np.fmax(vals, ci_hi))
-            ax.set_ylim(0, 1.2 if annotate else 1.05)
+                # Printed above the interval, so a score of 0 reads as 0, not as a gap; with
+                # the unparsable share where it is high, so 0 is read for what it is.
+                texts = [
+                    f"{v:.2f}" + (f" ({r:.0%} unparsable)" if flag else "")
+                    for v, r, flag in zip(vals, np.nan_to_num(rates), marked, strict=True)
+                ]
+                bar_labels(ax, pos, vals, ".2f", heights=np.fmax(vals, ci_hi), texts=texts)
+            ax.set_ylim(0, 1.45 if annotate else 1.05)
             ax.grid(axis="y", alpha=0.3)
             if i == 0:
                 ax.set_title(prompt)
@@ -93,7 +122,19 @@ def plot_scores_by_dataset(
                 ax.set_ylabel(f"{model}\nscore")
     for ax in axes[-1, :]:
         dataset_ticks(ax, datasets, metrics)
-    fig_legend(fig, legend_handles(order, methods), "quantization method")
+    handles = legend_handles(order, methods)
+    if marked_any:
+        from matplotlib.patches import Patch
+
+        handles.append(
+            Patch(
+                fill=False,
+                hatch=PARSE_FAILURE_HATCH,
+                edgecolor="black",
+                label=f"more than {PARSE_FAILURE_MARK:.0%} of answers unparsable",
+            )
+        )
+    fig_legend(fig, handles, "quantization method")
     suptitle(
         fig,
         "Primary metric per dataset by quantization method "

@@ -55,7 +55,8 @@ def plot_cpu_deployment(
     ax_speed.barh(ys, gen, color=colors, edgecolor="black", linewidth=0.3, height=0.6)
     ax_speed.scatter(prompt, ys, marker="|", s=200, color="0.2", zorder=3)
     for y, g, c, kind in zip(ys, gen, change, kinds, strict=True):
-        text = "baseline" if kind == "none" else "Δ n/a" if np.isnan(c) else f"Δ {c:+.3f}"
+        # in points, as every figure gives changes (the table keeps the 0-1 scale)
+        text = "baseline" if kind == "none" else "Δ n/a" if np.isnan(c) else f"Δ {100 * c:+.1f} pts"
         ax_speed.text(g, y, f" {text}", va="center", fontsize=7)
     ax_speed.set_yticks(ys, labels)
     ax_speed.set_ylim(len(df) - 0.5, -0.5)
@@ -78,6 +79,6 @@ def plot_cpu_deployment(
     suptitle(
         fig,
         "CPU deployment: speed and memory on this machine; "
-        "Δ = mean change in primary metric vs 16-bit",
+        "Δ = mean change in primary metric vs 16-bit, in points",
     )
     save_figure(fig, out_paths)

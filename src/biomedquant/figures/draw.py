@@ -185,13 +185,16 @@ def bar_labels(
     values: Sequence[float],
     fmt: str = ".3g",
     heights: Sequence[float] | None = None,
+    texts: Sequence[str] | None = None,
 ) -> None:
-    """Each bar's value printed above it, or above ``heights`` (say, its interval's top)."""
+    """Each bar's value printed above it, or above ``heights`` (say, its interval's top);
+    ``texts``, where given, replace the formatted values."""
     heights = values if heights is None else heights
-    for p, v, h in zip(positions, values, heights, strict=True):
+    texts = [f"{v:{fmt}}" for v in values] if texts is None else texts
+    for p, v, h, text in zip(positions, values, heights, texts, strict=True):
         if not math.isnan(v):
             ax.annotate(
-                f"{v:{fmt}}",
+                text,
                 (p, h),
                 xytext=(0, 2),
                 textcoords="offset points",

@@ -55,6 +55,10 @@ METRIC_TITLES = {
     "precision": "precision",
     "recall": "recall",
 }
+# A score whose run left more than this share of answers unparsable is marked (hatched, with
+# the rate): a low score may then say more about format than about knowledge.
+PARSE_FAILURE_MARK = 0.2
+PARSE_FAILURE_HATCH = "xxxx"
 # Estimated (not measured) memory: hatched or hollow, never passed off as a measurement.
 ESTIMATED_HATCH = "////"
 # Sizes for figures read at print size; TrueType fonts keep the PDF's text editable.
