@@ -249,10 +249,16 @@ def test_every_figure_draws_at_demo_and_paper_scale(tmp_path, scale, models, met
         order = order_from_config({**PAPER_CONFIG, "prompts": prompts})
     # PDF at demo scale only: the same drawing, and the paper-scale figures are slow to lay out
     exts = ("png", "pdf") if scale == "demo" else ("png",)
+    from matplotlib.image import imread
+
+    from biomedquant.figures.style import MAX_PIXELS
+
     for name in FIGURES:
         outs = [tmp_path / f"{name}.{ext}" for ext in exts]
         draw_figure(name, tables, outs, order=order)
         _assert_png(outs[0])
+        # within what the report (and a browser) shows at full size
+        assert max(imread(outs[0]).shape[:2]) <= MAX_PIXELS, name
         if scale == "demo":
             assert outs[1].read_bytes().startswith(b"%PDF")
 
@@ -507,6 +513,24 @@ def test_a_method_family_is_one_hue_in_shades_darker_with_fewer_bits():
     assert [order_from_rows(rows).color(m) for m in paper["methods"]] == [
         order_from_config(paper).color(m) for m in paper["methods"]
     ]
+
+
+def test_the_domain_figure_compares_biomedical_and_general_models_of_one_size_class(tmp_path):
+    from biomedquant.figures.domain import comparable_classes
+
+    paper = order_from_config(PAPER_CONFIG)
+    classes = comparable_classes(paper)
+    assert set(classes) == {"7-14B", "70B+"}
+    assert classes["70B+"] == {
+        "general": ["llama31_70b", "llama33_70b", "qwen25_72b"],
+        "biomedical": ["openbiollm_70b"],
+    }
+    # a config with one kind of model cannot show the claim: the figure says so
+    demo = Order(("none", "gptq-w4g64"), ("smollm2_135m",), ("zero-shot",), "none")
+    assert comparable_classes(demo) == {}
+    tables = write_tables(tmp_path, ["smollm2_135m"], ["none", "gptq-w4g64"], ["zero-shot"])
+    draw_figure("domain_edge", tables, [tmp_path / "domain.png"], order=demo)
+    _assert_png(tmp_path / "domain.png", ink=0.002)
 
 
 def test_legends_show_the_names_a_reader_knows():

@@ -43,31 +43,51 @@ def plot_change_by_label(
     models = Order.sort(order.models, df["model"])
     methods = Order.sort(order.methods, df["method"])
     prompts = Order.sort(order.prompts, df["prompt"])
+    # At the study's scale (more than two prompting methods) a column per method, the change
+    # averaged over the prompting methods, framed where every one's interval excludes 0 on
+    # the same side; else a column per method x prompting method.
+    pooled = len(prompts) > 2
+    df = df.assign(
+        change=100 * df["diff"].astype(float),
+        above=df["diff_ci_low"].astype(float) > 0,
+        below=df["diff_ci_high"].astype(float) < 0,
+        prompt_key="all" if pooled else df["prompt"],
+    )
+    cells = (
+        df.groupby(["model", "dataset", "label", "method", "prompt_key"], sort=False)
+        .agg(change=("change", "mean"), above=("above", "all"), below=("below", "all"))
+        .reset_index()
+    )
+    keys = ["all"] if pooled else prompts
     columns = [
         (m, p)
         for m in methods
-        for p in prompts
-        if ((df["method"] == m) & (df["prompt"] == p)).any()
+        for p in keys
+        if ((cells["method"] == m) & (cells["prompt_key"] == p)).any()
     ]
     rows: list[tuple[str, str]] = []
     for dataset in dataset_order(df["dataset"]):
         labels = df[df["dataset"] == dataset].drop_duplicates("label")
         rows += [(dataset, lab) for lab in sorted(labels["label"])]
     support = df.drop_duplicates(["dataset", "label"]).set_index(["dataset", "label"])["support"]
-    diffs = 100 * df["diff"].astype(float)
-    vmax = max(1.0, math.ceil(float(np.nanmax(np.abs(diffs))))) if diffs.notna().any() else 1.0
+    vmax = cells["change"].abs().max()
+    vmax = max(1.0, math.ceil(float(vmax))) if not math.isnan(vmax) else 1.0
+    ncols = min(len(models), 4)
+    nrows = math.ceil(len(models) / ncols)
     fig, axes = subplots(
-        1,
-        len(models),
+        nrows,
+        ncols,
         0.55 * len(columns) + 2.6,
-        0.22 * len(rows) + 0.6,
+        0.22 * len(rows) + 1.2,
         extra_w=1.6,
         extra_h=1.6,
     )
     image = None
+    for ax in axes.flat[len(models) :]:
+        ax.set_visible(False)
     for j, model in enumerate(models):
-        ax = axes[0, j]
-        sub = df[df["model"] == model].set_index(["dataset", "label", "method", "prompt"])
+        ax = axes.flat[j]
+        sub = cells[cells["model"] == model].set_index(["dataset", "label", "method", "prompt_key"])
         values = np.full((len(rows), len(columns)), np.nan)
         excludes_zero = np.zeros_like(values, dtype=bool)
         for r, (dataset, label) in enumerate(rows):
@@ -77,9 +97,8 @@ def plot_change_by_label(
                     continue
                 hit = sub.loc[key]
                 hit = hit.iloc[0] if hasattr(hit, "iloc") and hit.ndim > 1 else hit
-                values[r, c] = 100 * float(hit["diff"])
-                lo, hi = float(hit["diff_ci_low"]), float(hit["diff_ci_high"])
-                excludes_zero[r, c] = not (math.isnan(lo) or math.isnan(hi)) and (lo > 0 or hi < 0)
+                values[r, c] = float(hit["change"])
+                excludes_zero[r, c] = bool(hit["above"]) or bool(hit["below"])
         image = ax.imshow(
             np.ma.masked_invalid(values), cmap="RdBu", vmin=-vmax, vmax=vmax, aspect="auto"
         )
@@ -102,22 +121,30 @@ def plot_change_by_label(
         ax.set_yticks(
             range(len(rows)),
             [
-                f"{dataset_title(d)}: {lab} (n={int(support[(d, lab)])})" if j == 0 else ""
+                f"{dataset_title(d)}: {lab} (n={int(support[(d, lab)])})" if j % ncols == 0 else ""
                 for d, lab in rows
             ],
         )
         ax.set_xticks(
-            range(len(columns)), [f"{m}\n{p}" for m, p in columns], rotation=90, fontsize=6
+            range(len(columns)),
+            [order.name(m) if pooled else f"{order.name(m)}\n{p}" for m, p in columns],
+            rotation=90,
+            fontsize=6,
         )
         for r in range(1, len(rows)):
             if rows[r][0] != rows[r - 1][0]:
                 ax.axhline(r - 0.5, color="black", lw=0.8)
-        ax.set_title(f"{model}\nvs {order.baseline or 'baseline'}", fontsize=9)
+        ax.set_title(f"{model}\nvs {order.name(order.baseline or 'baseline')}", fontsize=9)
         ax.tick_params(length=0)
     fig.colorbar(image, ax=axes, shrink=0.8, label="change of the label's F1 (points)")
     suptitle(
         fig,
         "Per-label F1 change from the unquantized baseline "
-        "(frame: paired-bootstrap interval excludes 0)",
+        + (
+            "(mean over the prompting methods; frame: every one's paired-bootstrap interval"
+            " excludes 0 on the same side)"
+            if pooled
+            else "(frame: paired-bootstrap interval excludes 0)"
+        ),
     )
     save_figure(fig, out_paths)

@@ -17,6 +17,7 @@ from biomedquant.figures.accuracy import plot_scores_by_dataset
 from biomedquant.figures.comparisons import plot_change_heatmap, plot_flip_rate
 from biomedquant.figures.cpu_deployment import plot_cpu_deployment
 from biomedquant.figures.deployment import plot_deployment_choice
+from biomedquant.figures.domain import plot_domain_edge
 from biomedquant.figures.fit import plot_fit
 from biomedquant.figures.labels import plot_change_by_label
 from biomedquant.figures.memory import plot_memory, plot_memory_estimate_check, plot_memory_vs_score
@@ -92,6 +93,13 @@ FIGURES: dict[str, FigureSpec] = {
         ("scores",),
         "Prompting methods under quantization",
         "prompting.rst",
+        "Accuracy",
+    ),
+    "domain_edge": FigureSpec(
+        plot_domain_edge,
+        ("scores",),
+        "Biomedical against general models under quantization",
+        "domain_edge.rst",
         "Accuracy",
     ),
     "change_heatmap": FigureSpec(

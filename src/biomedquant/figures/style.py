@@ -89,6 +89,8 @@ class Order:
     names: tuple[tuple[str, str], ...] = ()
     # (method, family, bits) from the method registry: the colour of each method
     families: tuple[tuple[str, str, int], ...] = ()
+    # (model, domain, size class) from the config: which models the domain figure compares
+    domains: tuple[tuple[str, str, str], ...] = ()
 
     def with_data(self, *frames: pd.DataFrame) -> Order:
         """This order extended by the values present in ``frames``."""
@@ -126,6 +128,7 @@ class Order:
             baseline,
             self.names,
             self.families,
+            self.domains,
         )
 
     @staticmethod
@@ -236,6 +239,13 @@ def family_colors(
     return colors
 
 
+def size_class(params_b: float | None) -> str:
+    """A model's size class, as the paper groups its models: 7-14B, or 70B and more."""
+    if params_b is None:
+        return "unknown size"
+    return "7-14B" if float(params_b) < 30 else "70B+"
+
+
 def order_from_config(config: dict[str, Any]) -> Order:
     """The display order a config implies (the workflow passes it to every figure as JSON)."""
     methods = tuple(config.get("methods", {}))
@@ -246,6 +256,11 @@ def order_from_config(config: dict[str, Any]) -> Order:
     families = tuple(
         (m, method_family(spec), bits(spec)) for m, spec in config.get("methods", {}).items()
     )
+    domains = tuple(
+        (m, spec["domain"], size_class(spec.get("params_b")))
+        for m, spec in config.get("models", {}).items()
+        if spec.get("domain")
+    )
     return Order(
         methods,
         tuple(config.get("models", {})),
@@ -253,6 +268,7 @@ def order_from_config(config: dict[str, Any]) -> Order:
         baseline,
         names,
         families,
+        domains,
     )
 
 
@@ -294,6 +310,7 @@ def order_to_json(order: Order) -> str:
             "baseline": order.baseline,
             "names": dict(order.names),
             "families": [list(f) for f in order.families],
+            "domains": [list(d) for d in order.domains],
         },
         sort_keys=True,
     )
@@ -309,6 +326,7 @@ def order_from_json(text: str) -> Order:
         baseline=raw.get("baseline"),
         names=tuple(raw.get("names", {}).items()),
         families=tuple(tuple(f) for f in raw.get("families", ())),
+        domains=tuple(tuple(d) for d in raw.get("domains", ())),
     )
 
 
