@@ -132,6 +132,14 @@ def _cmd_report_config(args: argparse.Namespace) -> None:
     write_config_page(args.config_json, args.out)
 
 
+def _model_method_args(s: argparse.ArgumentParser) -> None:
+    """A model x method by its names and config entries (the exports' rules hand both over)."""
+    s.add_argument("--model", required=True, help="the model's name in the config")
+    s.add_argument("--model-spec", required=True, type=json_arg, help="its config entry (JSON)")
+    s.add_argument("--method-name", required=True, help="the method's name in the config")
+    s.add_argument("--method", required=True, type=json_arg, help="its config entry (JSON)")
+
+
 def add_commands(sub: Any) -> None:
     """Register this stage's subcommands."""
     from biomedquant.figures.registry import FIGURES, TABLES
@@ -202,10 +210,7 @@ def add_commands(sub: Any) -> None:
         help="a model card (hub metadata, quantization, the study's scores) for an artifact",
     )
     s.add_argument("--artifact", required=True, help="the quantized artifact folder")
-    s.add_argument("--model", required=True, help="the model's name in the config")
-    s.add_argument("--model-spec", required=True, type=json_arg, help="its config entry (JSON)")
-    s.add_argument("--method-name", required=True, help="the method's name in the config")
-    s.add_argument("--method", required=True, type=json_arg, help="its config entry (JSON)")
+    _model_method_args(s)
     s.add_argument("--scores", default="", help="scores.csv")
     s.add_argument("--evidence", default="", help="recommendation_evidence.csv")
     s.add_argument("--out", required=True, help="the card (README.md)")
@@ -216,10 +221,7 @@ def add_commands(sub: Any) -> None:
         help="a model x method's results in lm-evaluation-harness's format (results, samples)",
     )
     s.add_argument("--manifest", required=True, help="its evaluate manifest (JSON)")
-    s.add_argument("--model", required=True, help="the model's name in the config")
-    s.add_argument("--model-spec", required=True, type=json_arg, help="its config entry (JSON)")
-    s.add_argument("--method-name", required=True, help="the method's name in the config")
-    s.add_argument("--method", required=True, type=json_arg, help="its config entry (JSON)")
+    _model_method_args(s)
     s.add_argument("--out", required=True, help="the folder to write")
     s.set_defaults(func=_cmd_lm_eval_export)
 
