@@ -1,9 +1,8 @@
 # biomedquant: accuracy lost and GPU memory saved by quantizing LLMs for biomedical NLP.
 # Thin on purpose: all logic lives in the biomedquant package; rules are one CLI call each.
-import os
-
 from snakemake.utils import min_version, validate
 
+from biomedquant.conda_env import set_project_root
 from biomedquant.config_checks import (
     SchedulerSettingError,
     check_scheduler_settings,
@@ -28,10 +27,8 @@ from biomedquant.study_checks import (
 
 min_version("9.0")
 
-# The rules' conda environment installs this project from here (envs/biomedquant.yaml: Snakemake
-# creates it from a copy of the file under its conda prefix, where a relative path would not
-# lead back to the project); pip expands the variable.
-os.environ["BIOMEDQUANT_ROOT"] = workflow.basedir
+# The rules' conda environment installs this project from here (biomedquant.conda_env).
+set_project_root(workflow.basedir)
 
 # Planning a full study builds hundreds of thousands of objects that live until the end;
 # Python's full garbage collections would walk them again and again, and once more at exit
