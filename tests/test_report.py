@@ -164,6 +164,13 @@ def test_lm_eval_reads_the_exported_results_and_samples(study):
                 assert isinstance(line["resps"][0][0], str) and line["exact_match"] in (0.0, 1.0)
 
 
+def test_table_pages_show_the_methods_display_names_beside_their_slugs(study):
+    page = (study / "results/report/scores.html").read_text()
+    assert "GPTQ 4-bit, g32 (gptq-w4g32)" in page and "16-bit (none)" in page
+    # the CSV keeps the slugs alone
+    assert "GPTQ" not in (study / "results/tables/scores.csv").read_text()
+
+
 def test_report_holds_figures_captions_tables_and_configuration(report):
     text = report.read_text(encoding="utf-8")
     for name in FIGURES:

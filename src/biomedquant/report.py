@@ -128,12 +128,14 @@ def write_table_page(
     out_path: str | Path,
     *,
     evidence_path: str | Path | None = None,
+    names: dict[str, str] | None = None,
 ) -> None:
     """An HTML page for the report (which shows HTML, not CSV): the table, what it holds, and
     the CSV itself as a download. The recommendation is shown one model at a time (field and
-    value: its evidence is long text), followed by its evidence table when given."""
+    value: its evidence is long text), followed by its evidence table when given. ``names``:
+    each method's display name, shown beside its slug (the CSV keeps the slug alone)."""
     csv_path = Path(csv_path)
-    table = summary_table(kind, csv_path)
+    table = _with_names(summary_table(kind, csv_path), names)
     body = f'<p class="note">{html.escape(TABLE_NOTES.get(kind, ""))}</p>'
     body += _csv_link(csv_path)
     if evidence_path is not None:
@@ -148,11 +150,29 @@ def write_table_page(
             body += _html_table(fields).replace("<table", '<table class="wrap"', 1)
         if evidence_path is not None:
             body += "<h3>Evidence: change per task and prompting method (points)</h3>"
-            body += _html_table(read_table(evidence_path))
+            body += _html_table(_with_names(read_table(evidence_path), names))
     else:
         body += _html_table(table)
     title = f"{kind.capitalize()} table ({csv_path.name})"
     write_text(out_path, _PAGE.format(title=html.escape(title), body=body))
+
+
+# Columns of the tables that hold a method's slug.
+METHOD_COLUMNS = ("method", "baseline", "recommended", "lowest_loss_bound_method")
+
+
+def _with_names(table: Any, names: dict[str, str] | None) -> Any:
+    """The table with each method slug shown as ``Display name (slug)``."""
+    if not names or table.empty:
+        return table
+    out = table.copy()
+    for col in METHOD_COLUMNS:
+        if col in out:
+            out[col] = [
+                f"{names[v]} ({v})" if isinstance(v, str) and names.get(v, v) != v else v
+                for v in out[col]
+            ]
+    return out
 
 
 def write_config_page(config: dict[str, Any], out_path: str | Path) -> None:

@@ -110,9 +110,12 @@ rule report_table:
         table="|".join(TABLE_PAGES),
     conda:
         CONDA_ENV
+    params:
+        order=FIGURE_ORDER,
     shell:
         "biomedquant report-table --kind {wildcards.table} --table {input.table:q}"
-        " --evidence={input.evidence:q} --out {output:q} > {log:q} 2>&1"
+        " --evidence={input.evidence:q} --order {params.order:q} --out {output:q}"
+        " > {log:q} 2>&1"
 
 
 rule report_configuration:

@@ -121,9 +121,13 @@ def _cmd_lm_eval_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_report_table(args: argparse.Namespace) -> None:
+    from biomedquant.figures.style import order_from_json
     from biomedquant.report import write_table_page
 
-    write_table_page(args.kind, args.table, args.out, evidence_path=args.evidence or None)
+    names = dict(order_from_json(args.order).names) if args.order else None
+    write_table_page(
+        args.kind, args.table, args.out, evidence_path=args.evidence or None, names=names
+    )
 
 
 def _cmd_report_config(args: argparse.Namespace) -> None:
@@ -231,6 +235,9 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--kind", required=True, choices=TABLE_PAGES, help="which table")
     s.add_argument("--table", required=True, help="the table (CSV)")
     s.add_argument("--evidence", default="", help="recommendation only: its evidence table")
+    s.add_argument(
+        "--order", default="", help="JSON as for plot: the methods' display names are shown"
+    )
     s.add_argument("--out", required=True, help="the page (HTML)")
     s.set_defaults(func=_cmd_report_table)
 
