@@ -140,7 +140,11 @@ def export_lm_eval(
     for run in manifest["runs"]:
         missing = [k for k in ("gold", "predictions", "scores") if not run.get(k)]
         if missing:
-            raise ValueError(f"{manifest_path}: a run lists no {', '.join(missing)} file")
+            raise ValueError(
+                f"{manifest_path}: run {run.get('dataset')} x {run.get('prompt')} lists no"
+                f" {', '.join(missing)} file: the manifest predates the export (rerun its"
+                " evaluate job: snakemake --forcerun evaluate evaluate_baseline)"
+            )
         dataset, prompt = run["dataset"], run["prompt"]
         spec, name = get_dataset(dataset), task_name(dataset, prompt)
         scores = read_json(run["scores"])
