@@ -108,6 +108,7 @@ def test_paper_rehearsal_config_has_the_study_shape(tmp_path):
         assert spec["source"] == "hf" and spec["id"] == PAPER["models"][name]["id"]
         assert HEX40.match(spec["revision"])
     assert cfg["strict_revisions"] is True and cfg["data"]["limit"] == 2
+    assert cfg["cpu_threads"] == 1  # one thread per job: the jobs share the cores
     assert (
         r.stand_ins["qwen25_72b"] == "qwen25_7b" and r.stand_ins["mmed_llama3_8b"] == "llama31_8b"
     )
@@ -118,6 +119,23 @@ def test_paper_rehearsal_config_has_the_study_shape(tmp_path):
     assert calibrated and all(s["calibration"]["source"] == "generic" for s in calibrated)
     summary = json.loads((tmp_path / "rehearsal.json").read_text())
     assert summary["methods_skipped"] == r.skipped
+
+
+def test_without_a_gpu_the_rehearsal_runs_one_gpu_class_job_per_core(monkeypatch, tmp_path):
+    """`gpu` guards a device; with none, quantize, infer and perplexity jobs run side by side
+    on the cores (one thread each) instead of queueing behind one fictitious GPU."""
+    import torch
+
+    from biomedquant.cli.rehearsal import snakemake_command
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    command = snakemake_command(tmp_path, 2, [])
+    assert command[command.index("--resources") + 1] == "gpu=2"
+    assert command[command.index("--cores") + 1] == "2"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    command = snakemake_command(tmp_path, 2, [])
+    assert command[command.index("--resources") + 1] == "gpu=1"
 
 
 def test_fit_estimate_reads_a_cached_models_own_config(tmp_path, stand_ins, monkeypatch):

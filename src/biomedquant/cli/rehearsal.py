@@ -26,7 +26,22 @@ def rehearsal_env(hf_home: Path) -> dict[str, str]:
     }
 
 
-def snakemake_command(out: Path, cores: int, extra: list[str]) -> list[str]:
+def gpu_slots(cores: int) -> int:
+    """What the rehearsal gives Snakemake as ``--resources gpu=N``: the visible CUDA GPUs, or
+    on a machine without one the cores. ``gpu`` guards a device that one job at a time may
+    use; with no GPU every GPU-class job (quantize, infer, perplexity) runs on the CPU with
+    ``cpu_threads`` threads, so queueing them behind one fictitious GPU would leave the other
+    cores idle. It changes which jobs run at once, never what they compute."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else max(1, cores)
+
+
+def snakemake_command(
+    out: Path, cores: int, extra: list[str], *, gpus: int | None = None
+) -> list[str]:
+    """The Snakemake command line of a rehearsal in ``out`` (``gpus``: see :func:`gpu_slots`,
+    its default)."""
     return [
         sys.executable,
         "-m",
@@ -38,7 +53,7 @@ def snakemake_command(out: Path, cores: int, extra: list[str]) -> list[str]:
         "--cores",
         str(cores),
         "--resources",
-        "gpu=1",
+        f"gpu={gpu_slots(cores) if gpus is None else gpus}",
         *extra,
     ]
 

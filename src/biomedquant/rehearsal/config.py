@@ -192,6 +192,12 @@ def write_rehearsal(
             " transformers"
         )
         inference["backend"] = "transformers"
+    if cfg.get("cpu_threads", "job") not in ("job", 1):
+        notes.append(
+            f"cpu_threads {cfg['cpu_threads']} -> 1: the stand-ins' jobs run side by side, one"
+            " per core"
+        )
+    cfg["cpu_threads"] = 1
     caps = {task: REHEARSAL_MAX_NEW_TOKENS for task in ("ner", "re", "mlc", "qa")}
     inference["max_new_tokens"] = caps
     inference["cot_max_new_tokens"] = dict(caps)
