@@ -121,7 +121,10 @@ def test_the_study_writes_every_figure_and_the_recommendation(study):
     }
     assert {d["deploy"] for d in deploy} == {"resources/models/tiny/none"}
     # the quantized artifact's model card: hub metadata, then the study's scores and verdicts
-    card = (study / "results/exports/tiny/gptq-w4g32/README.md").read_text()
+    exports = study / "results/exports/tiny"  # one export job for the model, all its methods
+    assert sorted(p.name for p in exports.iterdir()) == ["gptq-w4g32", "none"]
+    assert not (exports / "none/README.md").exists()  # no artifact of its own, no card
+    card = (exports / "gptq-w4g32/README.md").read_text()
     header = yaml.safe_load(card.split("---\n")[1])
     assert header["base_model_relation"] == "quantized" and "gptq" in header["tags"]
     assert "## Scores" in card and "insufficient evidence" in card

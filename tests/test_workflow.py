@@ -69,7 +69,7 @@ def computing(jobs: dict[str, int]) -> dict[str, int]:
     rest = set(jobs) - COMPUTING_RULES
     assert all(
         r == "all"
-        or r.startswith(("aggregate_", "figure_", "recommend", "report", "model_card", "lm_eval"))
+        or r.startswith(("aggregate_", "figure_", "recommend", "report", "export_"))
         or r.endswith("_table")
         for r in rest
     ), rest

@@ -176,6 +176,32 @@ def quantized_artifacts():
     )
 
 
+def model_artifacts(model):
+    """{method: folder} of the model's quantized artifacts (gptq, rtn), in config order."""
+    return {
+        m: f"resources/models/{model}/{m}"
+        for m, s in config["methods"].items()
+        if METHOD_KINDS[s["kind"]].artifact
+    }
+
+
+def export_methods(wildcards):
+    """A params function: the --methods JSON of a model's export job (per method its config
+    entry, evaluate manifest and artifact folder, or null: no model card)."""
+    artifacts = model_artifacts(wildcards.model)
+    return as_json(
+        [
+            {
+                "name": m,
+                "spec": config["methods"][m],
+                "manifest": MANIFEST.format(model=wildcards.model, method=m),
+                "artifact": artifacts.get(m),
+            }
+            for m in config["methods"]
+        ]
+    )
+
+
 def evaluation_manifests():
     """The evaluate jobs' manifests, model by model, method by method (the tables' row order)."""
     return expand(MANIFEST, model=config["models"], method=config["methods"])
@@ -445,13 +471,8 @@ def final_targets():
     extra = ["results/report/configuration.html"]
     if quantized_artifacts():
         extra.append("results/tables/quantization_quality.csv")
-        extra += [
-            f"{folder.replace('resources/models', 'results/exports')}/README.md"
-            for folder in quantized_artifacts()
-        ]
-    # every model x method's results in lm-evaluation-harness's format
-    extra += expand("results/exports/{model}/{method}/lm_eval", model=config["models"],
-                    method=config["methods"])  # fmt: skip
+    # per model: every method's results in lm-evaluation-harness's format, and the cards
+    extra += expand("results/exports/{model}", model=config["models"])
     if compared:
         tables += ["comparisons", "recommendation", "deployment_choice"]
         extra.append("results/tables/comparisons_by_label.csv")

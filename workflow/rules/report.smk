@@ -49,44 +49,31 @@ rule recommend:
         " > {log:q} 2>&1"
 
 
-rule model_card:
+# A model's exports in one job (biomedquant.exports): per method its lm-evaluation-harness
+# folder and, for a quantized artifact, its model card. Each file takes milliseconds; one job
+# per model x method and file would cost the planner of a full study more than they do.
+rule export_model:
     input:
-        artifact="resources/models/{model}/{method}",
+        manifests=lambda wildcards: expand(
+            MANIFEST, model=wildcards.model, method=config["methods"]
+        ),
+        artifacts=lambda wildcards: model_artifacts(wildcards.model).values(),
         scores="results/tables/scores.csv",
-        # without a baseline to compare with, a card without verdicts ([]: an empty argument)
+        # without a baseline to compare with, cards without verdicts ([]: an empty argument)
         evidence=["results/tables/recommendation_evidence.csv"] if COMPARED else [],
     output:
-        "results/exports/{model}/{method}/README.md",
+        directory("results/exports/{model}"),
     log:
-        "logs/model_card/{model}/{method}.log",
+        "logs/export_model/{model}.log",
     conda:
         CONDA_ENV
     params:
         model_spec=lambda wildcards: as_json(config["models"][wildcards.model]),
-        method=lambda wildcards: as_json(method_spec(wildcards)),
+        methods=export_methods,
     shell:
-        "biomedquant model-card --artifact {input.artifact:q} --model {wildcards.model:q}"
-        " --model-spec {params.model_spec:q} --method-name {wildcards.method:q}"
-        " --method {params.method:q} --scores {input.scores:q} --evidence={input.evidence:q}"
-        " --out {output:q} > {log:q} 2>&1"
-
-
-rule lm_eval_export:
-    input:
-        manifest=MANIFEST,
-    output:
-        directory("results/exports/{model}/{method}/lm_eval"),
-    log:
-        "logs/lm_eval_export/{model}/{method}.log",
-    conda:
-        CONDA_ENV
-    params:
-        model_spec=lambda wildcards: as_json(config["models"][wildcards.model]),
-        method=lambda wildcards: as_json(method_spec(wildcards)),
-    shell:
-        "biomedquant lm-eval-export --manifest {input.manifest:q} --model {wildcards.model:q}"
-        " --model-spec {params.model_spec:q} --method-name {wildcards.method:q}"
-        " --method {params.method:q} --out {output:q} > {log:q} 2>&1"
+        "biomedquant export --model {wildcards.model:q} --model-spec {params.model_spec:q}"
+        " --methods {params.methods:q} --scores {input.scores:q}"
+        " --evidence={input.evidence:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule report_table:

@@ -120,6 +120,24 @@ def _cmd_lm_eval_export(args: argparse.Namespace) -> None:
     print(f"lm-eval results and {len(files) - 1} sample file(s) -> {args.out}")
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from biomedquant.exports import MethodExport, export_model
+
+    if not isinstance(args.methods, list):
+        raise ValueError("--methods: a JSON list of {name, spec, manifest, artifact}")
+    methods = [MethodExport.from_json(entry) for entry in args.methods]
+    files = export_model(
+        args.model,
+        args.model_spec,
+        methods,
+        args.out,
+        scores_path=args.scores or None,
+        evidence_path=args.evidence or None,
+    )
+    cards = sum(1 for f in files if f.name == "README.md")
+    print(f"{args.model}: {len(methods)} lm-eval folder(s), {cards} model card(s) -> {args.out}")
+
+
 def _cmd_report_table(args: argparse.Namespace) -> None:
     from biomedquant.figures.style import order_from_json
     from biomedquant.report import write_table_page
@@ -228,6 +246,24 @@ def add_commands(sub: Any) -> None:
     _model_method_args(s)
     s.add_argument("--out", required=True, help="the folder to write")
     s.set_defaults(func=_cmd_lm_eval_export)
+
+    s = sub.add_parser(
+        "export",
+        help="a model's exports: every method's lm-eval folder and its artifacts' model cards",
+    )
+    s.add_argument("--model", required=True, help="the model's name in the config")
+    s.add_argument("--model-spec", required=True, type=json_arg, help="its config entry (JSON)")
+    s.add_argument(
+        "--methods",
+        required=True,
+        type=json_arg,
+        help="JSON list: per method its name, config entry (spec), evaluate manifest and"
+        " quantized artifact folder (artifact, or null: no card)",
+    )
+    s.add_argument("--scores", default="", help="scores.csv (the cards' tables)")
+    s.add_argument("--evidence", default="", help="recommendation_evidence.csv (their verdicts)")
+    s.add_argument("--out", required=True, help="the model's export folder")
+    s.set_defaults(func=_cmd_export)
 
     from biomedquant.report import TABLE_PAGES
 
