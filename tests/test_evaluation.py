@@ -215,7 +215,10 @@ def test_the_closure_follows_every_kind_of_import(tmp_path, monkeypatch):
     (pkg / "root.py").write_text("def f():\n    from closurepkg import helper\n")
     (pkg / "helper.py").write_text("import closurepkg.sub.deep\nimport json\n")
     (pkg / "sub" / "__init__.py").write_text("")
-    (pkg / "sub" / "deep.py").write_text("from . import sibling\nfrom ..leaf import x\n")
+    (pkg / "sub" / "deep.py").write_text(
+        '"""Docstring: import the answers (not an import)."""\n'
+        "from . import sibling\nfrom ..leaf import (\n    x,\n)\n"
+    )
     (pkg / "sub" / "sibling.py").write_text("")
     (pkg / "leaf.py").write_text("x = 1\n")
     (pkg / "unused.py").write_text("")
@@ -229,3 +232,53 @@ def test_the_closure_follows_every_kind_of_import(tmp_path, monkeypatch):
         "closurepkg.sub.deep",
         "closurepkg.sub.sibling",
     )
+
+
+def test_the_closure_read_from_import_lines_equals_a_full_parse_of_every_module():
+    """Only import lines are parsed (for the planner's start-up); for every module of the
+    package the closure equals one found by walking each module's whole syntax tree."""
+    import ast
+    import pkgutil
+    from pathlib import Path
+
+    import biomedquant
+    from biomedquant.evaluation import package_import_closure
+
+    top = Path(biomedquant.__file__).parent
+
+    def source(name: str) -> Path | None:
+        parts = name.split(".")[1:]
+        for path in (
+            top.joinpath(*parts, "__init__.py"),
+            top.joinpath(*parts[:-1], f"{parts[-1]}.py") if parts else None,
+        ):
+            if path is not None and path.is_file():
+                return path
+        return None
+
+    def full_parse(root: str) -> tuple[str, ...]:
+        seen: set[str] = set()
+        todo = [root]
+        while todo:
+            name = todo.pop()
+            path = source(name) if name not in seen else None
+            if path is None:
+                continue
+            seen.add(name)
+            for node in ast.walk(ast.parse(path.read_bytes())):
+                if isinstance(node, ast.Import):
+                    todo += [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    base = node.module or ""
+                    if node.level:
+                        parts = name.split(".")
+                        parts = parts[: len(parts) - node.level + (path.name == "__init__.py")]
+                        base = ".".join([*parts, *([base] if base else [])])
+                    todo += [base, *(f"{base}.{a.name}" for a in node.names)]
+            todo = [m for m in todo if m == "biomedquant" or m.startswith("biomedquant.")]
+        return tuple(sorted(seen))
+
+    modules = [m.name for m in pkgutil.walk_packages([str(top)], "biomedquant.")]
+    assert len(modules) > 50
+    for module in modules:
+        assert package_import_closure(module) == full_parse(module), module

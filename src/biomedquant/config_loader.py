@@ -119,7 +119,9 @@ def check_against_schema(config: Any, source: str = "config") -> None:
         raise ConfigError(f"{source}: a config is a mapping of keys, got {type(config).__name__}")
     if not SCHEMA.is_file():
         raise ConfigError(f"the config schema {SCHEMA} is missing: is this a full checkout?")
-    schema = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+    # libyaml's parser where PyYAML has it: the schema is read at every start of the workflow
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    schema = yaml.load(SCHEMA.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:

@@ -25,6 +25,7 @@ import ast
 import hashlib
 import importlib.util
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,29 @@ MANIFEST_KEYS = (
 )
 
 
+# An import statement at the start of a line, at any indentation (inside functions too); a
+# parenthesised name list may span lines.
+_IMPORT_LINE = re.compile(
+    r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import[ \t]*(?:\([^)]*\)|[^\n]*)|import[ \t]+[^\n]*)",
+    re.MULTILINE,
+)
+
+
+def _import_nodes(text: str) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements of a module's source. Only the lines that start like one are
+    parsed (the whole module would cost the planner a tenth of a second at every start); a
+    line that only looks like one (in a docstring) is skipped when it does not parse, or
+    counts a module more, which can only make the fingerprint stricter."""
+    nodes: list[ast.Import | ast.ImportFrom] = []
+    for match in _IMPORT_LINE.finditer(text):
+        try:
+            tree = ast.parse(match.group(0).strip())
+        except SyntaxError:
+            continue
+        nodes += [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    return nodes
+
+
 def package_import_closure(root: str, package: str = "biomedquant") -> tuple[str, ...]:
     """Every module of ``package`` that ``root`` imports, directly or through another one,
     read from the source files' import statements (those inside functions included), so a
@@ -81,7 +105,7 @@ def package_import_closure(root: str, package: str = "biomedquant") -> tuple[str
             continue
         seen.add(name)
         is_package = path.name == "__init__.py"
-        for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        for node in _import_nodes(path.read_text(encoding="utf-8")):
             if isinstance(node, ast.Import):
                 todo += [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):

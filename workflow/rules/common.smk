@@ -4,6 +4,7 @@ import inspect
 import json
 import os
 import re
+from functools import lru_cache
 
 from biomedquant.datasets.prepare import fewshot_split
 from biomedquant.datasets.registry import get_dataset
@@ -367,9 +368,11 @@ def noise_floor_infer_settings(wildcards):
     return infer_settings(wildcards, batch_size=config["noise_floor"]["batch_size"])
 
 
+@lru_cache(maxsize=None)
 def dataset_runs(dataset):
     """Per prompting method, the decoding keys resolved for ``dataset``'s task
     (biomedquant.decoding.Decoding): the token cap, self-consistency chains and temperature.
+    Computed once per dataset (every inference and evaluate job asks; read, never changed).
     """
     task = get_dataset(dataset).task
     return {
