@@ -4,7 +4,7 @@ artifact, its model card.
 ``results/exports/{model}/{method}/lm_eval/`` (:mod:`biomedquant.lm_eval_export`) and
 ``results/exports/{model}/{method}/README.md`` (:mod:`biomedquant.model_card`) are written by
 one job per model rather than one per model x method and file: each takes milliseconds, while
-every job costs the planner of a full study (1,140 jobs for the paper's) and a process start.
+every job costs the planner of a full study and a process start.
 A model's cards read the study-wide scores table anyway, so any score change rewrites them.
 """
 
@@ -30,12 +30,16 @@ class MethodExport:
     artifact: str | None = None
 
     @classmethod
-    def from_json(cls, entry: dict[str, Any]) -> MethodExport:
-        unknown = set(entry) - {"name", "spec", "manifest", "artifact"}
-        if unknown or not {"name", "spec", "manifest"} <= set(entry):
+    def from_json(cls, entry: Any) -> MethodExport:
+        keys = set(entry) if isinstance(entry, dict) else set()
+        if (
+            not isinstance(entry, dict)
+            or keys - {"name", "spec", "manifest", "artifact"}
+            or not ({"name", "spec", "manifest"} <= keys)
+        ):
             raise ValueError(
                 f"an exported method needs name, spec and manifest (artifact optional): got"
-                f" {sorted(entry)}"
+                f" {sorted(keys) if isinstance(entry, dict) else repr(entry)}"
             )
         return cls(entry["name"], entry["spec"], entry["manifest"], entry.get("artifact"))
 
@@ -53,12 +57,16 @@ def export_model(
     for every method with an artifact; returns the files written. The folder appears whole
     or not at all: a failure leaves the previous exports as they were."""
     from biomedquant.lm_eval_export import export_lm_eval
-    from biomedquant.model_card import write_model_card
+    from biomedquant.model_card import read_rows, write_model_card
 
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValueError(f"export of {model}: a method is listed twice ({', '.join(names)})")
     out = Path(out_dir)
+    # the study's tables, read once for all of the model's cards
+    with_cards = any(m.artifact is not None for m in methods)
+    scores = read_rows(scores_path) if with_cards else []
+    evidence = read_rows(evidence_path) if with_cards else []
     with atomic_dir(out) as tmp:
         for method in methods:
             folder = tmp / method.name
@@ -73,8 +81,8 @@ def export_model(
                     method_name=method.name,
                     model_spec=model_spec,
                     method=method.spec,
-                    scores_path=scores_path,
-                    evidence_path=evidence_path,
+                    scores=scores,
+                    evidence=evidence,
                 )
         written = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())
     return [out / p for p in written]

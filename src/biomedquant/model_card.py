@@ -140,6 +140,16 @@ def model_card(
     return "\n".join(parts) + "\n"
 
 
+def read_rows(path: str | Path | None) -> list[dict[str, Any]]:
+    """The rows of a study table (CSV); none for no path."""
+    import csv
+
+    if not path:
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
 def write_model_card(
     artifact: str | Path,
     out_path: str | Path,
@@ -150,26 +160,22 @@ def write_model_card(
     method: Mapping[str, Any],
     scores_path: str | Path | None = None,
     evidence_path: str | Path | None = None,
+    scores: Sequence[Mapping[str, Any]] | None = None,
+    evidence: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
-    """Read the artifact's provenance and the study's tables; write the card."""
-    import csv
-
-    def rows(path: str | Path | None) -> list[dict[str, Any]]:
-        if not path:
-            return []
-        with open(path, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-
-    verdicts = [
-        r for r in rows(evidence_path) if r["model"] == model and r["method"] == method_name
-    ]
+    """Read the artifact's provenance and the study's tables; write the card. ``scores`` and
+    ``evidence``, the tables' rows already read (a model's export writes several cards),
+    stand for their paths."""
+    scores = read_rows(scores_path) if scores is None else scores
+    evidence = read_rows(evidence_path) if evidence is None else evidence
+    verdicts = [r for r in evidence if r["model"] == model and r["method"] == method_name]
     text = model_card(
         model=model,
         method_name=method_name,
         model_spec=model_spec,
         method=method,
         provenance=read_json(Path(artifact) / "provenance.json"),
-        scores=rows(scores_path),
+        scores=scores,
         verdicts=verdicts,
         baseline=verdicts[0]["baseline"] if verdicts else "none",
     )

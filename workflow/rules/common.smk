@@ -165,18 +165,6 @@ def study_shape():
     }
 
 
-def quantized_artifacts():
-    """Every quantized artifact folder (gptq, rtn): the quality table reads their provenance."""
-    artifacts = [
-        m for m, s in config["methods"].items() if METHOD_KINDS[s["kind"]].artifact
-    ]
-    return expand(
-        "resources/models/{model}/{method}",
-        model=config["models"],
-        method=artifacts,
-    )
-
-
 def model_artifacts(model):
     """{method: folder} of the model's quantized artifacts (gptq, rtn), in config order."""
     return {
@@ -184,6 +172,12 @@ def model_artifacts(model):
         for m, s in config["methods"].items()
         if METHOD_KINDS[s["kind"]].artifact
     }
+
+
+def quantized_artifacts():
+    """Every quantized artifact folder, model by model: the quality table reads their
+    provenance."""
+    return [f for model in config["models"] for f in model_artifacts(model).values()]
 
 
 def export_methods(wildcards):

@@ -37,11 +37,8 @@ def gpu_slots(cores: int) -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else max(1, cores)
 
 
-def snakemake_command(
-    out: Path, cores: int, extra: list[str], *, gpus: int | None = None
-) -> list[str]:
-    """The Snakemake command line of a rehearsal in ``out`` (``gpus``: see :func:`gpu_slots`,
-    its default)."""
+def snakemake_command(out: Path, cores: int, extra: list[str]) -> list[str]:
+    """The Snakemake command line of a rehearsal in ``out`` (its GPUs: :func:`gpu_slots`)."""
     return [
         sys.executable,
         "-m",
@@ -53,7 +50,7 @@ def snakemake_command(
         "--cores",
         str(cores),
         "--resources",
-        f"gpu={gpu_slots(cores) if gpus is None else gpus}",
+        f"gpu={gpu_slots(cores)}",
         *extra,
     ]
 
