@@ -2,23 +2,23 @@
 # Thin on purpose: all logic lives in the biomedquant package; rules are one CLI call each.
 from snakemake.utils import min_version, validate
 
-from biomedquant.conda_env import set_project_root
-from biomedquant.config_checks import (
+from biomedquant.common.conda_env import set_project_root
+from biomedquant.study.config_checks import (
     SchedulerSettingError,
     check_scheduler_settings,
     check_strict_revisions,
 )
-from biomedquant.config_loader import (
+from biomedquant.study.loading import (
     check_against_schema,
     check_config_files,
     config_errors_as_messages,
 )
-from biomedquant.gc_thresholds import (
+from biomedquant.study.planning_speedups import (
     defer_full_collections,
     restore_thresholds,
     skip_collections_at_exit,
 )
-from biomedquant.study_checks import (
+from biomedquant.study.checks import (
     StudyError,
     check_run_hardware,
     check_study,
@@ -27,13 +27,13 @@ from biomedquant.study_checks import (
 
 min_version("9.0")
 
-# The rules' conda environment installs this project from here (biomedquant.conda_env).
+# The rules' conda environment installs this project from here (biomedquant.common.conda_env).
 set_project_root(workflow.basedir)
 
 # Planning a full study builds hundreds of thousands of objects that live until the end;
 # Python's full garbage collections would walk them again and again, and once more at exit
-# (biomedquant.gc_thresholds). They wait while the study is planned (onstart restores them for
-# the run itself), and the walk at exit is skipped.
+# (biomedquant.study.planning_speedups). They wait while the study is planned (onstart restores
+# them for the run itself), and the walk at exit is skipped.
 GC_THRESHOLDS = defer_full_collections()
 skip_collections_at_exit()
 
@@ -77,15 +77,15 @@ onstart:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/resources.smk"
-include: "workflow/rules/data.smk"
+include: "workflow/rules/datasets.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/quantization.smk"
 include: "workflow/rules/inference.smk"
-include: "workflow/rules/scoring.smk"
-include: "workflow/rules/figures.smk"
+include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/planning.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/exports.smk"
 include: "workflow/rules/report.smk"
-include: "workflow/rules/perplexity.smk"
-include: "workflow/rules/plan.smk"
-include: "workflow/rules/deployment.smk"
 
 
 rule all:

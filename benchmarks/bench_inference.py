@@ -3,7 +3,7 @@
 
 For every demo dataset (zero-shot prompts, the demo config's per-task caps on new tokens), the
 same items are generated (1) one prompt at a time with plain ``model.generate`` and (2) by the
-engine (:func:`biomedquant.engines.transformers.generate`: length-sorted batches, left
+engine (:func:`biomedquant.inference.engines.transformers.generate`: length-sorted batches, left
 padding, shared prefix cache) at batch sizes 8 and 32. Prints items/s, generated tokens/s,
 the speed-up over one-by-one, and whether the greedy outputs are identical. A benchmark, not a
 test: it asserts nothing and its numbers depend on the machine.
@@ -22,14 +22,14 @@ from typing import Any
 
 import yaml
 
+from biomedquant.common.files import read_jsonl
 from biomedquant.datasets.download import download_split
 from biomedquant.datasets.prepare import prepare_split
 from biomedquant.datasets.registry import DATASETS, get_dataset
-from biomedquant.decoding import Decoding
-from biomedquant.engines.transformers import generate, load_model
-from biomedquant.io import read_jsonl
-from biomedquant.models import fetch_model
-from biomedquant.prompting import builder
+from biomedquant.inference.decoding import Decoding
+from biomedquant.inference.engines.transformers import generate, load_model
+from biomedquant.inference.prompting import builder
+from biomedquant.models.fetch import fetch_model
 
 REPO = Path(__file__).resolve().parents[1]
 

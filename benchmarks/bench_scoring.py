@@ -9,8 +9,8 @@ prediction files are made by corrupting a seeded 30% of the gold answers. Then:
   Python loop per resample that re-runs the metric function on the resampled items. Timed at
   ``--old-resamples`` (it is linear in the resample count) and scaled to ``--resamples``.
 * ``new``: ``biomedquant score`` + ``biomedquant compare`` as the workflow runs them
-  (:func:`biomedquant.scoring.score_predictions` and
-  :func:`~biomedquant.scoring.compare_to_baseline`: read the files, per-item statistics,
+  (:func:`biomedquant.evaluation.scoring.score_predictions` and
+  :func:`~biomedquant.evaluation.scoring.compare_to_baseline`: read the files, per-item statistics,
   resample-count matrix times statistics, cluster resampling, flips, per-label changes, JSON
   written), timed end to end at ``--resamples`` and at 10,000.
 
@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
+from biomedquant.common.files import write_jsonl
 from biomedquant.datasets.readers import read_source
 from biomedquant.datasets.registry import DATASETS, get_dataset
-from biomedquant.io import write_jsonl
-from biomedquant.scoring import compare_to_baseline, score_predictions
-from biomedquant.tasks import get_task
+from biomedquant.evaluation.scoring import compare_to_baseline, score_predictions
+from biomedquant.evaluation.tasks import get_task
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "bionlp-benchmarks"
 

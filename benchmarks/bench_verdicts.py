@@ -10,11 +10,12 @@ reverse) or 0; the flip rate (default 5%) varies from cluster to cluster (gamma,
 that misreads an abstract misreads its sentences together), and a true loss L shifts flips
 towards -1 so that the mean change is -L. The change of a dataset's accuracy is resampled by
 clusters (as the scoring resamples its units), the records go through the workflow's own rule
-(:func:`biomedquant.verdicts.task_tests` and :func:`biomedquant.recommendation.recommend`) at the
-default margins, and for 4 tasks x 5 prompting methods (independent draws each) it prints the
-probability of each verdict and of the method being recommended, for a method with no true loss,
-one losing the margin on every task, and one losing twice the margin on one task (each task in
-turn). A benchmark, not a test: it asserts nothing.
+(:func:`biomedquant.evaluation.stats.verdicts.task_tests` and
+:func:`biomedquant.analysis.recommendation.recommend`) at the default margins, and for 4 tasks x 5
+prompting methods (independent draws each) it prints the probability of each verdict and of the
+method being recommended, for a method with no true loss, one losing the margin on every task, and
+one losing twice the margin on one task (each task in turn). A benchmark, not a test: it asserts
+nothing.
 
     python benchmarks/bench_verdicts.py [--sims 100] [--resamples 2000] [--flip-rate 0.05]
 """
@@ -28,9 +29,9 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from biomedquant.analysis.recommendation import recommend
 from biomedquant.datasets.registry import DATASETS
-from biomedquant.recommendation import recommend
-from biomedquant.verdicts import DEFAULT_MARGINS, VERDICTS
+from biomedquant.evaluation.stats.verdicts import DEFAULT_MARGINS, VERDICTS
 
 PROMPTS = ("zero-shot", "one-shot", "five-shot", "cot", "sc-cot")
 # Clusters of the full test sets (documents the items come from); None: every item alone.

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import yaml
 
+from biomedquant.common.files import read_json, read_jsonl
 from biomedquant.datasets.registry import get_dataset
-from biomedquant.decoding import Decoding
-from biomedquant.engines.llama_cpp import LlamaCppEngine
-from biomedquant.engines.transformers import generate
-from biomedquant.io import read_json, read_jsonl
-from biomedquant.prompting import builder
-from biomedquant.tasks import get_task
+from biomedquant.evaluation.tasks import get_task
+from biomedquant.inference.decoding import Decoding
+from biomedquant.inference.engines.llama_cpp import LlamaCppEngine
+from biomedquant.inference.engines.transformers import generate
+from biomedquant.inference.prompting import builder
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ study and for the whole `config/paper.yaml`, under vLLM and transformers, on one
 
 Prints a Markdown table of expected GPU-hours (no safety margin), what the first attempts of
 the jobs request, and how many inference jobs are cut into shards. A planning figure from the
-runtime model (src/biomedquant/throughput.py), not a measurement.
+runtime model (src/biomedquant/planning/throughput.py), not a measurement.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import argparse
 import copy
 from pathlib import Path
 
-from biomedquant.config_loader import load_config
-from biomedquant.cost import study_cost
+from biomedquant.planning.cost import study_cost
+from biomedquant.study.loading import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 # The paper's methods: 16-bit, GPTQ 8/4/3-bit, bitsandbytes int8 and NF4.

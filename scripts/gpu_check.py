@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from biomedquant.calibration import generic_calibration_texts
-from biomedquant.engines.transformers import generate, load_model
-from biomedquant.io import write_json
-from biomedquant.memory import ModelShape, weight_bytes
-from biomedquant.models import fetch_model
+from biomedquant.common.files import write_json
+from biomedquant.inference.engines.transformers import generate, load_model
+from biomedquant.models.fetch import fetch_model
+from biomedquant.planning.estimator import ModelShape, weight_bytes
 from biomedquant.quantization import quantize_model
+from biomedquant.quantization.calibration import generic_calibration_texts
 
 # TinyLlama-1.1B's shape: 22 layers, hidden 2048, MLP 5632, 32 heads, 4 KV heads.
 # --smoke uses SMOKE_SHAPE instead, and runs on a CPU too: a check of the script itself.

@@ -42,7 +42,7 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from biomedquant.rehearsal.tiny_models import train_tokenizer
+    from biomedquant.study.rehearsal.tiny_models import train_tokenizer
 
     specials = ["<unk>", "<|im_start|>", "<|im_end|>", "<pad>"]
     hf_tok = train_tokenizer(
@@ -78,7 +78,7 @@ def tiny_source(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_fetched(tiny_source, tmp_path_factory) -> Path:
     """The tiny model after the fetch stage (the 'none' artifact, with provenance)."""
-    from biomedquant.models import fetch_model
+    from biomedquant.models.fetch import fetch_model
 
     out = tmp_path_factory.mktemp("fetched") / "none"
     fetch_model("tiny", {"source": "local", "path": str(tiny_source)}, out)
@@ -137,7 +137,7 @@ def snakemake(
 def numbered_items(demo_prepared: dict[str, Path], path: Path, n: int) -> Path:
     """``n`` distinct PubMedQA-shaped items from the demo sample (questions numbered), written
     to ``path``: enough prompts for a job to be killed mid-run or cut into shards."""
-    from biomedquant.io import read_jsonl, write_jsonl
+    from biomedquant.common.files import read_jsonl, write_jsonl
 
     base = read_jsonl(demo_prepared["pubmedqa"])
     items = []

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from biomedquant.cli import main
-from biomedquant.io import read_json, read_jsonl
+from biomedquant.common.files import read_json, read_jsonl
 
 
 def _write(path: Path, rows: list) -> Path:

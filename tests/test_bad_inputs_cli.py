@@ -16,10 +16,10 @@ import yaml
 from test_downloads import misbehaving_server
 
 from biomedquant import cli
+from biomedquant.common.files import read_jsonl
 from biomedquant.datasets.download import demo_root
 from biomedquant.datasets.registry import get_dataset
-from biomedquant.generation_cache import GenerationCache
-from biomedquant.io import read_jsonl
+from biomedquant.inference.cache import GenerationCache
 
 from conftest import REPO
 
@@ -344,9 +344,9 @@ def test_a_resample_count_the_machine_cannot_hold_is_refused_with_the_memory_nee
     demo_prepared, tmp_path, capsys, monkeypatch
 ):
     """``--resamples 1000000000`` ran out of memory after 30 s with an internal error."""
-    from biomedquant import bootstrap
     from biomedquant.cli import main
-    from biomedquant.io import read_jsonl, write_jsonl
+    from biomedquant.common.files import read_jsonl, write_jsonl
+    from biomedquant.evaluation.stats import bootstrap
 
     gold = demo_prepared["ddi"]
     rows = [{"id": r["id"], "prediction": r["label"]} for r in read_jsonl(gold)]
@@ -401,7 +401,7 @@ def test_every_option_of_every_command_says_what_it_is():
     import argparse
 
     from biomedquant.cli import build_parser
-    from biomedquant.docs_reference import _subparsers
+    from biomedquant.cli.docs_reference import _subparsers
 
     silent = [
         (name, action.option_strings or action.dest)

@@ -15,15 +15,15 @@ import pytest
 import yaml
 
 from biomedquant.cli import main
-from biomedquant.config_checks import (
+from biomedquant.common.files import atomic_dir, write_json, write_jsonl
+from biomedquant.inference.cache import GenerationCache, cache_summary
+from biomedquant.study.config_checks import (
     GroupSizeError,
     StrictRevisionError,
     check_group_sizes,
     check_strict_revisions,
 )
-from biomedquant.config_loader import ConfigError, load_config, load_yaml
-from biomedquant.generation_cache import GenerationCache, cache_summary
-from biomedquant.io import atomic_dir, write_json, write_jsonl
+from biomedquant.study.loading import ConfigError, load_config, load_yaml
 
 from conftest import REPO, copy_workflow, snakemake
 

@@ -1,7 +1,8 @@
-"""The benchmark script's metrics (``benchmark_*``, :func:`biomedquant.metrics.benchmark_metrics`)
-equal scikit-learn called as BIDS-Xu-Lab/Biomedical-NLP-Benchmarks' ``run_eval.py`` calls it, on
-the eight real test sets (``../shared/data``; skipped when absent) with perturbed predictions:
-a share of wrong answers and of unparsable ones (which the script receives as empty answers)."""
+"""The benchmark script's metrics (``benchmark_*``,
+:func:`biomedquant.evaluation.metrics.benchmark_metrics`) equal scikit-learn called as
+BIDS-Xu-Lab/Biomedical-NLP-Benchmarks' ``run_eval.py`` calls it, on the eight real test sets
+(``../shared/data``; skipped when absent) with perturbed predictions: a share of wrong answers and
+of unparsable ones (which the script receives as empty answers)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from test_unparsable_scoring import _evaluated_split, _wrong_answer
 
 from biomedquant.datasets.readers import read_source
 from biomedquant.datasets.registry import DATASETS, get_dataset
-from biomedquant.item_stats import TASK_KIND
-from biomedquant.metrics import benchmark_metrics, iob2_spans
-from biomedquant.scoring_inputs import answer_choices
-from biomedquant.tasks import get_task
+from biomedquant.evaluation.inputs import answer_choices
+from biomedquant.evaluation.metrics import benchmark_metrics, iob2_spans
+from biomedquant.evaluation.stats.sufficient import TASK_KIND
+from biomedquant.evaluation.tasks import get_task
 
 from conftest import SHARED_DATA
 

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from biomedquant.calibration import (
+from biomedquant.common.files import read_json, read_jsonl, write_jsonl
+from biomedquant.quantization.calibration import (
     CalibrationError,
     calibration_windows,
     check_rank,
     record_text,
     widest_linear_input,
 )
-from biomedquant.io import read_json, read_jsonl, write_jsonl
 
 
 @pytest.fixture(scope="module")

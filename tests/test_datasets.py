@@ -10,6 +10,7 @@ from collections import Counter
 
 import pytest
 
+from biomedquant.common.files import read_json, read_jsonl, sha256_file
 from biomedquant.datasets.download import (
     ChecksumError,
     DownloadError,
@@ -27,7 +28,6 @@ from biomedquant.datasets.prepare import (
 )
 from biomedquant.datasets.readers import FormatError, read_conll, read_source
 from biomedquant.datasets.registry import DATASETS, get_dataset
-from biomedquant.io import read_json, read_jsonl, sha256_file
 
 from conftest import SHARED_DATA
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from biomedquant.config_loader import load_yaml, validate_config
-from biomedquant.decoding import Decoding, Sampling
-from biomedquant.job_resources import Workload
+from biomedquant.inference.decoding import Decoding, Sampling
+from biomedquant.planning.job_resources import Workload
+from biomedquant.study.loading import load_yaml, validate_config
 
 from conftest import REPO
 

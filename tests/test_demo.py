@@ -7,8 +7,8 @@ import csv
 import pytest
 import yaml
 
+from biomedquant.common.files import read_json
 from biomedquant.datasets.registry import DATASETS
-from biomedquant.io import read_json
 
 from conftest import REPO, copy_workflow, snakemake
 

@@ -1,4 +1,4 @@
-"""The deployment answer (biomedquant.deployment, ``recommend --gpu-gb``): on a hand-built
+"""The deployment answer (biomedquant.analysis.deployment, ``recommend --gpu-gb``): on a hand-built
 study of two models whose verdicts, scores and memory are planted, each piece of hardware gets
 what a person reading the tables would deploy."""
 
@@ -10,12 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from biomedquant.analysis.deployment import (
+    ALL_MODELS,
+    deployment_rows,
+    hardware_by_name,
+    why_not_runnable,
+)
+from biomedquant.analysis.recommendation import recommend
 from biomedquant.cli import main
+from biomedquant.common.files import write_json
 from biomedquant.datasets.registry import DATASETS
-from biomedquant.deployment import ALL_MODELS, deployment_rows, hardware_by_name, why_not_runnable
-from biomedquant.gpus import Hardware, fit_text, gpus_needed, smallest_gpu
-from biomedquant.io import write_json
-from biomedquant.recommendation import recommend
+from biomedquant.planning.gpus import Hardware, fit_text, gpus_needed, smallest_gpu
 
 # (model, method) -> (kind, GPU GB, change in points: its draws' centre and spread)
 STUDY = {
@@ -196,7 +201,7 @@ def test_the_schema_names_exactly_the_registry_s_devices():
 
     import yaml
 
-    from biomedquant.throughput import DEVICES
+    from biomedquant.planning.throughput import DEVICES
 
     from conftest import REPO
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from biomedquant.docs_reference import PAGES, config_header
+from biomedquant.cli.docs_reference import PAGES, config_header
 
 from conftest import REPO
 
@@ -21,7 +21,7 @@ def test_generated_reference_page_equals_its_source(page):
     committed = (REPO / "docs" / "reference" / page).read_text()
     assert committed == PAGES[page](), (
         f"docs/reference/{page} differs from what it is generated from: run "
-        "`python -m biomedquant.docs_reference docs/reference` and commit the result"
+        "`python -m biomedquant.cli.docs_reference docs/reference` and commit the result"
     )
 
 

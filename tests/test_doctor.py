@@ -7,8 +7,8 @@ from collections import namedtuple
 
 import yaml
 
-from biomedquant import doctor
 from biomedquant.cli import main
+from biomedquant.planning import doctor
 
 from conftest import REPO
 

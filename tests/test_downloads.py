@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from biomedquant.common.files import _host_tag, atomic_path, read_json
 from biomedquant.datasets.checksum_lock import ChecksumLock
 from biomedquant.datasets.download import (
     ChecksumError,
@@ -35,7 +36,6 @@ from biomedquant.datasets.download import (
 )
 from biomedquant.datasets.prepare import DatasetValidationError, prepare_split
 from biomedquant.datasets.registry import get_dataset
-from biomedquant.io import _host_tag, atomic_path, read_json
 
 BODY = b"0123456789" * 100  # 1000 bytes
 

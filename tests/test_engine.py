@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from biomedquant.decoding import Decoding, Sampling
-from biomedquant.engines.transformers import generate, load_model, plan_batches
-from biomedquant.inference import read_partial
-from biomedquant.io import read_json, read_jsonl, write_jsonl
+from biomedquant.common.files import read_json, read_jsonl, write_jsonl
+from biomedquant.inference.decoding import Decoding, Sampling
+from biomedquant.inference.engines.transformers import generate, load_model, plan_batches
+from biomedquant.inference.job import read_partial
 
 from conftest import numbered_items
 
@@ -137,7 +137,7 @@ def test_a_batch_that_ran_out_of_memory_does_not_count_in_the_peak(tiny, monkeyp
     that ran out of memory left in torch's counters."""
     import torch
 
-    from biomedquant.engines.gpu_peaks import GpuPeaks
+    from biomedquant.inference.engines.gpu_peaks import GpuPeaks
 
     model, tok = tiny
     counters = FakeCudaCounters()
@@ -251,8 +251,8 @@ def test_every_registered_engine_offers_the_interface():
     signatures: the vLLM and llama.cpp engines cannot all run here)."""
     import inspect
 
-    from biomedquant.engines import ENGINES, get_engine
-    from biomedquant.engines.base import Engine
+    from biomedquant.inference.engines import ENGINES, get_engine
+    from biomedquant.inference.engines.base import Engine
 
     def params(fn):
         return [
@@ -270,8 +270,8 @@ def test_every_registered_engine_offers_the_interface():
 
 
 def test_vllm_engine_without_vllm_names_the_missing_package(tiny_fetched, monkeypatch):
-    from biomedquant.engines import get_engine
-    from biomedquant.engines.base import EngineUnavailable
+    from biomedquant.inference.engines import get_engine
+    from biomedquant.inference.engines.base import EngineUnavailable
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     engine = get_engine("vllm")
@@ -283,7 +283,7 @@ def test_vllm_engine_without_vllm_names_the_missing_package(tiny_fetched, monkey
 
 
 def test_vllm_llm_gets_the_decoding_settings_batch_shape(tiny_fetched):
-    from biomedquant.engines.vllm import llm_kwargs
+    from biomedquant.inference.engines.vllm import llm_kwargs
 
     decoding = Decoding(batch_size=32, batch_tokens=4096, continuous_rows=128)
     assert llm_kwargs(tiny_fetched, {"kind": "none"}, decoding) == {
@@ -300,7 +300,7 @@ def test_vllm_llm_gets_the_decoding_settings_batch_shape(tiny_fetched):
 def test_vllm_sampled_requests_carry_the_job_seed():
     """Sampled chains get the job's seed (vLLM then seeds each request's own generator, so a
     prompt's chains do not depend on its batch); greedy requests get none."""
-    from biomedquant.engines.vllm import sampling_kwargs
+    from biomedquant.inference.engines.vllm import sampling_kwargs
 
     sampled = Sampling(max_new_tokens=64, samples=5, temperature=0.7, seed=42, stop=("\n\n",))
     assert sampling_kwargs(sampled, [7]) == {
@@ -320,8 +320,8 @@ def test_sampled_generations_record_an_engines_own_seeding():
     """An engine that seeds chains its own way says so in the key of every sampled generation
     (and the run record), so the cache never hands over chains seeded another way; greedy
     generations, and the transformers engine's, keep the keys they had."""
-    from biomedquant.engines import get_engine
-    from biomedquant.engines.base import decoding_identity
+    from biomedquant.inference.engines import get_engine
+    from biomedquant.inference.engines.base import decoding_identity
 
     sampled = Sampling(max_new_tokens=64, samples=5, temperature=0.7, seed=42)
     greedy = Sampling(max_new_tokens=64)
@@ -345,7 +345,7 @@ def test_the_job_hands_its_token_budget_to_vllm(tiny_fetched, demo_prepared, tmp
     is imitated."""
     import types
 
-    from biomedquant.inference import run_inference
+    from biomedquant.inference.job import run_inference
 
     seen: dict = {}
 

@@ -8,14 +8,14 @@ import json
 import pytest
 
 from biomedquant.cli import main
-from biomedquant.evaluation import (
+from biomedquant.common.files import read_json, read_jsonl, write_jsonl
+from biomedquant.evaluation.job import (
     evaluate_group,
     evaluation_code_fingerprint,
     manifest_files,
     parse_generations,
     table_inputs,
 )
-from biomedquant.io import read_json, read_jsonl, write_jsonl
 
 PROMPTS = ["zero-shot", "five-shot"]
 
@@ -116,7 +116,7 @@ def test_code_fingerprint_changes_with_the_parsers_source(tmp_path, monkeypatch)
     import shutil
     import sys
 
-    from biomedquant import tasks
+    from biomedquant.evaluation import tasks
 
     src = tmp_path / "src"
     shutil.copytree(tasks.__path__[0], src / "fakepkg")
@@ -187,27 +187,27 @@ def test_tables_read_through_manifests_equal_tables_of_the_listed_files(demo_pre
 
 
 def test_the_fingerprint_covers_the_import_closure_of_the_evaluate_step():
-    from biomedquant.evaluation import package_import_closure
+    from biomedquant.evaluation.job import package_import_closure
 
-    covered = package_import_closure("biomedquant.evaluation")
+    covered = package_import_closure("biomedquant.evaluation.job")
     # what the evaluate step runs, the voting and the cluster patterns included
     for module in (
-        "biomedquant.scoring",
-        "biomedquant.parsing",
-        "biomedquant.tasks.answer_reading",
-        "biomedquant.prompting",
+        "biomedquant.evaluation.scoring",
+        "biomedquant.evaluation.parsing",
+        "biomedquant.evaluation.tasks.answer_reading",
+        "biomedquant.inference.prompting",
         "biomedquant.datasets.registry",
-        "biomedquant.item_stats",
+        "biomedquant.evaluation.stats.sufficient",
     ):
         assert module in covered, module
     # and nothing the evaluate step never runs (an engine change re-evaluates nothing)
     assert not any(
-        m.startswith(("biomedquant.engines", "biomedquant.quantization")) for m in covered
+        m.startswith(("biomedquant.inference.engines", "biomedquant.quantization")) for m in covered
     )
 
 
 def test_the_closure_follows_every_kind_of_import(tmp_path, monkeypatch):
-    from biomedquant.evaluation import package_import_closure
+    from biomedquant.evaluation.job import package_import_closure
 
     pkg = tmp_path / "closurepkg"
     (pkg / "sub").mkdir(parents=True)
@@ -241,7 +241,7 @@ def test_the_closure_read_from_import_lines_equals_a_full_parse_of_every_module(
     import pkgutil
 
     import biomedquant
-    import biomedquant.evaluation as evaluation
+    import biomedquant.evaluation.job as evaluation
 
     modules = [m.name for m in pkgutil.walk_packages(biomedquant.__path__, "biomedquant.")]
     assert len(modules) > 50

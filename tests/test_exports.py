@@ -1,11 +1,11 @@
-"""A model's export job (biomedquant.exports): its method list is checked, and a failure
+"""A model's export job (biomedquant.exports.model): its method list is checked, and a failure
 leaves the previous exports whole."""
 
 from __future__ import annotations
 
 import pytest
 
-from biomedquant.exports import MethodExport, export_model
+from biomedquant.exports.model import MethodExport, export_model
 
 
 def test_a_method_entry_names_what_it_lacks():

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from biomedquant.io import read_json, write_json
-from biomedquant.models import ModelSourceError, fetch_model
+from biomedquant.common.files import read_json, write_json
+from biomedquant.models.fetch import ModelSourceError, fetch_model
 
 GPTQ = {
     "kind": "gptq",
@@ -129,7 +129,7 @@ def tiny_disk(tmp_path):
 
 
 def test_disk_full_gives_a_clear_error_and_keeps_earlier_results(tiny_disk, tmp_path):
-    from biomedquant.scoring import TABLE_COLUMNS
+    from biomedquant.evaluation.scoring import TABLE_COLUMNS
 
     # An earlier, complete table on the small disk ...
     table = tiny_disk / "scores.csv"
@@ -190,8 +190,8 @@ def test_unparsable_or_empty_output_is_counted_and_scored_as_the_worst_answer(
 ):
     """Half the items answered right in words, half with junk: accuracy is exactly one half,
     the junk is counted as unparsable, and nothing raises."""
-    from biomedquant.io import read_jsonl, write_jsonl
-    from biomedquant.scoring import score_predictions
+    from biomedquant.common.files import read_jsonl, write_jsonl
+    from biomedquant.evaluation.scoring import score_predictions
 
     gold = read_jsonl(demo_prepared["pubmedqa"])
     preds = [

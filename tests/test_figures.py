@@ -9,19 +9,19 @@ import pandas as pd
 import pytest
 import yaml
 
+from biomedquant.analysis.cpu_deployment import CPU_DEPLOYMENT_COLUMNS
+from biomedquant.analysis.memory_table import MEMORY_COLUMNS
+from biomedquant.analysis.tables import pareto_front, read_memory
 from biomedquant.cli import main
-from biomedquant.cpu_deployment import CPU_DEPLOYMENT_COLUMNS
+from biomedquant.common.files import write_json
 from biomedquant.datasets.registry import DATASETS
-from biomedquant.figures.registry import FIGURES, draw_figure
-from biomedquant.figures.style import Order, order_from_config
-from biomedquant.gpus import GPU_SIZES_GIB, smallest_gpu
-from biomedquant.io import write_json
-from biomedquant.memory_table import MEMORY_COLUMNS
-from biomedquant.methods import bits as method_bits
-from biomedquant.plan import FIT_COLUMNS
-from biomedquant.report import write_table_page
-from biomedquant.results import pareto_front, read_memory
-from biomedquant.scoring import BY_LABEL_COLUMNS
+from biomedquant.evaluation.scoring import BY_LABEL_COLUMNS
+from biomedquant.planning.fit_table import FIT_COLUMNS
+from biomedquant.planning.gpus import GPU_SIZES_GIB, smallest_gpu
+from biomedquant.quantization.kinds import bits as method_bits
+from biomedquant.report.figures.registry import FIGURES, draw_figure
+from biomedquant.report.figures.style import Order, order_from_config
+from biomedquant.report.pages import write_table_page
 
 from conftest import REPO
 
@@ -251,7 +251,7 @@ def test_every_figure_draws_at_demo_and_paper_scale(tmp_path, scale, models, met
     exts = ("png", "pdf") if scale == "demo" else ("png",)
     from matplotlib.image import imread
 
-    from biomedquant.figures.style import MAX_PIXELS
+    from biomedquant.report.figures.style import MAX_PIXELS
 
     for name in FIGURES:
         outs = [tmp_path / f"{name}.{ext}" for ext in exts]
@@ -373,7 +373,7 @@ def test_table_pages_hold_the_table_and_the_csv(tmp_path):
 def test_registry_names_a_caption_a_category_and_known_tables_for_every_figure():
     import inspect
 
-    from biomedquant.figures.registry import TABLES, figure_paths
+    from biomedquant.report.figures.registry import TABLES, figure_paths
 
     from conftest import REPO
 
@@ -389,18 +389,18 @@ def test_registry_names_a_caption_a_category_and_known_tables_for_every_figure()
 
 
 def test_workflow_figures_follow_the_registry():
-    from biomedquant.figures.registry import figure_rule_names
+    from biomedquant.report.figures.registry import figure_rule_names
 
     alone = figure_rule_names(compared=False)
     assert "scores_by_dataset" in alone and "change_heatmap" not in alone
     every = figure_rule_names(compared=True)
     assert set(alone) < set(every)
-    # drawn beside their own tables by plan.smk and deployment.smk, not by figure rules
+    # drawn beside their own tables by planning.smk and analysis.smk, not by figure rules
     assert {"fit", "cpu_deployment"} <= set(FIGURES) - set(every)
 
 
 def test_one_set_of_gpu_sizes_for_the_fit_table_the_recommendation_and_the_figures():
-    from biomedquant.figures.style import GPU_LINES_GB
+    from biomedquant.report.figures.style import GPU_LINES_GB
 
     assert [gib for gib, _ in GPU_LINES_GB] == list(GPU_SIZES_GIB)
     assert [c for c in FIT_COLUMNS if c.startswith("fits_")] == [
@@ -418,7 +418,7 @@ def test_the_recommendation_reads_the_tables_without_the_plotting_code():
     import sys
 
     code = (
-        "import sys, biomedquant.recommendation, biomedquant.plan; "
+        "import sys, biomedquant.analysis.recommendation, biomedquant.planning.fit_table; "
         "print(sorted(m for m in sys.modules if m.startswith(('matplotlib', 'biomedquant.fig'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -426,7 +426,7 @@ def test_the_recommendation_reads_the_tables_without_the_plotting_code():
 
 
 def test_fit_figure_takes_the_baseline_and_order_from_its_table(tmp_path):
-    from biomedquant.figures.style import BASELINE_COLOR, order_from_rows
+    from biomedquant.report.figures.style import BASELINE_COLOR, order_from_rows
 
     tables = write_tables(tmp_path, ["b_model", "a_model"], ["base", "gptq-w4g128"], ["zero-shot"])
     fit = pd.read_csv(tables["fit"])
@@ -453,7 +453,12 @@ def test_no_two_methods_share_a_colour_at_the_papers_scale_and_beyond():
     baseline's grey, and the first eight stay Okabe-Ito."""
     import yaml
 
-    from biomedquant.figures.style import BASELINE_COLOR, OKABE_ITO, method_color, order_from_config
+    from biomedquant.report.figures.style import (
+        BASELINE_COLOR,
+        OKABE_ITO,
+        method_color,
+        order_from_config,
+    )
 
     from conftest import REPO
 
@@ -472,7 +477,7 @@ def test_a_method_family_is_one_hue_in_shades_darker_with_fewer_bits():
 
     import yaml
 
-    from biomedquant.figures.style import FAMILY_HUES, order_from_config
+    from biomedquant.report.figures.style import FAMILY_HUES, order_from_config
 
     from conftest import REPO
 
@@ -499,10 +504,10 @@ def test_a_method_family_is_one_hue_in_shades_darker_with_fewer_bits():
         colors = [order.color(m) for m in order.methods]
         assert len(set(colors)) == len(colors)
     # a table's own rows (the fit and CPU tables) give the same colours as the config
-    from biomedquant.figures.style import order_from_rows
+    from biomedquant.report.figures.style import order_from_rows
 
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-    from biomedquant.methods import bits
+    from biomedquant.quantization.kinds import bits
 
     rows = pd.DataFrame(
         [
@@ -516,7 +521,7 @@ def test_a_method_family_is_one_hue_in_shades_darker_with_fewer_bits():
 
 
 def test_the_domain_figure_compares_biomedical_and_general_models_of_one_size_class(tmp_path):
-    from biomedquant.figures.domain import comparable_classes
+    from biomedquant.report.figures.domain import comparable_classes
 
     paper = order_from_config(PAPER_CONFIG)
     classes = comparable_classes(paper)
@@ -538,8 +543,8 @@ def test_legends_show_the_names_a_reader_knows():
     file names); two methods that would read alike keep their slugs."""
     import yaml
 
-    from biomedquant.figures.draw import legend_handles
-    from biomedquant.figures.style import order_from_config, order_from_json, order_to_json
+    from biomedquant.report.figures.draw import legend_handles
+    from biomedquant.report.figures.style import order_from_config, order_from_json, order_to_json
 
     from conftest import REPO
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import weakref
 
-from biomedquant.gc_thresholds import (
+from biomedquant.study.planning_speedups import (
     PLANNING_THRESHOLDS,
     defer_full_collections,
     restore_thresholds,
@@ -56,7 +56,7 @@ def test_exit_freezes_objects_and_keeps_the_exit_status_and_output() -> None:
         "import atexit, gc, sys\n"
         # registered first, so it runs after the freeze (exit hooks run last-in, first-out)
         "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
-        "from biomedquant.gc_thresholds import skip_collections_at_exit\n"
+        "from biomedquant.study.planning_speedups import skip_collections_at_exit\n"
         "skip_collections_at_exit()\n"
         "print('planned', end='')\n"
         "sys.exit(3)\n"

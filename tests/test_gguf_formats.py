@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from biomedquant import gguf_layout as gl
-from biomedquant.engines import engine_for, require_fp8_gpu
-from biomedquant.memory import ModelShape, weight_bytes
-from biomedquant.methods import bits, linear_bytes_per_weight
+from biomedquant.inference.engines import engine_for, require_fp8_gpu
+from biomedquant.planning.estimator import ModelShape, weight_bytes
+from biomedquant.quantization import gguf_layout as gl
+from biomedquant.quantization.kinds import bits, linear_bytes_per_weight
 
 
 def test_block_layouts_are_ggmls_structs():
@@ -108,8 +108,8 @@ def test_engines_per_kind_and_fp8_jobs_say_why_they_cannot_run():
 
 
 def test_fp8_inference_job_stops_before_loading(tiny_fetched, demo_prepared, tmp_path):
-    from biomedquant.decoding import Decoding
-    from biomedquant.inference import run_inference
+    from biomedquant.inference.decoding import Decoding
+    from biomedquant.inference.job import run_inference
 
     if _has_fp8_gpu():
         pytest.skip("this machine has an FP8 GPU: fp8 jobs run")
@@ -172,7 +172,7 @@ def test_converted_gemma2_runs_in_llama_cpp_as_in_transformers(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from biomedquant.quantization.gguf_convert import convert_to_gguf
-    from biomedquant.rehearsal.tiny_models import FAMILIES, build_tiny_model
+    from biomedquant.study.rehearsal.tiny_models import FAMILIES, build_tiny_model
 
     llama_cpp = pytest.importorskip("llama_cpp")
     src = build_tiny_model(tmp_path / "gemma2", FAMILIES["gemma2"], "google/gemma-2-9b-it")
@@ -203,7 +203,7 @@ def test_converter_names_an_architecture_it_does_not_know(tmp_path):
 
 def test_stop_strings_cut_before_the_first_one():
     # the llama.cpp engine cuts with the engines' shared cut_at_stop
-    from biomedquant.engines.base import cut_at_stop
+    from biomedquant.inference.engines.base import cut_at_stop
 
     assert cut_at_stop("Answer: yes\nQuestion: next", ["\nQuestion:", "###"], ended=False) == (
         "Answer: yes",
@@ -219,8 +219,8 @@ def test_stop_strings_cut_before_the_first_one():
 def test_cpu_deployment_rows_add_tokens_and_seconds_over_runs(tmp_path):
     import json
 
-    from biomedquant.cpu_deployment import cpu_deployment_rows, write_cpu_deployment
-    from biomedquant.figures.registry import draw_figure
+    from biomedquant.analysis.cpu_deployment import cpu_deployment_rows, write_cpu_deployment
+    from biomedquant.report.figures.registry import draw_figure
 
     def run(method, dataset, **extra):
         path = tmp_path / "m" / method / dataset / "zero-shot.run.json"

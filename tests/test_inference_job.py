@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from biomedquant.decoding import Decoding
-from biomedquant.engines.transformers import TransformersEngine
-from biomedquant.inference import (
+from biomedquant.common.files import read_json, read_jsonl, write_jsonl
+from biomedquant.inference.decoding import Decoding
+from biomedquant.inference.engines.transformers import TransformersEngine
+from biomedquant.inference.job import (
     DatasetJob,
     RunSpec,
     Shard,
@@ -27,7 +28,6 @@ from biomedquant.inference import (
     run_inference_datasets,
     run_inference_job,
 )
-from biomedquant.io import read_json, read_jsonl, write_jsonl
 
 from conftest import numbered_items
 
@@ -139,7 +139,7 @@ def test_nothing_left_to_generate_loads_no_model(tiny_fetched, demo_prepared, tm
 def test_a_changed_template_regenerates_only_its_prompting_method(
     tiny_fetched, demo_prepared, tmp_path, monkeypatch
 ):
-    import biomedquant.prompting as prompting
+    import biomedquant.inference.prompting as prompting
 
     args = _cached_job(tiny_fetched, demo_prepared, tmp_path)
     first = run_inference_job(runs=_runs(tmp_path / "a"), **args)
@@ -365,15 +365,15 @@ class FakeVllm:
 
 
 def test_vllm_gets_every_prompting_method_in_one_request_list(monkeypatch):
-    from biomedquant.decoding import Sampling
-    from biomedquant.engines.vllm import VllmEngine
+    from biomedquant.inference.decoding import Sampling
+    from biomedquant.inference.engines.vllm import VllmEngine
 
     fake = FakeVllm()
     monkeypatch.setitem(sys.modules, "vllm", fake.module())
     tokenizer = types.SimpleNamespace(
         convert_tokens_to_ids=lambda t: 7, chat_template=None, special_tokens_map={}
     )
-    monkeypatch.setattr("biomedquant.prompting.end_of_turn_tokens", lambda tok: [])
+    monkeypatch.setattr("biomedquant.inference.prompting.end_of_turn_tokens", lambda tok: [])
     engine = VllmEngine(fake, tokenizer)
     greedy, sampled = Sampling(max_new_tokens=5), Sampling(20, samples=3, temperature=0.7, seed=1)
     got: list[dict] = [{}, {}]

@@ -11,8 +11,9 @@ import sys
 import pytest
 import yaml
 
-from biomedquant.decoding import Decoding
-from biomedquant.job_resources import (
+from biomedquant.inference.decoding import Decoding
+from biomedquant.planning.estimator import estimate, shape_for_model
+from biomedquant.planning.job_resources import (
     UNKNOWN,
     InferenceSplit,
     Runtime,
@@ -26,8 +27,7 @@ from biomedquant.job_resources import (
     run_seconds,
     time_box_minutes,
 )
-from biomedquant.memory import estimate, shape_for_model
-from biomedquant.throughput import Throughput
+from biomedquant.planning.throughput import Throughput
 
 from conftest import REPO, copy_workflow
 
@@ -191,7 +191,7 @@ def test_an_unset_partition_variable_is_refused_when_snakemake_starts(tmp_path):
 
 
 def test_unset_variables_names_each_resource_and_variable(monkeypatch):
-    from biomedquant.config_checks import SchedulerSettingError, check_scheduler_settings
+    from biomedquant.study.config_checks import SchedulerSettingError, check_scheduler_settings
 
     monkeypatch.delenv("UNSET_FOR_TEST", raising=False)
     monkeypatch.setenv("SET_FOR_TEST", "x")
@@ -384,8 +384,8 @@ def test_the_paper_study_on_slurm_asks_for_gpus_by_memory_and_none_for_cpu_work(
     assert {"fetch_model", "download_dataset", "evaluate"} <= cpu_rules
     # What the plan requests, every time-boxed attempt counted, is what `biomedquant plan
     # --cost` says the attempts request, and within twice the expected GPU-hours.
-    from biomedquant.config_loader import load_config
-    from biomedquant.cost import study_cost
+    from biomedquant.planning.cost import study_cost
+    from biomedquant.study.loading import load_config
 
     cost = study_cost(load_config(REPO / "config" / "paper.yaml"))
     attempts = {(j.model, j.method): j.attempts for j in cost.jobs if j.rule == "infer"}
@@ -403,7 +403,7 @@ def test_the_paper_study_on_slurm_asks_for_gpus_by_memory_and_none_for_cpu_work(
 
 
 def test_the_cpu_quantize_time_counts_the_quality_check_s_own_token_budget():
-    from biomedquant import job_resources
+    from biomedquant.planning import job_resources
     from biomedquant.quantization.quality import HELDOUT_TOKENS, heldout_tokens
 
     assert job_resources.QUALITY_CHECK_MIN_TOKENS == HELDOUT_TOKENS

@@ -13,8 +13,8 @@ pytest.importorskip(
     reason="llama-cpp-python is not installed: pip install 'biomedquant[llamacpp]'",
 )
 
-from biomedquant.io import read_json  # noqa: E402
-from biomedquant.memory import shape_for_model, weight_bytes  # noqa: E402
+from biomedquant.common.files import read_json  # noqa: E402
+from biomedquant.planning.estimator import shape_for_model, weight_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +46,9 @@ def test_artifact_records_types_and_its_bytes_equal_the_estimate(tiny_fetched, t
 
 def test_llama_cpp_perplexity_equals_transformers_on_the_f16_file(tiny_fetched, tiny_ggufs):
     """Same weights, two engines: the mean log-likelihood agrees to kernel rounding."""
-    from biomedquant.engines import llama_cpp
-    from biomedquant.engines.transformers import load_model
-    from biomedquant.perplexity import token_nll
+    from biomedquant.inference.engines import llama_cpp
+    from biomedquant.inference.engines.transformers import load_model
+    from biomedquant.inference.perplexity import token_nll
 
     texts = ["the patient was given aspirin", "a b c d e f g h i j", "hello there, how are you"]
     folder, method = tiny_ggufs["F16"]
@@ -63,8 +63,8 @@ def test_llama_cpp_perplexity_equals_transformers_on_the_f16_file(tiny_fetched, 
 
 
 def test_llama_cpp_engine_runs_an_inference_job_and_caches_it(tiny_ggufs, demo_prepared, tmp_path):
-    from biomedquant.decoding import Decoding
-    from biomedquant.inference import run_inference
+    from biomedquant.inference.decoding import Decoding
+    from biomedquant.inference.job import run_inference
 
     folder, method = tiny_ggufs["Q8_0"]
     args = {
@@ -91,8 +91,8 @@ def test_llama_cpp_engine_runs_an_inference_job_and_caches_it(tiny_ggufs, demo_p
 def test_sampled_chains_follow_the_job_seed_not_the_prompts_place(tiny_ggufs):
     """A prompt's sampled chains are the same alone or after another prompt (as in a resumed
     job, or one whose other prompts came from the cache), and change with the job's seed."""
-    from biomedquant.decoding import Sampling
-    from biomedquant.engines import llama_cpp
+    from biomedquant.inference.decoding import Sampling
+    from biomedquant.inference.engines import llama_cpp
 
     folder, method = tiny_ggufs["Q8_0"]
     engine = llama_cpp.LlamaCppEngine.load(folder, method)
@@ -116,7 +116,7 @@ def test_sampled_chains_follow_the_job_seed_not_the_prompts_place(tiny_ggufs):
 
 
 def test_gguf_perplexity_through_the_perplexity_step(tiny_ggufs, demo_prepared, tmp_path):
-    from biomedquant.perplexity import run_perplexity
+    from biomedquant.inference.perplexity import run_perplexity
 
     folder, method = tiny_ggufs["Q4_K_M"]
     rec = run_perplexity(

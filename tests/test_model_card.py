@@ -1,11 +1,11 @@
-"""Model cards (biomedquant.model_card): the hub's metadata header parses as YAML with the
+"""Model cards (biomedquant.exports.model_card): the hub's metadata header parses as YAML with the
 hub's keys, and the body names the method, calibration, weights hash, scores and verdicts."""
 
 from __future__ import annotations
 
 import yaml
 
-from biomedquant.model_card import HUB_KEYS, model_card
+from biomedquant.exports.model_card import HUB_KEYS, model_card
 
 PROVENANCE = {
     "source_model": {"model": "llama", "revision": "0123abcd" * 5},

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from biomedquant.cli import build_parser, main
-from biomedquant.decoding import Decoding
+from biomedquant.inference.decoding import Decoding
 
 GIB = 2**30
 H100 = "NVIDIA H100 80GB HBM3"
@@ -99,7 +99,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
 
 
 def test_two_gpus_of_four_give_accelerate_two_gpus_and_no_host(monkeypatch, model_dir, recorder):
-    from biomedquant.engines.transformers import GPU_MEMORY_FRACTION, load_model
+    from biomedquant.inference.engines.transformers import GPU_MEMORY_FRACTION, load_model
 
     _machine(monkeypatch, 4)
     _, _, info = load_model(model_dir, {"kind": "none"}, gpus=2)
@@ -115,10 +115,10 @@ def test_two_gpus_of_four_give_accelerate_two_gpus_and_no_host(monkeypatch, mode
 def test_a_job_given_more_gpus_than_it_sees_says_so_and_uses_those(
     monkeypatch, model_dir, recorder, caplog
 ):
-    from biomedquant.engines.transformers import load_model
+    from biomedquant.inference.engines.transformers import load_model
 
     _machine(monkeypatch, 1)
-    with caplog.at_level(logging.WARNING, logger="biomedquant.engines.transformers"):
+    with caplog.at_level(logging.WARNING, logger="biomedquant.inference.engines.transformers"):
         _, _, info = load_model(model_dir, {"kind": "none"}, gpus=4)
     assert list(recorder.calls[0]["max_memory"]) == [0]
     assert info["gpus"] == 1
@@ -128,7 +128,7 @@ def test_a_job_given_more_gpus_than_it_sees_says_so_and_uses_those(
 def test_a_model_the_gpus_do_not_hold_is_refused_not_offloaded(monkeypatch, model_dir, recorder):
     """accelerate puts what does not fit the listed GPUs on "disk" (or "cpu"); the job stops
     with one line naming the GPUs it was given and what to ask for."""
-    from biomedquant.engines.transformers import load_model
+    from biomedquant.inference.engines.transformers import load_model
 
     _machine(monkeypatch, 2)
     recorder.device_map = {
@@ -149,7 +149,7 @@ def test_a_model_the_gpus_do_not_hold_is_refused_not_offloaded(monkeypatch, mode
 
 
 def test_a_map_spread_over_the_gpus_only_is_accepted(monkeypatch, model_dir, recorder):
-    from biomedquant.engines.transformers import load_model
+    from biomedquant.inference.engines.transformers import load_model
 
     _machine(monkeypatch, 2)
     recorder.device_map = {"model.embed_tokens": 0, "model.layers": 1, "lm_head": 1}
@@ -159,7 +159,7 @@ def test_a_map_spread_over_the_gpus_only_is_accepted(monkeypatch, model_dir, rec
 
 def test_a_quantizers_own_offload_refusal_becomes_the_jobs(monkeypatch, model_dir, recorder):
     """bitsandbytes refuses an offloading device map before loading, in its own words."""
-    from biomedquant.engines.transformers import load_model
+    from biomedquant.inference.engines.transformers import load_model
 
     _machine(monkeypatch, 1)
     recorder.error = ValueError(
@@ -181,7 +181,7 @@ def test_a_quantizers_own_offload_refusal_becomes_the_jobs(monkeypatch, model_di
 def test_the_quality_check_may_offload_to_the_host(monkeypatch, model_dir, recorder):
     """The quantization job is sized for GPTQ's one block at a time; its quality check loads
     the artifact with the host as a last device, as it always did."""
-    from biomedquant.engines.transformers import load_model
+    from biomedquant.inference.engines.transformers import load_model
 
     _machine(monkeypatch, 2)
     recorder.device_map = {"model.layers.0": 0, "model.layers.1": "cpu"}
@@ -197,7 +197,7 @@ def test_without_cuda_or_without_gpus_the_cpu_load_is_unchanged(
 ):
     """No CUDA, or a job given no GPU: the device map is the CPU, weights compute in float32,
     and no GPU is looked at."""
-    from biomedquant.engines.transformers import load_model
+    from biomedquant.inference.engines.transformers import load_model
 
     _machine(monkeypatch, visible)
 
@@ -229,7 +229,7 @@ def _heads(tmp_path: Path, heads: int | None) -> Path:
 
 
 def test_vllm_runs_tensor_parallel_over_the_jobs_gpus(tmp_path):
-    from biomedquant.engines.vllm import llm_kwargs
+    from biomedquant.inference.engines.vllm import llm_kwargs
 
     folder = _heads(tmp_path, 64)
     assert llm_kwargs(folder, {"kind": "none"}, Decoding(), gpus=4)["tensor_parallel_size"] == 4
@@ -243,7 +243,7 @@ def test_vllm_runs_tensor_parallel_over_the_jobs_gpus(tmp_path):
 
 
 def test_vllm_refuses_a_gpu_count_that_does_not_divide_the_heads(tmp_path):
-    from biomedquant.engines.vllm import llm_kwargs
+    from biomedquant.inference.engines.vllm import llm_kwargs
 
     folder = _heads(tmp_path, 12)
     assert llm_kwargs(folder, {"kind": "none"}, Decoding(), gpus=4)["tensor_parallel_size"] == 4
@@ -257,7 +257,7 @@ def test_vllm_refuses_a_gpu_count_that_does_not_divide_the_heads(tmp_path):
 def test_the_job_hands_its_gpus_to_the_vllm_engine(tmp_path, monkeypatch):
     """``run_inference_job(gpus=...)`` reaches ``vllm.LLM`` (a stand-in that records what it is
     called with), and the run's load facts record the count."""
-    from biomedquant.engines.vllm import VllmEngine
+    from biomedquant.inference.engines.vllm import VllmEngine
 
     seen: dict[str, Any] = {}
 
@@ -277,7 +277,7 @@ def test_the_job_hands_its_gpus_to_the_vllm_engine(tmp_path, monkeypatch):
 def test_run_inference_job_passes_its_gpus_to_the_engine_load(
     tiny_fetched, demo_prepared, tmp_path
 ):
-    from biomedquant.inference import RunSpec, run_inference_job
+    from biomedquant.inference.job import RunSpec, run_inference_job
 
     class Loaded(Exception):
         pass
@@ -307,7 +307,7 @@ def test_the_gpu_count_enters_no_cache_key_and_no_generation(
     """``biomedquant infer`` with ``--gpus 0`` and then ``--gpus 2`` (on this CPU machine both
     run on the CPU): the second job takes every generation from the first one's cache, the
     generations files are the same, and each run record says how many GPUs it used."""
-    from biomedquant.io import read_json, read_jsonl
+    from biomedquant.common.files import read_json, read_jsonl
 
     from conftest import numbered_items
 
@@ -333,7 +333,7 @@ def test_the_gpu_count_enters_no_cache_key_and_no_generation(
 
 
 def test_peak_gpu_memory_is_counted_over_every_gpu(monkeypatch):
-    from biomedquant.engines.gpu_peaks import GpuPeaks
+    from biomedquant.inference.engines.gpu_peaks import GpuPeaks
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
@@ -354,7 +354,7 @@ def test_llama_cpp_offloads_to_the_jobs_gpus_and_records_them(
     them on the CPU."""
     import shutil
 
-    from biomedquant.engines import llama_cpp
+    from biomedquant.inference.engines import llama_cpp
 
     folder = tmp_path / "gguf"
     shutil.copytree(tiny_fetched, folder)
@@ -450,8 +450,8 @@ def test_quantize_hides_the_gpus_from_cpu_only_quantization(
     an rtn or gguf job (which asks the scheduler for no GPU) sees none even on a GPU node."""
     import os
 
-    import biomedquant.config_checks
     import biomedquant.quantization
+    import biomedquant.study.config_checks
 
     seen: dict[str, Any] = {}
 
@@ -461,7 +461,9 @@ def test_quantize_hides_the_gpus_from_cpu_only_quantization(
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     monkeypatch.setattr(biomedquant.quantization, "quantize_model", quantize)
-    monkeypatch.setattr(biomedquant.config_checks, "check_group_size_for_folder", lambda *a: None)
+    monkeypatch.setattr(
+        biomedquant.study.config_checks, "check_group_size_for_folder", lambda *a: None
+    )
     argv = ["quantize", "--source", str(tmp_path), "--method", json.dumps(method)]
     assert main([*argv, "--out", str(tmp_path / "q"), "--gpus", gpus]) == 0
     assert seen == {"gpus": given, "visible": visible}

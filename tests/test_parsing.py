@@ -8,8 +8,8 @@ import pytest
 
 from biomedquant.datasets.readers import read_source
 from biomedquant.datasets.registry import DATASETS
-from biomedquant.parsing import parse_output
-from biomedquant.tasks import AMBIGUOUS, EMPTY, NO_ANSWER, OK
+from biomedquant.evaluation.parsing import parse_output
+from biomedquant.evaluation.tasks import AMBIGUOUS, EMPTY, NO_ANSWER, OK
 
 from conftest import SHARED_DATA
 

@@ -7,9 +7,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from biomedquant.common.files import read_jsonl
 from biomedquant.datasets.registry import get_dataset
-from biomedquant.io import read_jsonl
-from biomedquant.prompting import (
+from biomedquant.evaluation.tasks import (
+    NO_ANSWER,
+    OK,
+    Parsed,
+    get_task,
+    vote_label,
+    vote_labelset,
+    vote_spans,
+)
+from biomedquant.inference.prompting import (
     COT_INSTRUCTION,
     DEFAULT_SYSTEM_PROMPT,
     PROMPT_METHODS,
@@ -23,7 +32,6 @@ from biomedquant.prompting import (
     shipped_chat_template,
     stop_strings,
 )
-from biomedquant.tasks import NO_ANSWER, OK, Parsed, get_task, vote_label, vote_labelset, vote_spans
 
 from conftest import CHATML
 

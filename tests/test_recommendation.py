@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from biomedquant.analysis.recommendation import recommend
 from biomedquant.cli import main
+from biomedquant.common.files import write_json
 from biomedquant.datasets.registry import DATASETS
-from biomedquant.io import write_json
-from biomedquant.recommendation import recommend
-from biomedquant.verdicts import (
+from biomedquant.evaluation.stats.verdicts import (
     DEFAULT_MARGINS,
     bound_rank,
     clopper_pearson_upper,
@@ -131,8 +131,8 @@ def test_a_bound_and_its_verdict_always_agree(seed):
 
 def _paired_record(gold, base, other, method="q", dataset="medqa", resamples=10_000):
     """A comparison record from a real paired bootstrap of single-label predictions."""
-    from biomedquant.estimates import compare_items
-    from biomedquant.metrics import changed_items
+    from biomedquant.evaluation.metrics import changed_items
+    from biomedquant.evaluation.stats.intervals import compare_items
 
     clusters = np.arange(len(gold))
     stats = compare_items(
@@ -344,7 +344,7 @@ def test_recommend_cli_writes_verdicts_and_what_the_tests_resolve(tmp_path):
 def test_a_model_ranked_on_one_memory_source_for_all_its_methods():
     """A model whose 4-bit method was measured on a GPU but whose baseline was not is ranked
     on estimates for both: a measured peak beside an estimate would favour the measured one."""
-    from biomedquant.results import deployment_memory
+    from biomedquant.analysis.tables import deployment_memory
 
     memory = memory_table([("m", "none", 17.0, None), ("m", "q4", 6.0, 4.2)])
     both = memory_table([("n", "none", 17.0, 15.1), ("n", "q4", 6.0, 4.2)])

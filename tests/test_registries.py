@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from biomedquant import gguf_layout
-from biomedquant.calibration.sources import SOURCES
-from biomedquant.cli_errors import one_line
-from biomedquant.config_loader import SCHEMA, load_config
+from biomedquant.cli.errors import one_line
+from biomedquant.common.registry import Registry, UnknownNameError
 from biomedquant.datasets.readers import READERS
 from biomedquant.datasets.registry import DATASETS, get_dataset
-from biomedquant.memory import shape_for_model, weight_bytes
-from biomedquant.methods import METHOD_KINDS, bits, method_kind
-from biomedquant.prompting import PROMPT_METHODS, get_prompt_method
-from biomedquant.registry import Registry, UnknownNameError
-from biomedquant.tasks import TASKS, get_task
+from biomedquant.evaluation.tasks import TASKS, get_task
+from biomedquant.inference.prompting import PROMPT_METHODS, get_prompt_method
+from biomedquant.planning.estimator import shape_for_model, weight_bytes
+from biomedquant.quantization import gguf_layout
+from biomedquant.quantization.calibration.sources import SOURCES
+from biomedquant.quantization.kinds import METHOD_KINDS, bits, method_kind
+from biomedquant.study.loading import SCHEMA, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,7 +140,7 @@ def test_every_kind_has_bits_and_a_memory_model_on_the_methods_config():
 def test_schema_backends_and_kinds_engines_are_registered_engines(schema):
     """The config's ``inference.backend`` choices are the engines a config may choose, and a
     kind that names its own engine names a registered one."""
-    from biomedquant.engines import BACKENDS, ENGINES
+    from biomedquant.inference.engines import BACKENDS, ENGINES
 
     backend = schema["properties"]["inference"]["properties"]["backend"]
     assert list(backend["enum"]) == list(BACKENDS)

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from biomedquant.common.files import read_jsonl
 from biomedquant.datasets.registry import get_dataset
-from biomedquant.io import read_jsonl
-from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT, builder
-from biomedquant.rehearsal.config import model_family, why_not_here, write_rehearsal
-from biomedquant.rehearsal.hf_cache import fixed_commit, put_in_cache
-from biomedquant.rehearsal.tiny_models import FAMILIES, build_tiny_model
+from biomedquant.inference.prompting import DEFAULT_SYSTEM_PROMPT, builder
+from biomedquant.study.rehearsal.config import model_family, why_not_here, write_rehearsal
+from biomedquant.study.rehearsal.hf_cache import fixed_commit, put_in_cache
+from biomedquant.study.rehearsal.tiny_models import FAMILIES, build_tiny_model
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
@@ -140,7 +140,7 @@ def test_without_a_gpu_the_rehearsal_runs_one_gpu_class_job_per_core(monkeypatch
 
 def test_fit_estimate_reads_a_cached_models_own_config(tmp_path, stand_ins, monkeypatch):
     """A model in the local cache is estimated from the config.json a run will load."""
-    from biomedquant.memory import MODEL_SHAPES, shape_for_model
+    from biomedquant.planning.estimator import MODEL_SHAPES, shape_for_model
 
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
@@ -190,7 +190,7 @@ def paper_rehearsal(tmp_path_factory) -> Path:
 def test_paper_rehearsal_runs_every_family_and_method_kind_end_to_end(paper_rehearsal):
     import csv
 
-    from biomedquant.figures.registry import FIGURES
+    from biomedquant.report.figures.registry import FIGURES
 
     summary = json.loads((paper_rehearsal / "rehearsal.json").read_text())
     assert set(summary["models"].values()) == {"llama", "qwen2", "mistral", "gemma2"}
@@ -238,7 +238,7 @@ def test_paper_rehearsal_runs_every_family_and_method_kind_end_to_end(paper_rehe
 def test_paper_rehearsal_report_renders_every_figure_and_table(paper_rehearsal, tmp_path):
     from test_report import CHROMIUM, _chromium
 
-    from biomedquant.figures.registry import FIGURES
+    from biomedquant.report.figures.registry import FIGURES
 
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from biomedquant.figures.registry import FIGURES
+from biomedquant.report.figures.registry import FIGURES
 
 from conftest import copy_workflow
 

@@ -14,19 +14,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from biomedquant.bootstrap import (
+from biomedquant.datasets.readers import read_source
+from biomedquant.datasets.registry import get_dataset
+from biomedquant.evaluation.metrics import multilabel_scores, ner_scores, single_label_scores
+from biomedquant.evaluation.stats.bootstrap import (
     cluster_index,
     cluster_sums,
     count_blocks,
     make_rng,
     resampled_totals,
 )
-from biomedquant.datasets.readers import read_source
-from biomedquant.datasets.registry import get_dataset
-from biomedquant.estimates import compare_items, score_items
-from biomedquant.item_stats import TASK_KIND, item_stats, labels_of, metrics_from_totals
-from biomedquant.metrics import multilabel_scores, ner_scores, single_label_scores
-from biomedquant.paired_tests import flip_directions, mcnemar_exact
+from biomedquant.evaluation.stats.intervals import compare_items, score_items
+from biomedquant.evaluation.stats.paired_tests import flip_directions, mcnemar_exact
+from biomedquant.evaluation.stats.sufficient import (
+    TASK_KIND,
+    item_stats,
+    labels_of,
+    metrics_from_totals,
+)
 
 from conftest import SHARED_DATA
 
@@ -155,7 +160,7 @@ REAL = [("bc5cdr_chem", "test"), ("ddi", "test"), ("hoc", "test"), ("pubmedqa", 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="real benchmark files are not present")
 @pytest.mark.parametrize(("dataset", "split"), REAL)
 def test_statistics_equal_the_definition_on_real_data(dataset, split):
-    from biomedquant.tasks import get_task
+    from biomedquant.evaluation.tasks import get_task
 
     spec = get_dataset(dataset)
     src = spec.files[split]
@@ -183,7 +188,7 @@ def _real_ids(name: str) -> list[str]:
 def test_real_test_sets_resample_their_documents(name, n_items, n_units):
     """DDI by document (192 of them, not its 795 sentences), ChemProt by abstract, NER by
     blocks of 10 consecutive sentences (about one abstract each)."""
-    from biomedquant.scoring import resampling_units
+    from biomedquant.evaluation.scoring import resampling_units
 
     spec = get_dataset(name)
     if name == "chemprot":  # the full test file is not among the shared files: its dev split
@@ -208,7 +213,7 @@ def test_real_test_sets_resample_their_documents(name, n_items, n_units):
 
 
 def test_too_few_clusters_resample_items_and_say_so():
-    from biomedquant.scoring import resampling_units
+    from biomedquant.evaluation.scoring import resampling_units
 
     clusters, unit = resampling_units(get_dataset("ncbi_disease"), [f"s{i}" for i in range(10)])
     assert list(clusters) == list(range(10))

@@ -9,13 +9,13 @@ import re
 import pytest
 
 from biomedquant.cli import main
-from biomedquant.figures.registry import draw_figure
-from biomedquant.io import read_json, write_jsonl
-from biomedquant.scoring import (
+from biomedquant.common.files import read_json, write_jsonl
+from biomedquant.evaluation.scoring import (
     aggregate_comparisons,
     aggregate_comparisons_by_label,
     compare_to_baseline,
 )
+from biomedquant.report.figures.registry import draw_figure
 
 from conftest import copy_workflow, snakemake
 

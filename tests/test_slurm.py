@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from biomedquant.decoding import Decoding
-from biomedquant.job_resources import Runtime, infer_workload, job_gpus, job_resources
+from biomedquant.inference.decoding import Decoding
+from biomedquant.planning.job_resources import Runtime, infer_workload, job_gpus, job_resources
 
 from conftest import REPO, copy_workflow, snakemake
 

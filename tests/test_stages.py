@@ -8,17 +8,17 @@ import shutil
 
 import pytest
 
-from biomedquant.calibration import calibration_windows
+from biomedquant.common.files import read_json, read_jsonl
 from biomedquant.datasets.registry import DATASETS, get_dataset
-from biomedquant.decoding import Decoding
-from biomedquant.engines.transformers import load_model
-from biomedquant.evaluation import parse_generations
-from biomedquant.inference import run_inference
-from biomedquant.io import read_json, read_jsonl
-from biomedquant.models import ModelSourceError, fetch_model
-from biomedquant.prompting import builder, messages
+from biomedquant.evaluation.job import parse_generations
+from biomedquant.evaluation.scoring import TABLE_COLUMNS, aggregate_scores, score_predictions
+from biomedquant.inference.decoding import Decoding
+from biomedquant.inference.engines.transformers import load_model
+from biomedquant.inference.job import run_inference
+from biomedquant.inference.prompting import builder, messages
+from biomedquant.models.fetch import ModelSourceError, fetch_model
 from biomedquant.quantization import quantize_model
-from biomedquant.scoring import TABLE_COLUMNS, aggregate_scores, score_predictions
+from biomedquant.quantization.calibration import calibration_windows
 
 
 def test_fetch_local_writes_safetensors_and_provenance(tiny_fetched):
@@ -91,7 +91,7 @@ def test_gptq_artifact_reloads_and_generates(tiny_gptq):
 
 
 def test_infer_score_aggregate_figure(tiny_fetched, demo_prepared, tmp_path):
-    from biomedquant.figures.accuracy import plot_scores_by_dataset
+    from biomedquant.report.figures.accuracy import plot_scores_by_dataset
 
     scores = []
     for name in DATASETS:
@@ -144,7 +144,7 @@ def test_infer_score_aggregate_figure(tiny_fetched, demo_prepared, tmp_path):
 
 def test_gold_as_prediction_scores_one(demo_prepared, tmp_path):
     """Scoring wiring check: a prediction file holding the gold answers scores exactly 1."""
-    from biomedquant.tasks import get_task
+    from biomedquant.evaluation.tasks import get_task
 
     for name, path in demo_prepared.items():
         task = get_task(get_dataset(name).task)
@@ -282,7 +282,7 @@ def test_score_standalone_from_raw_outputs(demo_prepared, tmp_path):
 
 
 def test_compare_to_baseline(demo_prepared, tmp_path):
-    from biomedquant.scoring import compare_to_baseline
+    from biomedquant.evaluation.scoring import compare_to_baseline
 
     gold = read_jsonl(demo_prepared["medqa"])
     base = [{"id": g["id"], "prediction": g["answer"]} for g in gold]
@@ -326,7 +326,7 @@ def test_compare_to_baseline(demo_prepared, tmp_path):
 def test_shared_prefix_cache_gives_the_same_greedy_outputs(tiny_fetched, demo_prepared, tmp_path):
     from biomedquant.datasets.download import download_split
     from biomedquant.datasets.prepare import fewshot_split, prepare_split
-    from biomedquant.engines.transformers import common_prefix_length, generate
+    from biomedquant.inference.engines.transformers import common_prefix_length, generate
 
     name = "ddi"
     split = fewshot_split(name, "demo")

@@ -1,4 +1,4 @@
-"""The study check (biomedquant.study_checks): one line per problem, all at once, the same from
+"""The study check (biomedquant.study.checks): one line per problem, all at once, the same from
 the Snakefile, `biomedquant plan` and `biomedquant doctor`."""
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from biomedquant.config_loader import load_config
-from biomedquant.gpus import gpus_needed
-from biomedquant.job_resources import job_gpus
-from biomedquant.memory import estimate, shape_for_model
-from biomedquant.study_checks import (
+from biomedquant.planning.estimator import estimate, shape_for_model
+from biomedquant.planning.gpus import gpus_needed
+from biomedquant.planning.job_resources import job_gpus
+from biomedquant.study.checks import (
     Hardware,
     StudyError,
     check_run_hardware,
@@ -23,6 +22,7 @@ from biomedquant.study_checks import (
     study_problems,
     widest_input,
 )
+from biomedquant.study.loading import load_config
 
 from conftest import REPO, copy_workflow
 
@@ -96,7 +96,7 @@ def test_a_tokenizer_on_disk_counts_the_source_exactly(tiny_source, tmp_path):
     cfg["methods"]["g"] = method
     from tokenizers import Tokenizer
 
-    from biomedquant.calibration.sources import generic_calibration_texts
+    from biomedquant.quantization.calibration.sources import generic_calibration_texts
 
     tok = Tokenizer.from_file(str(tiny_source / "tokenizer.json"))
     held = sum(
@@ -206,7 +206,7 @@ def _workflow(local: bool) -> SimpleNamespace:
 
 
 def test_fp8_needs_an_fp8_gpu_here_or_a_node_constraint_on_a_cluster(monkeypatch, capsys):
-    import biomedquant.engines.hardware as hardware
+    import biomedquant.inference.engines.hardware as hardware
 
     cfg = _study({"llama31_8b": LLAMA8}, {"none": NONE, "fp8": {"kind": "fp8"}})
     for cap in (None, (8, 0)):

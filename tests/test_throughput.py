@@ -1,5 +1,5 @@
-"""The runtime model per backend (biomedquant.throughput), its refit from run records, and the
-study's cost (biomedquant.cost) against what the jobs request."""
+"""The runtime model per backend (biomedquant.planning.throughput), its refit from run records, and
+the study's cost (biomedquant.planning.cost) against what the jobs request."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from biomedquant.config_loader import load_config
-from biomedquant.cost import study_cost
-from biomedquant.decoding import Decoding
-from biomedquant.io import read_json
-from biomedquant.job_resources import Runtime, infer_workload, job_resources, run_seconds
-from biomedquant.memory import shape_for_model
-from biomedquant.throughput import (
+from biomedquant.common.files import read_json
+from biomedquant.inference.decoding import Decoding
+from biomedquant.planning.cost import study_cost
+from biomedquant.planning.estimator import shape_for_model
+from biomedquant.planning.job_resources import Runtime, infer_workload, job_resources, run_seconds
+from biomedquant.planning.throughput import (
     CPU_RATES,
     DEVICES,
     Throughput,
@@ -25,6 +24,7 @@ from biomedquant.throughput import (
     read_rates,
     refit,
 )
+from biomedquant.study.loading import load_config
 
 from conftest import REPO
 
@@ -75,7 +75,7 @@ def test_the_shipped_cpu_rates_are_the_refit_of_the_fixtures():
 
 
 def read_rates_from(fitted: dict):
-    from biomedquant.throughput import Rates
+    from biomedquant.planning.throughput import Rates
 
     r = fitted["transformers"]["cpu"]
     return Rates(r["flops"], r["step_overhead_s"], r["bandwidth"])
@@ -206,7 +206,7 @@ def test_plan_cost_prints_the_totals_the_largest_jobs_and_the_shards(tmp_path):
 def test_runs_an_engine_generated_together_are_fitted_as_one_job():
     """vLLM takes a job's prompting methods in one request list: each record holds the joint
     seconds and its share of the counts; the refit sums them into one observation."""
-    from biomedquant.throughput import observations
+    from biomedquant.planning.throughput import observations
 
     _, base = _records()[0]
     together = {"generated_with": ["zero-shot", "cot"], "generate_seconds": 30.0}

@@ -1,12 +1,12 @@
 """Breaking format never pays: on every real test set, turning wrong answers into unparsable
 ones never raises any metric, the task's primary metric included.
 
-The convention (:mod:`biomedquant.metrics`) scores an unparsable answer as the worst answer
-its format allows. This checks it through the functions the evaluate step uses
-(:func:`biomedquant.scoring.worst_answer_context`, :func:`biomedquant.item_stats.item_stats`)
-on the eight benchmark test sets in ``../shared/data`` (ChemProt's dev set: the shared copy
-has no test file; skipped when absent), with seeded
-wrong answers of the kinds a model gives: another label or option, a wrong label set, a wrong
+The convention (:mod:`biomedquant.evaluation.metrics`) scores an unparsable answer as the worst
+answer its format allows. This checks it through the functions the evaluate step uses
+(:func:`biomedquant.evaluation.scoring.worst_answer_context`,
+:func:`biomedquant.evaluation.stats.sufficient.item_stats`) on the eight benchmark test sets in
+``../shared/data`` (ChemProt's dev set: the shared copy has no test file; skipped when absent), with
+seeded wrong answers of the kinds a model gives: another label or option, a wrong label set, a wrong
 tagging.
 """
 
@@ -18,10 +18,10 @@ import pytest
 
 from biomedquant.datasets.readers import read_source
 from biomedquant.datasets.registry import DATASETS, get_dataset
-from biomedquant.item_stats import TASK_KIND, item_stats, observed_metrics
-from biomedquant.scoring import worst_answer_context
-from biomedquant.scoring_inputs import answer_choices
-from biomedquant.tasks import get_task
+from biomedquant.evaluation.inputs import answer_choices
+from biomedquant.evaluation.scoring import worst_answer_context
+from biomedquant.evaluation.stats.sufficient import TASK_KIND, item_stats, observed_metrics
+from biomedquant.evaluation.tasks import get_task
 
 from conftest import SHARED_DATA, load_benchmark
 

@@ -8,11 +8,12 @@ from functools import lru_cache
 
 from biomedquant.datasets.prepare import fewshot_split
 from biomedquant.datasets.registry import get_dataset
-from biomedquant.decoding import Decoding
-from biomedquant.evaluation import evaluation_code_fingerprint
-from biomedquant.figures.registry import FIGURES, figure_paths, figure_rule_names
-from biomedquant.prompting import get_prompt_method
-from biomedquant.methods import METHOD_KINDS, model_folder
+from biomedquant.evaluation.job import evaluation_code_fingerprint
+from biomedquant.inference.decoding import Decoding
+from biomedquant.inference.prompting import get_prompt_method
+from biomedquant.quantization.kinds import METHOD_KINDS, model_folder
+from biomedquant.report.figures.registry import FIGURES, figure_paths, figure_rule_names
+from biomedquant.report.figures.style import order_from_config, order_to_json
 from snakemake.common import overwrite_function_params
 from snakemake.resources import Resource
 
@@ -48,10 +49,12 @@ signature_once(Resource.evaluate)
 
 
 EVAL_SPLIT = config["data"]["split"]
+# Display order of the config (a method keeps its colour and place in every figure).
+FIGURE_ORDER = order_to_json(order_from_config(config))
 
 
 def prepared_split(dataset, split=EVAL_SPLIT):
-    """The prepared split of ``dataset`` (prepare_dataset's output, data.smk)."""
+    """The prepared split of ``dataset`` (prepare_dataset's output, datasets.smk)."""
     return f"resources/datasets/{dataset}/{split}.jsonl"
 
 
@@ -123,7 +126,7 @@ def pairs_arg(files):
 SHOWS_EXAMPLES = any(get_prompt_method(p).shots for p in config["prompts"])
 
 
-# The decoding and batching settings of the study (every default in biomedquant.decoding).
+# The decoding and batching settings of the study (every default in biomedquant.inference.decoding).
 DECODING = Decoding.from_config(config)
 
 
@@ -202,7 +205,7 @@ def evaluation_manifests():
     return expand(MANIFEST, model=config["models"], method=config["methods"])
 
 
-# Reading the answers, scoring and comparing (the evaluate rules in scoring.smk).
+# Reading the answers, scoring and comparing (the evaluate rules in evaluation.smk).
 EVALUATION_CODE = evaluation_code_fingerprint()
 # The baseline's evaluate rule covers the baseline only (or every method when the study has
 # no baseline: then nothing is compared); the other rule covers the quantized methods.
@@ -261,7 +264,7 @@ def gold_files():
     return [prepared_split(d) for d in config["datasets"]]
 
 
-# The record of every prepared split of the study (data.smk, study_data): the one input by
+# The record of every prepared split of the study (datasets.smk, study_data): the one input by
 # which the jobs that read every dataset follow them.
 STUDY_DATA = "resources/datasets/study.json"
 
@@ -283,7 +286,7 @@ def noise_floor_outputs():
 
 @signature_once
 def evaluate_settings(wildcards):
-    """Everything one evaluate job reads and writes, as JSON (biomedquant.evaluation).
+    """Everything one evaluate job reads and writes, as JSON (biomedquant.evaluation.job).
 
     A function of the wildcards alone (not of the job's input and output), so that Snakemake
     compares it with the last run's and re-evaluates when a scoring setting changes.
@@ -365,8 +368,9 @@ def noise_floor_infer_settings(wildcards):
 @lru_cache(maxsize=None)
 def dataset_runs(dataset):
     """Per prompting method, the decoding keys resolved for ``dataset``'s task
-    (biomedquant.decoding.Decoding): the token cap, self-consistency chains and temperature.
-    Computed once per dataset (every inference and evaluate job asks; read, never changed).
+    (biomedquant.inference.decoding.Decoding): the token cap, self-consistency chains and
+    temperature. Computed once per dataset (every inference and evaluate job asks; read, never
+    changed).
     """
     task = get_dataset(dataset).task
     return {
@@ -483,8 +487,8 @@ def final_targets():
 
 def report_figure(name):
     """Figure ``name``'s PNG as a report item, with its caption and category from the
-    registry (figures.smk's rules, and those of plan.smk and deployment.smk, which draw a
-    figure beside their table)."""
+    registry (report.smk's figure rules, and those of planning.smk and analysis.smk, which draw
+    a figure beside their table)."""
     spec = FIGURES[name]
     return report(
         figure_paths(name)[0],

@@ -1,10 +1,11 @@
 # Inference: one job per (model, method), on the GPU when present. It loads the model once and
 # runs every dataset and prompting method of the study on it (under vLLM, all of a dataset's
 # requests at once), writing into one folder per model x method a generations file and a run
-# record per dataset x prompting method, as evaluate reads them. It writes raw outputs only (results/generations); reading the
-# answers is the evaluate step's (scoring.smk), so a parser fix reruns no inference. Its run
-# records hold the timings, the one model load and peak host and GPU memory; a Snakemake
-# `benchmark:` file would repeat them, at a cost in planning time for every job.
+# record per dataset x prompting method, as evaluate reads them (biomedquant.inference). It
+# writes raw outputs only (results/generations); reading the answers is the evaluate step's
+# (evaluation.smk), so a parser fix reruns no inference. Its run records hold the timings, the
+# one model load and peak host and GPU memory; a Snakemake `benchmark:` file would repeat them,
+# at a cost in planning time for every job.
 #
 # A job whose runtime estimate exceeds scheduling.max_job_hours runs time-boxed
 # (resources.smk, infer_split): it stops before its limit, saving every finished batch, and
@@ -98,3 +99,45 @@ use rule infer_shard as infer_noise_floor_shard with:
         settings=noise_floor_infer_settings,
         datasets=infer_datasets(),
         prompts=PROMPT_ARGS,
+
+
+# Held-out perplexity per (model, method) on the study's test texts: a task-free quality check
+# (biomedquant.inference.perplexity).
+
+
+rule perplexity:
+    input:
+        model=model_dir,
+        data=STUDY_DATA,
+    output:
+        "results/perplexity/{model}/{method}.json",
+    log:
+        "logs/perplexity/{model}/{method}.log",
+    conda:
+        CONDA_ENV
+    resources:
+        **gpu_resources("perplexity"),
+    params:
+        method=lambda wildcards: as_json(method_spec(wildcards)),
+        texts=gold_files(),
+    shell:
+        "biomedquant perplexity --model-dir {input.model:q} --method {params.method:q}"
+        " --out {output:q} --cpu-threads={resources.cpu_threads} --gpus={resources.gpu}"
+        " {params.texts:q} > {log:q} 2>&1"
+
+
+rule perplexity_table:
+    input:
+        expand(
+            "results/perplexity/{model}/{method}.json",
+            model=config["models"],
+            method=config["methods"],
+        ),
+    output:
+        "results/tables/perplexity.csv",
+    log:
+        "logs/perplexity_table.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "biomedquant perplexity-table --out {output:q} {input:q} > {log:q} 2>&1"

@@ -1,5 +1,4 @@
-# Models: fetch once as a 16-bit safetensors folder, then quantize (cached artifacts), each
-# artifact checked layer by layer against round-to-nearest on held-out text.
+# Models (biomedquant.models): fetched once as a 16-bit safetensors folder.
 
 
 rule fetch_model:
@@ -16,53 +15,3 @@ rule fetch_model:
     shell:
         "biomedquant fetch-model --model {wildcards.model} --spec {params.spec:q}"
         " --out {output:q} > {log:q} 2>&1"
-
-
-rule quantize_model:
-    input:
-        source="resources/models/{model}/none",
-        pools=lambda wildcards: list(calibration_pools(wildcards).values()),
-        tests=lambda wildcards: list(calibration_test_files(wildcards).values()),
-        # held-out text of the quality check: the evaluated test items (never calibration text)
-        heldout=expand(
-            f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
-            dataset=config["datasets"],
-        ),
-    output:
-        directory("resources/models/{model}/{method}"),
-    log:
-        "logs/quantize_model/{model}/{method}.log",
-    wildcard_constraints:
-        method="(?!none$)[a-z0-9][a-z0-9_.-]*",
-    cache: True
-    conda:
-        CONDA_ENV
-    resources:
-        **gpu_resources("quantize_model"),
-    params:
-        method=lambda wildcards: as_json(method_spec(wildcards)),
-        pools=lambda wildcards: pairs_arg(calibration_pools(wildcards)),
-        tests=lambda wildcards: pairs_arg(calibration_test_files(wildcards)),
-        seed=config["seed"],
-    shell:
-        "biomedquant quantize --source {input.source:q} --method {params.method:q}"
-        " --pools={params.pools:q} --test-files={params.tests:q}"
-        " --out {output:q} --seed {params.seed} --cpu-threads={resources.cpu_threads}"
-        " --gpus={resources.gpu} {input.heldout:q} > {log:q} 2>&1"
-
-
-rule quantization_quality_table:
-    input:
-        quantized_artifacts(),
-    output:
-        report(
-            "results/tables/quantization_quality.csv",
-            caption="../report/quantization_quality.rst",
-            category="Quantization",
-        ),
-    log:
-        "logs/quantization_quality_table.log",
-    conda:
-        CONDA_ENV
-    shell:
-        "biomedquant quality-table --out {output:q} {input:q} > {log:q} 2>&1"

@@ -1,79 +1,46 @@
-# The recommendation and the pages of `snakemake --report` (biomedquant.recommendation and
-# biomedquant.report; captions in workflow/report/).
+# The study's figures and the pages of `snakemake --report` (biomedquant.report; captions in
+# workflow/report/). Snakemake fixes a report caption when it defines a rule (a caption cannot
+# follow a wildcard), so the registry's figures (biomedquant.report.figures.registry) are defined
+# in a loop, one rule each, named figure_<name>, each one `biomedquant plot` call on the tidy
+# tables.
 import shlex
 
-from biomedquant.report import TABLE_PAGES, page_category
+from biomedquant.report.figures.registry import FIGURES, TABLES, figure_paths
+from biomedquant.report.pages import TABLE_PAGES, page_category
 
 
 report: "../report/workflow.rst"
 
 
-rule recommend:
-    input:
-        # the comparison files (listed by the evaluate jobs' manifests) carry the resampled
-        # differences the verdicts pool over datasets
-        manifests=evaluation_manifests(),
-        memory="results/tables/memory.csv",
-    output:
-        table="results/tables/recommendation.csv",
-        evidence="results/tables/recommendation_evidence.csv",
-        deployment="results/tables/deployment_choice.csv",
-        png=report_figure("deployment_choice"),
-        pdf=figure_paths("deployment_choice")[1],
-    log:
-        "logs/recommend.log",
-    conda:
-        CONDA_ENV
-    params:
-        margin=(
-            ""
-            if config["recommendation"]["margin_points"] is None
-            else f"--margin {config['recommendation']['margin_points']}"
-        ),
-        task_margins=" ".join(
-            f"--task-margin {task}={points}"
-            for task, points in config["recommendation"]["task_margin_points"].items()
-        ),
-        alpha=config["recommendation"]["alpha"],
-        hardware=" ".join(
-            f"--hardware {shlex.quote(h)}"
-            for h in config["recommendation"]["deploy_on"]
-        ),
-        order=FIGURE_ORDER,
-    shell:
-        "biomedquant recommend --memory {input.memory:q} {params.margin}"
-        " {params.task_margins} --alpha {params.alpha} --out {output.table:q}"
-        " --evidence-out {output.evidence:q} {params.hardware}"
-        " --deployment-out {output.deployment:q} --deployment-figure {output.png:q}"
-        " {output.pdf:q} --order {params.order:q} --manifests {input.manifests:q}"
-        " > {log:q} 2>&1"
+for _figure, _spec in FIGURES.items():
+    if _spec.rule is not None:
+        continue  # drawn by the rule that writes its table (planning.smk, analysis.smk)
+    _other = figure_paths(_figure)[1:]  # the PNG goes to the report
 
-
-# A model's exports in one job (biomedquant.exports): per method its lm-evaluation-harness
-# folder and, for a quantized artifact, its model card. Each file takes milliseconds; one job
-# per model x method and file would cost the planner of a full study more than they do.
-rule export_model:
-    input:
-        manifests=lambda wildcards: expand(
-            MANIFEST, model=wildcards.model, method=config["methods"]
-        ),
-        artifacts=lambda wildcards: model_artifacts(wildcards.model).values(),
-        scores="results/tables/scores.csv",
-        # without a baseline to compare with, cards without verdicts ([]: an empty argument)
-        evidence=["results/tables/recommendation_evidence.csv"] if COMPARED else [],
-    output:
-        directory("results/exports/{model}"),
-    log:
-        "logs/export_model/{model}.log",
-    conda:
-        CONDA_ENV
-    params:
-        model_spec=lambda wildcards: as_json(config["models"][wildcards.model]),
-        methods=export_methods,
-    shell:
-        "biomedquant export --model {wildcards.model:q} --model-spec {params.model_spec:q}"
-        " --methods {params.methods:q} --scores {input.scores:q}"
-        " --evidence={input.evidence:q} --out {output:q} > {log:q} 2>&1"
+    rule:
+        name:
+            f"figure_{_figure}"
+        input:
+            **{table: TABLES[table] for table in _spec.inputs},
+        output:
+            report_figure(_figure),
+            *_other,
+        log:
+            f"logs/figures/{_figure}.log",
+        conda:
+            CONDA_ENV
+        params:
+            # Values, not loop variables in the shell string: Snakemake evaluates that string
+            # when the job runs, after the loop has moved on.
+            figure=_figure,
+            tables=" ".join(
+                f"--{table.replace('_', '-')} {shlex.quote(TABLES[table])}"
+                for table in _spec.inputs
+            ),
+            order=FIGURE_ORDER,
+        shell:
+            "biomedquant plot {params.figure} {params.tables} --order {params.order:q}"
+            " --out {output:q} > {log:q} 2>&1"
 
 
 rule report_table:

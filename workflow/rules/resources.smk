@@ -1,12 +1,12 @@
 # What jobs ask a scheduler for. The GPU rules size their GPUs, host memory, GPU memory and
-# runtime per model x method (biomedquant.job_resources: the fit estimator, and the runtime model
-# of biomedquant.throughput): gpu_job_resource(rule, key) is a resource callable for infer,
-# quantize_model and perplexity. The same rules run locally (where only the GPU count is
-# enforced, against --resources gpu=N) and on SLURM (where all of it is).
+# runtime per model x method (biomedquant.planning.job_resources: the fit estimator, and the
+# runtime model of biomedquant.planning.throughput): gpu_job_resource(rule, key) is a resource
+# callable for infer, quantize_model and perplexity. The same rules run locally (where only the GPU
+# count is enforced, against --resources gpu=N) and on SLURM (where all of it is).
 import os
 from functools import lru_cache
 
-from biomedquant.job_resources import (
+from biomedquant.planning.job_resources import (
     Runtime,
     gpu_constraint,
     inference_split,
@@ -16,9 +16,9 @@ from biomedquant.job_resources import (
     perplexity_workload,
     time_box_minutes,
 )
-from biomedquant.methods import method_kind
-from biomedquant.study_checks import fp8_feature
-from biomedquant.throughput import Throughput
+from biomedquant.quantization.kinds import method_kind
+from biomedquant.study.checks import fp8_feature
+from biomedquant.planning.throughput import Throughput
 
 # Rules that need no GPU but still run as cluster jobs: fetching a model moves up to 150 GB.
 CLUSTER_CPU_RULES = {"fetch_model"}
@@ -84,8 +84,8 @@ def job_runtime(rule_name, model, method):
 @lru_cache(maxsize=None)
 def infer_split(model, method):
     """Item shards and time-boxed attempts of the inference job of (model, method)
-    (biomedquant.job_resources.inference_split): one attempt of one shard unless its runtime
-    estimate exceeds the wall-time limit. The noise floor's job is cut like the baseline's.
+    (biomedquant.planning.job_resources.inference_split): one attempt of one shard unless its
+    runtime estimate exceeds the wall-time limit. The noise floor's job is cut like the baseline's.
     """
     return inference_split(
         config["models"][model],

@@ -2,7 +2,8 @@
 
 Each Snakemake rule is one call of a subcommand (most hand over their resolved settings as one
 JSON argument); the same subcommands serve hand use. The commands live with their stage:
-:mod:`.data`, :mod:`.models`, :mod:`.inference`, :mod:`.scoring`, :mod:`.plan`, :mod:`.report`.
+:mod:`.datasets`, :mod:`.models`, :mod:`.inference`, :mod:`.evaluation`, :mod:`.planning`,
+:mod:`.report`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from biomedquant.cli import data, inference, models, plan, rehearsal, report, scoring
-from biomedquant.cli_errors import OneLineErrorParser, run_reporting_errors
+from biomedquant.cli import datasets, evaluation, inference, models, planning, rehearsal, report
+from biomedquant.cli.errors import OneLineErrorParser, run_reporting_errors
 
-STAGES = (data, models, inference, scoring, plan, report, rehearsal)
+STAGES = (datasets, models, inference, evaluation, planning, report, rehearsal)
 # The commands a user types, in the order of a study (top of the help); the rest are the
 # workflow's steps (each rule calls one), listed after them under their own heading.
 USER_COMMANDS = (

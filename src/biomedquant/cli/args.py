@@ -100,7 +100,7 @@ def pairs(text: str) -> dict[str, str]:
 def study_config(args: argparse.Namespace) -> dict[str, Any]:
     """A study config from --config (YAML file: strict parse and the workflow's schema, with
     its defaults) or --config-json (parts of a config the workflow already validated)."""
-    from biomedquant.config_loader import load_config
+    from biomedquant.study.loading import load_config
 
     if args.config_json is not None:
         if not isinstance(args.config_json, dict):
@@ -130,6 +130,6 @@ def listed_files(manifests: Sequence[str], key: str) -> list[str]:
     """The files the evaluation manifests list under ``key`` ([] for no manifests)."""
     if not manifests:
         return []
-    from biomedquant.evaluation import manifest_files
+    from biomedquant.evaluation.job import manifest_files
 
     return manifest_files(list(manifests), key)

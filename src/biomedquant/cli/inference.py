@@ -1,4 +1,4 @@
-"""Commands of the inference stage (workflow/rules/inference.smk, perplexity.smk):
+"""Commands of the inference stage (workflow/rules/inference.smk):
 generation, perplexity, the generation cache.
 
 Each command parses its arguments and calls one package function.
@@ -82,7 +82,7 @@ def _runs(
 ) -> list[Any]:
     """The RunSpecs of one dataset: decoding per prompting method from the settings' ``runs``
     (the workflow's way) or from the decoding flags (by hand)."""
-    from biomedquant.inference import RunSpec, runs_from_settings
+    from biomedquant.inference.job import RunSpec, runs_from_settings
 
     if per_run:
         unknown = sorted(set(per_run) - {p for p, _, _ in outputs})
@@ -93,7 +93,7 @@ def _runs(
             raise ValueError(f"--settings runs: unknown key(s) {bad} (known: {RUN_SETTINGS})")
         runs = runs_from_settings({**vars(args), "runs": per_run}, outputs, parts)
     else:
-        from biomedquant.decoding import Decoding
+        from biomedquant.inference.decoding import Decoding
 
         decoding = Decoding.from_settings({k: getattr(args, k) for k in DECODING_SETTINGS})
         runs = [
@@ -111,7 +111,7 @@ def _runs(
 
 
 def _checked_shard(text: str, parts: Sequence[str]) -> Any:
-    from biomedquant.inference import Shard
+    from biomedquant.inference.job import Shard
 
     shard = Shard.parse(text)
     if len(parts) != shard.parts_joined:
@@ -125,7 +125,7 @@ def _checked_shard(text: str, parts: Sequence[str]) -> Any:
 def _dataset_jobs(args: argparse.Namespace) -> list[Any]:
     """The datasets of the job: ``--datasets`` (the workflow's, a JSON list with each
     dataset's files, shard, parts and run settings), or one dataset from its flags."""
-    from biomedquant.inference import DatasetJob
+    from biomedquant.inference.job import DatasetJob
 
     if args.datasets is None:
         if not (args.dataset and args.data):
@@ -166,8 +166,8 @@ STOPPED_AT_TIME_BOX = 75
 
 
 def _cmd_infer(args: argparse.Namespace) -> None:
-    from biomedquant.inference import TimeBudgetReached, run_inference_datasets
-    from biomedquant.prompting import DEFAULT_SYSTEM_PROMPT
+    from biomedquant.inference.job import TimeBudgetReached, run_inference_datasets
+    from biomedquant.inference.prompting import DEFAULT_SYSTEM_PROMPT
 
     started = time.monotonic()
     if args.stop_after_minutes < 0:
@@ -205,7 +205,7 @@ def _cmd_infer(args: argparse.Namespace) -> None:
 
 
 def _cmd_perplexity(args: argparse.Namespace) -> None:
-    from biomedquant.perplexity import run_perplexity
+    from biomedquant.inference.perplexity import run_perplexity
 
     if args.gpus == 0:
         hide_gpus("--gpus 0")
@@ -222,8 +222,8 @@ def _cmd_perplexity(args: argparse.Namespace) -> None:
 
 
 def _cmd_perplexity_table(args: argparse.Namespace) -> None:
-    from biomedquant.io import write_csv
-    from biomedquant.perplexity import PERPLEXITY_COLUMNS, perplexity_rows
+    from biomedquant.common.files import write_csv
+    from biomedquant.inference.perplexity import PERPLEXITY_COLUMNS, perplexity_rows
 
     rows = perplexity_rows(args.records)
     write_csv(args.out, PERPLEXITY_COLUMNS, rows)
@@ -231,7 +231,7 @@ def _cmd_perplexity_table(args: argparse.Namespace) -> None:
 
 
 def _cmd_cache(args: argparse.Namespace) -> None:
-    from biomedquant.generation_cache import cache_summary, clear_cache
+    from biomedquant.inference.cache import cache_summary, clear_cache
 
     if args.action == "info" and args.model_key is not None:
         raise ValueError("--model-key only applies to 'cache clear'")
@@ -264,8 +264,8 @@ def _cmd_cache(args: argparse.Namespace) -> None:
 
 def add_commands(sub: Any) -> None:
     """Register this stage's subcommands."""
-    from biomedquant.decoding import Decoding
-    from biomedquant.engines import BACKENDS
+    from biomedquant.inference.decoding import Decoding
+    from biomedquant.inference.engines import BACKENDS
 
     dec = Decoding()
     s = sub.add_parser("infer", help="generate the raw outputs of one or more datasets")
@@ -313,7 +313,7 @@ def add_commands(sub: Any) -> None:
         default=[],
         help="with the last shard: the other shards' part folders, joined into the outputs",
     )
-    # Decoding flags default to None: biomedquant.decoding.Decoding holds the defaults.
+    # Decoding flags default to None: biomedquant.inference.decoding.Decoding holds the defaults.
     s.add_argument("--sc-samples", type=int, help=f"self-consistency chains ({dec.sc_samples})")
     s.add_argument("--sc-temperature", type=float, help=f"their temperature ({dec.sc_temperature})")
     s.add_argument("--batch-size", type=int, help=f"most rows per batch ({dec.batch_size})")

@@ -1,4 +1,5 @@
-"""Commands of the model stage (workflow/rules/models.smk): fetching, quantizing, the quality table.
+"""Commands of the models and quantization stages (workflow/rules/models.smk,
+quantization.smk): fetching, quantizing, the quality table.
 
 Each command parses its arguments and calls one package function.
 """
@@ -18,8 +19,8 @@ from biomedquant.cli.args import (
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
-    from biomedquant.config_checks import check_revision
-    from biomedquant.models import fetch_model
+    from biomedquant.models.fetch import fetch_model
+    from biomedquant.study.config_checks import check_revision
 
     if not isinstance(args.spec, dict):
         raise ValueError("--spec must be a JSON object (the model's config entry)")
@@ -33,7 +34,7 @@ def quantizes_on_cpu(method: dict[str, Any], gpus: int) -> bool:
     """Whether ``biomedquant quantize`` runs ``method`` on the CPU with every GPU hidden: for a
     kind that quantizes without a GPU (``quantizes_on_cpu``: rtn, gguf), whose jobs ask the
     scheduler for none, even on a GPU machine, and for any kind given ``--gpus 0``."""
-    from biomedquant.methods import method_kind
+    from biomedquant.quantization.kinds import method_kind
 
     return gpus == 0 or method_kind(method).quantizes_on_cpu
 
@@ -50,8 +51,8 @@ def _cmd_quantize(args: argparse.Namespace) -> None:
             if args.gpus
             else "--gpus 0"
         )
-    from biomedquant.config_checks import check_group_size_for_folder
     from biomedquant.quantization import quantize_model
+    from biomedquant.study.config_checks import check_group_size_for_folder
 
     check_group_size_for_folder(args.source, args.method)
     cpu_threads(args.cpu_threads)
@@ -69,7 +70,7 @@ def _cmd_quantize(args: argparse.Namespace) -> None:
 
 
 def _cmd_quality_table(args: argparse.Namespace) -> None:
-    from biomedquant.io import write_csv
+    from biomedquant.common.files import write_csv
     from biomedquant.quantization.quality import QUALITY_COLUMNS, quality_rows
 
     rows = quality_rows(args.artifacts)

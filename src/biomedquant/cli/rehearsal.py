@@ -56,7 +56,7 @@ def snakemake_command(out: Path, cores: int, extra: list[str]) -> list[str]:
 
 
 def _cmd_rehearse(args: argparse.Namespace) -> int:
-    from biomedquant.rehearsal.config import write_rehearsal
+    from biomedquant.study.rehearsal.config import write_rehearsal
 
     if args.run and not Path("Snakefile").is_file():
         raise ValueError("rehearse --run: run it from the project's root (no Snakefile here)")

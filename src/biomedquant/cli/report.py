@@ -1,5 +1,5 @@
-"""Commands of the figures and report stage (workflow/rules/figures.smk, report.smk):
-figures, the recommendation, report pages.
+"""Commands of the report stage and of the recommendation (workflow/rules/report.smk,
+analysis.smk): figures, the recommendation, report pages.
 
 Each command parses its arguments and calls one package function.
 """
@@ -17,15 +17,15 @@ from biomedquant.cli.args import (
 
 
 def _cmd_plot(args: argparse.Namespace) -> None:
-    from biomedquant.figures.registry import TABLES, draw_figure
-    from biomedquant.figures.style import order_from_json
+    from biomedquant.report.figures.registry import TABLES, draw_figure
+    from biomedquant.report.figures.style import order_from_json
 
     tables = {name: getattr(args, name) for name in TABLES}
     draw_figure(args.figure, tables, args.out, order=order_from_json(args.order))
 
 
 def _cmd_recommend(args: argparse.Namespace) -> None:
-    from biomedquant.recommendation import write_recommendation
+    from biomedquant.analysis.recommendation import write_recommendation
 
     task_margins = {}
     for item in args.task_margin:
@@ -53,15 +53,15 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
         print(f"{r.model}: {r.recommended} ({r.memory_gb:.3g} GB, {r.memory_source}): {r.verdict}")
     hardware = _hardware(args)
     if hardware:
-        from biomedquant.deployment import deployment_lines, write_deployment
+        from biomedquant.analysis.deployment import deployment_lines, write_deployment
 
         rows = write_deployment(
             args.out, args.evidence_out, args.memory, hardware, args.deployment_out or None
         )
         print("\n".join(deployment_lines(rows)))
         if args.deployment_figure:
-            from biomedquant.figures.registry import draw_figure
-            from biomedquant.figures.style import order_from_json
+            from biomedquant.report.figures.registry import draw_figure
+            from biomedquant.report.figures.style import order_from_json
 
             if not args.deployment_out:
                 raise ValueError("--deployment-figure draws from the table: give --deployment-out")
@@ -79,8 +79,8 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
 def _hardware(args: argparse.Namespace) -> list[Any]:
     """The hardware of the deployment answer: the one --gpu-gb or --cpu describe, and each
     --hardware name."""
-    from biomedquant.deployment import hardware_by_name
-    from biomedquant.gpus import Hardware, parse_capability
+    from biomedquant.analysis.deployment import hardware_by_name
+    from biomedquant.planning.gpus import Hardware, parse_capability
 
     out = [hardware_by_name(name) for name in args.hardware]
     if args.gpu_gb is not None and args.cpu:
@@ -96,7 +96,7 @@ def _hardware(args: argparse.Namespace) -> list[Any]:
 
 
 def _cmd_model_card(args: argparse.Namespace) -> None:
-    from biomedquant.model_card import write_model_card
+    from biomedquant.exports.model_card import write_model_card
 
     write_model_card(
         args.artifact,
@@ -112,7 +112,7 @@ def _cmd_model_card(args: argparse.Namespace) -> None:
 
 
 def _cmd_lm_eval_export(args: argparse.Namespace) -> None:
-    from biomedquant.lm_eval_export import export_lm_eval
+    from biomedquant.exports.lm_eval import export_lm_eval
 
     files = export_lm_eval(
         args.manifest, args.model, args.model_spec, args.method_name, args.method, args.out
@@ -121,7 +121,7 @@ def _cmd_lm_eval_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from biomedquant.exports import MethodExport, export_model
+    from biomedquant.exports.model import MethodExport, export_model
 
     if not isinstance(args.methods, list):
         raise ValueError("--methods: a JSON list of {name, spec, manifest, artifact}")
@@ -139,8 +139,8 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_report_table(args: argparse.Namespace) -> None:
-    from biomedquant.figures.style import order_from_json
-    from biomedquant.report import write_table_page
+    from biomedquant.report.figures.style import order_from_json
+    from biomedquant.report.pages import write_table_page
 
     names = dict(order_from_json(args.order).names) if args.order else None
     write_table_page(
@@ -149,7 +149,7 @@ def _cmd_report_table(args: argparse.Namespace) -> None:
 
 
 def _cmd_report_config(args: argparse.Namespace) -> None:
-    from biomedquant.report import write_config_page
+    from biomedquant.report.pages import write_config_page
 
     write_config_page(args.config_json, args.out)
 
@@ -164,13 +164,13 @@ def _model_method_args(s: argparse.ArgumentParser) -> None:
 
 def add_commands(sub: Any) -> None:
     """Register this stage's subcommands."""
-    from biomedquant.figures.registry import FIGURES, TABLES
+    from biomedquant.report.figures.registry import FIGURES, TABLES
 
     s = sub.add_parser("plot", help="draw one figure of the study from the tidy tables")
     s.add_argument(
         "figure",
         choices=tuple(FIGURES),
-        help="which figure (biomedquant.figures.registry lists the tables each reads)",
+        help="which figure (biomedquant.report.figures.registry lists the tables each reads)",
     )
     for name, path in TABLES.items():
         s.add_argument(f"--{name.replace('_', '-')}", default="", help=f"the table ({path})")
@@ -265,7 +265,7 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--out", required=True, help="the model's export folder")
     s.set_defaults(func=_cmd_export)
 
-    from biomedquant.report import TABLE_PAGES
+    from biomedquant.report.pages import TABLE_PAGES
 
     s = sub.add_parser("report-table", help="an HTML page of a table for the report")
     s.add_argument("--kind", required=True, choices=TABLE_PAGES, help="which table")

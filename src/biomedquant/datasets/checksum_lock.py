@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from biomedquant.io import current_umask
+from biomedquant.common.files import current_umask
 
 LOCK_NAME = "checksums.lock"
 DEFAULT_LOCK = f"resources/raw/{LOCK_NAME}"

@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from biomedquant.common.files import atomic_path, sha256_file, write_json
+from biomedquant.common.provenance import now
 from biomedquant.datasets.checksum_lock import ChecksumLock
 from biomedquant.datasets.registry import DatasetSpec, get_dataset
-from biomedquant.io import atomic_path, sha256_file, write_json
-from biomedquant.provenance import now
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class FetchResult:
 
 def demo_root() -> Path:
     """The packaged demo mirror: same relative paths as upstream, small files of our own."""
-    return Path(__file__).resolve().parent.parent / "demo_data"
+    return Path(__file__).resolve().parent / "demo_data"
 
 
 def demo_manifest() -> dict[str, str]:

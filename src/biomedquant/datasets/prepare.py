@@ -8,11 +8,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from biomedquant.common.files import read_json, sha256_file, write_json, write_jsonl
+from biomedquant.common.provenance import now, versions
 from biomedquant.datasets.download import DEMO_SOURCE, demo_manifest
 from biomedquant.datasets.readers import Record, read_source
 from biomedquant.datasets.registry import DatasetSpec, get_dataset
-from biomedquant.io import read_json, sha256_file, write_json, write_jsonl
-from biomedquant.provenance import now, versions
 
 
 class DatasetValidationError(ValueError):

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from biomedquant.registry import Registry
+from biomedquant.common.registry import Registry
 
 Record = dict[str, Any]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from biomedquant.registry import Registry
+from biomedquant.common.registry import Registry
 
 UPSTREAM_COMMIT = "e607a812d87df151f310a9dd3677cfc21924f192"
 DEFAULT_BASE_URL = (
@@ -41,7 +41,7 @@ NER_SENTENCE_BLOCK = 10
 class DatasetSpec:
     name: str
     title: str
-    task: str  # key of biomedquant.tasks.TASKS
+    task: str  # key of biomedquant.evaluation.tasks.TASKS
     labels: tuple[str, ...]  # closed label set (NER: the entity type)
     files: dict[str, SourceFile]
     licence: str

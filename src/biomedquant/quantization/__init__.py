@@ -1,8 +1,8 @@
 """Quantization: turn the fetched 16-bit model into a cached quantized artifact.
 
 The workflow's ``quantize_model`` rule calls :func:`quantize_model`, which looks the method's
-kind up in :mod:`biomedquant.methods` and calls the producer its record names. Every producer
-has the same signature (source folder, output folder, method entry; keywords ``seed``,
+kind up in :mod:`biomedquant.quantization.kinds` and calls the producer its record names. Every
+producer has the same signature (source folder, output folder, method entry; keywords ``seed``,
 ``pools``, ``test_raws``, ``heldout``, ``gpus``) and starts the same way: :class:`SourceModel`
 reads the fetched model's provenance and loads its tokenizer, and :func:`artifact_provenance`
 writes what every artifact records (source, library versions, sizes, hashes). The modules:
@@ -15,8 +15,8 @@ writes what every artifact records (source, library versions, sizes, hashes). Th
 * :mod:`~biomedquant.quantization.quality`: each quantized layer's output error on held-out
   text beside round-to-nearest, and the quality table.
 
-Calibration text comes from :mod:`biomedquant.calibration`. ``bnb-int8`` / ``bnb-nf4`` have no
-artifact: bitsandbytes quantizes while the 16-bit model loads (see :func:`bnb_config`).
+Calibration text comes from :mod:`biomedquant.quantization.calibration`. ``bnb-int8`` / ``bnb-nf4``
+have no artifact: bitsandbytes quantizes while the 16-bit model loads (see :func:`bnb_config`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from biomedquant.io import dir_size, read_json, sha256_tree
-from biomedquant.methods import method_kind
-from biomedquant.models import trusts_remote_code
-from biomedquant.provenance import now, peak_host_rss_bytes, versions
+from biomedquant.common.files import dir_size, read_json, sha256_tree
+from biomedquant.common.provenance import now, peak_host_rss_bytes, versions
+from biomedquant.models.fetch import trusts_remote_code
+from biomedquant.quantization.kinds import method_kind
 
 __all__ = ["SourceModel", "artifact_provenance", "bnb_config", "quantize_model"]
 

@@ -4,7 +4,8 @@ AWQ searches, per layer, the per-channel scales that protect the weights multipl
 activations, then rounds to a ``bits``-bit grid with one 16-bit scale and (``zero_point``) one
 zero per ``group_size`` weights. It is calibrated like GPTQ: the same calibration sources and
 the same checks (texts too short are counted and left out; in-domain texts never include a
-test item), through :func:`biomedquant.calibration.calibration_windows` (and the same rank check).
+test item), through :func:`biomedquant.quantization.calibration.calibration_windows` (and the same
+rank check).
 
 The artifact is a safetensors folder in the GEMM layout that vLLM and transformers load
 (``quantize_config.json`` beside it) plus ``provenance.json``. gptqmodel quantizes on the
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from biomedquant.io import atomic_dir, read_json, write_json
+from biomedquant.common.files import atomic_dir, read_json, write_json
 from biomedquant.quantization import SourceModel, artifact_provenance
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def quantize_awq(
         raise RuntimeError(NEEDS_GPU)
     from gptqmodel import AWQConfig, GPTQModel
 
-    from biomedquant.calibration import checked_windows
+    from biomedquant.quantization.calibration import checked_windows
 
     torch.manual_seed(seed)
     start = time.time()

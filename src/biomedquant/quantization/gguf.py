@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from biomedquant.gguf_layout import FILE_TYPES, method_file_type
-from biomedquant.io import atomic_dir, read_json, sha256_text, write_json
+from biomedquant.common.files import atomic_dir, read_json, sha256_text, write_json
 from biomedquant.quantization import SourceModel, artifact_provenance
+from biomedquant.quantization.gguf_layout import FILE_TYPES, method_file_type
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def quantize_gguf(
         imatrix_info: dict[str, Any] | None = None
         entries, keep = None, []
         if method.get("imatrix"):
-            from biomedquant.calibration import calibration_windows
+            from biomedquant.quantization.calibration import calibration_windows
 
             windows, calib = calibration_windows(
                 method.get("calibration", {}),
@@ -226,8 +226,8 @@ def quantize_gguf(
 
 def _write_modelfile(folder: Path) -> None:
     """An Ollama Modelfile beside the GGUF file, where the model's chat template has a known
-    family (:mod:`biomedquant.ollama_modelfile`); otherwise a log line says why not."""
-    from biomedquant.ollama_modelfile import MODELFILE, folder_chat_template, modelfile_text
+    family (:mod:`biomedquant.exports.ollama`); otherwise a log line says why not."""
+    from biomedquant.exports.ollama import MODELFILE, folder_chat_template, modelfile_text
 
     template = folder_chat_template(folder)
     if template is None:

@@ -4,7 +4,7 @@
   and gptqmodel as the backend. (AutoGPTQ, which older guides use, is archived, cannot quantize
   without CUDA and needs transformers 4.x; transformers 5 routes GPTQ through gptqmodel.)
   Calibrated on ``n_samples`` windows of ``seq_len`` tokens (see
-  :mod:`biomedquant.calibration`).
+  :mod:`biomedquant.quantization.calibration`).
 * ``rtn``: round-to-nearest on GPTQ's grid, no calibration (see
   :mod:`biomedquant.quantization.rtn`): the control GPTQ must beat, stored in GPTQ's format
   and loaded the same way.
@@ -26,11 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from biomedquant.calibration import checked_windows, generic_calibration_texts
-from biomedquant.engines.transformers import gpu_max_memory, usable_gpus
-from biomedquant.io import atomic_dir, read_json, write_json
-from biomedquant.provenance import now
+from biomedquant.common.files import atomic_dir, read_json, write_json
+from biomedquant.common.provenance import now
+from biomedquant.inference.engines.transformers import gpu_max_memory, usable_gpus
 from biomedquant.quantization import SOURCE_KEYS, SourceModel, artifact_provenance
+from biomedquant.quantization.calibration import checked_windows, generic_calibration_texts
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def quantize_gptq_format(
 
     On CUDA the 16-bit model is spread over the first ``gpus`` GPUs and, beyond them, host
     memory: GPTQ works one block at a time, so its job is sized for a block, not the model
-    (:func:`biomedquant.job_resources.job_gpus`), and the rest waits on the host. With
+    (:func:`biomedquant.planning.job_resources.job_gpus`), and the rest waits on the host. With
     ``gpus=0`` or no CUDA everything stays on the CPU (rtn's ``quantize`` jobs always do).
     """
     kind = method["kind"]
@@ -263,7 +263,7 @@ def _quality(
     the job's ``gpus`` and, where they do not hold the artifact, host memory: the job was
     sized for quantizing (one block at a time), and a few forward passes over held-out text
     may run offloaded."""
-    from biomedquant.engines.transformers import load_model
+    from biomedquant.inference.engines.transformers import load_model
     from biomedquant.quantization.quality import heldout_texts, quality_check
 
     if heldout:

@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from biomedquant.io import read_json
+from biomedquant.common.files import read_json
 from biomedquant.quantization.rtn import rtn_grid
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def heldout_texts(paths: list[str | Path]) -> list[str]:
     """The evaluated test items' distinct input texts (the study's held-out text), one dataset
     after another in turn, so the tokens the check reads sample every dataset rather than the
     first in config order."""
-    from biomedquant.calibration.sources import distinct_texts, interleaved
+    from biomedquant.quantization.calibration.sources import distinct_texts, interleaved
 
     return interleaved(list(distinct_texts(paths).values()))
 

@@ -89,7 +89,7 @@ def save_rtn(model: Any, quantizer: Any, out_dir: str | Path) -> None:
     ``config.json`` saying ``gptq_v2``, so a loader would read every zero point one step off;
     ``config.json`` gets the quantize config that describes what was written.
     """
-    from biomedquant.io import read_json, write_json
+    from biomedquant.common.files import read_json, write_json
 
     quantizer.save(model, str(out_dir), safe_serialization=True)
     out_dir = Path(out_dir)

@@ -1,0 +1,185 @@
+"""Commands of the planning stage and of the memory and CPU deployment tables
+(workflow/rules/planning.smk, analysis.smk): the fit table, those two tables, the doctor.
+
+Each command parses its arguments and calls one package function.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from biomedquant.cli.args import (
+    add_manifests_arg,
+    config_args,
+    listed_files,
+    study_config,
+)
+from biomedquant.planning.throughput import BACKENDS as BACKEND_NAMES
+from biomedquant.planning.throughput import DEVICES as DEVICE_NAMES
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import sys
+
+    from biomedquant.common.files import write_csv
+    from biomedquant.planning.fit_table import FIT_COLUMNS, fit_lines, fit_rows
+    from biomedquant.planning.gpus import parse_capability
+    from biomedquant.report.figures.registry import draw_figure
+    from biomedquant.study.checks import study_problems
+
+    config = study_config(args)
+    # The Snakefile's check, in its words, for a study config given as a file (the workflow's
+    # plan rule hands over parts of a config the Snakefile has checked already).
+    problems = study_problems(config) if args.config_json is None else []
+    for p in problems:  # one line each, as every command reports an error
+        print(f"biomedquant plan: {p.line()}", file=sys.stderr)
+    if any(p.level == "error" for p in problems):
+        return 1
+    if args.cost:
+        return _print_cost(config, args)
+    rows = fit_rows(config)
+    if args.figure and not args.out:
+        raise ValueError("--figure draws from the table: give --out too")
+    if args.out:
+        write_csv(args.out, FIT_COLUMNS, rows)
+    if args.figure:
+        draw_figure("fit", {"fit": args.out}, args.figure)
+    capability = parse_capability(args.compute_capability) if args.compute_capability else None
+    print("\n".join(fit_lines(rows, capability)))
+    return 0
+
+
+def _print_cost(config: dict[str, Any], args: argparse.Namespace) -> int:
+    from biomedquant.common.files import write_csv
+    from biomedquant.planning.cost import COST_COLUMNS, cost_lines, study_cost
+
+    cost = study_cost(config, backend=args.backend, device=args.gpu)
+    if args.out:
+        write_csv(args.out, COST_COLUMNS, cost.rows)
+    print("\n".join(cost_lines(cost)))
+    return 0
+
+
+def _cmd_refit_throughput(args: argparse.Namespace) -> None:
+    from biomedquant.common.files import read_json
+    from biomedquant.planning.throughput import refit, write_rates
+
+    runs = [*args.runs, *listed_files(args.manifests, "run_record")]
+    fitted = refit((str(path), read_json(path)) for path in runs)
+    if not fitted:
+        raise ValueError(
+            f"none of the {len(runs)} run records holds the counts a refit needs (records"
+            " written by this version's transformers engine, generated in one session)"
+        )
+    write_rates(fitted, args.out)
+    for backend, devices in fitted.items():
+        for device, r in devices.items():
+            print(
+                f"{backend} on {device}: {r['flops']:.3g} FLOP/s, {r['step_overhead_s']:.3g} s"
+                f" per step, {r['bandwidth']:.3g} bytes/s from {r['n_records']} records"
+                f" (largest error {100 * r['max_abs_relative_error']:.0f}%) -> {args.out}"
+            )
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from biomedquant.planning.doctor import run_doctor
+    from biomedquant.study.loading import load_yaml
+
+    # The raw file: the doctor validates it against the schema first and reports what fails.
+    config = args.config_json if args.config_json is not None else load_yaml(args.config)
+    source = "--config-json" if args.config_json is not None else args.config
+    findings, code = run_doctor(
+        config, args.workdir, source=source, strict_revisions=args.strict_revisions
+    )
+    for f in findings:
+        print(f.line())
+    return code
+
+
+def _cmd_memory_table(args: argparse.Namespace) -> None:
+    from biomedquant.analysis.memory_table import MEMORY_COLUMNS, memory_rows
+    from biomedquant.common.files import write_csv
+
+    runs = [*args.runs, *listed_files(args.manifests, "run_record")]
+    rows = memory_rows(study_config(args), runs)
+    write_csv(args.out, MEMORY_COLUMNS, rows)
+    print(f"{len(rows)} rows -> {args.out}")
+
+
+def _cmd_cpu_deployment(args: argparse.Namespace) -> None:
+    from biomedquant.analysis.cpu_deployment import cpu_deployment_rows, write_cpu_deployment
+    from biomedquant.report.figures.registry import draw_figure
+
+    runs = [*args.runs, *listed_files(args.manifests, "run_record")]
+    rows = cpu_deployment_rows(runs, args.comparisons or None, args.perplexity or None)
+    write_cpu_deployment(rows, args.out)
+    if args.figure:
+        draw_figure("cpu_deployment", {"cpu_deployment": args.out}, args.figure)
+    print(f"{len(rows)} rows -> {args.out}")
+
+
+def add_commands(sub: Any) -> None:
+    """Register this stage's subcommands."""
+    s = sub.add_parser("plan", help="estimate GPU memory per model and method, before a run")
+    config_args(s)
+    s.add_argument("--out", help="write the table here (CSV)")
+    s.add_argument("--figure", nargs="*", default=[], help="write the figure here (PNG/PDF)")
+    s.add_argument(
+        "--cost",
+        action="store_true",
+        help="the expected GPU-hours instead of the fit table (--out: per model x method x"
+        " prompting method)",
+    )
+    s.add_argument(
+        "--backend",
+        choices=sorted(BACKEND_NAMES),
+        help="inference engine to cost (default: the config's inference.backend)",
+    )
+    s.add_argument(
+        "--gpu",
+        choices=[*DEVICE_NAMES, "cpu"],
+        help="device to cost on (default: the config's scheduling.gpu)",
+    )
+    s.add_argument(
+        "--compute-capability",
+        metavar="X.Y",
+        help="your GPU's CUDA compute capability (A100 8.0, L4 and L40S 8.9, H100 9.0): methods"
+        " it cannot run (FP8 below 8.9) are marked not runnable",
+    )
+    s.set_defaults(func=_cmd_plan)
+
+    s = sub.add_parser(
+        "refit-throughput",
+        help="fit the runtime model's rates to a finished study's run records",
+    )
+    s.add_argument("--out", required=True, help="rates file (JSON) for scheduling.throughput_file")
+    add_manifests_arg(s, "run records")
+    s.add_argument("runs", nargs="*", help="run records (.run.json)")
+    s.set_defaults(func=_cmd_refit_throughput)
+
+    s = sub.add_parser("doctor", help="check this machine against a study config, before it runs")
+    config_args(s)
+    s.add_argument("--workdir", default=".", help="where the workflow will write")
+    s.add_argument(
+        "--strict-revisions",
+        action="store_true",
+        help="fail on models not pinned to a commit hash (also on with strict_revisions: true)",
+    )
+    s.set_defaults(func=_cmd_doctor)
+
+    s = sub.add_parser("memory-table", help="estimates beside the memory the runs measured")
+    config_args(s)
+    s.add_argument("--out", required=True, help="the table (CSV)")
+    add_manifests_arg(s, "run records")
+    s.add_argument("runs", nargs="*", help="run records (.run.json)")
+    s.set_defaults(func=_cmd_memory_table)
+
+    s = sub.add_parser("cpu-deployment", help="speed and memory of CPU runs beside accuracy")
+    s.add_argument("--out", required=True, help="the table (CSV)")
+    s.add_argument("--comparisons", default="", help="comparisons table (optional)")
+    s.add_argument("--perplexity", default="", help="perplexity table (optional)")
+    s.add_argument("--figure", nargs="*", default=[], help="figure files (.png, .pdf)")
+    add_manifests_arg(s, "run records")
+    s.add_argument("runs", nargs="*", help="run records (.run.json)")
+    s.set_defaults(func=_cmd_cpu_deployment)

@@ -1,0 +1,1 @@
+"""Cross-cutting helpers every stage uses: atomic files, registries, provenance."""

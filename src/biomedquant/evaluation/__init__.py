@@ -1,0 +1,1 @@
+"""Evaluation: raw outputs parsed, scored with the benchmarks' metrics, compared."""

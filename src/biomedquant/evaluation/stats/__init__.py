@@ -1,0 +1,2 @@
+"""The statistics of evaluation: sufficient statistics, bootstrap, intervals, paired tests,
+verdicts."""

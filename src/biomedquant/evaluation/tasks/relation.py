@@ -1,0 +1,144 @@
+"""Relation extraction: one label for the pair of masked entities in a sentence.
+
+Read by the reading rule of :mod:`.answer_reading`. Besides the labels themselves (any case,
+":", "-", "_" or a space between their parts: "cpr-4", "ddi_advise"), two wordings count:
+
+- The negative class (ChemProt ``false``, DDI ``DDI-false``) has synonyms: "no relation",
+  "no relationship", "no interaction", "no DDI", "no CPR", "none", "false", "negative",
+  "unrelated", "not related", "DDI-false", also with up to two words in between
+  ("no known drug interaction").
+- Bare type words, when the answer is one (the output or its marked answer opens with it, and
+  no other type follows as an alternative): DDI "effect", "mechanism", "advise"/"advice",
+  "int"; ChemProt "activator"/"upregulates" (CPR:3), "inhibitor"/"downregulates" (CPR:4),
+  "agonist" (CPR:5), "antagonist" (CPR:6), "substrate"/"product"/"metabolite" (CPR:9). A type
+  word inside prose ("cardiomyocyte activation by the chemical ...") is not an answer.
+- A label's definition as the prompt lists it ("the chemical downregulates or inhibits the
+  gene/protein"): a model that echoes the definition names that label.
+
+A label under negation ("not CPR:4", "rather than DDI-effect") is not an answer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from biomedquant.datasets.readers import Record
+from biomedquant.datasets.registry import DatasetSpec
+from biomedquant.evaluation.metrics import single_label_scores
+from biomedquant.evaluation.tasks.answer_reading import (
+    ChoiceReader,
+    find_phrases,
+    read_choice,
+    unnegated,
+)
+from biomedquant.evaluation.tasks.text import word_pattern
+
+NEGATIVE_SYNONYMS = (
+    r"no\s+(?:[\w-]+\s+){0,2}?(?:relations?|relationships?|interactions?|ddi|cpr)",
+    r"none",
+    r"false",
+    r"negative",
+    r"unrelated",
+    r"not\s+related",
+    r"ddi[\s:_-]*false",
+    r"cpr[\s:_-]*false",
+)
+# Bare type words by label (regular expressions, whole words, any case).
+TYPE_WORDS = {
+    "DDI-effect": r"effects?",
+    "DDI-mechanism": r"mechanisms?",
+    "DDI-advise": r"advise|advice",
+    "DDI-int": r"int",
+    "CPR:3": r"activators?|activates|activation|upregulat\w*|up-regulat\w*",
+    "CPR:4": r"inhibitors?|inhibits|inhibition|downregulat\w*|down-regulat\w*",
+    "CPR:5": r"agonists?|agonism",
+    "CPR:6": r"antagonists?|antagonism",
+    "CPR:9": r"substrates?|products?|metabolites?",
+}
+
+
+def description(spec: DatasetSpec) -> str:
+    options = "\n".join(
+        f"- {lab}: {spec.label_help[lab]}" if lab in spec.label_help else f"- {lab}"
+        for lab in spec.labels
+    )
+    return (
+        "Each sentence below comes from a biomedical article; the two entities of interest are "
+        f"masked as {spec.extra.get('entity_markers', 'markers')}. Classify the relation "
+        f"between them with exactly one of these labels:\n{options}\n"
+        "Answer with the label only."
+    )
+
+
+def render_input(spec: DatasetSpec, rec: Record) -> str:
+    return f"Sentence: {rec['text']}"
+
+
+def headers(spec: DatasetSpec) -> tuple[str, ...]:
+    """The line that starts the next example in the prompt format."""
+    return ("Sentence:",)
+
+
+def render_answer(spec: DatasetSpec, rec: Record) -> str:
+    return rec["label"]
+
+
+def negative_label(spec: DatasetSpec) -> str | None:
+    """The label of the negative class (the one that says there is no relation)."""
+    return next((lab for lab in spec.labels if lab.lower().endswith("false")), None)
+
+
+def _definition_pattern(text: str) -> re.Pattern[str]:
+    """A label definition as a whole phrase: any case and spacing, "the" optional at its start."""
+    words = [re.escape(w) for w in text.split()]
+    if words and words[0].lower() == "the":
+        words[0] = "(?:the\\s+)?"
+        body = words[0] + r"\s+".join(words[1:])
+    else:
+        body = r"\s+".join(words)
+    return re.compile(rf"(?<![\w-]){body}(?![\w-])", re.IGNORECASE)
+
+
+def reader(spec: DatasetSpec) -> ChoiceReader:
+    """What names a relation label of ``spec`` (see the module docstring)."""
+    negative = negative_label(spec)
+    formal = [(lab, word_pattern(lab)) for lab in spec.labels]
+    # A label's definition as the prompt lists it, echoed as the answer ("the chemical
+    # downregulates or inhibits the gene/protein"), names that label.
+    formal += [(lab, _definition_pattern(text)) for lab, text in spec.label_help.items()]
+    if negative is not None:
+        formal += [
+            (negative, re.compile(rf"(?<![\w-]){syn}(?![\w-])", re.IGNORECASE))
+            for syn in NEGATIVE_SYNONYMS
+        ]
+    types = [
+        (lab, re.compile(rf"(?<![\w-])(?:{TYPE_WORDS[lab]})(?![\w-])", re.IGNORECASE))
+        for lab in spec.labels
+        if lab in TYPE_WORDS
+    ]
+
+    def lead(line: str) -> tuple[str, int] | None:
+        for phrases in (formal, types):
+            spans = find_phrases(line, phrases)
+            if spans and spans[0][0] == 0:
+                return spans[0][2], spans[0][1]
+        return None
+
+    def answer_line(line: str) -> str | None:
+        hit = lead(line)
+        return hit[0] if hit and not re.sub(r"\W", "", line[hit[1] :]) else None
+
+    def mentions(text: str) -> list[tuple[int, str]]:
+        return unnegated(text, find_phrases(text, formal))
+
+    return ChoiceReader(lead=lead, answer_line=answer_line, mentions=mentions)
+
+
+def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[str | None, str, str | None]:
+    reading = read_choice(text, reader(spec), headers(spec))
+    return reading.prediction, reading.status, reading.rule
+
+
+def metrics(gold: list[Any], pred: list[Any]) -> dict[str, float]:
+    return single_label_scores(gold, pred)

@@ -1,0 +1,1 @@
+"""Exports: a model's results and artifacts in the formats other tools read."""

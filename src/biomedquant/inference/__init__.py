@@ -1,0 +1,1 @@
+"""Inference: the job, its decoding and prompting, the generation cache, the engines."""

@@ -1,0 +1,1 @@
+"""Models: fetched once into plain Hugging Face folders."""

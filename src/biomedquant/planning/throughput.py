@@ -1,0 +1,495 @@
+"""How long inference takes, per backend and device: the runtime model of the job requests and
+of ``biomedquant plan --cost``, and its refit from a finished study's run records.
+
+One inference run is a prefill of its prompt tokens and a number of decode steps. Each step
+reads every weight once and the KV cache of the rows in flight, and does two FLOPs per
+parameter per row; nothing is assumed to overlap, so the model is an upper bound::
+
+    seconds = compute / F  +  steps x overhead  +  bytes / B
+    compute = 2 x params x (prefill tokens + row steps)
+    bytes   = steps x weight bytes + row steps x context x KV bytes per token
+
+``F`` (FLOP/s), ``overhead`` (seconds per step) and ``B`` (bytes/s) are a backend's effective
+figures on a device. For GPUs they are a share of the device's peak (:data:`DEVICES`, from the
+vendors' datasheets) given by the backend (:data:`BACKENDS`, from published decode speeds);
+for the CPU, and for any device a site has measured, they are fitted to run records
+(:func:`refit`, the ``biomedquant refit-throughput`` command) and read from the fitted file
+(``scheduling.throughput_file``), so a second study asks for what its first one measured.
+How many rows decode together is the backend's: a static batch of ``batch_size`` for
+transformers (steps = batches x new tokens), one row for llama.cpp, and up to
+``continuous_rows`` continuously refilled slots for vLLM (steps = row steps / slots).
+Every output is counted at its token cap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from biomedquant.common.registry import Registry
+
+if TYPE_CHECKING:
+    from biomedquant.planning.estimator import ModelShape
+    from biomedquant.planning.job_resources import Workload
+
+# Several GPUs under tensor parallelism: each doubling loses about 15% to communication.
+TENSOR_PARALLEL_EFFICIENCY = 0.85
+
+
+@dataclass(frozen=True)
+class Device:
+    """One accelerator's peak figures (``bandwidth`` bytes/s, dense 16-bit ``flops``)."""
+
+    name: str
+    title: str
+    bandwidth: float
+    flops: float
+    memory_gib: int
+    source: str
+    compute_capability: tuple[int, int]  # CUDA's: which method kinds run (FP8 needs 8.9)
+
+
+DEVICES: Registry[Device] = Registry(
+    "device",
+    (
+        (d.name, d)
+        for d in (
+            Device(
+                "h100", "NVIDIA H100 SXM 80GB", 3.35e12, 989e12, 80, "NVIDIA H100 datasheet", (9, 0)
+            ),
+            Device(
+                "h200",
+                "NVIDIA H200 SXM 141GB",
+                4.8e12,
+                989e12,
+                141,
+                "NVIDIA H200 datasheet",
+                (9, 0),
+            ),
+            Device(
+                "a100_80g",
+                "NVIDIA A100 SXM 80GB",
+                2.039e12,
+                312e12,
+                80,
+                "NVIDIA A100 datasheet",
+                (8, 0),
+            ),
+            Device(
+                "a100_40g",
+                "NVIDIA A100 SXM 40GB",
+                1.555e12,
+                312e12,
+                40,
+                "NVIDIA A100 datasheet",
+                (8, 0),
+            ),
+            Device(
+                "l40s", "NVIDIA L40S 48GB", 0.864e12, 362e12, 48, "NVIDIA L40S datasheet", (8, 9)
+            ),
+            Device("l4", "NVIDIA L4 24GB", 0.300e12, 121e12, 24, "NVIDIA L4 datasheet", (8, 9)),
+        )
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Effective figures of one backend on one device: what the runtime model computes with."""
+
+    flops: float  # FLOP/s
+    step_overhead_s: float  # fixed cost of one decode step (kernel launches, Python)
+    bandwidth: float  # bytes/s
+
+    def seconds(self, compute: float, steps: float, n_bytes: float) -> float:
+        return compute / self.flops + steps * self.step_overhead_s + n_bytes / self.bandwidth
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What an inference engine reaches of a GPU's peak, and how it batches.
+
+    ``bandwidth_share`` and ``flops_share`` are fractions of :class:`Device` peaks; a decode
+    step reads the method's packed weights when ``reads_quantized`` says its kernels do (else
+    the 16-bit size); ``start_s`` is the engine's start after the weights are read.
+    """
+
+    name: str
+    bandwidth_share: float
+    flops_share: float
+    step_overhead_s: float
+    start_s: float
+    batching: str  # "static" (batch_size rows), "continuous" (continuous_rows slots), "single"
+    reads_quantized: Callable[[Mapping[str, Any]], bool]
+    source: str
+
+    def rates(self, device: Device) -> Rates:
+        return Rates(
+            device.flops * self.flops_share,
+            self.step_overhead_s,
+            device.bandwidth * self.bandwidth_share,
+        )
+
+    @property
+    def continuous(self) -> bool:
+        return self.batching == "continuous"
+
+    def rows(self, work: Workload) -> int:
+        """Rows decoding together: the static batch, vLLM's slots, or one sequence."""
+        width = {"static": work.batch_size, "continuous": work.continuous_rows, "single": 1}
+        return max(1, min(work.items * work.samples, width[self.batching]))
+
+
+def _kernels_read_packed(method: Mapping[str, Any]) -> bool:
+    """vLLM's GPTQ/AWQ (Marlin) and FP8 kernels read the packed weights; bitsandbytes
+    dequantizes per step, so its steps cost what 16-bit ones do."""
+    return method.get("kind") in ("gptq", "rtn", "awq", "fp8", "gguf")
+
+
+BACKENDS: Registry[Backend] = Registry(
+    "backend",
+    (
+        (b.name, b)
+        for b in (
+            Backend(
+                "transformers",
+                bandwidth_share=0.25,
+                flops_share=0.35,
+                step_overhead_s=0.03,
+                start_s=10,
+                batching="static",
+                reads_quantized=lambda _method: False,
+                source=(
+                    "Hugging Face generate, eager mode: an 8B 16-bit model decodes about 30"
+                    " tokens/s at batch 1 on an A100 80GB (a quarter of its 2 TB/s), with 20-30 ms"
+                    " of Python and launch overhead per step; dequantizing kernels seldom beat"
+                    " 16-bit ones in generate"
+                ),
+            ),
+            Backend(
+                "vllm",
+                bandwidth_share=0.75,
+                flops_share=0.5,
+                step_overhead_s=0.002,
+                start_s=90,
+                batching="continuous",
+                reads_quantized=_kernels_read_packed,
+                source=(
+                    "vLLM with CUDA graphs: batch-1 decode reaches 70-80% of HBM bandwidth (an 8B"
+                    " 16-bit model at 120-150 tokens/s on an H100) with 1-2 ms of launch cost per"
+                    " step, prefill about half the tensor cores' peak; engine start (profiling,"
+                    " CUDA graph capture) about 1-2 minutes"
+                ),
+            ),
+            Backend(
+                "llama_cpp",
+                bandwidth_share=0.6,
+                flops_share=0.3,
+                step_overhead_s=0.005,
+                start_s=5,
+                batching="single",
+                reads_quantized=_kernels_read_packed,
+                source=(
+                    "llama.cpp CUDA: an 8B Q4_K_M model (4.9 GB) decodes about 130 tokens/s on a"
+                    " 1 TB/s RTX 4090, about 60% of its bandwidth; one sequence at a time here"
+                ),
+            ),
+        )
+    ),
+)
+
+# The CPU, fitted by `biomedquant refit-throughput tests/data/run_records/*.run.json` to this
+# project's own run records (the demo model in float32 on a 2-core x86-64 machine: 24 runs,
+# largest error 18%, median 7%). The step overhead fitted to zero: on a CPU it hides in the
+# bandwidth term.
+CPU_RATES = {
+    "transformers": Rates(flops=1.117e11, step_overhead_s=0.0, bandwidth=6.226e9),
+}
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """The rates the runtime model uses: each backend on the study's device, with fitted
+    figures (a refit file) taking precedence over the share-of-peak defaults."""
+
+    device: str = "a100_80g"
+    fitted: Mapping[str, Mapping[str, Rates]] | None = None
+
+    def rates(self, backend: str, device: str | None = None) -> Rates:
+        device = device or self.device
+        fitted = (self.fitted or {}).get(backend, {}).get(device)
+        if fitted is not None:
+            return fitted
+        if device == "cpu":
+            if backend not in CPU_RATES:
+                raise ValueError(
+                    f"no CPU rates for backend {backend!r}: refit them from CPU run records"
+                    " (biomedquant refit-throughput)"
+                )
+            return CPU_RATES[backend]
+        return BACKENDS[backend].rates(DEVICES[device])
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Throughput:
+        scheduling = config.get("scheduling", {})
+        path = scheduling.get("throughput_file")
+        return cls(scheduling.get("gpu", "a100_80g"), read_rates(path) if path else None)
+
+
+def kv_bytes_per_token(shape: ModelShape, dtype_bytes: int = 2) -> int:
+    """K and V of every layer for one token."""
+    return 2 * shape.layers * shape.kv_heads * shape.dim_per_head * dtype_bytes
+
+
+def shape_facts(model_dir: str | Path, compute_dtype: str | None) -> dict[str, int] | None:
+    """Parameters and KV bytes per token of the model in ``model_dir`` (its config.json) in
+    the dtype it computes in, for a run record; None without a readable config."""
+    from biomedquant.planning.estimator import ModelShape
+
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+        shape = ModelShape.from_config(config)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    dtype_bytes = {"float32": 4, "float16": 2, "bfloat16": 2}.get(str(compute_dtype), 2)
+    return {"params": shape.params, "kv_bytes_per_token": kv_bytes_per_token(shape, dtype_bytes)}
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """What one run computes, in the units of the runtime model."""
+
+    prefill_tokens: float
+    steps: float
+    row_steps: float
+    context_tokens: float  # mean tokens in a row's KV cache while it decodes
+
+    def features(self, params: float, step_bytes: float, kv_per_token: float) -> tuple:
+        compute = 2 * params * (self.prefill_tokens + self.row_steps)
+        n_bytes = self.steps * step_bytes + self.row_steps * self.context_tokens * kv_per_token
+        return compute, self.steps, n_bytes
+
+
+def planned_counts(work: Workload, backend: Backend) -> RunCounts:
+    """A workload's counts under a backend's batching, every output at its cap."""
+    from biomedquant.planning.job_resources import ITEM_TOKENS, SHARED_PREFIX_TOKENS_PER_SHOT
+
+    rows = work.items * work.samples
+    width = backend.rows(work)
+    row_steps = rows * work.new_tokens
+    if backend.continuous:
+        steps = math.ceil(row_steps / width)
+    else:
+        steps = math.ceil(rows / width) * work.new_tokens
+    context = ITEM_TOKENS + work.shots * SHARED_PREFIX_TOKENS_PER_SHOT + work.new_tokens / 2
+    return RunCounts(work.prefill_tokens, steps, row_steps, context)
+
+
+def step_bytes(shape: ModelShape, method: Mapping[str, Any], backend: Backend) -> float:
+    from biomedquant.planning.estimator import weight_bytes
+
+    return weight_bytes(
+        shape, dict(method) if backend.reads_quantized(method) else {"kind": "none"}
+    )
+
+
+def work_seconds(
+    shape: ModelShape,
+    method: Mapping[str, Any],
+    works: Sequence[Workload],
+    *,
+    backend: str,
+    throughput: Throughput,
+    gpus: int = 1,
+) -> float:
+    """Seconds of prefill and decoding of a job's workloads (no load) on ``gpus`` GPUs."""
+    engine = BACKENDS[backend]
+    rates = throughput.rates(backend)
+    scale = gpus * (TENSOR_PARALLEL_EFFICIENCY ** math.log2(gpus)) if gpus > 1 else 1.0
+    total = 0.0
+    for work in works:
+        counts = planned_counts(work, engine)
+        features = counts.features(
+            shape.params, step_bytes(shape, method, engine), kv_bytes_per_token(shape)
+        )
+        compute, steps, n_bytes = features
+        total += rates.seconds(compute / scale, steps, n_bytes / scale)
+    return total
+
+
+# --- refit from run records --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One run record reduced to the model's features and its measured seconds."""
+
+    backend: str
+    device: str
+    features: tuple[float, float, float]
+    seconds: float
+    source: str
+
+
+def device_key(record: Mapping[str, Any]) -> str:
+    """``cpu``, or the :data:`DEVICES` name of the record's GPU (its slug when unknown)."""
+    if record.get("device") != "cuda":
+        return "cpu"
+    name = str((record.get("hardware") or {}).get("gpu") or "")
+    low = name.lower().replace(" ", "")
+    for key, pattern in (
+        ("h200", "h200"),
+        ("h100", "h100"),
+        ("a100_80g", "a100.*80"),
+        ("a100_40g", "a100"),
+        ("l40s", "l40s"),
+        ("l4", r"\bl4\b|nvidial4"),
+    ):
+        if re.search(pattern, low):
+            return key
+    return re.sub(r"[^a-z0-9]+", "_", low).strip("_") or "gpu"
+
+
+def _features(record: Mapping[str, Any]) -> tuple[float, float, float] | None:
+    """The model's features of what one run record generated (None: a record served from the
+    cache or shards, or written before the counts were recorded)."""
+    facts = record.get("model_shape") or {}
+    needed = ("batch_prefill_tokens", "batch_decode_steps", "batch_decode_row_steps")
+    if not facts or any(record.get(k) is None for k in needed):
+        return None
+    if not record.get("n_generated") or record.get("n_from_cache") or record.get("n_from_shards"):
+        return None
+    row_steps = record["batch_decode_row_steps"]
+    context = record.get("batch_decode_context_token_steps") or 0
+    counts = RunCounts(
+        record["batch_prefill_tokens"],
+        record["batch_decode_steps"],
+        row_steps,
+        context / row_steps if row_steps else 0.0,
+    )
+    # Bytes one step reads: the loaded model's footprint where the engine measured it
+    # (transformers), else the weights' bytes, else its parameters at 16 bits.
+    step = record.get("model_footprint_bytes") or record.get("weights_bytes") or 2 * facts["params"]
+    return counts.features(facts["params"], step, facts["kv_bytes_per_token"])
+
+
+def observation(record: Mapping[str, Any], source: str = "") -> Observation | None:
+    """A run record that generated its items alone in its engine session, reduced to the
+    model's features and its measured seconds (None when it cannot be fitted)."""
+    if len(record.get("generated_with") or [record.get("prompt_method")]) > 1:
+        return None  # seconds shared with other runs: see observations()
+    features = _features(record)
+    seconds = float(record.get("generate_seconds") or 0)
+    if features is None or seconds <= 0:
+        return None
+    backend = record.get("backend", "transformers")
+    return Observation(backend, device_key(record), features, seconds, source)
+
+
+def observations(records: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Observation]:
+    """Every fittable observation: single runs, and the runs an engine generated together
+    (vLLM takes a job's prompting methods in one request list; each of their records holds
+    the joint seconds and its share of the counts), summed into one observation per job."""
+    out: list[Observation] = []
+    together: dict[tuple, list[tuple[str, Mapping[str, Any]]]] = {}
+    for source, rec in records:
+        shared = rec.get("generated_with") or []
+        if len(shared) > 1:
+            key = (
+                rec.get("model_dir"),
+                rec.get("dataset"),
+                tuple(shared),
+                rec.get("generate_seconds"),
+            )
+            together.setdefault(key, []).append((source, rec))
+        elif (obs := observation(rec, source)) is not None:
+            out.append(obs)
+    for (_, _, shared, seconds), members in together.items():
+        parts = [_features(rec) for _, rec in members]
+        if len(members) != len(shared) or any(p is None for p in parts) or not seconds:
+            continue  # a job's records not all given, or not all fittable
+        summed = tuple(sum(p[k] for p in parts) for k in range(3))  # type: ignore[index]
+        rec = members[0][1]
+        out.append(
+            Observation(
+                rec.get("backend", "transformers"),
+                device_key(rec),
+                summed,  # type: ignore[arg-type]
+                float(seconds),
+                " + ".join(src for src, _ in members),
+            )
+        )
+    return out
+
+
+def _fit(obs: Sequence[Observation]) -> tuple[float, float, float]:
+    """Non-negative (1/F, overhead, 1/B) minimising the squared relative errors: least
+    squares on every subset of the three terms, the best with no negative coefficient."""
+    import itertools
+
+    import numpy as np
+
+    x = np.array([o.features for o in obs], dtype=float)
+    y = np.array([o.seconds for o in obs], dtype=float)
+    a, b = x / y[:, None], np.ones(len(y))
+    best, best_err = (0.0, 0.0, 0.0), math.inf
+    for k in (3, 2, 1):
+        for cols in itertools.combinations(range(3), k):
+            coef, *_ = np.linalg.lstsq(a[:, cols], b, rcond=None)
+            if (coef <= 0).any():
+                continue
+            full = np.zeros(3)
+            full[list(cols)] = coef
+            err = float(((a @ full - b) ** 2).sum())
+            if err < best_err:
+                best, best_err = tuple(full), err
+    return best  # type: ignore[return-value]
+
+
+def refit(records: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, dict[str, dict]]:
+    """Fitted rates per backend and device from ``(source, run record)`` pairs, with how
+    many records each rests on and their relative errors."""
+    groups: dict[tuple[str, str], list[Observation]] = {}
+    for obs in observations(records):
+        groups.setdefault((obs.backend, obs.device), []).append(obs)
+    out: dict[str, dict[str, dict]] = {}
+    for (backend, device), obs in sorted(groups.items()):
+        inv_f, overhead, inv_b = _fit(obs)
+        rates = Rates(
+            flops=1 / inv_f if inv_f else math.inf,
+            step_overhead_s=overhead,
+            bandwidth=1 / inv_b if inv_b else math.inf,
+        )
+        errors = [rates.seconds(*o.features) / o.seconds - 1 for o in obs]
+        out.setdefault(backend, {})[device] = {
+            **asdict(rates),
+            "n_records": len(obs),
+            "max_abs_relative_error": round(max(abs(e) for e in errors), 4),
+            "median_abs_relative_error": round(sorted(abs(e) for e in errors)[len(errors) // 2], 4),
+        }
+    return out
+
+
+def write_rates(fitted: Mapping[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(fitted, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_rates(path: str | Path) -> dict[str, dict[str, Rates]]:
+    """A refit file as rates per backend and device."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"scheduling.throughput_file {path}: cannot be read ({err})") from None
+    out: dict[str, dict[str, Rates]] = {}
+    for backend, devices in raw.items():
+        BACKENDS[backend]  # an unknown backend names the known ones
+        for device, r in devices.items():
+            out.setdefault(backend, {})[device] = Rates(
+                float(r["flops"]), float(r["step_overhead_s"]), float(r["bandwidth"])
+            )
+    return out

@@ -1,0 +1,1 @@
+"""The report: its table pages and the study's figures."""

@@ -1,0 +1,167 @@
+"""Read a study config strictly: YAML without duplicate keys, then the workflow's schema.
+
+PyYAML keeps the last of two equal keys without a word, so a config that lists a method
+twice under one name, or repeats ``methods:``, silently loses entries. The loader here refuses
+duplicate keys, reports YAML syntax errors as one line with the file and line, and validates
+against ``workflow/schemas/config.schema.yaml`` (the schema the workflow itself uses, with its
+defaults filled in), so the CLI, ``doctor`` and the workflow accept exactly the same configs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be read, or a config that breaks the schema."""
+
+
+@contextlib.contextmanager
+def config_errors_as_messages(*kinds: type[Exception]) -> Iterator[None]:
+    """In the Snakefile: a config problem (``ConfigError`` and the ``kinds`` given) ends the
+    run with its message only and exit status 1. Snakemake would print the stack frames of
+    the code that found it under the message; they say nothing to whoever wrote the config."""
+    try:
+        yield
+    except (ConfigError, *kinds) as err:
+        sys.exit(f"{type(err).__name__}: {err}")
+
+
+class StrictLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping."""
+
+
+def _mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(
+                f"{key_node.start_mark.name}:{line}: duplicate key {key!r} (first on line "
+                f"{seen[key]}): YAML would keep only the last one"
+            )
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Parse a YAML file strictly; every failure is a :class:`ConfigError` naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        return yaml.load(text, Loader=_named_loader(str(path)))  # noqa: S506 (safe subclass)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: YAML syntax error: {err.problem or err.context}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: YAML error: {err}") from None
+
+
+def _named_loader(name: str) -> type[StrictLoader]:
+    """A loader whose marks carry the file name (PyYAML names a string '<unicode string>')."""
+
+    class Named(StrictLoader):
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self.name = name
+
+    return Named
+
+
+def _where(path: list[Any] | Any) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def validate_config(config: Any, source: str = "config") -> dict[str, Any]:
+    """Validate against the workflow's schema and return a copy with its defaults filled in.
+
+    The first violation is reported as one line naming the key (``methods.x.group_size``).
+    """
+
+    check_against_schema(config, source)
+    from snakemake.utils import validate
+
+    filled = copy.deepcopy(config)
+    validate(filled, str(SCHEMA))  # the workflow's own call: fills the schema's defaults
+    return filled
+
+
+def check_against_schema(config: Any, source: str = "config") -> None:
+    """Raise a :class:`ConfigError` of one line for the config's first schema violation,
+    naming the key and, for a misspelled key or value, the nearest valid one. The Snakefile
+    calls this before Snakemake's own validation, whose error prints the whole config and
+    schema (a thousand lines for one typo)."""
+    import jsonschema
+
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: a config is a mapping of keys, got {type(config).__name__}")
+    if not SCHEMA.is_file():
+        raise ConfigError(f"the config schema {SCHEMA} is missing: is this a full checkout?")
+    # libyaml's parser where PyYAML has it: the schema is read at every start of the workflow
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    schema = yaml.load(SCHEMA.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(f"{source}: {_where(err.absolute_path)}: {_explain(err)}")
+
+
+def _explain(err: Any) -> str:
+    """The violation in words, with the nearest valid key or value where one is close."""
+    import difflib
+
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = list(err.schema.get("properties", {}))
+        unknown = [k for k in err.instance if k not in known]
+        parts = []
+        for key in unknown:
+            near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            parts.append(f"unknown key {key!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        if parts:
+            return _one_line("; ".join(parts) + f"; valid keys: {', '.join(known)}")
+    if err.validator == "enum" and isinstance(err.instance, str):
+        choices = [str(c) for c in err.validator_value]
+        near = difflib.get_close_matches(err.instance, choices, n=1, cutoff=0.6)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        return _one_line(f"{err.instance!r} is not one of {', '.join(choices)}{hint}")
+    return _one_line(err.message)
+
+
+def _one_line(message: str, limit: int = 300) -> str:
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """A study config from a YAML file: strict parse, schema validation, defaults filled."""
+    return validate_config(load_yaml(path), str(path))
+
+
+def check_config_files(paths: list[str | Path]) -> None:
+    """Re-read config files strictly (the workflow calls this: Snakemake's own YAML reading
+    keeps the last of duplicate keys)."""
+    for path in paths:
+        load_yaml(path)
