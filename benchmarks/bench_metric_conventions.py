@@ -5,7 +5,7 @@ perturbed prediction set per dataset, so a reader sees the size of each conventi
 For every dataset with its real test file in ../shared/data (ChemProt: its dev file, as the
 shared copy has no test file), a seeded 30% of the gold answers are replaced by wrong ones and
 a further seeded 5% of the items are unparsable. The project scores an unparsable answer as the
-worst answer its format allows (:mod:`biomedquant.evaluation.metrics`); the benchmark's script
+worst answer its format allows (:mod:`biomedquant.tasks.metrics`); the benchmark's script
 receives it as an empty answer (a class of its own for single-label tasks, no labels or entities
 otherwise) and reports weighted rather than micro F1. Prints one line per dataset; asserts
 nothing.
@@ -22,10 +22,10 @@ from pathlib import Path
 from biomedquant.datasets.readers import read_source
 from biomedquant.datasets.registry import DATASETS, get_dataset
 from biomedquant.evaluation.inputs import answer_choices
-from biomedquant.evaluation.metrics import benchmark_label_scores, benchmark_metrics
 from biomedquant.evaluation.scoring import worst_answer_context
 from biomedquant.evaluation.stats.sufficient import TASK_KIND, item_stats, observed_metrics
-from biomedquant.evaluation.tasks import get_task
+from biomedquant.tasks import get_task
+from biomedquant.tasks.metrics import benchmark_label_scores, benchmark_metrics
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bionlp-benchmarks"
 

@@ -38,7 +38,7 @@ from biomedquant.common.files import write_jsonl
 from biomedquant.datasets.readers import read_source
 from biomedquant.datasets.registry import DATASETS, get_dataset
 from biomedquant.evaluation.scoring import compare_to_baseline, score_predictions
-from biomedquant.evaluation.tasks import get_task
+from biomedquant.tasks import get_task
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "bionlp-benchmarks"
 

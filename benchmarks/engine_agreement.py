@@ -23,11 +23,11 @@ import yaml
 
 from biomedquant.common.files import read_json, read_jsonl
 from biomedquant.datasets.registry import get_dataset
-from biomedquant.evaluation.tasks import get_task
 from biomedquant.inference.decoding import Decoding
 from biomedquant.inference.engines.llama_cpp import LlamaCppEngine
 from biomedquant.inference.engines.transformers import generate
 from biomedquant.inference.prompting import builder
+from biomedquant.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
 

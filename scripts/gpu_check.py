@@ -29,7 +29,8 @@ from typing import Any
 from biomedquant.common.files import write_json
 from biomedquant.inference.engines.transformers import generate, load_model
 from biomedquant.models.fetch import fetch_model
-from biomedquant.planning.estimator import ModelShape, weight_bytes
+from biomedquant.models.shapes import ModelShape
+from biomedquant.planning.estimator import weight_bytes
 from biomedquant.quantization import quantize_model
 from biomedquant.quantization.calibration import generic_calibration_texts
 

@@ -331,7 +331,7 @@ def test_an_unexpected_error_says_where_to_report_and_hides_the_traceback(monkey
     def broken(args):
         raise TypeError("unsupported operand")
 
-    monkeypatch.setattr(cli.data, "_cmd_datasets", broken)
+    monkeypatch.setattr(cli.datasets, "_cmd_datasets", broken)
     assert cli.main(["datasets"]) == 70
     err = capsys.readouterr().err
     assert err.startswith("biomedquant datasets: internal error: TypeError: unsupported operand;")

@@ -1,5 +1,5 @@
 """The benchmark script's metrics (``benchmark_*``,
-:func:`biomedquant.evaluation.metrics.benchmark_metrics`) equal scikit-learn called as
+:func:`biomedquant.tasks.metrics.benchmark_metrics`) equal scikit-learn called as
 BIDS-Xu-Lab/Biomedical-NLP-Benchmarks' ``run_eval.py`` calls it, on the eight real test sets
 (``../shared/data``; skipped when absent) with perturbed predictions: a share of wrong answers and
 of unparsable ones (which the script receives as empty answers)."""
@@ -14,9 +14,9 @@ from test_unparsable_scoring import _evaluated_split, _wrong_answer
 from biomedquant.datasets.readers import read_source
 from biomedquant.datasets.registry import DATASETS, get_dataset
 from biomedquant.evaluation.inputs import answer_choices
-from biomedquant.evaluation.metrics import benchmark_metrics, iob2_spans
 from biomedquant.evaluation.stats.sufficient import TASK_KIND
-from biomedquant.evaluation.tasks import get_task
+from biomedquant.tasks import get_task
+from biomedquant.tasks.metrics import benchmark_metrics, iob2_spans
 
 from conftest import SHARED_DATA
 

@@ -19,8 +19,8 @@ from biomedquant.analysis.deployment import (
 from biomedquant.analysis.recommendation import recommend
 from biomedquant.cli import main
 from biomedquant.common.files import write_json
+from biomedquant.common.gpus import Hardware, fit_text, gpus_needed, smallest_gpu
 from biomedquant.datasets.registry import DATASETS
-from biomedquant.planning.gpus import Hardware, fit_text, gpus_needed, smallest_gpu
 
 # (model, method) -> (kind, GPU GB, change in points: its draws' centre and spread)
 STUDY = {

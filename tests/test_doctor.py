@@ -8,7 +8,7 @@ from collections import namedtuple
 import yaml
 
 from biomedquant.cli import main
-from biomedquant.planning import doctor
+from biomedquant.study import doctor
 
 from conftest import REPO
 

@@ -116,7 +116,7 @@ def test_code_fingerprint_changes_with_the_parsers_source(tmp_path, monkeypatch)
     import shutil
     import sys
 
-    from biomedquant.evaluation import tasks
+    from biomedquant import tasks
 
     src = tmp_path / "src"
     shutil.copytree(tasks.__path__[0], src / "fakepkg")
@@ -194,7 +194,7 @@ def test_the_fingerprint_covers_the_import_closure_of_the_evaluate_step():
     for module in (
         "biomedquant.evaluation.scoring",
         "biomedquant.evaluation.parsing",
-        "biomedquant.evaluation.tasks.answer_reading",
+        "biomedquant.tasks.answer_reading",
         "biomedquant.inference.prompting",
         "biomedquant.datasets.registry",
         "biomedquant.evaluation.stats.sufficient",

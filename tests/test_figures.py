@@ -14,11 +14,11 @@ from biomedquant.analysis.memory_table import MEMORY_COLUMNS
 from biomedquant.analysis.tables import pareto_front, read_memory
 from biomedquant.cli import main
 from biomedquant.common.files import write_json
+from biomedquant.common.gpus import GPU_SIZES_GIB, smallest_gpu
 from biomedquant.datasets.registry import DATASETS
 from biomedquant.evaluation.scoring import BY_LABEL_COLUMNS
+from biomedquant.methods.kinds import bits as method_bits
 from biomedquant.planning.fit_table import FIT_COLUMNS
-from biomedquant.planning.gpus import GPU_SIZES_GIB, smallest_gpu
-from biomedquant.quantization.kinds import bits as method_bits
 from biomedquant.report.figures.registry import FIGURES, draw_figure
 from biomedquant.report.figures.style import Order, order_from_config
 from biomedquant.report.pages import write_table_page
@@ -507,7 +507,7 @@ def test_a_method_family_is_one_hue_in_shades_darker_with_fewer_bits():
     from biomedquant.report.figures.style import order_from_rows
 
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-    from biomedquant.quantization.kinds import bits
+    from biomedquant.methods.kinds import bits
 
     rows = pd.DataFrame(
         [

@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 
 from biomedquant.inference.engines import engine_for, require_fp8_gpu
-from biomedquant.planning.estimator import ModelShape, weight_bytes
-from biomedquant.quantization import gguf_layout as gl
-from biomedquant.quantization.kinds import bits, linear_bytes_per_weight
+from biomedquant.methods import gguf_layout as gl
+from biomedquant.methods.kinds import bits, linear_bytes_per_weight
+from biomedquant.models.shapes import ModelShape
+from biomedquant.planning.estimator import weight_bytes
 
 
 def test_block_layouts_are_ggmls_structs():

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from biomedquant.inference.decoding import Decoding
-from biomedquant.planning.estimator import estimate, shape_for_model
+from biomedquant.models.shapes import shape_for_model
+from biomedquant.planning.estimator import estimate
 from biomedquant.planning.job_resources import (
     UNKNOWN,
     InferenceSplit,

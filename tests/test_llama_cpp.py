@@ -14,7 +14,8 @@ pytest.importorskip(
 )
 
 from biomedquant.common.files import read_json  # noqa: E402
-from biomedquant.planning.estimator import shape_for_model, weight_bytes  # noqa: E402
+from biomedquant.models.shapes import shape_for_model
+from biomedquant.planning.estimator import weight_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="module")

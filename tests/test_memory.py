@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from biomedquant.planning.estimator import (
-    MODEL_SHAPES,
-    ModelShape,
-    estimate,
-    kv_cache_bytes,
-    weight_bytes,
-)
+from biomedquant.models.shapes import MODEL_SHAPES, ModelShape
+from biomedquant.planning.estimator import estimate, kv_cache_bytes, weight_bytes
 
 LLAMA70 = MODEL_SHAPES["meta-llama/Llama-3.1-70B-Instruct"]
 GPTQ4 = {"kind": "gptq", "bits": 4, "group_size": 128}
@@ -94,7 +89,7 @@ def test_awq_arithmetic_by_hand_with_groups_and_one_group_per_row():
 
 
 def test_shapes_come_from_shipped_configs_and_local_folders(tiny_source):
-    from biomedquant.planning.estimator import shape_for_model
+    from biomedquant.models.shapes import shape_for_model
 
     assert len(MODEL_SHAPES) >= 13
     spec = {"source": "hf", "id": "meta-llama/Llama-3.3-70B-Instruct", "revision": "main"}
@@ -106,8 +101,8 @@ def test_shapes_come_from_shipped_configs_and_local_folders(tiny_source):
 
 
 def test_gpu_sizes_are_gib_and_the_70b_headline():
+    from biomedquant.common.gpus import smallest_gpu
     from biomedquant.planning.fit_table import fit_rows
-    from biomedquant.planning.gpus import smallest_gpu
 
     # A "40 GB" card holds 40 GiB = 42.95 GB, of which the fit rule fills 90%: 38.65 GB.
     assert smallest_gpu(38.6) == 40 and smallest_gpu(38.7) == 48 and smallest_gpu(78) is None

@@ -9,12 +9,13 @@ import math
 import pytest
 
 from biomedquant.common.files import read_json
-from biomedquant.inference.engines.transformers import generate, load_model
+from biomedquant.inference.engines.transformers import bnb_config, generate, load_model
 from biomedquant.inference.perplexity import perplexity_rows, run_perplexity
-from biomedquant.planning.estimator import shape_for_model, weight_bytes
-from biomedquant.quantization import bnb_config, quantize_model
+from biomedquant.methods.kinds import method_kind
+from biomedquant.models.shapes import shape_for_model
+from biomedquant.planning.estimator import weight_bytes
+from biomedquant.quantization import quantize_model
 from biomedquant.quantization.calibration import calibration_windows
-from biomedquant.quantization.kinds import method_kind
 from biomedquant.quantization.quality import quality_rows
 
 BNB_METHODS = [{"kind": "bnb-int8"}, {"kind": "bnb-nf4", "double_quant": True}]
@@ -275,7 +276,7 @@ def test_perplexity_reads_a_text_as_the_model_reads_a_document(tiny_fetched):
 
 def test_held_out_text_counts_each_sentence_once_and_samples_every_dataset(tmp_path):
     from biomedquant.common.files import write_jsonl
-    from biomedquant.quantization.calibration.sources import distinct_texts, interleaved
+    from biomedquant.datasets.texts import distinct_texts, interleaved
     from biomedquant.quantization.quality import heldout_texts
 
     # relation extraction: one sentence per entity pair

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from biomedquant.evaluation.metrics import (
+from biomedquant.tasks.metrics import (
     flip_rate,
     iob2_spans,
     multilabel_scores,

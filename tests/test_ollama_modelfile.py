@@ -1,12 +1,18 @@
-"""Ollama Modelfiles (biomedquant.exports.ollama): each chat family's template is translated
-and parses back; an unknown template is refused, not guessed; a GGUF artifact carries one."""
+"""Ollama Modelfiles (biomedquant.quantization.ollama_modelfile): each chat family's template is
+translated and parses back; an unknown template is refused, not guessed; a GGUF artifact carries
+one."""
 
 from __future__ import annotations
 
 import pytest
 
-from biomedquant.exports.ollama import FAMILIES, chat_family, modelfile_text, parse_modelfile
 from biomedquant.inference.prompting import shipped_chat_template
+from biomedquant.quantization.ollama_modelfile import (
+    FAMILIES,
+    chat_family,
+    modelfile_text,
+    parse_modelfile,
+)
 from biomedquant.study.rehearsal.tiny_models import (
     LLAMA3_TEMPLATE,
     MISTRAL_TEMPLATE,

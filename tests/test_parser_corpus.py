@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from biomedquant.evaluation.metrics import iob2_spans
 from biomedquant.evaluation.parsing import parse_output
-from biomedquant.evaluation.tasks import OK
+from biomedquant.tasks import OK
+from biomedquant.tasks.metrics import iob2_spans
 
 CORPUS = Path(__file__).parent / "parser_corpus"
 

@@ -9,7 +9,7 @@ import pytest
 from biomedquant.datasets.readers import read_source
 from biomedquant.datasets.registry import DATASETS
 from biomedquant.evaluation.parsing import parse_output
-from biomedquant.evaluation.tasks import AMBIGUOUS, EMPTY, NO_ANSWER, OK
+from biomedquant.tasks import AMBIGUOUS, EMPTY, NO_ANSWER, OK
 
 from conftest import SHARED_DATA
 

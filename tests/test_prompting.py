@@ -9,15 +9,6 @@ import yaml
 
 from biomedquant.common.files import read_jsonl
 from biomedquant.datasets.registry import get_dataset
-from biomedquant.evaluation.tasks import (
-    NO_ANSWER,
-    OK,
-    Parsed,
-    get_task,
-    vote_label,
-    vote_labelset,
-    vote_spans,
-)
 from biomedquant.inference.prompting import (
     COT_INSTRUCTION,
     DEFAULT_SYSTEM_PROMPT,
@@ -31,6 +22,15 @@ from biomedquant.inference.prompting import (
     select_examples,
     shipped_chat_template,
     stop_strings,
+)
+from biomedquant.tasks import (
+    NO_ANSWER,
+    OK,
+    Parsed,
+    get_task,
+    vote_label,
+    vote_labelset,
+    vote_spans,
 )
 
 from conftest import CHATML

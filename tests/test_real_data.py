@@ -117,7 +117,7 @@ def _evaluated(wd, present):
 
 
 def test_gold_as_prediction_scores_one_on_every_dataset(prepared):
-    from biomedquant.evaluation.tasks import get_task
+    from biomedquant.tasks import get_task
 
     wd, present = prepared
     evaluated = _evaluated(wd, present)
@@ -129,7 +129,7 @@ def test_gold_as_prediction_scores_one_on_every_dataset(prepared):
 
 
 def test_dropping_every_third_entity_gives_the_expected_scores(prepared):
-    from biomedquant.evaluation.metrics import iob2_spans, ner_scores
+    from biomedquant.tasks.metrics import iob2_spans, ner_scores
 
     wd, _ = prepared
     for name in ("bc5cdr_chem", "ncbi_disease"):
@@ -155,7 +155,7 @@ def test_dropping_every_third_entity_gives_the_expected_scores(prepared):
 
 def test_relabelling_every_tenth_item_gives_the_expected_scores(prepared):
     sk = pytest.importorskip("sklearn.metrics")
-    from biomedquant.evaluation.metrics import single_label_scores
+    from biomedquant.tasks.metrics import single_label_scores
 
     wd, _ = prepared
     for name, split, field in (

@@ -131,8 +131,8 @@ def test_a_bound_and_its_verdict_always_agree(seed):
 
 def _paired_record(gold, base, other, method="q", dataset="medqa", resamples=10_000):
     """A comparison record from a real paired bootstrap of single-label predictions."""
-    from biomedquant.evaluation.metrics import changed_items
     from biomedquant.evaluation.stats.intervals import compare_items
+    from biomedquant.tasks.metrics import changed_items
 
     clusters = np.arange(len(gold))
     stats = compare_items(

@@ -14,13 +14,14 @@ from biomedquant.cli.errors import one_line
 from biomedquant.common.registry import Registry, UnknownNameError
 from biomedquant.datasets.readers import READERS
 from biomedquant.datasets.registry import DATASETS, get_dataset
-from biomedquant.evaluation.tasks import TASKS, get_task
 from biomedquant.inference.prompting import PROMPT_METHODS, get_prompt_method
-from biomedquant.planning.estimator import shape_for_model, weight_bytes
-from biomedquant.quantization import gguf_layout
+from biomedquant.methods import gguf_layout
+from biomedquant.methods.kinds import METHOD_KINDS, bits, method_kind
+from biomedquant.models.shapes import shape_for_model
+from biomedquant.planning.estimator import weight_bytes
 from biomedquant.quantization.calibration.sources import SOURCES
-from biomedquant.quantization.kinds import METHOD_KINDS, bits, method_kind
 from biomedquant.study.loading import SCHEMA, load_config
+from biomedquant.tasks import TASKS, get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -140,7 +140,7 @@ def test_without_a_gpu_the_rehearsal_runs_one_gpu_class_job_per_core(monkeypatch
 
 def test_fit_estimate_reads_a_cached_models_own_config(tmp_path, stand_ins, monkeypatch):
     """A model in the local cache is estimated from the config.json a run will load."""
-    from biomedquant.planning.estimator import MODEL_SHAPES, shape_for_model
+    from biomedquant.models.shapes import MODEL_SHAPES, shape_for_model
 
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from biomedquant.datasets.readers import read_source
 from biomedquant.datasets.registry import get_dataset
-from biomedquant.evaluation.metrics import multilabel_scores, ner_scores, single_label_scores
 from biomedquant.evaluation.stats.bootstrap import (
     cluster_index,
     cluster_sums,
@@ -32,6 +31,7 @@ from biomedquant.evaluation.stats.sufficient import (
     labels_of,
     metrics_from_totals,
 )
+from biomedquant.tasks.metrics import multilabel_scores, ner_scores, single_label_scores
 
 from conftest import SHARED_DATA
 
@@ -160,7 +160,7 @@ REAL = [("bc5cdr_chem", "test"), ("ddi", "test"), ("hoc", "test"), ("pubmedqa", 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="real benchmark files are not present")
 @pytest.mark.parametrize(("dataset", "split"), REAL)
 def test_statistics_equal_the_definition_on_real_data(dataset, split):
-    from biomedquant.evaluation.tasks import get_task
+    from biomedquant.tasks import get_task
 
     spec = get_dataset(dataset)
     src = spec.files[split]

@@ -144,7 +144,7 @@ def test_infer_score_aggregate_figure(tiny_fetched, demo_prepared, tmp_path):
 
 def test_gold_as_prediction_scores_one(demo_prepared, tmp_path):
     """Scoring wiring check: a prediction file holding the gold answers scores exactly 1."""
-    from biomedquant.evaluation.tasks import get_task
+    from biomedquant.tasks import get_task
 
     for name, path in demo_prepared.items():
         task = get_task(get_dataset(name).task)

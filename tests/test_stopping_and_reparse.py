@@ -11,11 +11,11 @@ import pytest
 from biomedquant.common.files import read_jsonl, write_jsonl
 from biomedquant.evaluation.job import parse_generations
 from biomedquant.evaluation.parsing import reparse_predictions
-from biomedquant.evaluation.tasks.text import cut_follow_up
 from biomedquant.inference.decoding import Decoding
 from biomedquant.inference.engines.base import cut_at_stop
 from biomedquant.inference.engines.transformers import generate, load_model
 from biomedquant.inference.job import run_inference
+from biomedquant.tasks.text import cut_follow_up
 
 
 @pytest.fixture(scope="module")

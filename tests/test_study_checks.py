@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from biomedquant.planning.estimator import estimate, shape_for_model
-from biomedquant.planning.gpus import gpus_needed
+from biomedquant.common.gpus import gpus_needed
+from biomedquant.models.shapes import shape_for_model
+from biomedquant.planning.estimator import estimate
 from biomedquant.planning.job_resources import job_gpus
 from biomedquant.study.checks import (
     Hardware,

@@ -12,8 +12,8 @@ import pytest
 
 from biomedquant.common.files import read_json
 from biomedquant.inference.decoding import Decoding
+from biomedquant.models.shapes import shape_for_model
 from biomedquant.planning.cost import study_cost
-from biomedquant.planning.estimator import shape_for_model
 from biomedquant.planning.job_resources import Runtime, infer_workload, job_resources, run_seconds
 from biomedquant.planning.throughput import (
     CPU_RATES,

@@ -1,7 +1,7 @@
 """Breaking format never pays: on every real test set, turning wrong answers into unparsable
 ones never raises any metric, the task's primary metric included.
 
-The convention (:mod:`biomedquant.evaluation.metrics`) scores an unparsable answer as the worst
+The convention (:mod:`biomedquant.tasks.metrics`) scores an unparsable answer as the worst
 answer its format allows. This checks it through the functions the evaluate step uses
 (:func:`biomedquant.evaluation.scoring.worst_answer_context`,
 :func:`biomedquant.evaluation.stats.sufficient.item_stats`) on the eight benchmark test sets in
@@ -21,7 +21,7 @@ from biomedquant.datasets.registry import DATASETS, get_dataset
 from biomedquant.evaluation.inputs import answer_choices
 from biomedquant.evaluation.scoring import worst_answer_context
 from biomedquant.evaluation.stats.sufficient import TASK_KIND, item_stats, observed_metrics
-from biomedquant.evaluation.tasks import get_task
+from biomedquant.tasks import get_task
 
 from conftest import SHARED_DATA, load_benchmark
 

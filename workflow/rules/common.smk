@@ -11,7 +11,7 @@ from biomedquant.datasets.registry import get_dataset
 from biomedquant.evaluation.job import evaluation_code_fingerprint
 from biomedquant.inference.decoding import Decoding
 from biomedquant.inference.prompting import get_prompt_method
-from biomedquant.quantization.kinds import METHOD_KINDS, model_folder
+from biomedquant.methods.kinds import METHOD_KINDS, model_folder
 from biomedquant.report.figures.registry import FIGURES, figure_paths, figure_rule_names
 from biomedquant.report.figures.style import order_from_config, order_to_json
 from snakemake.common import overwrite_function_params

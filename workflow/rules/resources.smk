@@ -16,7 +16,7 @@ from biomedquant.planning.job_resources import (
     perplexity_workload,
     time_box_minutes,
 )
-from biomedquant.quantization.kinds import method_kind
+from biomedquant.methods.kinds import method_kind
 from biomedquant.study.checks import fp8_feature
 from biomedquant.planning.throughput import Throughput
 

@@ -16,8 +16,8 @@ CPUs): what do I run?". Decisions, and why:
   candidate has.
 * Runs there: a kind that needs FP8 units is ruled out below compute capability 8.9 (A100s),
   and on a CPU-only machine the kinds that need CUDA (AWQ, FP8) are
-  (:attr:`biomedquant.quantization.kinds.MethodKind.runs_on_cpu`).
-* Fits: the one fit rule of :mod:`biomedquant.planning.gpus` (90% of each GPU; several GPUs under
+  (:attr:`biomedquant.methods.kinds.MethodKind.runs_on_cpu`).
+* Fits: the one fit rule of :mod:`biomedquant.common.gpus` (90% of each GPU; several GPUs under
 tensor
   parallelism, so "2 x 80 GB" is an answer). GPU memory is the recommendation's (measured peak
   where every method of the model has one, else the estimate); on a CPU, the measured peak
@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from biomedquant.analysis.tables import deployment_memory, numeric, read_memory, read_recommendation
 from biomedquant.common.files import write_csv
-from biomedquant.planning.gpus import Hardware, capability_text
-from biomedquant.quantization.kinds import METHOD_KINDS, model_folder
+from biomedquant.common.gpus import Hardware, capability_text
+from biomedquant.methods.kinds import METHOD_KINDS, model_folder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,7 +66,7 @@ HARDWARE_NAME = re.compile(r"^(?:(?P<n>\d+)\s*x\s*)?(?P<device>[a-z0-9_]+)$", re
 
 
 def hardware_by_name(text: str) -> Hardware:
-    """``a100_40g``, ``2xh100`` or ``cpu`` as :class:`~biomedquant.planning.gpus.Hardware` (sizes
+    """``a100_40g``, ``2xh100`` or ``cpu`` as :class:`~biomedquant.common.gpus.Hardware` (sizes
     and capabilities from the device registry); an error naming the known devices otherwise."""
     from biomedquant.planning.throughput import DEVICES
 

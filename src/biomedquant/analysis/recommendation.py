@@ -29,7 +29,7 @@ Decisions, and why:
   figure, is not tested: missing evidence is not evidence of no loss.
 * Memory is the measured peak GPU allocation where a GPU run exists, else the fit estimator's
   total (``memory_source`` says which; see :func:`biomedquant.analysis.tables.deployment_memory`).
-  Smallest GPU: the smallest common GPU (:data:`biomedquant.planning.gpus.GPU_SIZES_GIB`, as
+  Smallest GPU: the smallest common GPU (:data:`biomedquant.common.gpus.GPU_SIZES_GIB`, as
   marketed, which are GiB) that holds that memory, empty if none does.
 * Units: changes, bounds and margins are in points, 1 point = 0.01 on the metric's 0-1 scale.
 """
@@ -43,13 +43,13 @@ from typing import TYPE_CHECKING, Any
 
 from biomedquant.analysis.tables import deployment_memory, read_memory
 from biomedquant.common.files import read_json, write_csv
+from biomedquant.common.gpus import smallest_gpu
 from biomedquant.evaluation.stats.verdicts import (
     DEFAULT_ALPHA,
     TEST_COLUMNS,
     VERDICTS,
     task_tests,
 )
-from biomedquant.planning.gpus import smallest_gpu
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -34,7 +34,7 @@ def quantizes_on_cpu(method: dict[str, Any], gpus: int) -> bool:
     """Whether ``biomedquant quantize`` runs ``method`` on the CPU with every GPU hidden: for a
     kind that quantizes without a GPU (``quantizes_on_cpu``: rtn, gguf), whose jobs ask the
     scheduler for none, even on a GPU machine, and for any kind given ``--gpus 0``."""
-    from biomedquant.quantization.kinds import method_kind
+    from biomedquant.methods.kinds import method_kind
 
     return gpus == 0 or method_kind(method).quantizes_on_cpu
 

@@ -23,8 +23,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     import sys
 
     from biomedquant.common.files import write_csv
+    from biomedquant.common.gpus import parse_capability
     from biomedquant.planning.fit_table import FIT_COLUMNS, fit_lines, fit_rows
-    from biomedquant.planning.gpus import parse_capability
     from biomedquant.report.figures.registry import draw_figure
     from biomedquant.study.checks import study_problems
 
@@ -83,7 +83,7 @@ def _cmd_refit_throughput(args: argparse.Namespace) -> None:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from biomedquant.planning.doctor import run_doctor
+    from biomedquant.study.doctor import run_doctor
     from biomedquant.study.loading import load_yaml
 
     # The raw file: the doctor validates it against the schema first and reports what fails.

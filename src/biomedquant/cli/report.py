@@ -80,7 +80,7 @@ def _hardware(args: argparse.Namespace) -> list[Any]:
     """The hardware of the deployment answer: the one --gpu-gb or --cpu describe, and each
     --hardware name."""
     from biomedquant.analysis.deployment import hardware_by_name
-    from biomedquant.planning.gpus import Hardware, parse_capability
+    from biomedquant.common.gpus import Hardware, parse_capability
 
     out = [hardware_by_name(name) for name in args.hardware]
     if args.gpu_gb is not None and args.cpu:

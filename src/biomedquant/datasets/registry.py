@@ -41,7 +41,7 @@ NER_SENTENCE_BLOCK = 10
 class DatasetSpec:
     name: str
     title: str
-    task: str  # key of biomedquant.evaluation.tasks.TASKS
+    task: str  # key of biomedquant.tasks.TASKS
     labels: tuple[str, ...]  # closed label set (NER: the entity type)
     files: dict[str, SourceFile]
     licence: str

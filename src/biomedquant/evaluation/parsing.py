@@ -3,7 +3,7 @@
 Parsing depends only on the raw output(s) of an item, the item itself and the prompting method
 (self-consistency votes over its samples), never on the model, so a parser change is applied
 by re-reading stored predictions (:func:`reparse_predictions`) without generating again.
-The reading rule itself is documented in :mod:`biomedquant.evaluation.tasks.answer_reading`.
+The reading rule itself is documented in :mod:`biomedquant.tasks.answer_reading`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 from biomedquant.common.files import read_jsonl, write_jsonl
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec, get_dataset
-from biomedquant.evaluation.tasks import get_task
 from biomedquant.inference.prompting import get_prompt_method
+from biomedquant.tasks import get_task
 
 # Fields a parse writes into a prediction record (everything else is kept as stored).
 PARSED_FIELDS = (

@@ -26,14 +26,14 @@ from biomedquant.common.provenance import now, versions
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec, get_dataset
 from biomedquant.evaluation.inputs import answer_choices
-from biomedquant.evaluation.metrics import benchmark_metrics, changed_items
 from biomedquant.evaluation.parsing import parse_fields
 from biomedquant.evaluation.stats.bootstrap import cluster_index, make_rng
 from biomedquant.evaluation.stats.intervals import compare_items, score_items
 from biomedquant.evaluation.stats.paired_tests import FLIP_KEYS
 from biomedquant.evaluation.stats.sufficient import TASK_KIND
-from biomedquant.evaluation.tasks import get_task
 from biomedquant.inference.prompting import PROMPT_METHODS
+from biomedquant.tasks import get_task
+from biomedquant.tasks.metrics import benchmark_metrics, changed_items
 
 # Per-label changes where labels are classes a lab cares about (relation types, topics);
 # QA options are answer positions, and NER has one entity type per dataset.
@@ -187,7 +187,7 @@ def aligned_predictions(
 def worst_answer_context(spec: DatasetSpec, gold_records: list[Record]) -> dict[str, Any]:
     """What scoring an unparsable answer as the worst one its format allows needs, per item:
     the labels it could be answered with (``choices``; a QA item's options) or, for NER, the
-    sentence's token count (``n_tokens``). See :mod:`biomedquant.evaluation.metrics`."""
+    sentence's token count (``n_tokens``). See :mod:`biomedquant.tasks.metrics`."""
     if spec.task == "ner":
         return {"choices": None, "n_tokens": [len(r["tokens"]) for r in gold_records]}
     return {"choices": [answer_choices(spec, r) for r in gold_records], "n_tokens": None}
@@ -235,7 +235,7 @@ def score_predictions(
         **worst_answer_context(spec, gold_records),
     )
     # the benchmark script's own metrics beside them, without intervals
-    # (biomedquant.evaluation.metrics)
+    # (biomedquant.tasks.metrics)
     for name, value in benchmark_metrics(spec.task, gold, pred, oks).items():
         metrics[name] = {"value": value, "ci_low": None, "ci_high": None}
     result = {

@@ -26,8 +26,8 @@ from biomedquant.common.files import atomic_dir, read_json, read_jsonl, sha256_t
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.evaluation.scoring import aligned_predictions
 from biomedquant.evaluation.stats.sufficient import TASK_KIND
-from biomedquant.evaluation.tasks import get_task
 from biomedquant.inference.prompting import PROMPT_METHODS
+from biomedquant.tasks import get_task
 
 FILTER = "none"  # lm-eval keys metrics as "<metric>,<filter>"; the answer reading is ours
 LOWER_IS_BETTER = {"parse_failure_rate"}

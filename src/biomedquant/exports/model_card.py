@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from biomedquant.common.files import read_json, write_text
-from biomedquant.quantization.kinds import display_names, method_kind
+from biomedquant.methods.kinds import display_names, method_kind
 
 HUB_KEYS = ("base_model", "base_model_relation", "library_name", "pipeline_tag", "tags")
 

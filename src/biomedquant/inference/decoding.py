@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from biomedquant.evaluation.tasks import TASKS, get_task
 from biomedquant.inference.prompting import get_prompt_method
+from biomedquant.tasks import TASKS, get_task
 
 # Token budget of one batch: rows x (longest prompt + new tokens). Also the tokens in flight
 # the fit estimator sizes the KV cache for (biomedquant.planning.fit_table,

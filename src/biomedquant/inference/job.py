@@ -45,7 +45,7 @@ from biomedquant.inference.engines.base import decoding_identity
 from biomedquant.inference.engines.gpu_peaks import GpuPeaks
 from biomedquant.inference.prompting import DEFAULT_SYSTEM_PROMPT, builder, stop_strings
 from biomedquant.models.fetch import trusts_remote_code
-from biomedquant.planning.throughput import shape_facts
+from biomedquant.models.shapes import shape_facts
 
 log = logging.getLogger(__name__)
 

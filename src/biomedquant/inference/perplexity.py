@@ -27,8 +27,8 @@ from typing import Any
 
 from biomedquant.common.files import read_json, sha256_text, write_json
 from biomedquant.common.provenance import now, versions
+from biomedquant.datasets.texts import distinct_texts
 from biomedquant.inference.engines import engine_for
-from biomedquant.quantization.calibration.sources import distinct_texts
 
 
 def adds_bos(tokenizer: Any) -> bool:

@@ -28,7 +28,7 @@ from typing import Any
 from biomedquant.common.registry import Registry
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
-from biomedquant.evaluation.tasks import Task, get_task
+from biomedquant.tasks import Task, get_task
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a careful biomedical natural language processing assistant. "

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from biomedquant.inference.decoding import Decoding
-from biomedquant.planning.estimator import shape_for_model
+from biomedquant.methods.kinds import method_kind
+from biomedquant.models.shapes import shape_for_model
 from biomedquant.planning.job_resources import (
     Runtime,
     infer_workload,
@@ -30,7 +31,6 @@ from biomedquant.planning.job_resources import (
     run_seconds,
 )
 from biomedquant.planning.throughput import Throughput
-from biomedquant.quantization.kinds import method_kind
 
 COST_COLUMNS = ("model", "method", "prompt", "gpus", "gpu_hours")
 

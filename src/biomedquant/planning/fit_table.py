@@ -2,10 +2,10 @@
 
 :func:`fit_rows` runs the fit estimator over a config (every model x method): parameters,
 weight, KV-cache and total bytes, and which common GPUs each combination fits. It reads model
-shapes only (see :func:`biomedquant.planning.estimator.shape_for_model`), never weights; the memory
+shapes only (see :func:`biomedquant.models.shapes.shape_for_model`), never weights; the memory
 table (:mod:`biomedquant.analysis.memory_table`) later sets what the runs measured beside it.
 
-The common GPU sizes and their GiB-to-GB conversion are :mod:`biomedquant.planning.gpus`'s; the fit
+The common GPU sizes and their GiB-to-GB conversion are :mod:`biomedquant.common.gpus`'s; the fit
 figure is :mod:`biomedquant.report.figures.fit`'s, drawn from the table this module writes.
 """
 
@@ -13,16 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from biomedquant.inference.decoding import Decoding
-from biomedquant.planning.estimator import estimate, shape_for_model, weight_bytes
-from biomedquant.planning.gpus import (
+from biomedquant.common.gpus import (
     GPU_SIZES_GIB,
     capability_text,
     fit_text,
     gpus_needed,
     smallest_gpu,
 )
-from biomedquant.quantization.kinds import bits, method_kind
+from biomedquant.inference.decoding import Decoding
+from biomedquant.methods.kinds import bits, method_kind
+from biomedquant.models.shapes import shape_for_model
+from biomedquant.planning.estimator import estimate, weight_bytes
 
 FIT_COLUMNS = (
     "model",
@@ -90,7 +91,7 @@ def fit_lines(
     "yes" (one GPU), "2 x" (the fewest GPUs that hold it) or "no" (not even 8). With the
     deployment GPU's ``compute_capability``, a method that cannot run on it says so instead
     (FP8 below 8.9); without, a footnote names what such methods need."""
-    from biomedquant.planning.gpus import parse_capability
+    from biomedquant.common.gpus import parse_capability
 
     gpus = " ".join(f"{g:>5}" for g in GPU_SIZES_GIB)
     header = f"{'model':<16}{'method':<14}{'params':>8}{'weights':>10}{'total':>9}"

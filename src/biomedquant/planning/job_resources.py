@@ -26,17 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from biomedquant.common.gpus import GIB, GPU_COUNTS, gpus_needed
 from biomedquant.inference.decoding import Decoding
-from biomedquant.planning.estimator import (
-    GIB,
-    ModelShape,
-    estimate,
-    shape_for_model,
-    weight_bytes,
-)
-from biomedquant.planning.gpus import GPU_COUNTS, gpus_needed
+from biomedquant.methods.kinds import linear_bytes_per_weight, method_kind
+from biomedquant.models.shapes import ModelShape, shape_for_model
+from biomedquant.planning.estimator import estimate, weight_bytes
 from biomedquant.planning.throughput import BACKENDS, Throughput, work_seconds
-from biomedquant.quantization.kinds import linear_bytes_per_weight, method_kind
 
 MIB = 1024**2
 Rule = Literal["infer", "quantize_model", "perplexity"]
@@ -378,7 +373,7 @@ def job_resources(
     """``mem_mb`` (host, MiB), ``gpu_mem_mb`` (MiB) and ``runtime`` (minutes) of one job.
 
     ``model_spec`` and ``method_spec`` are config entries. The model's shape comes from
-    :func:`biomedquant.planning.estimator.shape_for_model`; without one, ``params_b`` from the
+    :func:`biomedquant.models.shapes.shape_for_model`; without one, ``params_b`` from the
     config gives a rougher estimate, and without that, :data:`UNKNOWN` (generous) figures are used.
     ``workload`` is needed for ``infer`` (one per prompting method of the grouped job, see
     :func:`infer_workload`) and ``perplexity`` (:func:`perplexity_workload`); ``shards`` is the

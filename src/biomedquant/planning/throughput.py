@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from biomedquant.common.registry import Registry
+from biomedquant.models.shapes import kv_bytes_per_token
 
 if TYPE_CHECKING:
-    from biomedquant.planning.estimator import ModelShape
+    from biomedquant.models.shapes import ModelShape
     from biomedquant.planning.job_resources import Workload
 
 # Several GPUs under tensor parallelism: each doubling loses about 15% to communication.
@@ -239,25 +240,6 @@ class Throughput:
         scheduling = config.get("scheduling", {})
         path = scheduling.get("throughput_file")
         return cls(scheduling.get("gpu", "a100_80g"), read_rates(path) if path else None)
-
-
-def kv_bytes_per_token(shape: ModelShape, dtype_bytes: int = 2) -> int:
-    """K and V of every layer for one token."""
-    return 2 * shape.layers * shape.kv_heads * shape.dim_per_head * dtype_bytes
-
-
-def shape_facts(model_dir: str | Path, compute_dtype: str | None) -> dict[str, int] | None:
-    """Parameters and KV bytes per token of the model in ``model_dir`` (its config.json) in
-    the dtype it computes in, for a run record; None without a readable config."""
-    from biomedquant.planning.estimator import ModelShape
-
-    try:
-        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-        shape = ModelShape.from_config(config)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    dtype_bytes = {"float32": 4, "float16": 2, "bfloat16": 2}.get(str(compute_dtype), 2)
-    return {"params": shape.params, "kv_bytes_per_token": kv_bytes_per_token(shape, dtype_bytes)}
 
 
 @dataclass(frozen=True)

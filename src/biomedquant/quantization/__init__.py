@@ -1,7 +1,7 @@
 """Quantization: turn the fetched 16-bit model into a cached quantized artifact.
 
 The workflow's ``quantize_model`` rule calls :func:`quantize_model`, which looks the method's
-kind up in :mod:`biomedquant.quantization.kinds` and calls the producer its record names. Every
+kind up in :mod:`biomedquant.methods.kinds` and calls the producer its record names. Every
 producer has the same signature (source folder, output folder, method entry; keywords ``seed``,
 ``pools``, ``test_raws``, ``heldout``, ``gpus``) and starts the same way: :class:`SourceModel`
 reads the fetched model's provenance and loads its tokenizer, and :func:`artifact_provenance`
@@ -15,8 +15,9 @@ writes what every artifact records (source, library versions, sizes, hashes). Th
 * :mod:`~biomedquant.quantization.quality`: each quantized layer's output error on held-out
   text beside round-to-nearest, and the quality table.
 
-Calibration text comes from :mod:`biomedquant.quantization.calibration`. ``bnb-int8`` / ``bnb-nf4``
-have no artifact: bitsandbytes quantizes while the 16-bit model loads (see :func:`bnb_config`).
+Calibration text comes from :mod:`biomedquant.quantization.calibration`. ``bnb-int8`` and
+``bnb-nf4`` have no artifact: bitsandbytes quantizes while the 16-bit model loads (see
+:func:`biomedquant.inference.engines.transformers.bnb_config`).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from typing import Any
 
 from biomedquant.common.files import dir_size, read_json, sha256_tree
 from biomedquant.common.provenance import now, peak_host_rss_bytes, versions
+from biomedquant.methods.kinds import method_kind
 from biomedquant.models.fetch import trusts_remote_code
-from biomedquant.quantization.kinds import method_kind
 
-__all__ = ["SourceModel", "artifact_provenance", "bnb_config", "quantize_model"]
+__all__ = ["SourceModel", "artifact_provenance", "quantize_model"]
 
 log = logging.getLogger(__name__)
 
@@ -119,26 +120,4 @@ def quantize_model(
         test_raws=test_raws,
         heldout=heldout,
         gpus=gpus,
-    )
-
-
-def bnb_config(method: dict[str, Any], compute_dtype: Any) -> Any:
-    """transformers' ``BitsAndBytesConfig`` for a bnb method, or None for other kinds.
-
-    The LM head stays in 16-bit, as bitsandbytes' own defaults leave it, so the bnb methods
-    quantize the same layers as GPTQ and their memory figures compare like for like.
-    """
-    kind = method.get("kind")
-    if kind not in ("bnb-int8", "bnb-nf4"):
-        return None
-    from transformers import BitsAndBytesConfig
-
-    if kind == "bnb-int8":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["lm_head"])
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=bool(method.get("double_quant", True)),
-        bnb_4bit_compute_dtype=compute_dtype,
-        llm_int8_skip_modules=["lm_head"],
     )

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from biomedquant.common.files import atomic_dir, read_json, sha256_text, write_json
+from biomedquant.inference.engines.llama_cpp import GGUF_FILE, llama_cpp_module
+from biomedquant.methods.gguf_layout import FILE_TYPES, method_file_type
 from biomedquant.quantization import SourceModel, artifact_provenance
-from biomedquant.quantization.gguf_layout import FILE_TYPES, method_file_type
 
 log = logging.getLogger(__name__)
 
-GGUF_FILE = "model.gguf"
 # Files of the source folder that travel with the GGUF: tokenizer, chat template, config.
 SIDE_FILES = (
     "config.json",
@@ -41,27 +41,6 @@ SIDE_FILES = (
     "chat_template.jinja",
     "tokenizer.model",
 )
-INSTALL_HINT = (
-    "gguf methods need llama-cpp-python, which is not installed: "
-    "pip install 'biomedquant[llamacpp]' (compiles llama.cpp; cmake and a C++ compiler needed)"
-)
-
-
-def llama_cpp_module() -> Any:
-    """llama-cpp-python, or a clear error saying how to install it."""
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise RuntimeError(INSTALL_HINT) from exc
-    return llama_cpp
-
-
-def gguf_file(model_dir: str | Path) -> Path:
-    """The GGUF file of an artifact folder."""
-    path = Path(model_dir) / GGUF_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{model_dir}: no {GGUF_FILE} (not a gguf artifact)")
-    return path
 
 
 def importance_matrix(
@@ -226,8 +205,12 @@ def quantize_gguf(
 
 def _write_modelfile(folder: Path) -> None:
     """An Ollama Modelfile beside the GGUF file, where the model's chat template has a known
-    family (:mod:`biomedquant.exports.ollama`); otherwise a log line says why not."""
-    from biomedquant.exports.ollama import MODELFILE, folder_chat_template, modelfile_text
+    family (:mod:`biomedquant.quantization.ollama_modelfile`); otherwise a log line says why not."""
+    from biomedquant.quantization.ollama_modelfile import (
+        MODELFILE,
+        folder_chat_template,
+        modelfile_text,
+    )
 
     template = folder_chat_template(folder)
     if template is None:

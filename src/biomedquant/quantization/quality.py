@@ -48,7 +48,7 @@ def heldout_texts(paths: list[str | Path]) -> list[str]:
     """The evaluated test items' distinct input texts (the study's held-out text), one dataset
     after another in turn, so the tokens the check reads sample every dataset rather than the
     first in config order."""
-    from biomedquant.quantization.calibration.sources import distinct_texts, interleaved
+    from biomedquant.datasets.texts import distinct_texts, interleaved
 
     return interleaved(list(distinct_texts(paths).values()))
 

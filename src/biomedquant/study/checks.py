@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from biomedquant.planning.estimator import ModelShape, estimate, shape_for_model
+from biomedquant.models.shapes import ModelShape, shape_for_model
+from biomedquant.planning.estimator import estimate
 from biomedquant.study.config_checks import group_size_problem, unpinned_models
 
 Level = Literal["error", "warning"]
@@ -423,7 +424,7 @@ def _pool_files(
 def _pool_texts(files: list[tuple[Path, str | None]]) -> Iterator[str]:
     from biomedquant.common.files import read_jsonl
     from biomedquant.datasets.readers import read_source
-    from biomedquant.quantization.calibration.sources import record_text
+    from biomedquant.datasets.texts import record_text
 
     for path, reader in files:
         records = read_jsonl(path) if reader is None else read_source(path, reader)
@@ -497,7 +498,7 @@ def _hf_dataset_readable(name: str) -> bool:
 
 def _fp8_problems(config: dict[str, Any], hardware: Hardware) -> list[Problem]:
     from biomedquant.inference.engines.hardware import FP8_MIN_CAPABILITY
-    from biomedquant.quantization.kinds import method_kind
+    from biomedquant.methods.kinds import method_kind
 
     fp8 = [m for m, s in config.get("methods", {}).items() if method_kind(s).needs_fp8_gpu]
     if not fp8:
@@ -528,8 +529,8 @@ def _fp8_problems(config: dict[str, Any], hardware: Hardware) -> list[Problem]:
 
 
 def _fit_problems(config: dict[str, Any], hardware: Hardware) -> list[Problem]:
+    from biomedquant.common.gpus import gpus_needed
     from biomedquant.inference.decoding import Decoding
-    from biomedquant.planning.gpus import gpus_needed
 
     scheduling = config.get("scheduling", {})
     gpu_gib = float(scheduling.get("gpu_gib", 80))
@@ -603,6 +604,6 @@ def fp8_feature() -> str:
 
 
 def _has_fp8_methods(config: dict[str, Any]) -> bool:
-    from biomedquant.quantization.kinds import method_kind
+    from biomedquant.methods.kinds import method_kind
 
     return any(method_kind(s).needs_fp8_gpu for s in config.get("methods", {}).values())

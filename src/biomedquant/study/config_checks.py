@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from biomedquant.planning.estimator import ModelShape, shape_for_model
+from biomedquant.models.shapes import ModelShape, shape_for_model
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
 

@@ -1,6 +1,6 @@
 """Per-item sufficient statistics: every benchmark metric as a function of column sums.
 
-Each metric in :mod:`biomedquant.evaluation.metrics` is a function of counts summed over the items
+Each metric in :mod:`biomedquant.tasks.metrics` is a function of counts summed over the items
 of a test set (true positives, false positives, false negatives per label; exact matches; items).
 Writing those counts per item, as one row of a matrix, turns any bootstrap resample into a
 vector of resample counts (how often each item was drawn) and its metrics into a function of
@@ -14,7 +14,7 @@ Layouts (columns of :attr:`ItemStats.matrix`):
 * ``multi`` (multi-label): per label ``tp``, ``fp``, ``fn`` of the document's decision.
 
 An unparsable output scores as the worst answer its format allows (the convention of
-:mod:`biomedquant.evaluation.metrics`): single-label, a false positive of every other label in the
+:mod:`biomedquant.tasks.metrics`): single-label, a false positive of every other label in the
 item's ``choices``; multi-label, every label of its ``choices`` decided wrongly; NER, every gold
 entity missed and one false entity per token (``n_tokens``).
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from biomedquant.evaluation.metrics import iob2_spans
+from biomedquant.tasks.metrics import iob2_spans
 
 Spans = set[tuple[int, int]] | frozenset[tuple[int, int]]
 

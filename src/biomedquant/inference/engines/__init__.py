@@ -5,7 +5,7 @@ when its engine is chosen, so vLLM (CUDA only, not a dependency) and llama.cpp s
 and the planning code never imports torch through here.
 
 Which engine runs a job: ``inference.backend`` (transformers or vllm), except for a method kind
-that names its own engine (:mod:`biomedquant.quantization.kinds`: ``gguf`` files always run in
+that names its own engine (:mod:`biomedquant.methods.kinds`: ``gguf`` files always run in
 llama.cpp, which is how GGUF is deployed: llama.cpp, Ollama, LM Studio).
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from biomedquant.common.registry import Registry
 from biomedquant.inference.engines.hardware import require_fp8_gpu
-from biomedquant.quantization.kinds import method_kind
+from biomedquant.methods.kinds import method_kind
 
 if TYPE_CHECKING:
     from biomedquant.inference.engines.base import Engine

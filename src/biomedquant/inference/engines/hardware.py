@@ -11,7 +11,7 @@ Torch is imported only to look at the GPU, so the planning code stays light.
 
 from __future__ import annotations
 
-from biomedquant.planning.gpus import FP8_MIN_CAPABILITY
+from biomedquant.common.gpus import FP8_MIN_CAPABILITY
 
 __all__ = ["FP8_MIN_CAPABILITY", "cuda_capability", "require_fp8_gpu"]
 

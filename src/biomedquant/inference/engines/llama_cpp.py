@@ -37,7 +37,13 @@ from typing import Any, ClassVar
 
 from biomedquant.inference.decoding import Decoding, Sampling
 from biomedquant.inference.engines.base import Generation, OnBatch, cut_at_stop
-from biomedquant.quantization.gguf import gguf_file, llama_cpp_module
+
+# The file name of the GGUF inside an artifact folder (biomedquant.quantization.gguf writes it).
+GGUF_FILE = "model.gguf"
+INSTALL_HINT = (
+    "gguf methods need llama-cpp-python, which is not installed: "
+    "pip install 'biomedquant[llamacpp]' (compiles llama.cpp; cmake and a C++ compiler needed)"
+)
 
 # Context length when the model allows it: the longest demo and paper prompts (five-shot NER)
 # plus their new tokens fit, and the KV cache of a 7-8B model stays near 1 GiB.
@@ -371,3 +377,20 @@ def token_nll(
         total += float((log_z - picked).sum())
         count += len(ids) - 1
     return total, count
+
+
+def llama_cpp_module() -> Any:
+    """llama-cpp-python, or a clear error saying how to install it."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise RuntimeError(INSTALL_HINT) from exc
+    return llama_cpp
+
+
+def gguf_file(model_dir: str | Path) -> Path:
+    """The GGUF file of an artifact folder."""
+    path = Path(model_dir) / GGUF_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{model_dir}: no {GGUF_FILE} (not a gguf artifact)")
+    return path

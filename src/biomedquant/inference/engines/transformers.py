@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from biomedquant.common.files import dir_size, read_json
+from biomedquant.common.gpus import GPU_MEMORY_FRACTION
 from biomedquant.inference.decoding import Decoding, Sampling
 from biomedquant.inference.engines.base import Generation, OnBatch, cut_at_stop
 from biomedquant.inference.engines.gpu_peaks import GpuPeaks
 from biomedquant.inference.engines.hardware import require_fp8_gpu
 from biomedquant.inference.prompting import end_of_turn_tokens
 from biomedquant.models.fetch import trusts_remote_code
-from biomedquant.planning.gpus import GPU_MEMORY_FRACTION
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def deployment_weight_bytes(model: Any, dtype_bytes: int, upcast: bool) -> int:
 
 # Of each GPU's total memory the device map fills at most GPU_MEMORY_FRACTION with weights (the
 # rest is left for the KV cache, activations and the CUDA context): the share the one fit rule
-# (biomedquant.planning.gpus) sizes a job's GPU count with, so a job given the GPUs it asked for
+# (biomedquant.common.gpus) sizes a job's GPU count with, so a job given the GPUs it asked for
 # holds its weights within them.
 # Of the host's available memory, the share a device map that may offload (the quantization
 # job's) fills: transformers' own default, leaving room for the loading itself.
@@ -203,8 +203,7 @@ def load_model(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from biomedquant.quantization import bnb_config
-    from biomedquant.quantization.kinds import method_kind
+    from biomedquant.methods.kinds import method_kind
 
     start = time.time()
     kind = method_kind(method)
@@ -564,3 +563,25 @@ class TransformersEngine:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def bnb_config(method: dict[str, Any], compute_dtype: Any) -> Any:
+    """transformers' ``BitsAndBytesConfig`` for a bnb method, or None for other kinds.
+
+    The LM head stays in 16-bit, as bitsandbytes' own defaults leave it, so the bnb methods
+    quantize the same layers as GPTQ and their memory figures compare like for like.
+    """
+    kind = method.get("kind")
+    if kind not in ("bnb-int8", "bnb-nf4"):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if kind == "bnb-int8":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["lm_head"])
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=bool(method.get("double_quant", True)),
+        bnb_4bit_compute_dtype=compute_dtype,
+        llm_int8_skip_modules=["lm_head"],
+    )

@@ -22,7 +22,7 @@ from biomedquant.common.files import read_json
 from biomedquant.inference.decoding import Decoding, Sampling
 from biomedquant.inference.engines.base import EngineUnavailable, Generation, OnBatch
 from biomedquant.inference.engines.hardware import require_fp8_gpu
-from biomedquant.quantization.kinds import method_kind
+from biomedquant.methods.kinds import method_kind
 
 # Sequences interleaved per chunk handed to vLLM: chunks make progress and resume granular.
 CHUNK = 256

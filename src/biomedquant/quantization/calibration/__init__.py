@@ -2,11 +2,11 @@
 of text, and the windows of exactly ``seq_len`` tokens cut from them. ``generic_en.txt`` is the
 shipped English text."""
 
+from biomedquant.datasets.texts import record_text
 from biomedquant.quantization.calibration.sources import (
     CalibrationError,
     generic_calibration_texts,
     in_domain_texts,
-    record_text,
 )
 from biomedquant.quantization.calibration.windows import (
     calibration_windows,

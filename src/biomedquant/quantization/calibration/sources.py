@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from biomedquant.common.files import read_jsonl
-from biomedquant.datasets.readers import Record, read_source
+from biomedquant.datasets.readers import read_source
 from biomedquant.datasets.registry import get_dataset
+from biomedquant.datasets.texts import record_text
 
 log = logging.getLogger(__name__)
 
@@ -48,35 +49,6 @@ def generic_calibration_texts() -> list[str]:
         .read_text("utf-8")
     )
     return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def record_text(rec: Record) -> str:
-    """The input text of a benchmark record (what a prompt shows the model), without labels."""
-    if "tokens" in rec:
-        return " ".join(rec["tokens"])
-    parts = [rec.get("context", ""), rec.get("question", ""), rec.get("text", "")]
-    return "\n".join(p for p in parts if p)
-
-
-def distinct_texts(paths: list[str | Path]) -> dict[str, list[str]]:
-    """Each prepared split's distinct, non-empty input texts, in file order, by its path as
-    given (one split per dataset). Relation extraction
-    repeats a sentence once per entity pair (DDI: about 7 pairs per sentence): a held-out
-    measure that counted each copy would weigh that sentence's tokens several times over."""
-    out: dict[str, list[str]] = {}
-    for path in paths:
-        texts = (record_text(r) for r in read_jsonl(path))
-        out.setdefault(str(path), []).extend(t for t in texts if t.strip())
-    return {name: list(dict.fromkeys(texts)) for name, texts in out.items()}
-
-
-def interleaved(groups: list[list[str]]) -> list[str]:
-    """One text of each group in turn (then of those left): a prefix of the result samples
-    every group, where a concatenation would hold the first group only."""
-    out = []
-    for k in range(max((len(g) for g in groups), default=0)):
-        out.extend(g[k] for g in groups if k < len(g))
-    return out
 
 
 def _normalized(text: str) -> str:

@@ -8,7 +8,7 @@ per quantization method, one display order, titles as papers write them, one set
   a method of no known family gets a hue of its own.
 * Datasets by their benchmark title, in registry order (grouped by task); prompting methods in
   registry order (zero-shot first); models in the config's order.
-* GPU reference lines at :data:`biomedquant.planning.gpus.GPU_SIZES_GIB`, the sizes the fit table
+* GPU reference lines at :data:`biomedquant.common.gpus.GPU_SIZES_GIB`, the sizes the fit table
 and
   the recommendation use.
 
@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from biomedquant.common.gpus import GPU_SIZES_GIB, single_gpu_capacity_gb
 from biomedquant.datasets.registry import DATASETS
 from biomedquant.inference.prompting import PROMPT_METHODS
-from biomedquant.planning.gpus import GPU_SIZES_GIB, single_gpu_capacity_gb
-from biomedquant.quantization.kinds import bits, display_names, method_family
+from biomedquant.methods.kinds import bits, display_names, method_family
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -282,7 +282,7 @@ def order_from_rows(df: pd.DataFrame) -> Order:
         baseline = str(df.loc[kinds == "none", "method"].iloc[0])
     families: tuple[tuple[str, str, int], ...] = ()
     if kinds is not None:
-        from biomedquant.quantization.kinds import METHOD_KINDS
+        from biomedquant.methods.kinds import METHOD_KINDS
 
         rows = df.drop_duplicates("method")
         n_bits = rows["bits"] if "bits" in rows else [0] * len(rows)

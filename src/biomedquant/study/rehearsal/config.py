@@ -12,8 +12,8 @@ from typing import Any
 import yaml
 
 from biomedquant.common.files import write_json
-from biomedquant.planning.estimator import ModelShape
-from biomedquant.quantization.kinds import method_kind
+from biomedquant.methods.kinds import method_kind
+from biomedquant.models.shapes import ModelShape
 from biomedquant.study.rehearsal.hf_cache import fixed_commit, put_in_cache
 from biomedquant.study.rehearsal.tiny_models import FAMILIES, build_tiny_model
 

@@ -21,14 +21,14 @@ from typing import Any
 
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
-from biomedquant.evaluation.metrics import single_label_scores
-from biomedquant.evaluation.tasks.answer_reading import (
+from biomedquant.tasks.answer_reading import (
     ChoiceReader,
     find_phrases,
     read_choice,
     unnegated,
 )
-from biomedquant.evaluation.tasks.text import straight_quotes
+from biomedquant.tasks.metrics import single_label_scores
+from biomedquant.tasks.text import straight_quotes
 
 # Words after which an upper-case letter is an option letter ("I would choose D").
 _LETTER_CUES = (

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from biomedquant.planning.estimator import shape_for_model, weight_bytes
+from biomedquant.methods.kinds import method_kind
+from biomedquant.models.shapes import shape_for_model
+from biomedquant.planning.estimator import weight_bytes
 from biomedquant.planning.fit_table import fit_rows
-from biomedquant.quantization.kinds import method_kind
 from biomedquant.study.config_checks import unpinned_models
 from biomedquant.study.loading import ConfigError, validate_config
 

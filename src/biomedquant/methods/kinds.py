@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from biomedquant.common.registry import Registry
-from biomedquant.quantization import gguf_layout
+from biomedquant.methods import gguf_layout
 
 if TYPE_CHECKING:
-    from biomedquant.planning.estimator import ModelShape
+    from biomedquant.models.shapes import ModelShape
 
 __all__ = [
     "METHOD_KINDS",
@@ -139,7 +139,7 @@ class MethodKind:
     @property
     def min_compute_capability(self) -> tuple[int, int] | None:
         """The oldest CUDA compute capability that runs this kind (None: any)."""
-        from biomedquant.planning.gpus import FP8_MIN_CAPABILITY
+        from biomedquant.common.gpus import FP8_MIN_CAPABILITY
 
         return FP8_MIN_CAPABILITY if self.needs_fp8_gpu else None
 

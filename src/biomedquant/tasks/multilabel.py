@@ -14,9 +14,9 @@ from typing import Any
 
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
-from biomedquant.evaluation.metrics import multilabel_scores
-from biomedquant.evaluation.tasks.answer_reading import SetReader, find_phrases, read_set
-from biomedquant.evaluation.tasks.text import word_pattern
+from biomedquant.tasks.answer_reading import SetReader, find_phrases, read_set
+from biomedquant.tasks.metrics import multilabel_scores
+from biomedquant.tasks.text import word_pattern
 
 
 def description(spec: DatasetSpec) -> str:

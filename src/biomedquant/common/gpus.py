@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from biomedquant.planning.estimator import GIB
+GIB = 1024**3
 
 # 24 GB (L4, RTX 4090), 40 GB (A100 40GB), 48 GB (RTX A6000, L40S), 80 GB (A100 80GB, H100).
 GPU_SIZES_GIB = (24, 40, 48, 80)

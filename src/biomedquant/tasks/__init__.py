@@ -5,7 +5,7 @@ the output format for a dataset, ``render_input`` shows one item, ``render_answe
 item's gold answer in the output format (for few-shot examples), ``headers`` names the line that
 starts the next example in the prompt format (where an invented follow-up begins), ``parse``
 reads a generation into a prediction, a status and the reading rule that decided (see
-:mod:`biomedquant.evaluation.tasks.answer_reading`), ``vote`` combines self-consistency samples,
+:mod:`biomedquant.tasks.answer_reading`), ``vote`` combines self-consistency samples,
 ``metrics`` scores.
 Datasets name their task in :mod:`biomedquant.datasets.registry`.
 """
@@ -20,9 +20,9 @@ from typing import Any
 from biomedquant.common.registry import Registry
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
-from biomedquant.evaluation.metrics import iob2_spans
-from biomedquant.evaluation.tasks import multilabel, ner, qa, relation
-from biomedquant.evaluation.tasks.text import AMBIGUOUS, EMPTY, NO_ANSWER, OK
+from biomedquant.tasks import multilabel, ner, qa, relation
+from biomedquant.tasks.metrics import iob2_spans
+from biomedquant.tasks.text import AMBIGUOUS, EMPTY, NO_ANSWER, OK
 
 __all__ = ["AMBIGUOUS", "EMPTY", "NO_ANSWER", "OK", "TASKS", "Parsed", "Task", "get_task"]
 

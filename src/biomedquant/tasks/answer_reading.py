@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from biomedquant.evaluation.tasks.json_answer import answer_field, json_value, truth
-from biomedquant.evaluation.tasks.text import (
+from biomedquant.tasks.json_answer import answer_field, json_value, truth
+from biomedquant.tasks.text import (
     AMBIGUOUS,
     EMPTY,
     NO_ANSWER,

@@ -18,8 +18,8 @@ from typing import Any
 
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
-from biomedquant.evaluation.metrics import iob2_spans, ner_scores
-from biomedquant.evaluation.tasks.text import EMPTY, NO_ANSWER, OK, answer_segment, cut_follow_up
+from biomedquant.tasks.metrics import iob2_spans, ner_scores
+from biomedquant.tasks.text import EMPTY, NO_ANSWER, OK, answer_segment, cut_follow_up
 
 _OPEN = re.compile(r"<\s*span\b[^>]*>", re.IGNORECASE)
 _CLOSE = re.compile(r"<\s*/\s*span\s*>", re.IGNORECASE)

@@ -25,14 +25,14 @@ from typing import Any
 
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec
-from biomedquant.evaluation.metrics import single_label_scores
-from biomedquant.evaluation.tasks.answer_reading import (
+from biomedquant.tasks.answer_reading import (
     ChoiceReader,
     find_phrases,
     read_choice,
     unnegated,
 )
-from biomedquant.evaluation.tasks.text import word_pattern
+from biomedquant.tasks.metrics import single_label_scores
+from biomedquant.tasks.text import word_pattern
 
 NEGATIVE_SYNONYMS = (
     r"no\s+(?:[\w-]+\s+){0,2}?(?:relations?|relationships?|interactions?|ddi|cpr)",
