@@ -6,7 +6,7 @@ import shlex
 rule memory_table:
     input:
         # the run records, through the evaluate jobs' manifests (a hundred inputs, not thousands)
-        evaluation_manifests(),
+        STUDY.evaluation_manifests(),
     output:
         "results/tables/memory.csv",
     log:
@@ -14,7 +14,7 @@ rule memory_table:
     conda:
         CONDA_ENV
     params:
-        study=as_json(study_shape()),
+        study=as_json(STUDY.study_shape()),
     shell:
         "biomedquant memory-table --config-json {params.study:q} --out {output:q}"
         " --manifests {input:q}"
@@ -32,8 +32,8 @@ DEPLOYMENT_TARGETS = [
 
 rule cpu_deployment_table:
     input:
-        manifests=evaluation_manifests(),
-        comparisons=["results/tables/comparisons.csv"] if COMPARED else [],
+        manifests=STUDY.evaluation_manifests(),
+        comparisons=["results/tables/comparisons.csv"] if STUDY.compared else [],
         perplexity="results/tables/perplexity.csv",
     output:
         table="results/tables/cpu_deployment.csv",
@@ -54,7 +54,7 @@ rule recommend:
     input:
         # the comparison files (listed by the evaluate jobs' manifests) carry the resampled
         # differences the verdicts pool over datasets
-        manifests=evaluation_manifests(),
+        manifests=STUDY.evaluation_manifests(),
         memory="results/tables/memory.csv",
     output:
         table="results/tables/recommendation.csv",
@@ -81,7 +81,7 @@ rule recommend:
             f"--hardware {shlex.quote(h)}"
             for h in config["recommendation"]["deploy_on"]
         ),
-        order=FIGURE_ORDER,
+        order=STUDY.figure_order,
     shell:
         "biomedquant recommend --memory {input.memory:q} {params.margin}"
         " {params.task_margins} --alpha {params.alpha} --out {output.table:q}"

@@ -3,8 +3,8 @@
 
 rule download_dataset:
     output:
-        raw="resources/raw/{dataset}/{split}.raw",
-        provenance="resources/raw/{dataset}/{split}.raw.provenance.json",
+        raw=layout.raw_split("{dataset}", "{split}"),
+        provenance=layout.raw_split("{dataset}", "{split}") + ".provenance.json",
     log:
         "logs/download_dataset/{dataset}/{split}.log",
     conda:
@@ -19,10 +19,10 @@ rule download_dataset:
 
 rule prepare_dataset:
     input:
-        "resources/raw/{dataset}/{split}.raw",
+        layout.raw_split("{dataset}", "{split}"),
     output:
-        data="resources/datasets/{dataset}/{split}.jsonl",
-        provenance="resources/datasets/{dataset}/{split}.jsonl.provenance.json",
+        data=layout.prepared_split("{dataset}", "{split}"),
+        provenance=layout.prepared_split("{dataset}", "{split}") + ".provenance.json",
     log:
         "logs/prepare_dataset/{dataset}/{split}.log",
     conda:
@@ -41,10 +41,10 @@ rule prepare_dataset:
 # Snakemake plans one edge per job rather than one per dataset and pool.
 rule study_data:
     input:
-        gold_files(),
-        study_pools(),
+        STUDY.gold_files(),
+        STUDY.study_pools(),
     output:
-        STUDY_DATA,
+        layout.STUDY_DATA,
     log:
         "logs/study_data.log",
     conda:

@@ -15,13 +15,13 @@
 rule evaluate_baseline:
     input:
         **noise_floor_inputs(),
-        generations=GENERATIONS_DIR.replace("{method}", BASELINE_PATTERN),
-        gold=STUDY_DATA,
+        generations=layout.GENERATIONS_DIR.replace("{method}", BASELINE_PATTERN),
+        gold=layout.STUDY_DATA,
     output:
         **noise_floor_outputs(),
-        predictions=stage_dir(PREDICTIONS_DIR, BASELINE_PATTERN),
-        scores=stage_dir(SCORES_DIR, BASELINE_PATTERN),
-        manifest=MANIFEST.replace("{method}", BASELINE_PATTERN),
+        predictions=stage_dir(layout.PREDICTIONS_DIR, BASELINE_PATTERN),
+        scores=stage_dir(layout.SCORES_DIR, BASELINE_PATTERN),
+        manifest=layout.MANIFEST.replace("{method}", BASELINE_PATTERN),
     log:
         f"logs/evaluate/{{model}}/{BASELINE_PATTERN}.log",
     conda:
@@ -33,23 +33,23 @@ rule evaluate_baseline:
         "biomedquant evaluate --settings {params.settings:q} > {log:q} 2>&1"
 
 
-if BASELINE is not None:
+if STUDY.baseline is not None:
 
     rule evaluate:
         input:
-            generations=GENERATIONS_DIR,
+            generations=layout.GENERATIONS_DIR,
             # the baseline's parsed predictions, through its manifest (written after them)
-            baseline=MANIFEST.replace("{method}", BASELINE),
-            gold=STUDY_DATA,
+            baseline=layout.MANIFEST.replace("{method}", STUDY.baseline),
+            gold=layout.STUDY_DATA,
         output:
-            predictions=stage_dir(PREDICTIONS_DIR),
-            scores=stage_dir(SCORES_DIR),
-            comparisons=stage_dir(COMPARISONS_DIR),
-            manifest=MANIFEST,
+            predictions=stage_dir(layout.PREDICTIONS_DIR),
+            scores=stage_dir(layout.SCORES_DIR),
+            comparisons=stage_dir(layout.COMPARISONS_DIR),
+            manifest=layout.MANIFEST,
         log:
             "logs/evaluate/{model}/{method}.log",
         wildcard_constraints:
-            method=QUANTIZED_METHODS,
+            method=STUDY.quantized_methods_pattern,
         conda:
             CONDA_ENV
         params:
@@ -61,7 +61,7 @@ if BASELINE is not None:
 
 rule aggregate_scores:
     input:
-        evaluation_manifests(),
+        STUDY.evaluation_manifests(),
     output:
         "results/tables/scores.csv",
     log:
@@ -75,7 +75,7 @@ rule aggregate_scores:
 
 rule aggregate_comparisons:
     input:
-        evaluation_manifests(),
+        STUDY.evaluation_manifests(),
     output:
         "results/tables/comparisons.csv",
     log:
@@ -89,7 +89,7 @@ rule aggregate_comparisons:
 
 rule aggregate_comparisons_by_label:
     input:
-        evaluation_manifests(),
+        STUDY.evaluation_manifests(),
     output:
         "results/tables/comparisons_by_label.csv",
     log:

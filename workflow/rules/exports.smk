@@ -4,12 +4,14 @@
 rule export_model:
     input:
         manifests=lambda wildcards: expand(
-            MANIFEST, model=wildcards.model, method=config["methods"]
+            layout.MANIFEST, model=wildcards.model, method=config["methods"]
         ),
-        artifacts=lambda wildcards: model_artifacts(wildcards.model).values(),
+        artifacts=lambda wildcards: STUDY.model_artifacts(wildcards.model).values(),
         scores="results/tables/scores.csv",
         # without a baseline to compare with, cards without verdicts ([]: an empty argument)
-        evidence=["results/tables/recommendation_evidence.csv"] if COMPARED else [],
+        evidence=(
+            ["results/tables/recommendation_evidence.csv"] if STUDY.compared else []
+        ),
     output:
         directory("results/exports/{model}"),
     log:

@@ -19,11 +19,11 @@
 rule infer:
     input:
         model=model_dir,
-        data=STUDY_DATA,
-        parts=shard_parts(SHARD_PARTS),
+        data=layout.STUDY_DATA,
+        parts=shard_parts(layout.SHARD_PARTS),
     output:
         # one folder: a generations file and a run record per dataset x prompting method
-        generations=stage_dir(GENERATIONS_DIR),
+        generations=stage_dir(layout.GENERATIONS_DIR),
     log:
         "logs/infer/{model}/{method}.log",
     retries: INFER_RETRIES
@@ -31,13 +31,13 @@ rule infer:
         CONDA_ENV
     resources:
         **gpu_resources("infer"),
-        generation_cache=GENERATION_CACHE,
+        generation_cache=STUDY.generation_cache,
         time_box=time_box,
     params:
         # what changes the outputs: the keys all runs share, and each dataset's files and
         # runs (see infer_settings and infer_datasets)
         settings=infer_settings,
-        datasets=infer_datasets(GENERATIONS, RUN_RECORD),
+        datasets=infer_datasets(layout.GENERATIONS, layout.RUN_RECORD),
         prompts=PROMPT_ARGS,
     shell:
         "biomedquant infer --settings {params.settings:q} --model-dir {input.model:q}"
@@ -51,10 +51,10 @@ rule infer:
 use rule infer as infer_shard with:
     input:
         model=model_dir,
-        data=STUDY_DATA,
+        data=layout.STUDY_DATA,
         parts=[],
     output:
-        parts=directory(SHARD_PARTS),
+        parts=directory(layout.SHARD_PARTS),
     log:
         "logs/infer_shard/{model}/{method}/{shard}.log",
     params:
@@ -70,10 +70,10 @@ use rule infer as infer_shard with:
 use rule infer as infer_noise_floor with:
     input:
         model=model_dir,
-        data=STUDY_DATA,
-        parts=shard_parts(NOISE_FLOOR_SHARD_PARTS),
+        data=layout.STUDY_DATA,
+        parts=shard_parts(layout.NOISE_FLOOR_SHARD_PARTS),
     output:
-        generations=stage_dir(NOISE_FLOOR_GENERATIONS_DIR),
+        generations=stage_dir(layout.NOISE_FLOOR_GENERATIONS_DIR),
     log:
         "logs/infer_noise_floor/{model}/{method}.log",
     resources:
@@ -82,13 +82,15 @@ use rule infer as infer_noise_floor with:
         time_box=time_box,
     params:
         settings=noise_floor_infer_settings,
-        datasets=infer_datasets(NOISE_FLOOR_GENERATIONS, NOISE_FLOOR_RUN_RECORD),
+        datasets=infer_datasets(
+            layout.NOISE_FLOOR_GENERATIONS, layout.NOISE_FLOOR_RUN_RECORD
+        ),
         prompts=PROMPT_ARGS,
 
 
 use rule infer_shard as infer_noise_floor_shard with:
     output:
-        parts=directory(NOISE_FLOOR_SHARD_PARTS),
+        parts=directory(layout.NOISE_FLOOR_SHARD_PARTS),
     log:
         "logs/infer_noise_floor_shard/{model}/{method}/{shard}.log",
     resources:
@@ -108,7 +110,7 @@ use rule infer_shard as infer_noise_floor_shard with:
 rule perplexity:
     input:
         model=model_dir,
-        data=STUDY_DATA,
+        data=layout.STUDY_DATA,
     output:
         "results/perplexity/{model}/{method}.json",
     log:
@@ -119,7 +121,7 @@ rule perplexity:
         **gpu_resources("perplexity"),
     params:
         method=lambda wildcards: as_json(method_spec(wildcards)),
-        texts=gold_files(),
+        texts=STUDY.gold_files(),
     shell:
         "biomedquant perplexity --model-dir {input.model:q} --method {params.method:q}"
         " --out {output:q} --cpu-threads={resources.cpu_threads} --gpus={resources.gpu}"

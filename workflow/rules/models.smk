@@ -3,7 +3,7 @@
 
 rule fetch_model:
     output:
-        directory("resources/models/{model}/none"),
+        directory(layout.MODEL_DIR.format(model="{model}", method="none")),
     log:
         "logs/fetch_model/{model}.log",
     conda:

@@ -18,7 +18,7 @@ rule plan:
     conda:
         CONDA_ENV
     params:
-        study=as_json(study_shape()),
+        study=as_json(STUDY.study_shape()),
     shell:
         "biomedquant plan --config-json {params.study:q} --out {output.table:q}"
         " --figure {output.png:q} {output.pdf:q} > {log:q} 2>&1"

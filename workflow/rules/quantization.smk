@@ -4,16 +4,13 @@
 
 rule quantize_model:
     input:
-        source="resources/models/{model}/none",
+        source=layout.MODEL_DIR.format(model="{model}", method="none"),
         pools=lambda wildcards: list(calibration_pools(wildcards).values()),
         tests=lambda wildcards: list(calibration_test_files(wildcards).values()),
         # held-out text of the quality check: the evaluated test items (never calibration text)
-        heldout=expand(
-            f"resources/datasets/{{dataset}}/{EVAL_SPLIT}.jsonl",
-            dataset=config["datasets"],
-        ),
+        heldout=STUDY.gold_files(),
     output:
-        directory("resources/models/{model}/{method}"),
+        directory(layout.MODEL_DIR),
     log:
         "logs/quantize_model/{model}/{method}.log",
     wildcard_constraints:
@@ -37,7 +34,7 @@ rule quantize_model:
 
 rule quantization_quality_table:
     input:
-        quantized_artifacts(),
+        STUDY.quantized_artifacts(),
     output:
         report(
             "results/tables/quantization_quality.csv",

@@ -37,7 +37,7 @@ for _figure, _spec in FIGURES.items():
                 f"--{table.replace('_', '-')} {shlex.quote(TABLES[table])}"
                 for table in _spec.inputs
             ),
-            order=FIGURE_ORDER,
+            order=STUDY.figure_order,
         shell:
             "biomedquant plot {params.figure} {params.tables} --order {params.order:q}"
             " --out {output:q} > {log:q} 2>&1"
@@ -65,7 +65,7 @@ rule report_table:
     conda:
         CONDA_ENV
     params:
-        order=FIGURE_ORDER,
+        order=STUDY.figure_order,
     shell:
         "biomedquant report-table --kind {wildcards.table} --table {input.table:q}"
         " --evidence={input.evidence:q} --order {params.order:q} --out {output:q}"

@@ -64,7 +64,7 @@ def infer_workloads():
     """The workloads of a model x method inference job: one per dataset x prompting method,
     in the config's order."""
     return tuple(
-        infer_workload(d, p, limit=config["data"].get("limit"), decoding=DECODING)
+        infer_workload(d, p, limit=config["data"].get("limit"), decoding=STUDY.decoding)
         for d in config["datasets"]
         for p in config["prompts"]
     )
@@ -152,7 +152,7 @@ def _job_gpus(rule_name, model, method):
         rule_name,
         gpu_gib=GPU_GIB,
         max_gpus=MAX_GPUS,
-        tokens=DECODING.batch_tokens,
+        tokens=STUDY.decoding.batch_tokens,
     )
 
 
@@ -207,7 +207,7 @@ def gpu_resources(rule_name):
         "mem_mb": gpu_job_resource(rule_name, "mem_mb"),
         "gpu_mem_mb": gpu_job_resource(rule_name, "gpu_mem_mb"),
         "runtime": gpu_job_resource(rule_name, "runtime"),
-        "cpu_threads": CPU_THREADS,
+        "cpu_threads": STUDY.cpu_threads,
     }
 
 

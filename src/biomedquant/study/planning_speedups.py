@@ -1,18 +1,20 @@
-"""Python's garbage collector while Snakemake plans a study.
+"""What makes Snakemake plan a full study in seconds: the garbage collector's thresholds while it
+plans, and signatures recorded once. :func:`enable` switches both on (the Snakefile calls it
+first); ``BIOMEDQUANT_PLANNING_SPEEDUPS=0`` in the environment leaves Snakemake as it is, to
+rule them out when something looks wrong. ``benchmarks/bench_plan.py`` measures them.
 
-Planning the paper's study builds about 650,000 live objects (jobs, their files, wildcards,
-resources). Python's cyclic collector runs a *full* collection, which walks every tracked
-object, each time the objects that survived younger collections grow by a quarter: nine full
-collections while the paper config is planned, most of the collector's 1.3 s in an 11 s dry
-run, and the cost grows faster than the study (each walk is longer and there are more).
-Almost none of those objects are garbage; they live until Snakemake exits.
-
+The collector. Planning the paper's study builds about 650,000 live objects (jobs, their
+files, wildcards, resources). Python's cyclic collector runs a *full* collection, which walks
+every tracked object, each time the objects that survived younger collections grow by a
+quarter: nine full collections while the paper config is planned, most of the collector's 1.3 s
+in an 11 s dry run, and the cost grows faster than the study (each walk is longer and there are
+more). Almost none of those objects are garbage; they live until Snakemake exits.
 :func:`defer_full_collections` keeps the young collections as they are (they are cheap and
 catch the short-lived cycles asyncio and Snakemake make) and lets the oldest generation wait
-for a thousand collections of the middle one instead of ten. The Snakefile calls it before
-any rule is defined, and restores the defaults in ``onstart`` (a real run, about to execute
-jobs for hours), so only planning runs with it. Peak memory of the paper's dry run is
-unchanged (330 MB either way): it holds no cyclic garbage to speak of.
+for a thousand collections of the middle one instead of ten. The Snakefile restores the
+defaults in ``onstart`` (a real run, about to execute jobs for hours), so only planning runs
+with it. Peak memory of the paper's dry run is unchanged (330 MB either way): it holds no
+cyclic garbage to speak of.
 
 The same objects cost once more at exit: the interpreter's shutdown collections walked them all
 again, 1.3 s between Snakemake's last line and the end of the process for the paper config.
@@ -22,13 +24,33 @@ at once. Nothing depends on that last walk: Snakemake closes its logs, locks and
 explicitly before it exits, ``weakref.finalize`` callbacks (temporary folders) run from their
 own exit hook, and Python never promised finalizers of objects alive at exit.
 
-``benchmarks/bench_plan.py`` measures the gain of both.
+Signatures. Snakemake inspects the signature of an input, params or resource function every
+time it calls it, once per job and directive (``snakemake.common.get_function_params``): for a
+study of thousands of jobs that was a tenth of a dry run. It reads a recorded one instead when
+the function carries one (``overwrite_function_params``, the mechanism behind its own
+``subpath``). :func:`signature_once` records a function's; the rule files decorate their input
+functions with it. Snakemake's own resource wrapper, the bound method ``Resource.evaluate``,
+had its signature inspected anew on every call (30,000 times for the paper's study): a bound
+method reads attributes of its function, so recording the function's parameters once serves
+every resource of every job. Recorded, they read ``(self, *args, **kwargs)`` where the bound
+method's read ``(*args, **kwargs)``: both take any keyword, which is all Snakemake asks of them.
+These rely on Snakemake internals; the project pins Snakemake (tests/test_pins.py), and
+tests/test_planning_speedups.py fails if the pinned version stops honouring them.
 """
 
 from __future__ import annotations
 
 import atexit
 import gc
+import inspect
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Set to 0 to plan without any of these (Snakemake as it is).
+SWITCH = "BIOMEDQUANT_PLANNING_SPEEDUPS"
 
 # Young generations as Python's defaults (700 allocations, 10 passes); the oldest after 1000
 # passes of the middle one, not 10.
@@ -51,3 +73,35 @@ def skip_collections_at_exit() -> None:
     """Freeze every object when the interpreter exits, so that its shutdown collections have
     nothing to walk."""
     atexit.register(gc.freeze)
+
+
+def enabled() -> bool:
+    """Whether the speedups are on (everything but ``BIOMEDQUANT_PLANNING_SPEEDUPS=0``)."""
+    return os.environ.get(SWITCH, "1").strip() != "0"
+
+
+def signature_once(func: F) -> F:
+    """Record ``func``'s signature for Snakemake once (a no-op when the speedups are off)."""
+    if enabled():
+        from snakemake.common import overwrite_function_params
+
+        overwrite_function_params(func, inspect.signature(func).parameters)
+    return func
+
+
+def enable() -> tuple[int, int, int] | None:
+    """Switch every planning speedup on; return the collector thresholds to restore when the
+    jobs start (:func:`restore_thresholds`), or None when the switch leaves them off."""
+    if not enabled():
+        return None
+    from snakemake.resources import Resource
+
+    signature_once(Resource.evaluate)
+    skip_collections_at_exit()
+    return defer_full_collections()
+
+
+def restore(previous: tuple[int, int, int] | None) -> None:
+    """Put back what :func:`enable` changed for the run itself (nothing when it was off)."""
+    if previous is not None:
+        restore_thresholds(previous)

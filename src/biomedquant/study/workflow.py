@@ -1,0 +1,63 @@
+"""The Snakefile's two checkpoints: the config checked as a whole before any rule is planned,
+and what a real run checks when its jobs are about to start.
+
+Both take Snakemake's ``workflow`` object only to read what the command line said (config files,
+``--resources``, the profile's default resources); the checks themselves are the package's
+and are tested without Snakemake.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from biomedquant.common.conda_env import set_project_root
+from biomedquant.study.checks import StudyError, check_run_hardware, check_study, parse_hardware
+from biomedquant.study.config_checks import (
+    SchedulerSettingError,
+    check_scheduler_settings,
+    check_strict_revisions,
+)
+from biomedquant.study.loading import (
+    SCHEMA,
+    check_against_schema,
+    check_config_files,
+    config_errors_as_messages,
+)
+
+# The demo config, which the Snakefile reads when no --configfile is given.
+DEFAULT_CONFIG = "config/config.yaml"
+
+
+def check_config(workflow: Any, config: dict[str, Any]) -> None:
+    """Every config problem at once, before any job: a bad config ends the run with its
+    messages only (no stack frames). Snakemake's defaults are filled into ``config``."""
+    from snakemake.utils import validate
+
+    # The rules' conda environment installs this project from the workflow's folder.
+    set_project_root(workflow.basedir)
+    with config_errors_as_messages(StudyError, SchedulerSettingError):
+        # Snakemake's YAML reading keeps the last of two equal keys; re-read the files strictly.
+        files = workflow.config_settings.configfiles or [DEFAULT_CONFIG]
+        check_config_files(files)
+        # one line naming the key (and the nearest valid one), then the schema's defaults
+        check_against_schema(config, ", ".join(map(str, files)))
+        validate(config, str(SCHEMA))
+        # What the schema cannot see (calibration against the sources and the models' widest
+        # layers, a baseline, local model folders, GPTQ group sizes, what fits the GPUs a job
+        # may use); `biomedquant plan` and `biomedquant doctor` say the same.
+        check_study(config, hardware=parse_hardware(workflow))
+        # A profile resource naming an unset environment variable (the SLURM profile's
+        # partition and account) is refused now, rather than handed to sbatch with every job.
+        check_scheduler_settings(
+            getattr(workflow.resource_settings.default_resources, "args", None),
+            workflow.resource_settings.overwrite_resources,
+        )
+
+
+def check_run(workflow: Any, config: dict[str, Any]) -> None:
+    """Checks of a real run only (a dry run plans an unpinned study without downloading
+    anything): fp8 against this machine's GPU (or, on a cluster, a node constraint), and
+    pinned model revisions when the config asks for them."""
+    check_run_hardware(config, workflow)
+    if config["strict_revisions"]:
+        check_strict_revisions(config)
