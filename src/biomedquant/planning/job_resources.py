@@ -305,7 +305,7 @@ def quantize_seconds(shape: ModelShape, method: dict[str, Any]) -> float:
     io_seconds = (sixteen_bit + weight_bytes(shape, method)) / LOAD_BYTES_PER_S
     if method_kind(method).quantizes_on_cpu:
         # quality.heldout_tokens, without importing the quantization package at plan time
-        # (tests/test_job_resources.py checks they agree)
+        # (tests/planning/test_job_resources.py checks they agree)
         tokens = QUALITY_CHECK_PASSES * max(QUALITY_CHECK_MIN_TOKENS, shape.intermediate)
         check_flops = 2 * shape.params * tokens
         return io_seconds + sixteen_bit / CPU_QUANTIZE_BYTES_PER_S + check_flops / CPU_FLOPS

@@ -35,7 +35,7 @@ method reads attributes of its function, so recording the function's parameters 
 every resource of every job. Recorded, they read ``(self, *args, **kwargs)`` where the bound
 method's read ``(*args, **kwargs)``: both take any keyword, which is all Snakemake asks of them.
 These rely on Snakemake internals; the project pins Snakemake (tests/test_pins.py), and
-tests/test_planning_speedups.py fails if the pinned version stops honouring them.
+tests/study/test_planning_speedups.py fails if the pinned version stops honouring them.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from biomedquant.evaluation.parsing import parse_output
 from biomedquant.tasks import OK
 from biomedquant.tasks.metrics import iob2_spans
 
-CORPUS = Path(__file__).parent / "parser_corpus"
+CORPUS = Path(__file__).resolve().parents[1] / "parser_corpus"
 
 
 def _cases() -> list:
@@ -74,5 +74,5 @@ def test_corpus_case(dataset, item, output, expect):
 
 
 def test_docs_state_the_corpus_size():
-    page = Path(__file__).parent.parent / "docs" / "design" / "answers.md"
+    page = Path(__file__).resolve().parents[2] / "docs" / "design" / "answers.md"
     assert f"corpus of {len(CASES)} realistic outputs" in page.read_text("utf-8")

@@ -316,7 +316,7 @@ def test_a_long_job_plans_time_boxed_attempts_and_its_shards(tmp_path):
 def test_slurm_profile_plans_a_study_with_the_estimators_requests(tmp_path):
     """A cut of the paper config planned with the SLURM profile: GPU jobs ask for the
     estimator's figures and a GPU, and the partitions come through. (Which jobs run locally
-    shows only in a real run: tests/test_slurm.py.)"""
+    shows only in a real run: tests/workflow/test_slurm.py.)"""
     cfg = {
         **PAPER,
         "models": {k: PAPER["models"][k] for k in ("llama31_8b", "llama31_70b")},

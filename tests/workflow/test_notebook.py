@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_report import tiny_study
+from support.study import tiny_study
 
 from conftest import REPO
 

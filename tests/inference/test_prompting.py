@@ -171,7 +171,9 @@ def test_system_text_is_merged_into_the_first_user_turn_when_refused(demo_prepar
 
 def test_every_gemma2_job_of_the_paper_config_builds_its_prompts(demo_prepared):
     """All datasets x prompting methods of config/paper.yaml, on the shipped template."""
-    paper = yaml.safe_load((Path(__file__).parent.parent / "config" / "paper.yaml").read_text())
+    paper = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "config" / "paper.yaml").read_text()
+    )
     assert paper["models"]["gemma2_9b"]["id"] == GEMMA2
     tok = _tokenizer(shipped_chat_template(GEMMA2))
     system = paper.get("prompting", {}).get("system_prompt") or DEFAULT_SYSTEM_PROMPT

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import os
 import re
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from biomedquant.datasets.registry import DATASETS
+from biomedquant.study.workflow import check_config
 
 from conftest import REPO, copy_workflow, snakemake
 
@@ -112,18 +115,47 @@ def test_lint_is_clean():
     ],
 )
 def test_schema_rejects_bad_config_naming_the_key(tmp_path, tiny_source, mutate, named):
+    """The Snakefile's own check (biomedquant.study.workflow.check_config), in process: one
+    line, naming the key or value (Snakemake's own error printed the whole config)."""
     cfg = tiny_config(tiny_source)
     cfg.setdefault("data", {})
     cfg.setdefault("inference", {})
     mutate(cfg)
     wd = copy_workflow(tmp_path, cfg)
+    line = planning_error(wd, cfg)
+    assert line.startswith("ConfigError: config/config.yaml: ") and "\n" not in line, line
+    assert named in line, line
+
+
+def planning_error(wd, cfg) -> str:
+    """What the Snakefile's config check ends a run with, called as the Snakefile calls it
+    (from the workflow folder, with the parts of Snakemake's ``workflow`` it reads)."""
+    workflow = SimpleNamespace(
+        basedir=str(wd),
+        config_settings=SimpleNamespace(configfiles=[]),
+        global_resources={"gpu": 1},
+        resource_settings=SimpleNamespace(default_resources=None, overwrite_resources={}),
+    )
+    cwd = os.getcwd()
+    os.chdir(wd)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            check_config(workflow, copy.deepcopy(cfg))
+    finally:
+        os.chdir(cwd)
+    return str(stopped.value.code)
+
+
+def test_a_bad_config_ends_snakemake_with_the_same_one_line(tmp_path, tiny_source):
+    """The same check through a real `snakemake -n`: its message is the run's only output."""
+    cfg = tiny_config(tiny_source)
+    cfg.setdefault("inference", {})["batchsize"] = 4
+    wd = copy_workflow(tmp_path, cfg)
     proc = snakemake(wd, "-n", check=False)
     assert proc.returncode != 0
     err = proc.stdout + proc.stderr
-    # one line, naming the key or value (Snakemake's own error printed the whole config)
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ConfigError: "), err[-2000:]
-    assert named in lines[0], lines[0]
+    assert lines == [planning_error(wd, cfg)], err[-2000:]
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "gpu_check.yaml"])

@@ -30,7 +30,7 @@ from conftest import REPO
 
 # Run records of the demo model (16-bit, float32 on the CPU) over every demo dataset and three
 # prompting methods, as `biomedquant infer` wrote them on this project's 2-core machine.
-RECORDS = sorted((Path(__file__).parent / "data" / "run_records").glob("*.run.json"))
+RECORDS = sorted((Path(__file__).resolve().parents[1] / "data" / "run_records").glob("*.run.json"))
 PAPER = load_config(REPO / "config" / "paper.yaml")
 LLAMA8 = PAPER["models"]["llama31_8b"]
 LLAMA70 = PAPER["models"]["llama31_70b"]

@@ -21,7 +21,7 @@ from biomedquant.study.rehearsal.config import model_family, why_not_here, write
 from biomedquant.study.rehearsal.hf_cache import fixed_commit, put_in_cache
 from biomedquant.study.rehearsal.tiny_models import FAMILIES, build_tiny_model
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
 HEX40 = re.compile(r"^[0-9a-f]{40}$")
 
@@ -236,14 +236,14 @@ def test_paper_rehearsal_runs_every_family_and_method_kind_end_to_end(paper_rehe
 @pytest.mark.rehearsal
 @pytest.mark.skipif(SKIP_REHEARSAL, reason="BIOMEDQUANT_SKIP_REHEARSAL=1 (CI never sets it)")
 def test_paper_rehearsal_report_renders_every_figure_and_table(paper_rehearsal, tmp_path):
-    from test_report import CHROMIUM, _chromium
+    from support.chromium import CHROMIUM, run_chromium
 
     from biomedquant.report.figures.registry import FIGURES
 
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     report = paper_rehearsal / "run" / "results" / "report.html"
-    dom = _chromium(["--dump-dom", report.resolve().as_uri()], tmp_path / "profile")
+    dom = run_chromium(["--dump-dom", report.resolve().as_uri()], tmp_path / "profile")
     assert dom.returncode == 0 and "<body" in dom.stdout, dom.stderr[-3000:]
     rendered = dom.stdout.split('<div id="app">', 1)[1].split("<script", 1)[0]
     for name in FIGURES:

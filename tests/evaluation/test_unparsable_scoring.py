@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from support.scoring import evaluated_split, wrong_answer
 
 from biomedquant.datasets.readers import read_source
 from biomedquant.datasets.registry import DATASETS, get_dataset
@@ -23,16 +24,7 @@ from biomedquant.evaluation.scoring import worst_answer_context
 from biomedquant.evaluation.stats.sufficient import TASK_KIND, item_stats, observed_metrics
 from biomedquant.tasks import get_task
 
-from conftest import SHARED_DATA, load_benchmark
-
-# a parsable answer that is not the gold one, of the kinds a model gives
-_wrong_answer = load_benchmark("bench_metric_conventions").wrong_answer
-
-
-def _evaluated_split(dataset: str) -> str:
-    """The test split, or the dev split where the shared copy lacks the test file (ChemProt)."""
-    spec = get_dataset(dataset)
-    return "test" if (SHARED_DATA / spec.files["test"].path).exists() else "dev"
+from conftest import SHARED_DATA
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="real benchmark files are not present")
@@ -41,7 +33,7 @@ def test_turning_wrong_answers_unparsable_never_raises_a_metric(dataset):
     spec = get_dataset(dataset)
     task = get_task(spec.task)
     kind = TASK_KIND[spec.task]
-    src = spec.files[_evaluated_split(dataset)]
+    src = spec.files[evaluated_split(dataset)]
     records = read_source(SHARED_DATA / src.path, src.reader)
     gold = [task.gold(r) for r in records]
     rnd = random.Random(dataset)
@@ -50,7 +42,7 @@ def test_turning_wrong_answers_unparsable_never_raises_a_metric(dataset):
     for i, (rec, g) in enumerate(zip(records, gold, strict=True)):
         if rnd.random() < 0.35:
             choices = answer_choices(spec, rec) if kind != "ner" else None
-            pred.append(_wrong_answer(kind, g, choices, rnd))
+            pred.append(wrong_answer(kind, g, choices, rnd))
             wrong.append(i)
         else:
             pred.append(list(g) if isinstance(g, list) else g)

@@ -13,7 +13,7 @@ from biomedquant.study import layout
 from biomedquant.study.jobs import StudyJobs, baseline_method
 from biomedquant.study.loading import load_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_downloads import misbehaving_server
+from support.servers import misbehaving_server
 
 from biomedquant import cli
 from biomedquant.common.files import read_jsonl

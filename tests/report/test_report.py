@@ -9,71 +9,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from support.chromium import CHROMIUM, run_chromium
+from support.study import TINY_DATASETS, TINY_PROMPTS, tiny_study
 
 from biomedquant.report.figures.registry import FIGURES
-
-from conftest import copy_workflow
-
-CHROMIUM = next(
-    (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
-)
-TINY_DATASETS = ["ncbi_disease", "pubmedqa"]
-TINY_PROMPTS = ["zero-shot"]
-
-
-def tiny_study_config(model_path: Path) -> dict:
-    """Two datasets (two tasks), 16-bit and GPTQ 4-bit, one prompting method: every figure
-    has something to draw, in about a minute on two cores (tests/test_figures.py covers the
-    layouts of larger studies)."""
-    return {
-        "seed": 1,
-        "data": {"base_url": "demo", "limit": 4},
-        "datasets": TINY_DATASETS,
-        "models": {"tiny": {"source": "local", "path": str(model_path)}},
-        "methods": {
-            "none": {"kind": "none"},
-            "gptq-w4g32": {
-                "kind": "gptq",
-                "bits": 4,
-                "group_size": 32,
-                "calibration": {"source": "generic", "n_samples": 8, "seq_len": 32},
-            },
-        },
-        "prompts": TINY_PROMPTS,
-        "inference": {"batch_size": 4, "max_new_tokens": {"ner": 8, "re": 4, "mlc": 4, "qa": 4}},
-        "scoring": {"bootstrap_resamples": 20},
-        "recommendation": {"margin_points": 1.0},
-    }
-
-
-def tiny_study(tmp_path_factory: pytest.TempPathFactory, tiny_source: Path) -> Path:
-    """A workflow folder with a finished tiny study, run once per test session and shared by
-    the report and notebook tests."""
-    wd = tmp_path_factory.getbasetemp() / "tiny_study"
-    done = wd / ".study_done"
-    if not done.exists():
-        if wd.exists():
-            shutil.rmtree(wd)
-        wd.mkdir()
-        copy_workflow(wd, tiny_study_config(tiny_source))
-        # two cores: scoring and figures overlap the GPU-class jobs (those stay one at a time)
-        proc = subprocess.run(
-            [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1"],
-            cwd=wd,
-            capture_output=True,
-            text=True,
-        )
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        done.touch()
-    return wd
 
 
 @pytest.fixture(scope="module")
@@ -188,33 +133,13 @@ def test_report_holds_figures_captions_tables_and_configuration(report):
     assert text.count("data:image/png;") >= len(FIGURES)
 
 
-def _chromium(args: list[str], profile: Path, timeout: int = 120) -> subprocess.CompletedProcess:
-    cmd = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=10000",
-        *args,
-    ]
-    env = {**os.environ, "HOME": str(profile)}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_report_renders_in_headless_chromium(report, tmp_path):
     from matplotlib.image import imread
 
     url = report.resolve().as_uri()
     shot = tmp_path / "report.png"
-    proc = _chromium(
+    proc = run_chromium(
         [f"--screenshot={shot}", "--window-size=1400,1000", url], tmp_path / "profile-shot"
     )
     assert shot.exists(), proc.stderr[-3000:]
@@ -224,7 +149,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert (img.mean(axis=2) < 0.9).mean() > 0.05
     assert img.reshape(-1, 3).std(axis=0).max() > 0.1
 
-    dom = _chromium(["--dump-dom", url], tmp_path / "profile-dom")
+    dom = run_chromium(["--dump-dom", url], tmp_path / "profile-dom")
     html = dom.stdout
     assert dom.returncode == 0 and "<body" in html, dom.stderr[-3000:]
     # what the React app rendered into <div id="app"> (the scripts after it hold the raw data)

@@ -167,7 +167,7 @@ def test_snakemake_keeps_an_undeclared_partial_file_of_a_failed_job(tmp_path):
     """The engine's resume rests on this: Snakemake deletes a failed job's declared outputs,
     output folder, but not the ``.partial`` folder beside it, which the infer rule does not
     declare."""
-    rules = Path(__file__).parents[1].joinpath("workflow/rules/inference.smk").read_text()
+    rules = Path(__file__).resolve().parents[2].joinpath("workflow/rules/inference.smk").read_text()
     assert ".partial" not in rules
     (tmp_path / "Snakefile").write_text(
         "rule infer:\n"

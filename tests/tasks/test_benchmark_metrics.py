@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from test_unparsable_scoring import _evaluated_split, _wrong_answer
+from support.scoring import evaluated_split, wrong_answer
 
 from biomedquant.datasets.readers import read_source
 from biomedquant.datasets.registry import DATASETS, get_dataset
@@ -25,14 +25,14 @@ def perturbed(dataset: str, wrong: float = 0.3, unparsable: float = 0.05):
     """Gold answers, predictions (a share wrong) and parse flags (a share unparsable)."""
     spec = get_dataset(dataset)
     task, kind = get_task(spec.task), TASK_KIND[spec.task]
-    src = spec.files[_evaluated_split(dataset)]
+    src = spec.files[evaluated_split(dataset)]
     records = read_source(SHARED_DATA / src.path, src.reader)
     gold = [task.gold(r) for r in records]
     rnd = random.Random(f"benchmark-{dataset}")
     pred, ok = [], []
     for rec, g in zip(records, gold, strict=True):
         choices = answer_choices(spec, rec) if kind != "ner" else None
-        pred.append(_wrong_answer(kind, g, choices, rnd) if rnd.random() < wrong else g)
+        pred.append(wrong_answer(kind, g, choices, rnd) if rnd.random() < wrong else g)
         ok.append(rnd.random() >= unparsable)
     return spec, gold, pred, ok
 

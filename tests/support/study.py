@@ -1,0 +1,65 @@
+"""The tiny finished study the report and notebook tests share: two datasets, 16-bit and
+GPTQ 4-bit on a tiny random model, run once per test session."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import copy_workflow
+
+TINY_DATASETS = ["ncbi_disease", "pubmedqa"]
+
+
+TINY_PROMPTS = ["zero-shot"]
+
+
+def tiny_study_config(model_path: Path) -> dict:
+    """Two datasets (two tasks), 16-bit and GPTQ 4-bit, one prompting method: every figure
+    has something to draw, in about a minute on two cores (tests/report/test_figures.py covers the
+    layouts of larger studies)."""
+    return {
+        "seed": 1,
+        "data": {"base_url": "demo", "limit": 4},
+        "datasets": TINY_DATASETS,
+        "models": {"tiny": {"source": "local", "path": str(model_path)}},
+        "methods": {
+            "none": {"kind": "none"},
+            "gptq-w4g32": {
+                "kind": "gptq",
+                "bits": 4,
+                "group_size": 32,
+                "calibration": {"source": "generic", "n_samples": 8, "seq_len": 32},
+            },
+        },
+        "prompts": TINY_PROMPTS,
+        "inference": {"batch_size": 4, "max_new_tokens": {"ner": 8, "re": 4, "mlc": 4, "qa": 4}},
+        "scoring": {"bootstrap_resamples": 20},
+        "recommendation": {"margin_points": 1.0},
+    }
+
+
+def tiny_study(tmp_path_factory: pytest.TempPathFactory, tiny_source: Path) -> Path:
+    """A workflow folder with a finished tiny study, run once per test session and shared by
+    the report and notebook tests."""
+    wd = tmp_path_factory.getbasetemp() / "tiny_study"
+    done = wd / ".study_done"
+    if not done.exists():
+        if wd.exists():
+            shutil.rmtree(wd)
+        wd.mkdir()
+        copy_workflow(wd, tiny_study_config(tiny_source))
+        # two cores: scoring and figures overlap the GPU-class jobs (those stay one at a time)
+        proc = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1"],
+            cwd=wd,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        done.touch()
+    return wd
