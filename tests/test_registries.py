@@ -149,3 +149,28 @@ def test_schema_backends_and_kinds_engines_are_registered_engines(schema):
     for kind in METHOD_KINDS.values():
         assert kind.engine is None or kind.engine in ENGINES, kind.name
     assert METHOD_KINDS["gguf"].engine == "llama_cpp" and METHOD_KINDS["fp8"].needs_fp8_gpu
+
+
+def test_the_schemas_defaults_are_the_ones_the_code_declares(schema):
+    """A default lives in the code once; the schema repeats it so that a config is complete
+    before anything imports, and this keeps the two equal."""
+    from biomedquant.evaluation.defaults import BOOTSTRAP_RESAMPLES, CI_LEVEL, COMPARISON_RESAMPLES
+    from biomedquant.methods.kinds import DEFAULT_GROUP_SIZE
+
+    scoring = schema["properties"]["scoring"]["properties"]
+    assert scoring["bootstrap_resamples"]["default"] == BOOTSTRAP_RESAMPLES
+    assert scoring["ci_level"]["default"] == CI_LEVEL
+    assert scoring["comparison_resamples"]["default"] == COMPARISON_RESAMPLES
+
+    def group_defaults(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "group_size" and isinstance(value, dict) and "default" in value:
+                    yield value["default"]
+                yield from group_defaults(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from group_defaults(value)
+
+    found = list(group_defaults(schema))
+    assert found and set(found) == {DEFAULT_GROUP_SIZE}

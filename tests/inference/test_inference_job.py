@@ -400,3 +400,27 @@ def test_vllm_gets_every_prompting_method_in_one_request_list(monkeypatch):
         "decode_steps": pytest.approx(1 / 3),
     }
     assert stats[1]["decode_row_steps"] == 6 and stats[1]["decode_steps"] == pytest.approx(2 / 3)
+
+
+def test_the_cache_is_closed_when_a_job_fails(tiny_fetched, demo_prepared, tmp_path, monkeypatch):
+    """A load or batch that fails still closes the job's cache (and what it committed stays)."""
+    from biomedquant.inference import cache as cache_module
+
+    closed = []
+    real_close = cache_module.GenerationCache.close
+
+    def close(self):
+        closed.append(self.path)
+        real_close(self)
+
+    monkeypatch.setattr(cache_module.GenerationCache, "close", close)
+
+    def failing_load(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (injected)")
+
+    args = _cached_job(tiny_fetched, demo_prepared, tmp_path)
+    with pytest.raises(RuntimeError, match="injected"):
+        run_inference_job(runs=_runs(tmp_path / "a"), engine_loader=failing_load, **args)
+    assert len(closed) == 1 and closed[0].parent == tmp_path / "cache"
+    run_inference_job(runs=_runs(tmp_path / "b"), **args)  # the cache still opens and serves
+    assert len(closed) == 2

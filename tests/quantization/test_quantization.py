@@ -298,3 +298,41 @@ def test_held_out_text_counts_each_sentence_once_and_samples_every_dataset(tmp_p
         "abstract 2",
     ]
     assert interleaved([]) == []
+
+
+def test_the_reads_of_gptqmodel_and_optimum_match_the_installed_versions():
+    """The per-layer losses are read from gptqmodel's fasterquant result by position and named
+    after optimum's log line: both are checked against the installed sources, so an upgrade
+    that reorders the result or rewords the line fails here, not silently in a study."""
+    import inspect
+
+    from gptqmodel.quantization import GPTQ
+    from optimum.gptq import quantizer
+
+    from biomedquant.quantization.gptq import FASTERQUANT_RESULT, LAYER_LOG, fasterquant_field
+
+    assert f"return {', '.join(FASTERQUANT_RESULT)}" in inspect.getsource(GPTQ.hf_quantize)
+    assert "return self.hf_quantize(" in inspect.getsource(GPTQ.fasterquant)
+    assert 'logger.info(f"Quantizing {name} in block {i + 1}/{len(blocks)}...")' in (
+        inspect.getsource(quantizer)
+    )
+    m = LAYER_LOG.search("Quantizing mlp.down_proj in block 3/30...")
+    assert m and m.groups() == ("mlp.down_proj", "3", "30")
+    result = ("s", "z", "g", 1.5, 0.25, 0.01)
+    assert fasterquant_field(result, "avg_loss") == 0.25
+    assert fasterquant_field(result, "damp_percent") == 0.01
+    assert fasterquant_field(result[:4], "avg_loss") is None
+
+
+def test_a_gptq_save_without_its_quantization_config_is_refused(tmp_path):
+    """transformers always writes quantization_config for a GPTQ model; if it ever did not, the
+    artifact would reload as a 16-bit model of packed integers: refused, not patched over."""
+    from biomedquant.common.files import write_json
+    from biomedquant.quantization.gptq import _save
+
+    class Saved:
+        def save_pretrained(self, folder, safe_serialization=True):
+            write_json(folder / "config.json", {"model_type": "llama"})
+
+    with pytest.raises(RuntimeError, match="without a quantization_config"):
+        _save(Saved(), None, tmp_path, "gptq", None)

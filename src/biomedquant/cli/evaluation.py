@@ -13,6 +13,7 @@ from biomedquant.cli.args import (
     add_manifests_arg,
     json_arg,
 )
+from biomedquant.evaluation.defaults import BOOTSTRAP_RESAMPLES, CI_LEVEL
 
 
 def _cmd_parse(args: argparse.Namespace) -> None:
@@ -156,8 +157,8 @@ def add_commands(sub: Any) -> None:
         s.add_argument(f"--{name}", required=True, help=text)
     for name in ("model", "method", "prompt"):
         s.add_argument(f"--{name}", default="", help="label recorded in the score file")
-    s.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    s.add_argument("--level", type=float, default=0.95, help="interval level")
+    s.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES, help="bootstrap resamples")
+    s.add_argument("--level", type=float, default=CI_LEVEL, help="interval level")
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     s.set_defaults(func=_cmd_score)
 
@@ -169,8 +170,10 @@ def add_commands(sub: Any) -> None:
         s.add_argument(f"--{name}", required=True, help=text.replace("scores", "comparison"))
     for name in ("model", "method", "baseline", "prompt"):
         s.add_argument(f"--{name}", required=True, help="label recorded in the comparison")
-    s.add_argument("--resamples", type=int, default=1000, help="paired bootstrap resamples")
-    s.add_argument("--level", type=float, default=0.95, help="interval level")
+    s.add_argument(
+        "--resamples", type=int, default=BOOTSTRAP_RESAMPLES, help="paired bootstrap resamples"
+    )
+    s.add_argument("--level", type=float, default=CI_LEVEL, help="interval level")
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     s.add_argument(
         "--noise-floor",

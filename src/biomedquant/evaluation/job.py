@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from biomedquant.common.files import read_json, read_jsonl, write_json
+from biomedquant.evaluation.defaults import BOOTSTRAP_RESAMPLES, CI_LEVEL, COMPARISON_RESAMPLES
 from biomedquant.evaluation.parsing import reparse_predictions
 from biomedquant.evaluation.scoring import compare_to_baseline, score_predictions
 
@@ -42,10 +43,6 @@ COMPARED = ("baseline_predictions", "comparisons")
 NOISE_FLOOR = ("noise_floor_generations", "noise_floor_predictions", "noise_floor_comparisons")
 # What a manifest lists per run, for the study-wide tables (the run record: the inference
 # job's, written beside the raw outputs; optional for a group evaluated by hand).
-# Resamples of a paired comparison: the verdicts' bound at alpha 0.05 is then the 500th
-# smallest of them rather than the 50th (biomedquant.evaluation.stats.verdicts); the config's
-# scoring.comparison_resamples.
-COMPARISON_RESAMPLES = 10_000
 MANIFEST_KEYS = (
     "gold",
     "predictions",
@@ -197,8 +194,8 @@ def evaluate_group(settings: dict[str, Any]) -> dict[str, Any]:
         Path(settings["manifest"]).unlink(missing_ok=True)
     check_settings(settings)
     boot = {
-        "resamples": int(settings.get("resamples", 1000)),
-        "level": float(settings.get("level", 0.95)),
+        "resamples": int(settings.get("resamples", BOOTSTRAP_RESAMPLES)),
+        "level": float(settings.get("level", CI_LEVEL)),
         "seed": int(settings.get("seed", 0)),
     }
     # the comparisons' resampled differences are what the verdicts' one-sided bounds read

@@ -25,6 +25,7 @@ from biomedquant.common.files import read_json, read_jsonl, sha256_file, write_c
 from biomedquant.common.provenance import now, versions
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec, get_dataset
+from biomedquant.evaluation.defaults import BOOTSTRAP_RESAMPLES, CI_LEVEL
 from biomedquant.evaluation.inputs import answer_choices
 from biomedquant.evaluation.parsing import parse_fields
 from biomedquant.evaluation.stats.bootstrap import cluster_index, make_rng
@@ -211,8 +212,8 @@ def score_predictions(
     model: str = "",
     method: str = "",
     prompt: str = "",
-    resamples: int = 1000,
-    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = CI_LEVEL,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Metrics with bootstrap intervals for one prediction file; written as JSON."""
@@ -274,8 +275,8 @@ def compare_to_baseline(
     method: str,
     baseline: str,
     prompt: str,
-    resamples: int = 1000,
-    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = CI_LEVEL,
     seed: int = 0,
     noise_floor: bool = False,
 ) -> dict[str, Any]:

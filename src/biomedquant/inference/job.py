@@ -410,7 +410,7 @@ def run_inference_job(
     """
     from transformers import AutoTokenizer, set_seed
 
-    from biomedquant.inference.cache import GenerationCache, entry_key, model_key
+    from biomedquant.inference.cache import GenerationCache, model_key
 
     if not runs:
         raise ValueError("an inference job needs at least one run (prompting method)")
@@ -445,91 +445,57 @@ def run_inference_job(
     # an interrupted run, nor a shard's part can hand over generations of another model.
     mkey = model_key(model_dir, method, backend)
     own = shard.items(len(records))
-    # One cache file per model key: every run of the job reads and writes it.
+    # One cache file per model key: every run of the job reads and writes it (and is closed
+    # whatever happens: a time-boxed attempt that stops, or a failed batch).
     cache = GenerationCache(cache_dir, mkey) if cache_dir else None
-    state: list[_Run] = []
-    for run_spec in runs:
-        build = builder(
-            run_spec.prompt_method,
-            tokenizer,
-            pool=pool,
-            spec=spec,
-            seed=seed,
-            system_prompt=system_prompt,
-        )
-        prompts = [build(spec, rec) for rec in records]
-        sampling = run_spec.decoding.sampling(
-            spec.task, run_spec.prompt_method, seed=seed, stop=stops
-        )
-        identity = decoding_identity(sampling, engine_class)
-        keys = [entry_key(p, {**identity, "model": mkey}) for p in prompts]
-        needed = {keys[i] for i in own}
-        gens: dict[str, dict[str, Any]] = {}
-        if cache is not None:
-            gens.update(cache.get_many(sorted(needed)))
-        from_cache = len(gens)
-        partial_path = run_spec.partial_path or Path(f"{run_spec.out_path}.partial")
-        resumed = {
-            k: v for k, v in read_partial(partial_path).items() if k in needed and k not in gens
-        }
-        gens.update(resumed)
-        from_parts = _join_parts(run_spec, keys, own, gens)
-        todo = sorted({keys[i]: i for i in own if keys[i] not in gens}.values())
-        log.info(
-            "%s %s%s: %d items, %d from the cache, %d from an interrupted run, %d from other"
-            " shards, %d to generate",
-            dataset,
-            run_spec.prompt_method,
-            f" (shard {shard.label})" if shard.count > 1 else "",
-            len(own),
-            from_cache,
-            len(resumed),
-            from_parts,
-            len(todo),
-        )
-        state.append(
-            _Run(
-                run_spec,
-                prompts,
-                keys,
-                sampling,
-                identity,
-                own,
-                gens,
-                from_cache,
-                len(resumed),
-                from_parts,
-                todo,
-                partial_path,
-                cache,
-                deadline=stop_at,
-            )
-        )
-
-    pending = [r for r in state if r.todo]
-    own_engine = engine is None
-    shared = (
-        SharedEngine(model_dir, method, backend, runs[0].decoding, gpus=gpus, loader=engine_loader)
-        if own_engine
-        else engine
-    )
     try:
-        if pending:
-            loaded = shared.get([f"{dataset}/{p.spec.prompt_method}" for p in pending])
-            if hasattr(loaded, "generate_runs") and len(pending) > 1:
-                _generate_together(loaded, pending, dataset)
-            else:
-                for r in pending:
-                    # Sampled chains follow torch's global seed: each run starts from the job
-                    # seed, as it would in a job of its own.
-                    set_seed(seed)
-                    _generate_run(loaded, r, dataset)
+        state = [
+            _prepare_run(
+                run_spec,
+                dataset=dataset,
+                spec=spec,
+                records=records,
+                pool=pool,
+                tokenizer=tokenizer,
+                stops=stops,
+                engine_class=engine_class,
+                mkey=mkey,
+                own=own,
+                shard=shard,
+                cache=cache,
+                seed=seed,
+                system_prompt=system_prompt,
+                stop_at=stop_at,
+            )
+            for run_spec in runs
+        ]
+        pending = [r for r in state if r.todo]
+        own_engine = engine is None
+        shared = (
+            SharedEngine(
+                model_dir, method, backend, runs[0].decoding, gpus=gpus, loader=engine_loader
+            )
+            if own_engine
+            else engine
+        )
+        try:
+            if pending:
+                loaded = shared.get([f"{dataset}/{p.spec.prompt_method}" for p in pending])
+                if hasattr(loaded, "generate_runs") and len(pending) > 1:
+                    _generate_together(loaded, pending, dataset)
+                else:
+                    for r in pending:
+                        # Sampled chains follow torch's global seed: each run starts from the job
+                        # seed, as it would in a job of its own.
+                        set_seed(seed)
+                        _generate_run(loaded, r, dataset)
+        finally:
+            if own_engine:
+                shared.close()
+        measured = _measurement(shared.loads, shared.info, cache, shared.peaks)
     finally:
-        if own_engine:
-            shared.close()
-    measured = _measurement(shared.loads, shared.info, cache, shared.peaks)
-    if cache is not None:
-        cache.close()
+        if cache is not None:
+            cache.close()
 
     sharing = [r.spec.prompt_method for r in state]
     out = []
@@ -565,6 +531,80 @@ def run_inference_job(
         else:
             finished_partials.append(r.partial_path)
     return out
+
+
+def _prepare_run(
+    run_spec: RunSpec,
+    *,
+    dataset: str,
+    spec: Any,
+    records: list[dict[str, Any]],
+    pool: list[dict[str, Any]] | None,
+    tokenizer: Any,
+    stops: list[str],
+    engine_class: Any,
+    mkey: str,
+    own: Sequence[int],
+    shard: Shard,
+    cache: Any,
+    seed: int,
+    system_prompt: str,
+    stop_at: float | None,
+) -> _Run:
+    """One run's prompts and keys, and what of it is already generated: from the cache, an
+    interrupted attempt, or the parts of other shards; what is left is its to-do list."""
+    from biomedquant.inference.cache import entry_key
+
+    build = builder(
+        run_spec.prompt_method,
+        tokenizer,
+        pool=pool,
+        spec=spec,
+        seed=seed,
+        system_prompt=system_prompt,
+    )
+    prompts = [build(spec, rec) for rec in records]
+    sampling = run_spec.decoding.sampling(spec.task, run_spec.prompt_method, seed=seed, stop=stops)
+    identity = decoding_identity(sampling, engine_class)
+    keys = [entry_key(p, {**identity, "model": mkey}) for p in prompts]
+    needed = {keys[i] for i in own}
+    gens: dict[str, dict[str, Any]] = {}
+    if cache is not None:
+        gens.update(cache.get_many(sorted(needed)))
+    from_cache = len(gens)
+    partial_path = run_spec.partial_path or Path(f"{run_spec.out_path}.partial")
+    resumed = {k: v for k, v in read_partial(partial_path).items() if k in needed and k not in gens}
+    gens.update(resumed)
+    from_parts = _join_parts(run_spec, keys, own, gens)
+    todo = sorted({keys[i]: i for i in own if keys[i] not in gens}.values())
+    log.info(
+        "%s %s%s: %d items, %d from the cache, %d from an interrupted run, %d from other"
+        " shards, %d to generate",
+        dataset,
+        run_spec.prompt_method,
+        f" (shard {shard.label})" if shard.count > 1 else "",
+        len(own),
+        from_cache,
+        len(resumed),
+        from_parts,
+        len(todo),
+    )
+    return _Run(
+        run_spec,
+        prompts,
+        keys,
+        sampling,
+        identity,
+        own,
+        gens,
+        from_cache,
+        len(resumed),
+        from_parts,
+        todo,
+        partial_path,
+        cache,
+        deadline=stop_at,
+    )
 
 
 def _measurement(

@@ -47,7 +47,9 @@ if TYPE_CHECKING:
 __all__ = [
     "METHOD_KINDS",
     "MethodKind",
+    "DEFAULT_GROUP_SIZE",
     "bits",
+    "group_size",
     "linear_bytes_per_weight",
     "method_kind",
     "model_folder",
@@ -70,16 +72,26 @@ def _configured_bits(method: Method) -> int:
     return int(method["bits"])
 
 
+# Columns per quantization group of the grid kinds when a method does not say (GPTQ's and
+# AWQ's own default; the schema's default for awq, a test holds them equal).
+DEFAULT_GROUP_SIZE = 128
+
+
+def group_size(method: Method) -> int:
+    """The method's group size (-1: one group per row)."""
+    return int(method.get("group_size", DEFAULT_GROUP_SIZE))
+
+
 def _grid_bytes(method: Method) -> float:
     """GPTQ's packed format (gptq, rtn, awq): a 16-bit scale and a packed ``bits``-bit zero point
     per group of input columns; group_size -1 means one group per row (a row overhead)."""
     bits = int(method["bits"])
-    group = int(method.get("group_size", 128))
+    group = group_size(method)
     return bits / 8 + ((2 + bits / 8) / group if group > 0 else 0.0)
 
 
 def _grid_row_bytes(method: Method) -> float:
-    if int(method.get("group_size", 128)) <= 0:
+    if group_size(method) <= 0:
         return 2.0 + int(method["bits"]) / 8
     return 0.0
 
@@ -103,7 +115,7 @@ def _grid_title(name: str) -> Callable[[Method], str]:
     """ "GPTQ 4-bit, g128": the kind, the bits and the group size (per row for -1)."""
 
     def title(method: Method) -> str:
-        group = int(method.get("group_size", 128))
+        group = group_size(method)
         return f"{name} {int(method['bits'])}-bit, " + (f"g{group}" if group > 0 else "per row")
 
     return title

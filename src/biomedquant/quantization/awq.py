@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from biomedquant.common.files import atomic_dir, read_json, write_json
+from biomedquant.methods.kinds import group_size
 from biomedquant.quantization import SourceModel, artifact_provenance
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def awq_params(method: dict[str, Any]) -> dict[str, Any]:
     """The AWQ parameters of a method entry, with the schema's defaults."""
     return {
         "bits": int(method.get("bits", 4)),
-        "group_size": int(method.get("group_size", 128)),
+        "group_size": group_size(method),
         "zero_point": bool(method.get("zero_point", True)),
     }
 

@@ -29,10 +29,26 @@ from typing import Any
 from biomedquant.common.files import atomic_dir, read_json, write_json
 from biomedquant.common.provenance import now
 from biomedquant.inference.engines.transformers import gpu_max_memory, usable_gpus
+from biomedquant.methods.kinds import group_size
 from biomedquant.quantization import SOURCE_KEYS, SourceModel, artifact_provenance
 from biomedquant.quantization.calibration import checked_windows, generic_calibration_texts
 
 log = logging.getLogger(__name__)
+
+
+# What the pinned gptqmodel's ``GPTQ.fasterquant`` returns (through ``hf_quantize``), in order;
+# the losses are read from it by these names (tests/quantization/test_quantization.py checks
+# them against the installed source).
+FASTERQUANT_RESULT = ("scale", "zero", "g_idx", "duration", "avg_loss", "damp_percent")
+# The line optimum logs before quantizing each layer (optimum.gptq.quantizer), which names the
+# loss that follows: "Quantizing self_attn.q_proj in block 1/30...".
+LAYER_LOG = re.compile(r"Quantizing (\S+) in block (\d+)/(\d+)")
+
+
+def fasterquant_field(result: tuple[Any, ...], name: str) -> Any:
+    """A field of a ``fasterquant`` result by its name (None when an older result is shorter)."""
+    index = FASTERQUANT_RESULT.index(name)
+    return result[index] if len(result) > index else None
 
 
 @contextlib.contextmanager
@@ -48,11 +64,10 @@ def recording_layer_losses() -> Iterator[list[dict[str, Any]]]:
 
     losses: list[dict[str, Any]] = []
     current: dict[str, str | None] = {"layer": None}
-    pattern = re.compile(r"Quantizing (\S+) in block (\d+)/(\d+)")
 
     class _Names(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            m = pattern.search(record.getMessage())
+            m = LAYER_LOG.search(record.getMessage())
             if m:
                 current["layer"] = f"{int(m.group(2)) - 1}.{m.group(1)}"
 
@@ -60,12 +75,12 @@ def recording_layer_losses() -> Iterator[list[dict[str, Any]]]:
 
     def fasterquant(self: Any, *args: Any, **kwargs: Any) -> Any:
         out = original(self, *args, **kwargs)
-        loss = out[4] if len(out) > 4 else None
+        loss = fasterquant_field(out, "avg_loss")
         losses.append(
             {
                 "layer": current["layer"],
                 "loss": loss if isinstance(loss, (int, float)) else str(loss),
-                "damp_percent": out[5] if len(out) > 5 else None,
+                "damp_percent": fasterquant_field(out, "damp_percent"),
             }
         )
         return out
@@ -87,7 +102,7 @@ def grid_params(method: dict[str, Any]) -> dict[str, Any]:
     """The quantization grid of a gptq or rtn method (the same grid for both)."""
     return {
         "bits": int(method["bits"]),
-        "group_size": int(method.get("group_size", 128)),
+        "group_size": group_size(method),
         "sym": bool(method.get("sym", True)),
     }
 
@@ -162,11 +177,19 @@ def _save(model: Any, tokenizer: Any, tmp: Path, kind: str, rtn_quantizer: Any) 
         save_rtn(model, rtn_quantizer, tmp)
     else:
         model.save_pretrained(tmp, safe_serialization=True)
-        # The calibration windows are recorded by hash in the provenance, not inlined.
         config = read_json(tmp / "config.json")
-        config.get("quantization_config", {})["dataset"] = None
+        quantization_config = config.get("quantization_config")
+        if not isinstance(quantization_config, dict):
+            # transformers writes it for every GPTQ model; without it the folder would load
+            # as a 16-bit model holding packed integers
+            raise RuntimeError(
+                f"{tmp / 'config.json'}: transformers saved the GPTQ model without a"
+                " quantization_config; the artifact would not reload as GPTQ"
+            )
+        # The calibration windows are recorded by hash in the provenance, not inlined.
+        quantization_config["dataset"] = None
         write_json(tmp / "config.json", config)
-        write_json(tmp / "quantize_config.json", config.get("quantization_config", {}))
+        write_json(tmp / "quantize_config.json", quantization_config)
     tokenizer.save_pretrained(tmp)
     applied = read_json(tmp / "quantize_config.json")
     applied.pop("dataset", None)

@@ -168,28 +168,60 @@ def _json_choice(value: Any, reader: ChoiceReader) -> tuple[str | None, str] | N
     return None
 
 
-def read_choice(raw: str, reader: ChoiceReader, headers: Iterable[str] = ()) -> Reading:
-    """One answer from a raw output by the reading rule (module docstring)."""
+@dataclass(frozen=True)
+class Levels:
+    """One kind of answer's readers for the levels of the reading rule (module docstring).
+
+    ``empty()``: the prediction of an empty output; ``json(value)``: the answer of a JSON
+    answer, or None to read the text instead; ``block``, ``opening`` and ``mention``: the
+    (prediction, status) of a marker's segment, of the opening and of the single mention;
+    ``decided(status)``: whether that status ends the reading (else the next level reads).
+    """
+
+    empty: Callable[[], Any]
+    json: Callable[[Any], tuple[Any, str] | None]
+    block: Callable[[str], tuple[Any, str]]
+    opening: Callable[[str], tuple[Any, str]]
+    mention: Callable[[str], tuple[Any, str]]
+    decided: Callable[[str], bool]
+
+
+def read_by_levels(raw: str, levels: Levels, headers: Iterable[str] = ()) -> Reading:
+    """The reading rule's driver, shared by every kind of answer: the first level that
+    decides gives the prediction, and its name is kept as the rule that fired."""
     text, _ = cut_follow_up(raw, headers)
     if not text.strip():
-        return Reading(None, EMPTY, None)
+        return Reading(levels.empty(), EMPTY, None)
     value = json_value(text)
     if value is not None:
-        found = _json_choice(value, reader)
+        found = levels.json(value)
         if found is not None:
             return Reading(found[0], found[1], "json")
     body = clean(text)
     if not body:
-        return Reading(None, EMPTY, None)
+        return Reading(levels.empty(), EMPTY, None)
     segment = answer_segment(body)
     if segment is not None:  # a marker followed by nothing (cut at the token cap): no answer
-        label, status = read_block(segment, reader)
-        return Reading(label, status, "marker" if status != NO_ANSWER else None)
-    label, status = opening(body, reader)
-    if status != NO_ANSWER:
-        return Reading(label, status, "opening")
-    label, status = single_mention(body, reader)
-    return Reading(label, status, "mention" if status != NO_ANSWER else None)
+        prediction, status = levels.block(segment)
+        return Reading(prediction, status, "marker" if levels.decided(status) else None)
+    prediction, status = levels.opening(body)
+    if levels.decided(status):
+        return Reading(prediction, status, "opening")
+    prediction, status = levels.mention(body)
+    return Reading(prediction, status, "mention" if levels.decided(status) else None)
+
+
+def read_choice(raw: str, reader: ChoiceReader, headers: Iterable[str] = ()) -> Reading:
+    """One answer from a raw output by the reading rule (module docstring)."""
+    levels = Levels(
+        empty=lambda: None,
+        json=lambda value: _json_choice(value, reader),
+        block=lambda block: read_block(block, reader),
+        opening=lambda body: opening(body, reader),
+        mention=lambda body: single_mention(body, reader),
+        decided=lambda status: status != NO_ANSWER,
+    )
+    return read_by_levels(raw, levels, headers)
 
 
 @dataclass(frozen=True)
@@ -236,29 +268,29 @@ def _json_set(value: Any, reader: SetReader) -> list[str] | None:
     return None
 
 
-def read_set(raw: str, reader: SetReader, headers: Iterable[str] = ()) -> Reading:
-    """A set of labels from a raw output by the reading rule (module docstring)."""
-    text, _ = cut_follow_up(raw, headers)
-    if not text.strip():
-        return Reading([], EMPTY, None)
-    value = json_value(text)
-    if value is not None:
-        found = _json_set(value, reader)
-        if found is not None:
-            return Reading(found, OK, "json")
-    body = clean(text)
-    if not body:
-        return Reading([], EMPTY, None)
-    segment = answer_segment(body)
-    if segment is not None:
-        labels, status = _read_set_block(segment, reader)
-        return Reading(labels, status, "marker" if status == OK else None)
+def _set_opening(body: str, reader: SetReader) -> tuple[list[str], str]:
+    """The labels of the first paragraph when it opens with a label or with "none"."""
     first = paragraphs(body)[0]
     head = strip_list_mark(_lines(first)[0])
     spans = reader.labels(head)
     if (spans and spans[0][0] == 0) or re.match(r"^\W*(?:none|no\s+labels?)\b", head, re.I):
-        labels, status = _read_set_block(first, reader)
-        if status == OK:
-            return Reading(labels, status, "opening")
-    labels, status = _read_set_block(body, reader)
-    return Reading(labels, status, "mention" if status == OK else None)
+        return _read_set_block(first, reader)
+    return [], NO_ANSWER
+
+
+def _json_set_answer(value: Any, reader: SetReader) -> tuple[list[str], str] | None:
+    found = _json_set(value, reader)
+    return None if found is None else (found, OK)
+
+
+def read_set(raw: str, reader: SetReader, headers: Iterable[str] = ()) -> Reading:
+    """A set of labels from a raw output by the reading rule (module docstring)."""
+    levels = Levels(
+        empty=list,
+        json=lambda value: _json_set_answer(value, reader),
+        block=lambda block: _read_set_block(block, reader),
+        opening=lambda body: _set_opening(body, reader),
+        mention=lambda body: _read_set_block(body, reader),
+        decided=lambda status: status == OK,
+    )
+    return read_by_levels(raw, levels, headers)
