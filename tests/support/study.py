@@ -1,5 +1,6 @@
-"""The tiny finished study the report and notebook tests share: two datasets, 16-bit and
-GPTQ 4-bit on a tiny random model, run once per test session."""
+"""The tiny studies of the tests: the workflow tests' config (every dataset) and the finished
+study the report and notebook tests share (two datasets, run once per test session), both
+16-bit and GPTQ 4-bit on a tiny random model."""
 
 from __future__ import annotations
 
@@ -10,22 +11,21 @@ from pathlib import Path
 
 import pytest
 
+from biomedquant.datasets.registry import DATASETS
+
 from conftest import copy_workflow
 
 TINY_DATASETS = ["ncbi_disease", "pubmedqa"]
-
-
 TINY_PROMPTS = ["zero-shot"]
 
 
-def tiny_study_config(model_path: Path) -> dict:
-    """Two datasets (two tasks), 16-bit and GPTQ 4-bit, one prompting method: every figure
-    has something to draw, in about a minute on two cores (tests/report/test_figures.py covers the
-    layouts of larger studies)."""
+def tiny_config(model_path: Path) -> dict:
+    """The tiny model on every dataset's demo samples: 16-bit and GPTQ 4-bit, zero-shot, short
+    answers and few resamples (the workflow tests' study)."""
     return {
         "seed": 1,
-        "data": {"base_url": "demo", "limit": 4},
-        "datasets": TINY_DATASETS,
+        "data": {"base_url": "demo"},
+        "datasets": list(DATASETS),
         "models": {"tiny": {"source": "local", "path": str(model_path)}},
         "methods": {
             "none": {"kind": "none"},
@@ -36,9 +36,21 @@ def tiny_study_config(model_path: Path) -> dict:
                 "calibration": {"source": "generic", "n_samples": 8, "seq_len": 32},
             },
         },
-        "prompts": TINY_PROMPTS,
+        "prompts": ["zero-shot"],
         "inference": {"batch_size": 4, "max_new_tokens": {"ner": 8, "re": 4, "mlc": 4, "qa": 4}},
         "scoring": {"bootstrap_resamples": 20},
+    }
+
+
+def tiny_study_config(model_path: Path) -> dict:
+    """Two datasets (two tasks) of :func:`tiny_config`, four items each: every figure has
+    something to draw, in about a minute on two cores (tests/report/test_figures.py covers the
+    layouts of larger studies)."""
+    return {
+        **tiny_config(model_path),
+        "data": {"base_url": "demo", "limit": 4},
+        "datasets": TINY_DATASETS,
+        "prompts": TINY_PROMPTS,
         "recommendation": {"margin_points": 1.0},
     }
 

@@ -13,32 +13,12 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from support.study import tiny_config
 
 from biomedquant.datasets.registry import DATASETS
 from biomedquant.study.workflow import check_config
 
 from conftest import REPO, copy_workflow, snakemake
-
-
-def tiny_config(model_path) -> dict:
-    return {
-        "seed": 1,
-        "data": {"base_url": "demo"},
-        "datasets": list(DATASETS),
-        "models": {"tiny": {"source": "local", "path": str(model_path)}},
-        "methods": {
-            "none": {"kind": "none"},
-            "gptq-w4g32": {
-                "kind": "gptq",
-                "bits": 4,
-                "group_size": 32,
-                "calibration": {"source": "generic", "n_samples": 8, "seq_len": 32},
-            },
-        },
-        "prompts": ["zero-shot"],
-        "inference": {"batch_size": 4, "max_new_tokens": {"ner": 8, "re": 4, "mlc": 4, "qa": 4}},
-        "scoring": {"bootstrap_resamples": 20},
-    }
 
 
 def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
