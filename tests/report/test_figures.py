@@ -419,7 +419,8 @@ def test_the_recommendation_reads_the_tables_without_the_plotting_code():
 
     code = (
         "import sys, biomedquant.analysis.recommendation, biomedquant.planning.fit_table; "
-        "print(sorted(m for m in sys.modules if m.startswith(('matplotlib', 'biomedquant.report'))))"
+        "print(sorted(m for m in sys.modules"
+        " if m.startswith(('matplotlib', 'biomedquant.report'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

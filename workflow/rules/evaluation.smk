@@ -1,7 +1,7 @@
-# Scoring: the answers read from the raw outputs, the benchmark's metrics with bootstrap
-# intervals, paired comparisons with the unquantized baseline, and the tidy tables.
-# Relation-extraction datasets resample whole sentences or abstracts (the registry's cluster
-# key).
+# Evaluation (biomedquant.evaluation): the answers read from the raw outputs, the benchmark's
+# metrics with bootstrap intervals, paired comparisons with the unquantized baseline, and the
+# tidy tables. Relation-extraction datasets resample whole sentences or abstracts (the
+# registry's cluster key).
 
 
 # One CPU job per model x method reads the answers of every dataset's and prompting method's

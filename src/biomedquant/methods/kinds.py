@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METHOD_KINDS",
+    "MODEL_DIR",
     "MethodKind",
     "DEFAULT_GROUP_SIZE",
     "bits",
@@ -277,14 +278,18 @@ def method_family(method: Method) -> str:
     return kind.family or kind.name
 
 
+# A model x method's artifact folder in a study (the fetched 16-bit model is method "none").
+MODEL_DIR = "resources/models/{model}/{method}"
+
+
 def model_folder(model: str, method_name: str, method: Method) -> str:
     """The folder inference loads for (model, method): the method's cached artifact, or, for
     a kind without one (the 16-bit baseline, bitsandbytes and FP8 quantized while loading),
     the fetched 16-bit model. The workflow's inputs and the deployment answer's file to
     deploy both come from here."""
     if not method_kind(method).artifact:
-        return f"resources/models/{model}/none"
-    return f"resources/models/{model}/{method_name}"
+        return MODEL_DIR.format(model=model, method="none")
+    return MODEL_DIR.format(model=model, method=method_name)
 
 
 def bits(method: Method) -> int:

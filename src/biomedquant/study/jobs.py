@@ -19,7 +19,7 @@ from biomedquant.datasets.prepare import fewshot_split
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.inference.decoding import Decoding
 from biomedquant.inference.prompting import get_prompt_method
-from biomedquant.methods.kinds import METHOD_KINDS
+from biomedquant.methods.kinds import METHOD_KINDS, model_folder
 from biomedquant.report.figures.registry import figure_paths, figure_rule_names
 from biomedquant.report.figures.style import order_from_config, order_to_json
 from biomedquant.study import layout
@@ -131,7 +131,7 @@ class StudyJobs:
     def model_artifacts(self, model: str) -> dict[str, str]:
         """{method: folder} of the model's quantized artifacts, in config order."""
         return {
-            m: layout.MODEL_DIR.format(model=model, method=m)
+            m: model_folder(model, m, spec)
             for m, spec in self.methods.items()
             if METHOD_KINDS[spec["kind"]].artifact
         }

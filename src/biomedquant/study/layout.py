@@ -8,6 +8,8 @@ and the tables read them by these paths. Patterns keep Snakemake's ``{wildcard}`
 
 from __future__ import annotations
 
+from biomedquant.methods import kinds
+
 GENERATIONS_DIR = "results/generations/{model}/{method}"
 PREDICTIONS_DIR = "results/predictions/{model}/{method}"
 SCORES_DIR = "results/scores/{model}/{method}"
@@ -27,8 +29,9 @@ SHARD_PARTS = "results/generation_shards/{model}/{method}/{shard}"
 # The record of every prepared split of the study (study_data): the one input by which the
 # jobs that read every dataset follow them.
 STUDY_DATA = "resources/datasets/study.json"
-# A model x method's artifact folder (the fetched model is method "none").
-MODEL_DIR = "resources/models/{model}/{method}"
+# A model x method's artifact folder (the fetched model is method "none"), as the method
+# kinds' model_folder spells it.
+MODEL_DIR = kinds.MODEL_DIR
 # One per model: every method's lm-evaluation-harness folder and model cards.
 EXPORTS = "results/exports/{model}"
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from itertools import islice
 from typing import Any
 
@@ -211,9 +212,10 @@ def read_by_levels(raw: str, levels: Levels, headers: Iterable[str] = ()) -> Rea
     return Reading(prediction, status, "mention" if levels.decided(status) else None)
 
 
-def read_choice(raw: str, reader: ChoiceReader, headers: Iterable[str] = ()) -> Reading:
-    """One answer from a raw output by the reading rule (module docstring)."""
-    levels = Levels(
+@cache
+def _choice_levels(reader: ChoiceReader) -> Levels:
+    """The levels of a single-answer task (built once per reader: parsing runs per item)."""
+    return Levels(
         empty=lambda: None,
         json=lambda value: _json_choice(value, reader),
         block=lambda block: read_block(block, reader),
@@ -221,7 +223,11 @@ def read_choice(raw: str, reader: ChoiceReader, headers: Iterable[str] = ()) -> 
         mention=lambda body: single_mention(body, reader),
         decided=lambda status: status != NO_ANSWER,
     )
-    return read_by_levels(raw, levels, headers)
+
+
+def read_choice(raw: str, reader: ChoiceReader, headers: Iterable[str] = ()) -> Reading:
+    """One answer from a raw output by the reading rule (module docstring)."""
+    return read_by_levels(raw, _choice_levels(reader), headers)
 
 
 @dataclass(frozen=True)
@@ -283,9 +289,10 @@ def _json_set_answer(value: Any, reader: SetReader) -> tuple[list[str], str] | N
     return None if found is None else (found, OK)
 
 
-def read_set(raw: str, reader: SetReader, headers: Iterable[str] = ()) -> Reading:
-    """A set of labels from a raw output by the reading rule (module docstring)."""
-    levels = Levels(
+@cache
+def _set_levels(reader: SetReader) -> Levels:
+    """The levels of a multi-label task (built once per reader)."""
+    return Levels(
         empty=list,
         json=lambda value: _json_set_answer(value, reader),
         block=lambda block: _read_set_block(block, reader),
@@ -293,4 +300,8 @@ def read_set(raw: str, reader: SetReader, headers: Iterable[str] = ()) -> Readin
         mention=lambda body: _read_set_block(body, reader),
         decided=lambda status: status == OK,
     )
-    return read_by_levels(raw, levels, headers)
+
+
+def read_set(raw: str, reader: SetReader, headers: Iterable[str] = ()) -> Reading:
+    """A set of labels from a raw output by the reading rule (module docstring)."""
+    return read_by_levels(raw, _set_levels(reader), headers)
