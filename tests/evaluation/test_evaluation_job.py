@@ -4,6 +4,7 @@ job, with the same per-prompt files separate steps would write."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -253,3 +254,58 @@ def test_the_closure_read_from_import_lines_equals_a_full_parse_of_every_module(
     monkeypatch.setattr(evaluation, "_import_nodes", every_import)
     for module in modules:
         assert from_lines[module] == evaluation.package_import_closure(module), module
+
+
+def test_the_job_in_memory_writes_what_the_per_file_commands_write(demo_prepared, tmp_path):
+    """Parse, score and compare hand records in memory inside the job; the files it writes
+    equal those of `parse`, `score` and `compare` run one after another on files (the noise
+    floor's too), but for the time written."""
+    gold_path = demo_prepared["pubmedqa"]
+    gold = read_jsonl(gold_path)
+    base = _settings(tmp_path, gold_path, "none", baseline=True)
+    quant = _settings(tmp_path, gold_path, "q4", baseline=False)
+    base["noise_floor_label"] = "none (rerun)"
+    for settings, wrong_every in ((base, 100), (quant, 3)):
+        settings["comparison_resamples"] = 2000
+        (tmp_path / "generations" / settings["method"]).mkdir(parents=True)
+        for prompt in PROMPTS:
+            run = _run(settings, prompt)
+            _generations(gold, run["generations"], wrong_every)
+            if settings is base:
+                run["noise_floor_generations"] = str(tmp_path / f"floor-{prompt}.jsonl")
+                run["noise_floor_predictions"] = str(tmp_path / f"floor-{prompt}.p.jsonl")
+                run["noise_floor_comparisons"] = str(tmp_path / f"floor-{prompt}.c.json")
+                _generations(gold, run["noise_floor_generations"], wrong_every=7)
+        evaluate_group(settings)
+
+    def same_json(a: str, b: Path) -> None:
+        left, right = read_json(a), read_json(b)
+        left.pop("written_at"), right.pop("written_at")
+        assert left == right, a
+
+    def cli(command: str, out: Path, *args: str) -> Path:
+        assert main([command, *args, "--out", str(out)]) == 0
+        return out
+
+    by_hand = tmp_path / "by_hand"
+    data = ["--gold", str(gold_path), "--dataset", "pubmedqa"]
+    for prompt in PROMPTS:
+        b, q = _run(base, prompt), _run(quant, prompt)
+        names = [*data, "--model", "m", "--prompt", prompt, "--seed", "0", "--level", "0.9"]
+        compared = [*names, "--resamples", "2000", "--baseline", "none"]
+        for method, run in (("none", b), ("q4", q)):
+            gens = ["--generations", run["generations"], *data, "--prompt", prompt]
+            parsed = cli("parse", by_hand / f"{method}-{prompt}.jsonl", *gens)
+            assert parsed.read_bytes() == Path(run["predictions"]).read_bytes()
+            scored = ["--predictions", str(parsed), *names, "--method", method, "--resamples", "50"]
+            same_json(run["scores"], cli("score", by_hand / f"{method}-{prompt}.json", *scored))
+        pair = ["--baseline-predictions", b["predictions"], "--predictions", q["predictions"]]
+        out = cli("compare", by_hand / f"q4-{prompt}.c.json", *pair, *compared, "--method", "q4")
+        same_json(q["comparisons"], out)
+        gens = ["--generations", b["noise_floor_generations"], *data, "--prompt", prompt]
+        floor = cli("parse", by_hand / f"floor-{prompt}.jsonl", *gens)
+        assert floor.read_bytes() == Path(b["noise_floor_predictions"]).read_bytes()
+        pair = ["--baseline-predictions", b["predictions"], "--predictions", str(floor)]
+        floor_args = [*pair, *compared, "--method", "none (rerun)", "--noise-floor"]
+        out = cli("compare", by_hand / f"floor-{prompt}.c.json", *floor_args)
+        same_json(b["noise_floor_comparisons"], out)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -161,23 +163,69 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def jsonl_line(record: dict[str, Any]) -> str:
+    """One record as a line of a JSON Lines file (what :func:`write_jsonl` writes)."""
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            fh.write(jsonl_line(rec))
+
+
+def _decode_lines(lines: Iterable[str], where: str | Path) -> list[dict[str, Any]]:
+    out = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}:{lineno}: not valid JSON ({err.msg})") from err
+    return out
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    out = []
     with Path(path).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
-    return out
+        return _decode_lines(fh, path)
+
+
+@dataclass(frozen=True)
+class JsonLines:
+    """A JSON Lines file's records as every reader of the file sees them, with the file's
+    SHA-256: what one step of a stage hands the next in memory instead of writing a file and
+    reading it back.
+
+    Built from records (:meth:`of`), the records are decoded again from the exact text the
+    file gets, so a tuple is a list here as it is on disk, and a comparison with a file that
+    another job wrote compares like with like; the hash is the written file's.
+    """
+
+    records: list[dict[str, Any]]
+    text: str
+    sha256: str
+    where: str
+
+    @classmethod
+    def of(cls, records: Iterable[dict[str, Any]], where: str | Path) -> JsonLines:
+        """Records that ``where`` will hold once :meth:`write` is called."""
+        text = "".join(jsonl_line(rec) for rec in records)
+        # json.dumps escapes every newline inside a value: "\n" ends the records, and only it
+        # (str.splitlines would also split at U+2028 or U+0085, which stay unescaped)
+        return cls(_decode_lines(text.split("\n"), where), text, sha256_text(text), str(where))
+
+    @classmethod
+    def read(cls, path: str | Path) -> JsonLines:
+        """A file as :func:`read_jsonl` reads it (universal newlines), hashed as stored."""
+        data = Path(path).read_bytes()
+        text = data.decode("utf-8")
+        records = _decode_lines(io.StringIO(text, newline=None), path)
+        return cls(records, text, hashlib.sha256(data).hexdigest(), str(path))
+
+    def write(self, path: str | Path) -> None:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(self.text.encode("utf-8"))
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

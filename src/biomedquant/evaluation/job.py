@@ -2,12 +2,19 @@
 
 A study plans one inference job per model x method (the GPU unit of work: one model load for
 every dataset and prompting method; resume, cache and reruns stay per run), and the work that
-follows is seconds per run: reading the raw outputs (:mod:`biomedquant.evaluation.parsing`), scoring
-them (:func:`biomedquant.evaluation.scoring.score_predictions`) and comparing them with the baseline
-on the same items (:func:`biomedquant.evaluation.scoring.compare_to_baseline`). Planning one job
-each for those would triple the number of jobs Snakemake has to plan, so one job per model x method
-does all of it, for every dataset and prompting method, and writes the same per-run files
+follows is seconds per run: reading the raw outputs (:mod:`biomedquant.evaluation.parsing`),
+scoring them (:func:`biomedquant.evaluation.scoring.score_run`) and comparing them with the
+baseline on the same items (:func:`biomedquant.evaluation.scoring.compare_runs`). Planning one
+job each for those would triple the number of jobs Snakemake has to plan, so one job per model x
+method does all of it, for every dataset and prompting method, and writes the same per-run files
 (``results/predictions``, ``results/scores``, ``results/comparisons``) that separate jobs would.
+
+Within a run the steps hand each other records in memory (:func:`evaluate_run`): the parsed
+predictions go to scoring and comparing as :class:`~biomedquant.common.files.JsonLines`, decoded
+from the text the predictions file gets, so they equal what a reader of that file sees (a tuple
+is a list, as it is on disk, and the hash is the file's); the run's files are written once, at
+its end. The per-file commands (``parse``, ``score``, ``compare``) read files into the same
+functions.
 
 The trade-off: new raw outputs of one run re-evaluate its model x method, a minute or two of CPU
 for a full study's test sets; a parser or scoring change never reruns inference.
@@ -29,10 +36,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from biomedquant.common.files import read_json, read_jsonl, write_json
+from biomedquant.common.files import JsonLines, read_json, write_json
 from biomedquant.evaluation.defaults import BOOTSTRAP_RESAMPLES, CI_LEVEL, COMPARISON_RESAMPLES
-from biomedquant.evaluation.parsing import reparse_predictions
-from biomedquant.evaluation.scoring import compare_to_baseline, score_predictions
+from biomedquant.evaluation.parsing import parse_records
+from biomedquant.evaluation.scoring import compare_runs, score_run
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +160,31 @@ def check_settings(settings: dict[str, Any]) -> None:
             raise ValueError(f"evaluation settings: run {i} ({run}) lacks {', '.join(lacking)}")
 
 
+def parse_run(
+    generations: JsonLines, gold: JsonLines, dataset: str, prompt: str, out_path: str | Path
+) -> tuple[JsonLines, dict[str, Any]]:
+    """Parsed predictions of one run's raw outputs, the same items as the gold file in order,
+    as ``out_path`` will hold them, and the parse summary (nothing is written).
+
+    Raw outputs of items the gold file does not hold, or gold items without an output, mean
+    the two files belong to different runs: an error naming both, never a partial score.
+    """
+    gold_ids = [str(r["id"]) for r in gold.records]
+    gen_ids = [str(r.get("id")) for r in generations.records]
+    if sorted(gold_ids) != sorted(gen_ids):
+        extra = sorted(set(gen_ids) - set(gold_ids))[:3]
+        lacking = sorted(set(gold_ids) - set(gen_ids))[:3]
+        raise ValueError(
+            f"{generations.where} does not hold the items of {gold.where}"
+            f" (not in gold: {extra}; without output: {lacking})"
+        )
+    items = {str(rec["id"]): rec for rec in gold.records}
+    parsed, summary = parse_records(
+        generations.records, items, dataset, prompt, generations.where, gold.where
+    )
+    return JsonLines.of(parsed, out_path), summary
+
+
 def parse_generations(
     generations_path: str | Path,
     gold_path: str | Path,
@@ -160,26 +192,82 @@ def parse_generations(
     prompt: str,
     out_path: str | Path,
 ) -> dict[str, Any]:
-    """Parsed predictions of one generations file; the same items as the gold file, in order.
+    """:func:`parse_run` on a generations file, written to ``out_path``; returns the parse
+    summary."""
+    parsed, summary = parse_run(
+        JsonLines.read(generations_path), JsonLines.read(gold_path), dataset, prompt, out_path
+    )
+    parsed.write(out_path)
+    return summary
 
-    Raw outputs of items the gold file does not hold, or gold items without an output, mean
-    the two files belong to different runs: an error naming both, never a partial score.
-    """
-    gold_ids = [str(r["id"]) for r in read_jsonl(gold_path)]
-    gen_ids = [str(r.get("id")) for r in read_jsonl(generations_path)]
-    if sorted(gold_ids) != sorted(gen_ids):
-        extra = sorted(set(gen_ids) - set(gold_ids))[:3]
-        lacking = sorted(set(gold_ids) - set(gen_ids))[:3]
-        raise ValueError(
-            f"{generations_path} does not hold the items of {gold_path}"
-            f" (not in gold: {extra}; without output: {lacking})"
+
+def evaluate_run(
+    settings: dict[str, Any], run: dict[str, Any], boot: dict[str, Any], compared: dict[str, Any]
+) -> dict[str, Any]:
+    """One run of a group: parse, score and compare in memory (each step hands the next
+    its records), then write the run's files; returns the run's summary."""
+    model, method = settings["model"], settings["method"]
+    dataset, prompt = run["dataset"], run["prompt"]
+    names = {"dataset": dataset, "prompt": prompt, "model": model}
+    gold = JsonLines.read(run["gold"])
+    parsed, summary = parse_run(
+        JsonLines.read(run["generations"]), gold, dataset, prompt, run["predictions"]
+    )
+    outputs: list[tuple[str, JsonLines | dict[str, Any]]] = [(run["predictions"], parsed)]
+    score = score_run(gold=gold, predictions=parsed, method=method, **names, **boot)
+    outputs.append((run["scores"], score))
+    if settings.get("baseline"):
+        comparison = compare_runs(
+            gold=gold,
+            baseline_predictions=JsonLines.read(run["baseline_predictions"]),
+            predictions=parsed,
+            method=method,
+            baseline=settings["baseline"],
+            **names,
+            **compared,
         )
-    return reparse_predictions(generations_path, gold_path, dataset, prompt, out_path)
+        outputs.append((run["comparisons"], comparison))
+    if settings.get("noise_floor_label"):
+        rerun, _ = parse_run(
+            JsonLines.read(run["noise_floor_generations"]),
+            gold,
+            dataset,
+            prompt,
+            run["noise_floor_predictions"],
+        )
+        floor = compare_runs(
+            gold=gold,
+            baseline_predictions=parsed,
+            predictions=rerun,
+            method=settings["noise_floor_label"],
+            baseline=method,
+            noise_floor=True,
+            **names,
+            **compared,
+        )
+        outputs.append((run["noise_floor_predictions"], rerun))
+        outputs.append((run["noise_floor_comparisons"], floor))
+    for path, content in outputs:
+        if isinstance(content, JsonLines):
+            content.write(path)
+        else:
+            write_json(path, content)
+    log.info(
+        "%s %s %s %s: %d items, %d unparsable",
+        model,
+        method,
+        dataset,
+        prompt,
+        summary["n_items"],
+        summary["n_unparsable"],
+    )
+    return {"parse": summary, "n": score["n"]}
 
 
 def evaluate_group(settings: dict[str, Any]) -> dict[str, Any]:
     """Parse, score and (against the baseline, and the noise floor where set) compare every
-    run of one model x method; returns a summary per run (``dataset/prompt``).
+    run of one model x method (:func:`evaluate_run`); returns a summary per run
+    (``dataset/prompt``).
 
     ``settings`` holds the names (model, method; ``baseline`` for a quantized method,
     ``noise_floor_label`` for the baseline with a noise floor), the bootstrap settings
@@ -203,57 +291,10 @@ def evaluate_group(settings: dict[str, Any]) -> dict[str, Any]:
         **boot,
         "resamples": int(settings.get("comparison_resamples", COMPARISON_RESAMPLES)),
     }
-    model, method = settings["model"], settings["method"]
-    summary: dict[str, Any] = {}
-    for run in settings["runs"]:
-        dataset, prompt, gold = run["dataset"], run["prompt"], run["gold"]
-        names = {"gold_path": gold, "dataset": dataset, "prompt": prompt, "model": model}
-        common = {**names, **boot}
-        parsed = parse_generations(run["generations"], gold, dataset, prompt, run["predictions"])
-        score = score_predictions(
-            predictions_path=run["predictions"],
-            out_path=run["scores"],
-            method=method,
-            **common,
-        )
-        summary[f"{dataset}/{prompt}"] = {"parse": parsed, "n": score["n"]}
-        if settings.get("baseline"):
-            compare_to_baseline(
-                baseline_path=run["baseline_predictions"],
-                predictions_path=run["predictions"],
-                out_path=run["comparisons"],
-                method=method,
-                baseline=settings["baseline"],
-                **names,
-                **compared,
-            )
-        if settings.get("noise_floor_label"):
-            parse_generations(
-                run["noise_floor_generations"],
-                gold,
-                dataset,
-                prompt,
-                run["noise_floor_predictions"],
-            )
-            compare_to_baseline(
-                baseline_path=run["predictions"],
-                predictions_path=run["noise_floor_predictions"],
-                out_path=run["noise_floor_comparisons"],
-                method=settings["noise_floor_label"],
-                baseline=method,
-                noise_floor=True,
-                **names,
-                **compared,
-            )
-        log.info(
-            "%s %s %s %s: %d items, %d unparsable",
-            model,
-            method,
-            dataset,
-            prompt,
-            parsed["n_items"],
-            parsed["n_unparsable"],
-        )
+    summary = {
+        f"{run['dataset']}/{run['prompt']}": evaluate_run(settings, run, boot, compared)
+        for run in settings["runs"]
+    }
     if settings.get("manifest"):
         write_manifest(settings, summary)
     return summary

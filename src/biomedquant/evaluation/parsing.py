@@ -75,6 +75,39 @@ def parse_fields(
     return fields
 
 
+def parse_records(
+    records: list[dict[str, Any]],
+    items: dict[str, Record],
+    dataset: str | DatasetSpec,
+    prompt_method: str,
+    where: str | Path,
+    gold_where: str | Path = "the gold file",
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Stored prediction records with their parsed fields replaced (everything else kept:
+    prompt, raw output(s), stop reasons, token counts), and a summary: item count, parse
+    statuses and rules, and how many predictions changed. ``items``: the gold items by id;
+    ``where`` and ``gold_where`` name the two files in errors."""
+    out, changed = [], 0
+    for lineno, record in enumerate(records, 1):
+        key = str(record.get("id"))
+        if key not in items:
+            raise ValueError(f"{where}:{lineno}: item {key!r} is not in {gold_where}")
+        if "output" not in record:
+            raise ValueError(f"{where}:{lineno}: no raw 'output' to parse")
+        fields = parse_fields(dataset, record["output"], items[key], prompt_method)
+        changed += fields["prediction"] != record.get("prediction")
+        kept = {k: v for k, v in record.items() if k not in PARSED_FIELDS}
+        out.append({**kept, **fields})
+    summary = {
+        "n_items": len(out),
+        "n_unparsable": sum(not r["parse_ok"] for r in out),
+        "n_changed": changed,
+        "parse_status": dict(Counter(r["parse_status"] for r in out)),
+        "parse_rule": dict(Counter(str(r["parse_rule"]) for r in out)),
+    }
+    return out, summary
+
+
 def reparse_predictions(
     predictions_path: str | Path,
     data_path: str | Path,
@@ -82,29 +115,11 @@ def reparse_predictions(
     prompt_method: str,
     out_path: str | Path,
 ) -> dict[str, Any]:
-    """Parse the raw outputs of a stored predictions file again and write the parsed file.
-
-    Every record keeps its stored fields (prompt, raw output(s), stop reasons, token counts);
-    only the parsed fields are replaced. Returns a summary: item count, parse statuses and
-    rules, and how many predictions changed.
-    """
+    """Parse the raw outputs of a stored predictions file again and write the parsed file
+    (:func:`parse_records`); returns its summary."""
     items = {str(rec["id"]): rec for rec in read_jsonl(data_path)}
-    out, changed = [], 0
-    for lineno, record in enumerate(read_jsonl(predictions_path), 1):
-        key = str(record.get("id"))
-        if key not in items:
-            raise ValueError(f"{predictions_path}:{lineno}: item {key!r} is not in {data_path}")
-        if "output" not in record:
-            raise ValueError(f"{predictions_path}:{lineno}: no raw 'output' to parse")
-        fields = parse_fields(dataset, record["output"], items[key], prompt_method)
-        changed += fields["prediction"] != record.get("prediction")
-        kept = {k: v for k, v in record.items() if k not in PARSED_FIELDS}
-        out.append({**kept, **fields})
+    out, summary = parse_records(
+        read_jsonl(predictions_path), items, dataset, prompt_method, predictions_path, data_path
+    )
     write_jsonl(out_path, out)
-    return {
-        "n_items": len(out),
-        "n_unparsable": sum(not r["parse_ok"] for r in out),
-        "n_changed": changed,
-        "parse_status": dict(Counter(r["parse_status"] for r in out)),
-        "parse_rule": dict(Counter(str(r["parse_rule"]) for r in out)),
-    }
+    return summary

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from biomedquant.common.files import read_json, read_jsonl, sha256_file, write_csv, write_json
+from biomedquant.common.files import JsonLines, read_json, read_jsonl, write_csv, write_json
 from biomedquant.common.provenance import now, versions
 from biomedquant.datasets.readers import Record
 from biomedquant.datasets.registry import DatasetSpec, get_dataset
@@ -122,10 +122,10 @@ def _provenance(
     spec: DatasetSpec,
     clusters: np.ndarray,
     unit: str,
-    **inputs: str | Path,
+    **inputs: JsonLines,
 ) -> dict[str, Any]:
     """Bootstrap settings (the units resampled: ``clusters`` numbers each item's), input
-    hashes and versions recorded beside every score."""
+    hashes (of the files as written) and versions recorded beside every score."""
     n_units = int(clusters.max()) + 1 if len(clusters) else 0
     return {
         "bootstrap": {
@@ -136,39 +136,32 @@ def _provenance(
             "unit": unit,
             "units": n_units,
         },
-        "inputs": {f"{name}_sha256": sha256_file(path) for name, path in inputs.items()},
+        "inputs": {f"{name}_sha256": lines.sha256 for name, lines in inputs.items()},
         "versions": versions(("biomedquant", "numpy")),
         "written_at": now(),
     }
 
 
-def aligned_predictions(
-    predictions_path: str | Path,
-    gold_path: str | Path,
-    dataset: str,
-    gold_records: list[Record] | None = None,
-    prompt: str = "zero-shot",
-) -> tuple[list[Record], list[Any], list[bool]]:
-    """Gold records and their predictions in gold order; raw outputs are parsed here.
-
-    ``gold_records``: the gold file already read (a comparison aligns two prediction files
-    to one gold file and need not read and decode it twice). ``prompt``: the prompting method
-    of raw outputs (self-consistency votes over its samples)."""
-    spec = get_dataset(dataset)
+def align(
+    predictions: JsonLines, gold: list[Record], spec: DatasetSpec, prompt: str = "zero-shot"
+) -> tuple[list[Any], list[bool]]:
+    """The predictions of ``gold``'s items in gold order, and whether each parsed; raw
+    outputs are parsed here. ``prompt``: the prompting method of raw outputs
+    (self-consistency votes over its samples)."""
     if prompt not in PROMPT_METHODS:  # a label of the user's own: read as one output
         prompt = "zero-shot"
-    gold = gold_records if gold_records is not None else read_jsonl(gold_path)
     by_id: dict[str, dict[str, Any]] = {}
-    for lineno, p in enumerate(read_jsonl(predictions_path), 1):
+    for lineno, p in enumerate(predictions.records, 1):
         if "id" not in p or ("prediction" not in p and "output" not in p):
             raise ValueError(
-                f"{predictions_path}:{lineno}: a prediction needs 'id' and 'prediction' or 'output'"
+                f"{predictions.where}:{lineno}: a prediction needs 'id' and 'prediction' or"
+                " 'output'"
             )
         by_id[str(p["id"])] = p
     missing = [g["id"] for g in gold if g["id"] not in by_id]
     if missing:
         raise ValueError(
-            f"{predictions_path}: {len(missing)} gold item(s) have no prediction, "
+            f"{predictions.where}: {len(missing)} gold item(s) have no prediction, "
             f"e.g. {missing[:3]}"
         )
     preds, oks = [], []
@@ -182,6 +175,21 @@ def aligned_predictions(
             fields = parse_fields(spec, p["output"], rec, prompt)
             preds.append(fields["prediction"])
             oks.append(fields["parse_ok"])
+    return preds, oks
+
+
+def aligned_predictions(
+    predictions_path: str | Path,
+    gold_path: str | Path,
+    dataset: str,
+    gold_records: list[Record] | None = None,
+    prompt: str = "zero-shot",
+) -> tuple[list[Record], list[Any], list[bool]]:
+    """Gold records and a prediction file's predictions in gold order (:func:`align`).
+
+    ``gold_records``: the gold file already read."""
+    gold = gold_records if gold_records is not None else read_jsonl(gold_path)
+    preds, oks = align(JsonLines.read(predictions_path), gold, get_dataset(dataset), prompt)
     return gold, preds, oks
 
 
@@ -203,12 +211,11 @@ def _unparsable_as_none(task: str, pred: list[Any], oks: list[bool]) -> list[Any
     return [p if ok else None for p, ok in zip(pred, oks, strict=True)]
 
 
-def score_predictions(
+def score_run(
     *,
-    predictions_path: str | Path,
-    gold_path: str | Path,
+    gold: JsonLines,
+    predictions: JsonLines,
     dataset: str,
-    out_path: str | Path,
     model: str = "",
     method: str = "",
     prompt: str = "",
@@ -216,61 +223,65 @@ def score_predictions(
     level: float = CI_LEVEL,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Metrics with bootstrap intervals for one prediction file; written as JSON."""
+    """Metrics with bootstrap intervals for one run's predictions (nothing is written)."""
     spec = get_dataset(dataset)
     task = get_task(spec.task)
-    gold_records, pred, oks = aligned_predictions(
-        predictions_path, gold_path, dataset, prompt=prompt or "zero-shot"
-    )
-    gold = [task.gold(r) for r in gold_records]
-    clusters, unit = resampling_units(spec, [r["id"] for r in gold_records])
+    pred, oks = align(predictions, gold.records, spec, prompt or "zero-shot")
+    gold_labels = [task.gold(r) for r in gold.records]
+    clusters, unit = resampling_units(spec, [r["id"] for r in gold.records])
     metrics = score_items(
         TASK_KIND[spec.task],
-        gold,
+        gold_labels,
         _unparsable_as_none(spec.task, pred, oks),
         clusters=clusters,
         resamples=resamples,
         level=level,
         rng=make_rng(seed, spec.name),
         ok=oks,
-        **worst_answer_context(spec, gold_records),
+        **worst_answer_context(spec, gold.records),
     )
     # the benchmark script's own metrics beside them, without intervals
     # (biomedquant.tasks.metrics)
-    for name, value in benchmark_metrics(spec.task, gold, pred, oks).items():
+    for name, value in benchmark_metrics(spec.task, gold_labels, pred, oks).items():
         metrics[name] = {"value": value, "ci_low": None, "ci_high": None}
-    result = {
+    return {
         "model": model,
         "method": method,
         "dataset": dataset,
         "task": spec.task,
         "prompt": prompt,
-        "n": len(gold),
-        "parse_failure_rate": sum(not ok for ok in oks) / len(gold),
+        "n": len(gold_labels),
+        "parse_failure_rate": sum(not ok for ok in oks) / len(gold_labels),
         "primary_metric": task.primary_metric,
         "metrics": metrics,
         **_provenance(
-            resamples,
-            level,
-            seed,
-            spec,
-            clusters,
-            unit,
-            predictions=predictions_path,
-            gold=gold_path,
+            resamples, level, seed, spec, clusters, unit, predictions=predictions, gold=gold
         ),
     }
+
+
+def score_predictions(
+    *,
+    predictions_path: str | Path,
+    gold_path: str | Path,
+    out_path: str | Path,
+    **settings: Any,
+) -> dict[str, Any]:
+    """:func:`score_run` on a prediction file and a gold file, written as JSON to
+    ``out_path``; ``settings`` are :func:`score_run`'s (dataset, names, bootstrap)."""
+    result = score_run(
+        gold=JsonLines.read(gold_path), predictions=JsonLines.read(predictions_path), **settings
+    )
     write_json(out_path, result)
     return result
 
 
-def compare_to_baseline(
+def compare_runs(
     *,
-    baseline_path: str | Path,
-    predictions_path: str | Path,
-    gold_path: str | Path,
+    gold: JsonLines,
+    baseline_predictions: JsonLines,
+    predictions: JsonLines,
     dataset: str,
-    out_path: str | Path,
     model: str,
     method: str,
     baseline: str,
@@ -281,28 +292,25 @@ def compare_to_baseline(
     noise_floor: bool = False,
 ) -> dict[str, Any]:
     """Paired comparison of a quantized method with the unquantized baseline on the same
-    items: metric differences with paired (cluster) bootstrap intervals and p-values, the flip
-    rate and flip directions, McNemar's exact test (single-label tasks), per-label F1 changes
-    (relation extraction, multi-label), and the primary metric's resampled differences.
+    items (nothing is written): metric differences with paired (cluster) bootstrap intervals
+    and p-values, the flip rate and flip directions, McNemar's exact test (single-label
+    tasks), per-label F1 changes (relation extraction, multi-label), and the primary metric's
+    resampled differences.
 
     ``noise_floor``: the "method" is the baseline itself rerun under another batch shape; the
     record is marked so the comparison table reports it beside every method, not as one."""
     spec = get_dataset(dataset)
     task = get_task(spec.task)
     pm = prompt or "zero-shot"
-    gold_records, base_pred, base_ok = aligned_predictions(
-        baseline_path, gold_path, dataset, prompt=pm
-    )
-    _, other_pred, other_ok = aligned_predictions(
-        predictions_path, gold_path, dataset, gold_records, prompt=pm
-    )
+    base_pred, base_ok = align(baseline_predictions, gold.records, spec, pm)
+    other_pred, other_ok = align(predictions, gold.records, spec, pm)
     base_pred = _unparsable_as_none(spec.task, base_pred, base_ok)
     other_pred = _unparsable_as_none(spec.task, other_pred, other_ok)
-    gold = [task.gold(r) for r in gold_records]
-    clusters, unit = resampling_units(spec, [r["id"] for r in gold_records])
+    gold_labels = [task.gold(r) for r in gold.records]
+    clusters, unit = resampling_units(spec, [r["id"] for r in gold.records])
     stats = compare_items(
         TASK_KIND[spec.task],
-        gold,
+        gold_labels,
         base_pred,
         other_pred,
         clusters=clusters,
@@ -313,17 +321,17 @@ def compare_to_baseline(
         by_label=spec.task in BY_LABEL_TASKS,
         baseline_ok=base_ok,
         other_ok=other_ok,
-        **worst_answer_context(spec, gold_records),
+        **worst_answer_context(spec, gold.records),
     )
     changed = changed_items(base_pred, other_pred, as_set=spec.task == "mlc")
-    result = {
+    return {
         "model": model,
         "method": method,
         "baseline": baseline,
         "dataset": dataset,
         "task": spec.task,
         "prompt": prompt,
-        "n": len(gold),
+        "n": len(gold_labels),
         "primary_metric": task.primary_metric,
         "flip_rate": sum(changed) / len(changed) if changed else 0.0,
         # resampling units holding a changed prediction: the verdicts' minimum of evidence
@@ -337,11 +345,30 @@ def compare_to_baseline(
             spec,
             clusters,
             unit,
-            baseline=baseline_path,
-            predictions=predictions_path,
-            gold=gold_path,
+            baseline=baseline_predictions,
+            predictions=predictions,
+            gold=gold,
         ),
     }
+
+
+def compare_to_baseline(
+    *,
+    baseline_path: str | Path,
+    predictions_path: str | Path,
+    gold_path: str | Path,
+    out_path: str | Path,
+    **settings: Any,
+) -> dict[str, Any]:
+    """:func:`compare_runs` on the baseline's and a method's prediction files, written as
+    JSON to ``out_path``; ``settings`` are :func:`compare_runs`'s (dataset, names,
+    bootstrap, ``noise_floor``)."""
+    result = compare_runs(
+        gold=JsonLines.read(gold_path),
+        baseline_predictions=JsonLines.read(baseline_path),
+        predictions=JsonLines.read(predictions_path),
+        **settings,
+    )
     write_json(out_path, result)
     return result
 
