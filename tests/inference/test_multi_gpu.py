@@ -419,7 +419,7 @@ def test_a_bad_gpu_count_is_argparses_one_line(command, value, message, capsys):
     ],
 )
 def test_which_quantize_jobs_run_on_the_cpu(method, gpus, on_cpu):
-    from biomedquant.cli.models import quantizes_on_cpu
+    from biomedquant.cli.quantization import quantizes_on_cpu
 
     assert quantizes_on_cpu(method, gpus) is on_cpu
 

@@ -1,9 +1,11 @@
 """The ``biomedquant`` command line: one subcommand per workflow stage.
 
 Each Snakemake rule is one call of a subcommand (most hand over their resolved settings as one
-JSON argument); the same subcommands serve hand use. The commands live with their stage:
-:mod:`.datasets`, :mod:`.models`, :mod:`.inference`, :mod:`.evaluation`, :mod:`.planning`,
-:mod:`.report`.
+JSON argument); the same subcommands serve hand use. The commands live in one module per
+stage, named like the stage's package and rule file: :mod:`.datasets`, :mod:`.models`,
+:mod:`.quantization`, :mod:`.inference`, :mod:`.evaluation`, :mod:`.planning`, :mod:`.analysis`,
+:mod:`.exports`, :mod:`.report`; :mod:`.study` (the doctor) and :mod:`.rehearsal` check or rehearse
+a whole study.
 """
 
 from __future__ import annotations
@@ -15,10 +17,35 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from biomedquant.cli import datasets, evaluation, inference, models, planning, rehearsal, report
+from biomedquant.cli import (
+    analysis,
+    datasets,
+    evaluation,
+    exports,
+    inference,
+    models,
+    planning,
+    quantization,
+    rehearsal,
+    report,
+    study,
+)
 from biomedquant.cli.errors import OneLineErrorParser, run_reporting_errors
 
-STAGES = (datasets, models, inference, evaluation, planning, report, rehearsal)
+# In a study's order (the workflow steps' order in the help).
+STAGES = (
+    datasets,
+    models,
+    quantization,
+    inference,
+    evaluation,
+    planning,
+    analysis,
+    exports,
+    report,
+    study,
+    rehearsal,
+)
 # The commands a user types, in the order of a study (top of the help); the rest are the
 # workflow's steps (each rule calls one), listed after them under their own heading.
 USER_COMMANDS = (

@@ -1,5 +1,5 @@
-"""Commands of the planning stage and of the memory and CPU deployment tables
-(workflow/rules/planning.smk, analysis.smk): the fit table, those two tables, the doctor.
+"""Commands of the planning stage (workflow/rules/planning.smk): the fit table, the cost
+estimate, the throughput refit.
 
 Each command parses its arguments and calls one package function.
 """
@@ -9,12 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from biomedquant.cli.args import (
-    add_manifests_arg,
-    config_args,
-    listed_files,
-    study_config,
-)
+from biomedquant.cli.args import add_manifests_arg, config_args, listed_files, study_config
 from biomedquant.planning.throughput import BACKENDS as BACKEND_NAMES
 from biomedquant.planning.throughput import DEVICES as DEVICE_NAMES
 
@@ -82,43 +77,6 @@ def _cmd_refit_throughput(args: argparse.Namespace) -> None:
             )
 
 
-def _cmd_doctor(args: argparse.Namespace) -> int:
-    from biomedquant.study.doctor import run_doctor
-    from biomedquant.study.loading import load_yaml
-
-    # The raw file: the doctor validates it against the schema first and reports what fails.
-    config = args.config_json if args.config_json is not None else load_yaml(args.config)
-    source = "--config-json" if args.config_json is not None else args.config
-    findings, code = run_doctor(
-        config, args.workdir, source=source, strict_revisions=args.strict_revisions
-    )
-    for f in findings:
-        print(f.line())
-    return code
-
-
-def _cmd_memory_table(args: argparse.Namespace) -> None:
-    from biomedquant.analysis.memory_table import MEMORY_COLUMNS, memory_rows
-    from biomedquant.common.files import write_csv
-
-    runs = [*args.runs, *listed_files(args.manifests, "run_record")]
-    rows = memory_rows(study_config(args), runs)
-    write_csv(args.out, MEMORY_COLUMNS, rows)
-    print(f"{len(rows)} rows -> {args.out}")
-
-
-def _cmd_cpu_deployment(args: argparse.Namespace) -> None:
-    from biomedquant.analysis.cpu_deployment import cpu_deployment_rows, write_cpu_deployment
-    from biomedquant.report.figures.registry import draw_figure
-
-    runs = [*args.runs, *listed_files(args.manifests, "run_record")]
-    rows = cpu_deployment_rows(runs, args.comparisons or None, args.perplexity or None)
-    write_cpu_deployment(rows, args.out)
-    if args.figure:
-        draw_figure("cpu_deployment", {"cpu_deployment": args.out}, args.figure)
-    print(f"{len(rows)} rows -> {args.out}")
-
-
 def add_commands(sub: Any) -> None:
     """Register this stage's subcommands."""
     s = sub.add_parser("plan", help="estimate GPU memory per model and method, before a run")
@@ -157,29 +115,3 @@ def add_commands(sub: Any) -> None:
     add_manifests_arg(s, "run records")
     s.add_argument("runs", nargs="*", help="run records (.run.json)")
     s.set_defaults(func=_cmd_refit_throughput)
-
-    s = sub.add_parser("doctor", help="check this machine against a study config, before it runs")
-    config_args(s)
-    s.add_argument("--workdir", default=".", help="where the workflow will write")
-    s.add_argument(
-        "--strict-revisions",
-        action="store_true",
-        help="fail on models not pinned to a commit hash (also on with strict_revisions: true)",
-    )
-    s.set_defaults(func=_cmd_doctor)
-
-    s = sub.add_parser("memory-table", help="estimates beside the memory the runs measured")
-    config_args(s)
-    s.add_argument("--out", required=True, help="the table (CSV)")
-    add_manifests_arg(s, "run records")
-    s.add_argument("runs", nargs="*", help="run records (.run.json)")
-    s.set_defaults(func=_cmd_memory_table)
-
-    s = sub.add_parser("cpu-deployment", help="speed and memory of CPU runs beside accuracy")
-    s.add_argument("--out", required=True, help="the table (CSV)")
-    s.add_argument("--comparisons", default="", help="comparisons table (optional)")
-    s.add_argument("--perplexity", default="", help="perplexity table (optional)")
-    s.add_argument("--figure", nargs="*", default=[], help="figure files (.png, .pdf)")
-    add_manifests_arg(s, "run records")
-    s.add_argument("runs", nargs="*", help="run records (.run.json)")
-    s.set_defaults(func=_cmd_cpu_deployment)
