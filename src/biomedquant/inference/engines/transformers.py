@@ -341,6 +341,179 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+def stopping_kwargs(
+    model: Any, tokenizer: Any, stop: list[str] | None
+) -> tuple[dict[str, Any], set[int]]:
+    """``model.generate``'s stopping arguments (the end-of-sequence and end-of-turn tokens,
+    the stop strings) and the token ids an output is cut after (those, and padding)."""
+    eos = model.generation_config.eos_token_id
+    end_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+    end_ids |= {tokenizer.convert_tokens_to_ids(t) for t in end_of_turn_tokens(tokenizer)}
+    stopping: dict[str, Any] = {"eos_token_id": sorted(end_ids)} if end_ids else {}
+    if stop:
+        stopping.update(stop_strings=list(stop), tokenizer=tokenizer)
+    return stopping, end_ids | {tokenizer.pad_token_id}
+
+
+def sampling_kwargs(samples: int, temperature: float, top_p: float) -> dict[str, Any]:
+    """Greedy for one sample; otherwise sampling at ``temperature`` and ``top_p``."""
+    if samples > 1:
+        return {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}
+    return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+
+
+@dataclass
+class _Batches:
+    """What every batch of one :func:`generate` call shares: the prompts' tokens, the shared
+    prefix and its key/value cache, the generation arguments, and the counters (``stats``)."""
+
+    model: Any
+    tokenizer: Any
+    ids: list[list[int]]
+    max_new_tokens: int
+    samples: int
+    generate_kwargs: dict[str, Any]
+    stop_ids: set[int]
+    stop: list[str]
+    stats: dict[str, Any]
+    shared: int = 0
+    cache: Any = None
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def prefill_prefix(self) -> None:
+        """Run the prompts' shared prefix through the model once and keep its key/value
+        cache (below :data:`MIN_SHARED_PREFIX` tokens it is not worth its copies). Every row
+        keeps at least one token of its own after the prefix."""
+        import torch
+
+        lengths = [len(x) for x in self.ids]
+        shared = min(common_prefix_length(self.ids), min(lengths, default=1) - 1)
+        if shared < MIN_SHARED_PREFIX:
+            return
+        from transformers import DynamicCache
+
+        self.cache = DynamicCache()
+        with torch.inference_mode():
+            prefix = torch.tensor([self.ids[0][:shared]], device=self.device)
+            self.model(input_ids=prefix, past_key_values=self.cache)
+        self.shared = shared
+        self.stats["prefill_tokens"] += shared
+
+    def run(self, idx: list[int]) -> dict[int, dict[str, Any]]:
+        """Generate one batch: each row's own tokens left-padded after the shared prefix (the
+        attention mask hides the padding), then decoded (:meth:`decode`)."""
+        import torch
+
+        shared, pad = self.shared, self.tokenizer.pad_token_id
+        own = [self.ids[i][shared:] for i in idx]
+        width = max(len(x) for x in own)
+        rows = [self.ids[idx[0]][:shared] + [pad] * (width - len(x)) + x for x in own]
+        mask = [[1] * shared + [0] * (width - len(x)) + [1] * len(x) for x in own]
+        kwargs: dict[str, Any] = {}
+        if self.cache is not None:
+            batch_cache = copy.deepcopy(self.cache)
+            batch_cache.batch_repeat_interleave(len(idx) * self.samples)
+            kwargs["past_key_values"] = batch_cache
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=torch.tensor(rows, device=self.device),
+                attention_mask=torch.tensor(mask, device=self.device),
+                max_new_tokens=self.max_new_tokens,
+                num_return_sequences=self.samples,
+                pad_token_id=pad,
+                **self.generate_kwargs,
+                **kwargs,
+            )
+        steps = out.shape[1] - (shared + width)
+        self.count(len(idx), width, steps)
+        return self.decode(idx, out[:, shared + width :].tolist())
+
+    def count(self, n_prompts: int, width: int, steps: int) -> None:
+        """What the runtime model counts (:mod:`biomedquant.planning.throughput`): tokens
+        prefilled (padding included, the shared prefix once), decode steps, steps x rows, and
+        the rows' KV cache length summed over their steps."""
+        n_rows = n_prompts * self.samples
+        self.stats["prefill_tokens"] += n_prompts * width
+        self.stats["decode_steps"] += steps
+        self.stats["decode_row_steps"] += n_rows * steps
+        context = self.shared + width + steps / 2
+        self.stats["decode_context_token_steps"] += n_rows * steps * context
+
+    def decode(self, idx: list[int], new: list[list[int]]) -> dict[int, dict[str, Any]]:
+        """Each prompt's samples as text, up to and including the first end token (the rest
+        is padding), cut before a stop string, with why each stopped."""
+        done = {}
+        for row, i in enumerate(idx):
+            texts, reasons, n_new = [], [], 0
+            for tokens in new[row * self.samples : (row + 1) * self.samples]:
+                first = next((k for k, t in enumerate(tokens) if t in self.stop_ids), None)
+                end = len(tokens) if first is None else first + 1
+                text = self.tokenizer.decode(tokens[:end], skip_special_tokens=True)
+                text, reason = cut_at_stop(text, self.stop, ended=first is not None)
+                texts.append(text.strip())
+                reasons.append(reason)
+                n_new += end
+            done[i] = {
+                "outputs": texts,
+                "stop_reasons": reasons,
+                "n_prompt_tokens": len(self.ids[i]),
+                "n_new_tokens": n_new,
+            }
+        return done
+
+
+def run_or_split(
+    batches: _Batches,
+    idx: list[int],
+    finished: Callable[[dict[int, dict[str, Any]]], None],
+    peaks: GpuPeaks | None = None,
+) -> None:
+    """Run one batch and hand it to ``finished``; out of GPU memory, split it in halves and
+    retry, down to single prompts (a single prompt that does not fit is an error)."""
+    import torch
+
+    try:
+        done = batches.run(idx)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if peaks is not None:
+            peaks.forget_failed()
+        if len(idx) == 1:
+            raise RuntimeError(
+                f"out of memory generating a single prompt of {len(batches.ids[idx[0]])} tokens"
+                f" (+{batches.max_new_tokens} new): the model does not fit this GPU at this"
+                " length"
+            ) from exc
+        batches.stats["oom_retries"] += 1
+        log.warning("out of memory at batch %d: retrying as two of %d", len(idx), len(idx) // 2)
+        half = len(idx) // 2
+        run_or_split(batches, idx[:half], finished, peaks)
+        run_or_split(batches, idx[half:], finished, peaks)
+        return
+    if peaks is not None:
+        peaks.keep()
+    batches.stats["largest_batch"] = max(batches.stats["largest_batch"], len(idx))
+    batches.stats["batches"] += 1
+    finished(done)
+
+
+STATS_KEYS = (
+    "oom_retries",
+    "largest_batch",
+    "batches",
+    "prefill_tokens",
+    "decode_steps",
+    "decode_row_steps",
+    "decode_context_token_steps",
+)
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -367,12 +540,13 @@ def generate(
     ``n_prompt_tokens`` and ``n_new_tokens`` (summed over samples).
 
     Batches follow :func:`plan_batches`. When a batch runs out of GPU memory it is split in
-    halves and retried, down to single prompts; ``stats`` records the retries and the largest
-    batch that ran; ``peaks`` keeps the GPU memory peaks of the batches that ran, not of those
-    that ran out of memory (:mod:`biomedquant.inference.engines.gpu_peaks`). ``on_batch`` receives
-    each finished batch ({prompt index: result}) as soon as it is done (the caller persists it: a
-    killed job loses at most the running batch);
-    ``progress`` (a tqdm bar) is advanced by the prompts of each batch.
+    halves and retried, down to single prompts (:func:`run_or_split`); ``stats`` records the
+    retries, the largest batch that ran and the runtime model's counts (:data:`STATS_KEYS`);
+    ``peaks`` keeps the GPU memory peaks of the batches that ran, not of those that ran out of
+    memory (:mod:`biomedquant.inference.engines.gpu_peaks`). ``on_batch`` receives each
+    finished batch ({prompt index: result}) as soon as it is done (the caller persists it: a
+    killed job loses at most the running batch); ``progress`` (a tqdm bar) is advanced by the
+    prompts of each batch.
 
     Prompts of one run share a long prefix (system prompt, task description, few-shot
     examples). With ``prefix_cache`` the shared prefix is run through the model once and its
@@ -380,130 +554,38 @@ def generate(
     item tokens are left-padded *after* the prefix; the attention mask hides the padding and
     position ids follow the mask, so each row sees exactly its own prompt.
     """
-    import torch
-
-    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    lengths = [len(x) for x in ids]
-    results: list[dict[str, Any] | None] = [None] * len(prompts)
     stats = stats if stats is not None else {}
-    stats.setdefault("oom_retries", 0)
-    stats.setdefault("largest_batch", 0)
-    stats.setdefault("batches", 0)
-    # What the runtime model counts (biomedquant.planning.throughput): tokens prefilled (padding
-    # included, the shared prefix once), decode steps, steps x rows, and the rows' KV cache
-    # length summed over their steps.
-    for key in ("prefill_tokens", "decode_steps", "decode_row_steps", "decode_context_token_steps"):
+    for key in STATS_KEYS:
         stats.setdefault(key, 0)
-    device = next(model.parameters()).device
-    eos = model.generation_config.eos_token_id
-    end_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
-    end_ids |= {tokenizer.convert_tokens_to_ids(t) for t in end_of_turn_tokens(tokenizer)}
-    stop_ids = end_ids | {tokenizer.pad_token_id}
-    stopping: dict[str, Any] = {"eos_token_id": sorted(end_ids)} if end_ids else {}
-    if stop:
-        stopping.update(stop_strings=list(stop), tokenizer=tokenizer)
-    pad = tokenizer.pad_token_id
-    if samples > 1:
-        decoding = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}
-    else:
-        decoding = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    # Every row keeps at least one token of its own after the shared prefix.
-    shared = min(common_prefix_length(ids), min(lengths, default=1) - 1)
-    cache = None
-    if prefix_cache and shared >= MIN_SHARED_PREFIX:
-        from transformers import DynamicCache
+    stopping, stop_ids = stopping_kwargs(model, tokenizer, stop)
+    batches = _Batches(
+        model,
+        tokenizer,
+        ids=[tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts],
+        max_new_tokens=max_new_tokens,
+        samples=samples,
+        generate_kwargs={**stopping, **sampling_kwargs(samples, temperature, top_p)},
+        stop_ids=stop_ids,
+        stop=list(stop or []),
+        stats=stats,
+    )
+    if prefix_cache:
+        batches.prefill_prefix()
+    results: list[dict[str, Any] | None] = [None] * len(prompts)
 
-        cache = DynamicCache()
-        with torch.inference_mode():
-            model(input_ids=torch.tensor([ids[0][:shared]], device=device), past_key_values=cache)
-        stats["prefill_tokens"] += shared
-    else:
-        shared = 0
-
-    def run(idx: list[int]) -> dict[int, dict[str, Any]]:
-        own = [ids[i][shared:] for i in idx]
-        width = max(len(x) for x in own)
-        rows = [ids[idx[0]][:shared] + [pad] * (width - len(x)) + x for x in own]
-        mask = [[1] * shared + [0] * (width - len(x)) + [1] * len(x) for x in own]
-        kwargs: dict[str, Any] = {}
-        if cache is not None:
-            batch_cache = copy.deepcopy(cache)
-            batch_cache.batch_repeat_interleave(len(idx) * samples)
-            kwargs["past_key_values"] = batch_cache
-        with torch.inference_mode():
-            out = model.generate(
-                input_ids=torch.tensor(rows, device=device),
-                attention_mask=torch.tensor(mask, device=device),
-                max_new_tokens=max_new_tokens,
-                num_return_sequences=samples,
-                pad_token_id=pad,
-                **stopping,
-                **decoding,
-                **kwargs,
-            )
-        new = out[:, shared + width :].tolist()
-        steps = out.shape[1] - (shared + width)
-        n_rows = len(idx) * samples
-        stats["prefill_tokens"] += len(idx) * width
-        stats["decode_steps"] += steps
-        stats["decode_row_steps"] += n_rows * steps
-        stats["decode_context_token_steps"] += n_rows * steps * (shared + width + steps / 2)
-        done = {}
-        for row, i in enumerate(idx):
-            texts, reasons, n_new = [], [], 0
-            for tokens in new[row * samples : (row + 1) * samples]:
-                # Up to and including the first end-of-sequence; the rest is padding.
-                first = next((k for k, t in enumerate(tokens) if t in stop_ids), None)
-                end = len(tokens) if first is None else first + 1
-                text = tokenizer.decode(tokens[:end], skip_special_tokens=True)
-                text, reason = cut_at_stop(text, stop or [], ended=first is not None)
-                texts.append(text.strip())
-                reasons.append(reason)
-                n_new += end
-            done[i] = {
-                "outputs": texts,
-                "stop_reasons": reasons,
-                "n_prompt_tokens": lengths[i],
-                "n_new_tokens": n_new,
-            }
-        return done
-
-    def run_or_split(idx: list[int]) -> None:
-        try:
-            done = run(idx)
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            if peaks is not None:
-                peaks.forget_failed()
-            if len(idx) == 1:
-                raise RuntimeError(
-                    f"out of memory generating a single prompt of {lengths[idx[0]]} tokens"
-                    f" (+{max_new_tokens} new): the model does not fit this GPU at this length"
-                ) from exc
-            stats["oom_retries"] += 1
-            log.warning("out of memory at batch %d: retrying as two of %d", len(idx), len(idx) // 2)
-            half = len(idx) // 2
-            run_or_split(idx[:half])
-            run_or_split(idx[half:])
-            return
-        if peaks is not None:
-            peaks.keep()
-        stats["largest_batch"] = max(stats["largest_batch"], len(idx))
-        stats["batches"] += 1
+    def finished(done: dict[int, dict[str, Any]]) -> None:
         for i, result in done.items():
             results[i] = result
         if on_batch is not None:
             on_batch(done)
         if progress is not None:
-            progress.update(len(idx))
+            progress.update(len(done))
             n_new = sum(r["n_new_tokens"] for r in done.values())
             progress.set_postfix_str(f"{n_new} new tokens in last batch", refresh=False)
 
+    lengths = [len(x) for x in batches.ids]
     for idx in plan_batches(lengths, max_new_tokens, batch_size, batch_tokens, samples):
-        run_or_split(idx)
+        run_or_split(batches, idx, finished, peaks)
     return [r for r in results if r is not None]
 
 
