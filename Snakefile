@@ -2,6 +2,7 @@
 # Thin on purpose: all logic lives in the biomedquant package; rules are one CLI call each.
 from snakemake.utils import min_version
 
+from biomedquant.common.conda_env import set_project_root
 from biomedquant.study import planning_speedups
 from biomedquant.study.workflow import check_config, check_run
 
@@ -19,6 +20,9 @@ if not workflow.config_settings.configfiles:
 SPEEDUPS = planning_speedups.enable()
 # Every config problem at once, before any job is planned (biomedquant.study.workflow).
 check_config(workflow, config)
+# The rules' conda environment installs this project from this folder
+# (biomedquant.common.conda_env).
+set_project_root(workflow.basedir)
 
 
 onstart:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from biomedquant.common.conda_env import set_project_root
 from biomedquant.study.checks import StudyError, check_run_hardware, check_study, parse_hardware
 from biomedquant.study.config_checks import (
     SchedulerSettingError,
@@ -33,8 +32,6 @@ def check_config(workflow: Any, config: dict[str, Any]) -> None:
     messages only (no stack frames). Snakemake's defaults are filled into ``config``."""
     from snakemake.utils import validate
 
-    # The rules' conda environment installs this project from the workflow's folder.
-    set_project_root(workflow.basedir)
     with config_errors_as_messages(StudyError, SchedulerSettingError):
         # Snakemake's YAML reading keeps the last of two equal keys; re-read the files strictly.
         files = workflow.config_settings.configfiles or [DEFAULT_CONFIG]
