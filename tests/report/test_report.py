@@ -18,6 +18,7 @@ import yaml
 from support.chromium import CHROMIUM, run_chromium
 from support.study import TINY_DATASETS, TINY_PROMPTS, tiny_study
 
+from biomedquant.datasets.registry import get_dataset
 from biomedquant.report.figures.registry import FIGURES
 
 
@@ -47,13 +48,14 @@ def test_the_study_writes_every_figure_and_the_recommendation(study):
     rec = list(csv.DictReader((study / "results/tables/recommendation.csv").open()))
     assert [r["model"] for r in rec] == ["tiny"]
     assert rec[0]["recommended"] in ("none", "gptq-w4g32")
-    assert rec[0]["margin_points"] == "ner 1; qa 1" and rec[0]["verdict"]
+    assert rec[0]["margin_points"] == "ner 1; re 1; mlc 1; qa 1" and rec[0]["verdict"]
     assert rec[0]["sequence"].startswith("gptq-w4g32")
     # 4 items per dataset: too few to tell, so no quantized method is non-inferior
     assert rec[0]["recommended"] == "none"
     evidence = list(csv.DictReader((study / "results/tables/recommendation_evidence.csv").open()))
     # one verdict per task and prompting method of the quantized method
-    assert len(evidence) == len(TINY_DATASETS) * len(TINY_PROMPTS)
+    tasks = {get_dataset(d).task for d in TINY_DATASETS}
+    assert len(evidence) == len(tasks) * len(TINY_PROMPTS) == 4
     assert {e["verdict"] for e in evidence} == {"insufficient evidence"}
     # the deployment answer, per hardware of recommendation.deploy_on (the schema's default):
     # the tiny model in 16-bit fits everywhere, and nothing quantized is shown non-inferior

@@ -1,6 +1,6 @@
-"""The tiny studies of the tests: the workflow tests' config (every dataset) and the finished
-study the report and notebook tests share (two datasets, run once per test session), both
-16-bit and GPTQ 4-bit on a tiny random model."""
+"""The tiny study of the tests: 16-bit and GPTQ 4-bit on a tiny random model, every dataset,
+run once per test session (per worker) and shared by the workflow, report and notebook tests;
+its config is also the base of the config-check cases."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from biomedquant.datasets.registry import DATASETS
 
 from conftest import copy_workflow
 
-TINY_DATASETS = ["ncbi_disease", "pubmedqa"]
+TINY_DATASETS = list(DATASETS)
 TINY_PROMPTS = ["zero-shot"]
 
 
 def tiny_config(model_path: Path) -> dict:
     """The tiny model on every dataset's demo samples: 16-bit and GPTQ 4-bit, zero-shot, short
-    answers and few resamples (the workflow tests' study)."""
+    answers and few resamples (the config checks' base)."""
     return {
         "seed": 1,
         "data": {"base_url": "demo"},
@@ -43,9 +43,9 @@ def tiny_config(model_path: Path) -> dict:
 
 
 def tiny_study_config(model_path: Path) -> dict:
-    """Two datasets (two tasks) of :func:`tiny_config`, four items each: every figure has
-    something to draw, in about a minute on two cores (tests/report/test_figures.py covers the
-    layouts of larger studies)."""
+    """:func:`tiny_config` with four items per dataset: every stage and figure has something
+    to do, in about two minutes on two cores (tests/report/test_figures.py covers the layouts
+    of larger studies)."""
     return {
         **tiny_config(model_path),
         "data": {"base_url": "demo", "limit": 4},
@@ -57,7 +57,8 @@ def tiny_study_config(model_path: Path) -> dict:
 
 def tiny_study(tmp_path_factory: pytest.TempPathFactory, tiny_source: Path) -> Path:
     """A workflow folder with a finished tiny study, run once per test session and shared by
-    the report and notebook tests."""
+    the workflow, report and notebook tests (tests/conftest.py keeps them on one worker). A
+    test that changes it works on a copy (:func:`copy_study`)."""
     wd = tmp_path_factory.getbasetemp() / "tiny_study"
     done = wd / ".study_done"
     if not done.exists():
@@ -75,3 +76,10 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory, tiny_source: Path) -> P
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         done.touch()
     return wd
+
+
+def copy_study(study: Path, dest: Path) -> Path:
+    """A copy of a finished study, Snakemake's records and the files' times kept: Snakemake
+    plans nothing in it until something changes."""
+    shutil.copytree(study, dest, symlinks=True)
+    return dest

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from support.study import tiny_config
+from support.study import copy_study, tiny_config, tiny_study, tiny_study_config
 
 from biomedquant.datasets.registry import DATASETS
 from biomedquant.study.workflow import check_config
@@ -166,11 +166,11 @@ def test_demo_and_paper_configs_validate_and_dry_run(tmp_path, name):
     assert jobs["cpu_deployment_table"] == 1
 
 
-def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path, tiny_source):
-    cfg = tiny_config(tiny_source)
+def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path_factory, tmp_path, tiny_source):
+    """The shared tiny study (every dataset), then what a change reruns, planned in a copy."""
+    cfg = tiny_study_config(tiny_source)
     n_datasets = len(cfg["datasets"]) * len(cfg["prompts"])
-    wd = copy_workflow(tmp_path, cfg)
-    snakemake(wd)
+    wd = copy_study(tiny_study(tmp_path_factory, tiny_source), tmp_path / "study")
     rows = list(csv.DictReader((wd / "results/tables/scores.csv").open()))
     assert {(r["dataset"], r["method"]) for r in rows} == {
         (d, m) for d in DATASETS for m in cfg["methods"]
