@@ -150,39 +150,26 @@ def numbered_items(demo_prepared: dict[str, Path], path: Path, n: int) -> Path:
     return path
 
 
-# The suite runs on every core (pytest-xdist, `-n auto` in pyproject.toml). These files hold
-# the longest tests (each a whole workflow run, minutes): they start first, so the short tests
-# fill the other cores meanwhile instead of waiting for them at the end.
+# The suite runs on every core (pytest-xdist: `-n auto --dist loadfile` in pyproject.toml, a
+# file's tests on one worker, its module fixtures built once). These files hold the longest
+# tests (each a whole workflow run, minutes): they start first, so the short tests fill the
+# other cores meanwhile instead of waiting for them at the end (`--no-loadscope-reorder` keeps
+# this order).
 LONGEST_FIRST = (
     "tests/study/test_rehearsal.py",
     "tests/workflow/test_demo.py",
-    "tests/workflow/test_workflow.py",  # with the report and notebook tests: one tiny study
+    "tests/workflow/test_workflow.py",  # with the report and notebook tests: the tiny study
     "tests/report/test_report.py",
     "tests/workflow/test_notebook.py",
     "tests/workflow/test_slurm.py",
 )
-# Files whose tests share one session fixture (a finished study, built once per worker):
-# one worker runs them all.
-SHARED_STUDY = {
-    "tests/report/test_report.py": "tiny_study",
-    "tests/workflow/test_notebook.py": "tiny_study",
-}
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Longest files first, and each file's tests on one worker (its module fixtures built
-    once): every test is in the xdist group of its file, or of the study it shares. Runs
-    before pytest-xdist's own hook, which reads the groups."""
-
-    def file_of(item: pytest.Item) -> str:
-        return item.nodeid.split("::", 1)[0]
+    """The files of :data:`LONGEST_FIRST` first, in its order; a file's tests keep theirs."""
 
     def rank(item: pytest.Item) -> int:
-        name = file_of(item)
+        name = item.nodeid.split("::", 1)[0]
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
-    items.sort(key=rank)  # stable: a file's tests keep their order
-    for item in items:
-        name = file_of(item)
-        item.add_marker(pytest.mark.xdist_group(SHARED_STUDY.get(name, name)))
+    items.sort(key=rank)  # stable

@@ -4,6 +4,8 @@ its config is also the base of the config-check cases."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import subprocess
 import sys
@@ -57,24 +59,29 @@ def tiny_study_config(model_path: Path) -> dict:
 
 def tiny_study(tmp_path_factory: pytest.TempPathFactory, tiny_source: Path) -> Path:
     """A workflow folder with a finished tiny study, run once per test session and shared by
-    the workflow, report and notebook tests (tests/conftest.py keeps them on one worker). A
-    test that changes it works on a copy (:func:`copy_study`)."""
-    wd = tmp_path_factory.getbasetemp() / "tiny_study"
-    done = wd / ".study_done"
-    if not done.exists():
-        if wd.exists():
-            shutil.rmtree(wd)
-        wd.mkdir()
-        copy_workflow(wd, tiny_study_config(tiny_source))
-        # two cores: scoring and figures overlap the GPU-class jobs (those stay one at a time)
-        proc = subprocess.run(
-            [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1"],
-            cwd=wd,
-            capture_output=True,
-            text=True,
-        )
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        done.touch()
+    the workflow, report and notebook tests, on whichever worker runs them: the first to ask
+    builds it under a lock, the others wait for it. A test that changes it works on a copy
+    (:func:`copy_study`); its config is the study's own (``config/config.yaml``: the tiny
+    model's path is the building worker's)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # shared by workers
+    wd, done = root / "tiny_study", root / "tiny_study" / ".study_done"
+    with (root / "tiny_study.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            if wd.exists():
+                shutil.rmtree(wd)
+            wd.mkdir()
+            copy_workflow(wd, tiny_study_config(tiny_source))
+            # two cores: scoring and figures overlap the GPU-class jobs (those one at a time)
+            proc = subprocess.run(
+                [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1"],
+                cwd=wd,
+                capture_output=True,
+                text=True,
+            )
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+            done.touch()
     return wd
 
 

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from support.study import copy_study, tiny_config, tiny_study, tiny_study_config
+from support.study import copy_study, tiny_config, tiny_study
 
 from biomedquant.datasets.registry import DATASETS
 from biomedquant.study.workflow import check_config
@@ -168,9 +168,9 @@ def test_demo_and_paper_configs_validate_and_dry_run(tmp_path, name):
 
 def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path_factory, tmp_path, tiny_source):
     """The shared tiny study (every dataset), then what a change reruns, planned in a copy."""
-    cfg = tiny_study_config(tiny_source)
-    n_datasets = len(cfg["datasets"]) * len(cfg["prompts"])
     wd = copy_study(tiny_study(tmp_path_factory, tiny_source), tmp_path / "study")
+    cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
+    n_datasets = len(cfg["datasets"]) * len(cfg["prompts"])
     rows = list(csv.DictReader((wd / "results/tables/scores.csv").open()))
     assert {(r["dataset"], r["method"]) for r in rows} == {
         (d, m) for d in DATASETS for m in cfg["methods"]
@@ -203,7 +203,7 @@ def test_tiny_workflow_end_to_end_and_rerun_scope(tmp_path_factory, tmp_path, ti
     cfg["scoring"]["bootstrap_resamples"] = 20
     (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert "Nothing to be done" in snakemake(wd, "-n").stdout
-    src = tmp_path / "changed_src"
+    src = wd / "src"  # beside the workflow, as in a checkout (the schema is found from it)
     shutil.copytree(REPO / "src", src)
     qa = src / "biomedquant" / "tasks" / "qa.py"
     qa.write_text(qa.read_text() + "\n# a parser change\n")

@@ -127,6 +127,13 @@ SCORE_FILES = {
 }
 
 
+def _bootstrap_args(s: argparse.ArgumentParser, resamples: str) -> None:
+    """The bootstrap's options of ``score`` and ``compare`` (the workflow's defaults)."""
+    s.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES, help=resamples)
+    s.add_argument("--level", type=float, default=CI_LEVEL, help="interval level")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
 def add_commands(sub: Any) -> None:
     """Register this stage's subcommands."""
     s = sub.add_parser(
@@ -157,9 +164,7 @@ def add_commands(sub: Any) -> None:
         s.add_argument(f"--{name}", required=True, help=text)
     for name in ("model", "method", "prompt"):
         s.add_argument(f"--{name}", default="", help="label recorded in the score file")
-    s.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES, help="bootstrap resamples")
-    s.add_argument("--level", type=float, default=CI_LEVEL, help="interval level")
-    s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    _bootstrap_args(s, "bootstrap resamples")
     s.set_defaults(func=_cmd_score)
 
     s = sub.add_parser("compare", help="paired comparison of a method with its baseline")
@@ -170,11 +175,7 @@ def add_commands(sub: Any) -> None:
         s.add_argument(f"--{name}", required=True, help=text.replace("scores", "comparison"))
     for name in ("model", "method", "baseline", "prompt"):
         s.add_argument(f"--{name}", required=True, help="label recorded in the comparison")
-    s.add_argument(
-        "--resamples", type=int, default=BOOTSTRAP_RESAMPLES, help="paired bootstrap resamples"
-    )
-    s.add_argument("--level", type=float, default=CI_LEVEL, help="interval level")
-    s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    _bootstrap_args(s, "paired bootstrap resamples")
     s.add_argument(
         "--noise-floor",
         action="store_true",
