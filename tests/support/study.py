@@ -1,5 +1,5 @@
 """The tiny study of the tests: 16-bit and GPTQ 4-bit on a tiny random model, every dataset,
-run once per test session (per worker) and shared by the workflow, report and notebook tests;
+run once per test session (for all workers) and shared by the workflow, report and notebook tests;
 its config is also the base of the config-check cases."""
 
 from __future__ import annotations
