@@ -143,26 +143,28 @@ def _provenance(
 
 
 def align(
-    predictions: JsonLines, gold: list[Record], spec: DatasetSpec, prompt: str = "zero-shot"
+    predictions: list[dict[str, Any]],
+    where: str | Path,
+    gold: list[Record],
+    spec: DatasetSpec,
+    prompt: str = "zero-shot",
 ) -> tuple[list[Any], list[bool]]:
     """The predictions of ``gold``'s items in gold order, and whether each parsed; raw
-    outputs are parsed here. ``prompt``: the prompting method of raw outputs
-    (self-consistency votes over its samples)."""
+    outputs are parsed here. ``where`` names the predictions' file in errors; ``prompt``: the
+    prompting method of raw outputs (self-consistency votes over its samples)."""
     if prompt not in PROMPT_METHODS:  # a label of the user's own: read as one output
         prompt = "zero-shot"
     by_id: dict[str, dict[str, Any]] = {}
-    for lineno, p in enumerate(predictions.records, 1):
+    for lineno, p in enumerate(predictions, 1):
         if "id" not in p or ("prediction" not in p and "output" not in p):
             raise ValueError(
-                f"{predictions.where}:{lineno}: a prediction needs 'id' and 'prediction' or"
-                " 'output'"
+                f"{where}:{lineno}: a prediction needs 'id' and 'prediction' or 'output'"
             )
         by_id[str(p["id"])] = p
     missing = [g["id"] for g in gold if g["id"] not in by_id]
     if missing:
         raise ValueError(
-            f"{predictions.where}: {len(missing)} gold item(s) have no prediction, "
-            f"e.g. {missing[:3]}"
+            f"{where}: {len(missing)} gold item(s) have no prediction, e.g. {missing[:3]}"
         )
     preds, oks = [], []
     for rec in gold:
@@ -189,7 +191,10 @@ def aligned_predictions(
 
     ``gold_records``: the gold file already read."""
     gold = gold_records if gold_records is not None else read_jsonl(gold_path)
-    preds, oks = align(JsonLines.read(predictions_path), gold, get_dataset(dataset), prompt)
+    # read without hashing: nothing here records the file's hash
+    preds, oks = align(
+        read_jsonl(predictions_path), predictions_path, gold, get_dataset(dataset), prompt
+    )
     return gold, preds, oks
 
 
@@ -226,7 +231,9 @@ def score_run(
     """Metrics with bootstrap intervals for one run's predictions (nothing is written)."""
     spec = get_dataset(dataset)
     task = get_task(spec.task)
-    pred, oks = align(predictions, gold.records, spec, prompt or "zero-shot")
+    pred, oks = align(
+        predictions.records, predictions.where, gold.records, spec, prompt or "zero-shot"
+    )
     gold_labels = [task.gold(r) for r in gold.records]
     clusters, unit = resampling_units(spec, [r["id"] for r in gold.records])
     metrics = score_items(
@@ -302,8 +309,9 @@ def compare_runs(
     spec = get_dataset(dataset)
     task = get_task(spec.task)
     pm = prompt or "zero-shot"
-    base_pred, base_ok = align(baseline_predictions, gold.records, spec, pm)
-    other_pred, other_ok = align(predictions, gold.records, spec, pm)
+    base = baseline_predictions
+    base_pred, base_ok = align(base.records, base.where, gold.records, spec, pm)
+    other_pred, other_ok = align(predictions.records, predictions.where, gold.records, spec, pm)
     base_pred = _unparsable_as_none(spec.task, base_pred, base_ok)
     other_pred = _unparsable_as_none(spec.task, other_pred, other_ok)
     gold_labels = [task.gold(r) for r in gold.records]
