@@ -5,6 +5,7 @@ they rely on."""
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 import weakref
@@ -131,3 +132,73 @@ def test_the_switch_turns_every_speedup_off(monkeypatch):
 def test_anything_but_zero_leaves_them_on(monkeypatch, value):
     monkeypatch.setenv(SWITCH, value)
     assert planning_speedups.enabled()
+
+
+SHELL_SNAKEFILE = """
+import atexit
+from snakemake.jobs import Job
+from biomedquant.study import planning_speedups
+
+formats = []
+format_wildcards = Job.format_wildcards
+Job.format_wildcards = lambda job, *a, **k: formats.append(job.rule.name) or format_wildcards(
+    job, *a, **k
+)
+atexit.register(lambda: print("FORMATS", len(formats)))
+SPEEDUPS = planning_speedups.enable()
+
+onstart:
+    planning_speedups.restore(SPEEDUPS)
+
+rule all:
+    input: expand("out/{n}.txt", n=range(3))
+
+rule make:
+    output: "out/{n}.txt"
+    params: tag=lambda wildcards: "tag-" + wildcards.n
+    resources: mem_mb=lambda wildcards, attempt: 100 * (int(wildcards.n) + 1)
+    shell: "echo {params.tag} {resources.mem_mb} > {output}"
+"""
+
+
+def _dry_run(tmp_path, switch: str) -> tuple[list[str], int]:
+    folder = tmp_path / switch
+    folder.mkdir()
+    (folder / "Snakefile").write_text(SHELL_SNAKEFILE, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={**os.environ, SWITCH: switch},
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    commands = sorted(
+        line.removeprefix("Shell command: ")
+        for line in out.splitlines()
+        if line.startswith("Shell command: echo ")
+    )
+    return commands, int(out.split("FORMATS ")[1].split()[0])
+
+
+def test_a_dry_run_formats_each_shell_command_once_and_prints_the_same_commands(tmp_path):
+    """Snakemake's log_info formats a job's command three times; with the speedups once, and
+    the printed commands are the same."""
+    fast, formatted_once = _dry_run(tmp_path, "1")
+    plain, formatted_thrice = _dry_run(tmp_path, "0")
+    assert fast == plain == [f"echo tag-{n} {100 * (n + 1)} > out/{n}.txt" for n in range(3)]
+    assert formatted_thrice == 3 * 3
+    assert formatted_once == 3
+
+
+def test_format_shell_once_puts_snakemakes_methods_back():
+    from snakemake.jobs import Job
+
+    shellcmd, log_info = Job.__dict__["shellcmd"], Job.__dict__["log_info"]
+    put_back = planning_speedups.format_shell_once()
+    assert Job.__dict__["shellcmd"] is not shellcmd
+    assert Job.__dict__["log_info"] is not log_info
+    put_back()
+    assert Job.__dict__["shellcmd"] is shellcmd
+    assert Job.__dict__["log_info"] is log_info

@@ -28,6 +28,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -257,8 +258,10 @@ class RunCounts:
         return compute, self.steps, n_bytes
 
 
+@lru_cache(maxsize=4096)
 def planned_counts(work: Workload, backend: Backend) -> RunCounts:
-    """A workload's counts under a backend's batching, every output at its cap."""
+    """A workload's counts under a backend's batching, every output at its cap. Cached: the
+    same for every model and method, and a study plans each workload for each of them."""
     from biomedquant.planning.job_resources import ITEM_TOKENS, SHARED_PREFIX_TOKENS_PER_SHOT
 
     rows = work.items * work.samples
@@ -293,13 +296,13 @@ def work_seconds(
     engine = BACKENDS[backend]
     rates = throughput.rates(backend)
     scale = gpus * (TENSOR_PARALLEL_EFFICIENCY ** math.log2(gpus)) if gpus > 1 else 1.0
+    # the same for every workload of the job: the bytes one decoding step reads
+    read_per_step = step_bytes(shape, method, engine)
+    kv_per_token = kv_bytes_per_token(shape)
     total = 0.0
     for work in works:
         counts = planned_counts(work, engine)
-        features = counts.features(
-            shape.params, step_bytes(shape, method, engine), kv_bytes_per_token(shape)
-        )
-        compute, steps, n_bytes = features
+        compute, steps, n_bytes = counts.features(shape.params, read_per_step, kv_per_token)
         total += rates.seconds(compute / scale, steps, n_bytes / scale)
     return total
 

@@ -99,20 +99,18 @@ def validate_config(config: Any, source: str = "config") -> dict[str, Any]:
 
     The first violation is reported as one line naming the key (``methods.x.group_size``).
     """
-
-    check_against_schema(config, source)
-    from snakemake.utils import validate
-
     filled = copy.deepcopy(config)
-    validate(filled, str(SCHEMA))  # the workflow's own call: fills the schema's defaults
+    apply_schema(filled, source)
     return filled
 
 
-def check_against_schema(config: Any, source: str = "config") -> None:
-    """Raise a :class:`ConfigError` of one line for the config's first schema violation,
-    naming the key and, for a misspelled key or value, the nearest valid one. The Snakefile
-    calls this before Snakemake's own validation, whose error prints the whole config and
-    schema (a thousand lines for one typo)."""
+def apply_schema(config: Any, source: str = "config") -> None:
+    """Fill the schema's defaults into ``config`` and raise a :class:`ConfigError` of one line
+    for its first schema violation, naming the key and, for a misspelled key or value, the
+    nearest valid one. The Snakefile calls this in place of Snakemake's ``validate``, whose
+    error prints the whole config and schema (a thousand lines for one typo); the defaults are
+    filled as ``validate`` fills them (a missing property takes its schema default, at every
+    depth, before that level is checked), in the same single pass over the config."""
     import jsonschema
 
     if not isinstance(config, dict):
@@ -122,11 +120,28 @@ def check_against_schema(config: Any, source: str = "config") -> None:
     # libyaml's parser where PyYAML has it: the schema is read at every start of the workflow
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     schema = yaml.load(SCHEMA.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _filling_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         err = jsonschema.exceptions.best_match(errors)
         raise ConfigError(f"{source}: {_where(err.absolute_path)}: {_explain(err)}")
+
+
+def _filling_defaults(validator_class: Any) -> Any:
+    """``validator_class`` whose ``properties`` check first sets each missing property that
+    has a default (a copy of it), as in jsonschema's FAQ and Snakemake's ``validate``."""
+    from jsonschema import validators
+
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator: Any, properties: Any, instance: Any, schema: Any) -> Iterator:
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from check_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
 
 
 def _explain(err: Any) -> str:

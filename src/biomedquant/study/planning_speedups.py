@@ -1,6 +1,7 @@
 """What makes Snakemake plan a full study in seconds: the garbage collector's thresholds while it
-plans, and signatures recorded once. :func:`enable` switches both on (the Snakefile calls it
-first); ``BIOMEDQUANT_PLANNING_SPEEDUPS=0`` in the environment leaves Snakemake as it is, to
+plans, signatures recorded once, and a dry run's shell commands formatted once. :func:`enable`
+switches them on (the Snakefile calls it first; ``onstart`` puts back what a run's jobs would
+notice); ``BIOMEDQUANT_PLANNING_SPEEDUPS=0`` in the environment leaves Snakemake as it is, to
 rule them out when something looks wrong. ``benchmarks/bench_plan.py`` measures them.
 
 The collector. Planning the paper's study builds about 650,000 live objects (jobs, their
@@ -34,6 +35,12 @@ had its signature inspected anew on every call (30,000 times for the paper's stu
 method reads attributes of its function, so recording the function's parameters once serves
 every resource of every job. Recorded, they read ``(self, *args, **kwargs)`` where the bound
 method's read ``(*args, **kwargs)``: both take any keyword, which is all Snakemake asks of them.
+Shell commands. A dry run prints every job, and Snakemake's ``Job.log_info`` formats the job's
+shell command three times for it (``Job.shellcmd`` is a property, formatted anew from the
+rule's template, the job's files, params and resources on each read): a sixth of the paper's
+dry run. :func:`format_shell_once` formats it once per print. The command is held only while
+that one job prints, so nothing read later (a retried job's resources) can see a stale one.
+
 These rely on Snakemake internals; the project pins Snakemake (tests/test_pins.py), and
 tests/study/test_planning_speedups.py fails if the pinned version stops honouring them.
 """
@@ -45,6 +52,7 @@ import gc
 import inspect
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,19 +97,62 @@ def signature_once(func: F) -> F:
     return func
 
 
-def enable() -> tuple[int, int, int] | None:
-    """Switch every planning speedup on; return the collector thresholds to restore when the
-    jobs start (:func:`restore_thresholds`), or None when the switch leaves them off."""
+def format_shell_once() -> Callable[[], None]:
+    """Let ``Job.log_info`` format a job's shell command once and read it thrice; return what
+    puts Snakemake's own methods back."""
+    from snakemake.jobs import Job
+
+    printing: dict[int, str | None] = {}  # id(job) -> its command, while that job prints
+    formatted = Job.shellcmd
+    log_info = Job.log_info
+
+    def shellcmd(job: Job) -> str | None:
+        key = id(job)
+        return printing[key] if key in printing else formatted.fget(job)
+
+    def log_info_once(job: Job, *args: Any, **kwargs: Any) -> None:
+        printing[id(job)] = formatted.fget(job)
+        try:
+            log_info(job, *args, **kwargs)
+        finally:
+            del printing[id(job)]
+
+    Job.shellcmd = property(shellcmd, doc=formatted.__doc__)
+    Job.log_info = log_info_once
+
+    def put_back() -> None:
+        Job.shellcmd = formatted
+        Job.log_info = log_info
+
+    return put_back
+
+
+@dataclass(frozen=True)
+class Enabled:
+    """What :func:`enable` changed, for :func:`restore`."""
+
+    thresholds: tuple[int, int, int]
+    put_back: tuple[Callable[[], None], ...]
+
+
+def enable() -> Enabled | None:
+    """Switch every planning speedup on; return what to restore when the jobs start
+    (:func:`restore`), or None when the switch leaves them off."""
     if not enabled():
         return None
     from snakemake.resources import Resource
 
     signature_once(Resource.evaluate)
     skip_collections_at_exit()
-    return defer_full_collections()
+    put_back = (format_shell_once(),)
+    return Enabled(defer_full_collections(), put_back)
 
 
-def restore(previous: tuple[int, int, int] | None) -> None:
-    """Put back what :func:`enable` changed for the run itself (nothing when it was off)."""
+def restore(previous: Enabled | None) -> None:
+    """Put back what :func:`enable` changed for the run itself (nothing when it was off): the
+    collector's thresholds and Snakemake's own shell-command methods. Recorded signatures stay:
+    they are what inspection would find."""
     if previous is not None:
-        restore_thresholds(previous)
+        restore_thresholds(previous.thresholds)
+        for undo in previous.put_back:
+            undo()

@@ -17,8 +17,7 @@ from biomedquant.study.config_checks import (
     check_strict_revisions,
 )
 from biomedquant.study.loading import (
-    SCHEMA,
-    check_against_schema,
+    apply_schema,
     check_config_files,
     config_errors_as_messages,
 )
@@ -30,15 +29,12 @@ DEFAULT_CONFIG = "config/config.yaml"
 def check_config(workflow: Any, config: dict[str, Any]) -> None:
     """Every config problem at once, before any job: a bad config ends the run with its
     messages only (no stack frames). Snakemake's defaults are filled into ``config``."""
-    from snakemake.utils import validate
-
     with config_errors_as_messages(StudyError, SchedulerSettingError):
         # Snakemake's YAML reading keeps the last of two equal keys; re-read the files strictly.
         files = workflow.config_settings.configfiles or [DEFAULT_CONFIG]
         check_config_files(files)
-        # one line naming the key (and the nearest valid one), then the schema's defaults
-        check_against_schema(config, ", ".join(map(str, files)))
-        validate(config, str(SCHEMA))
+        # one line naming the key (and the nearest valid one); the schema's defaults filled in
+        apply_schema(config, ", ".join(map(str, files)))
         # What the schema cannot see (calibration against the sources and the models' widest
         # layers, a baseline, local model folders, GPTQ group sizes, what fits the GPUs a job
         # may use); `biomedquant plan` and `biomedquant doctor` say the same.
