@@ -28,7 +28,7 @@ DEFAULT_CONFIG = "config/config.yaml"
 
 def check_config(workflow: Any, config: dict[str, Any]) -> None:
     """Every config problem at once, before any job: a bad config ends the run with its
-    messages only (no stack frames). Snakemake's defaults are filled into ``config``."""
+    messages only (no stack frames). The schema's defaults are filled into ``config``."""
     with config_errors_as_messages(StudyError, SchedulerSettingError):
         # Snakemake's YAML reading keeps the last of two equal keys; re-read the files strictly.
         files = workflow.config_settings.configfiles or [DEFAULT_CONFIG]
