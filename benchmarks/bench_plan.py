@@ -12,16 +12,10 @@ every run of Snakemake pays before planning anything (imports, and the executor 
 probes). Wall time far above CPU time in that row means a probe waits: with a SLURM client
 configured for a controller that is not running (as ``scripts/slurm/local_cluster.sh`` left it
 before its ``stop`` removed its configuration), the SLURM plugin waits about 9 s for
-``scontrol`` in every run, local ones included.
-
-The project's package is imported from its bytecode, as an installed package is (pip compiles
-it) and as any Python that writes ``__pycache__`` has it from its second run on. Where this
-Python writes none (``PYTHONDONTWRITEBYTECODE``, set on some CI images), every run would
-compile the package's modules again, about 0.3 s of each; the bench then compiles them once
-first and says so (``--no-compile`` measures without). A benchmark, not a test: it asserts nothing.
+``scontrol`` in every run, local ones included. A benchmark, not a test: it asserts nothing.
 
     python benchmarks/bench_plan.py [--repeats 3]
-        [--configs startup demo methods paper_study paper paper_x2] [--no-compile]
+        [--configs startup demo methods paper_study paper paper_x2]
 """
 
 from __future__ import annotations
@@ -116,18 +110,6 @@ def dry_run(cfg: dict[str, Any] | None) -> tuple[float, float, dict[str, int]]:
     return seconds, cpu, job_counts(proc.stdout)
 
 
-def compile_package() -> None:
-    """Write the package's bytecode, as ``pip install`` does (a no-op where it is current)."""
-    import compileall
-
-    import biomedquant
-
-    folder = Path(biomedquant.__file__).parent
-    if not compileall.compile_dir(folder, quiet=1, force=False):
-        raise SystemExit(f"could not compile {folder}")
-    print(f"# {folder}: bytecode written first (this Python writes none by itself)")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
@@ -136,14 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=["startup", "demo", "methods", "paper_study", "paper", "paper_x2"],
     )
-    p.add_argument(
-        "--no-compile",
-        action="store_true",
-        help="do not compile the package's bytecode first where this Python writes none",
-    )
     args = p.parse_args(argv)
-    if sys.dont_write_bytecode and not args.no_compile:
-        compile_package()
     print(
         f"{'config':<12}{'wall s':>8}{'CPU s':>8}{'wall runs (s)':>20}{'jobs':>7}{'GPU jobs':>10}"
         "  per rule"
