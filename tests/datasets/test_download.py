@@ -193,3 +193,55 @@ def test_a_stale_temporary_of_a_killed_writer_is_removed_on_the_next_start(tmp_p
         tmp.write_text("{}")
     assert not stale.exists() and not stale_dir.exists()
     assert all(p.exists() for p in keep) and read_json(target) == {}
+
+
+def _download_cli(base_url: str, out: Path, lock: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "biomedquant.cli", "download", "--dataset", "chemprot",
+         "--split", "test", "--base-url", base_url, "--out", str(out), "--lock", str(lock)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_credentials_never_follow_a_redirect_to_another_host(server, tmp_path):
+    """A mirror given as ``http://user:token@mirror/`` that redirects to another host (a CDN,
+    or a host taken over): the file arrives, the token stays with the mirror (urllib would
+    copy the Authorization header to any host). A redirect on the mirror itself keeps it."""
+    genuine = (demo_root() / get_dataset("chemprot").files["test"].path).read_bytes()
+    with misbehaving_server(tmp_path / "cdn") as cdn:
+        rel = get_dataset("chemprot").files["test"].path
+        (cdn.root / rel).parent.mkdir(parents=True)
+        (cdn.root / rel).write_bytes(genuine)
+        server.redirect_to = f"{cdn.url}/tree"
+        base = server.url.replace("http://", "http://ann:s3cret@") + "/redirect/"
+        proc = _download_cli(base, tmp_path / "raw" / "a.raw", tmp_path / "checksums.lock")
+        assert proc.returncode == 0, proc.stderr
+        assert (tmp_path / "raw" / "a.raw").read_bytes() == genuine
+        token = "Basic " + base64.b64encode(b"ann:s3cret").decode()
+        assert server.auth == [token] and cdn.auth == [None]  # sent to the mirror only
+        # the same host redirecting to itself: the credentials go along, as curl's do
+        _serve_chemprot(server, genuine.decode("utf-8"))
+        server.redirect_to = f"{server.url}/tree"
+        proc = _download_cli(base, tmp_path / "raw" / "b.raw", tmp_path / "checksums.lock")
+        assert proc.returncode == 0, proc.stderr
+        assert server.auth[-2:] == [token, token] and "s3cret" not in proc.stderr
+
+
+def test_an_html_page_served_as_success_is_refused_and_never_locked(server, tmp_path):
+    """A login or error page with status 200 in place of a file whose hash nothing pins: one
+    line, exit 1, nothing kept and nothing recorded in the lock, so the genuine file is
+    accepted on the next try (it used to be pinned, and the genuine file refused)."""
+    rel = _serve_chemprot(server, "unused")
+    genuine = (demo_root() / rel).read_text(encoding="utf-8")
+    lock, out = tmp_path / "raw" / "checksums.lock", tmp_path / "raw" / "chemprot" / "test.raw"
+    proc = _download_cli(f"{server.url}/html/", out, lock)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "the server sent an HTML page, not the .tsv file" in proc.stderr
+    assert "nothing was kept or recorded" in proc.stderr
+    assert not out.exists() and _leftovers(out.parent) == []
+    assert ChecksumLock(lock).get(rel) is None
+    _serve_chemprot(server, genuine)
+    proc = _download_cli(f"{server.url}/tree/", out, lock)
+    assert proc.returncode == 0, proc.stderr
+    assert ChecksumLock(lock).get(rel).sha256 == read_json(f"{out}.provenance.json")["sha256"]

@@ -13,11 +13,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 BODY = b"0123456789" * 100  # 1000 bytes
+# What a login wall, a proxy or a mirror's "not found" page often sends with status 200.
+HTML_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Sign in</body></html>\n"
+)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
     """Behaviour by the first path part: full, cut, cut-once, trickle, fail, fail-once,
-    missing, tree (files of ``server.root`` at their relative path)."""
+    missing, tree (files of ``server.root`` at their relative path), html (an HTML page with
+    status 200, whatever the path), redirect (302 to ``server.redirect_to`` + the rest of
+    the path)."""
 
     protocol_version = "HTTP/1.1"
 
@@ -39,6 +45,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._status(503)
         if kind == "missing":
             return self._status(404)
+        if kind == "redirect":
+            self.send_response(302)
+            self.send_header("Location", f"{server.redirect_to}/{rest}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        if kind == "html":
+            body = HTML_PAGE
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -79,6 +93,7 @@ def misbehaving_server(root: Path) -> Iterator[http.server.ThreadingHTTPServer]:
     srv.auth = []
     srv.root = root
     srv.trickle_s = 0.2
+    srv.redirect_to = ""
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
     try:

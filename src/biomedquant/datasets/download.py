@@ -106,6 +106,54 @@ def _with_basic_auth(url: str) -> tuple[str, dict[str, str]]:
     return url, headers
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+def credentials_may_follow(old_url: str, new_url: str) -> bool:
+    """Whether credentials sent to ``old_url`` may be sent on to ``new_url`` it redirects to:
+    only on the same host and port, or on the same host's upgrade from http to https (the
+    rule curl and requests follow)."""
+    old, new = _origin(old_url), _origin(new_url)
+    if old == new:
+        return True
+    upgrade = old[0] == "http" and new[0] == "https" and old[2] == 80 and new[2] == 443
+    return upgrade and old[1] == new[1]
+
+
+class _RedirectKeepingCredentialsHome(urllib.request.HTTPRedirectHandler):
+    """urllib's redirect handling, but the Authorization header (our ``user:password@``) and
+    cookies never go to another host.
+
+    urllib copies every header of a request onto the redirected one, whatever its host: a
+    mirror that redirects to a CDN, or one taken over, would receive the user's token.
+    """
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and not credentials_may_follow(req.full_url, new.full_url):
+            for name in ("Authorization", "Cookie"):
+                new.remove_header(name)
+            log.info("redirected to another host (%s): credentials not sent", _origin(newurl)[1])
+        return new
+
+
+_OPENER = urllib.request.build_opener(_RedirectKeepingCredentialsHome)
+
+
 def _content_length(resp: object) -> int | None:
     value = getattr(resp, "headers", {}).get("Content-Length")
     try:
@@ -122,7 +170,7 @@ def _stream(url: str, dest: Path, timeout: float, deadline: float, chunk: int = 
     req = urllib.request.Request(plain_url, headers=headers)
     got = 0
     try:
-        with urllib.request.urlopen(req, timeout=min(timeout, deadline)) as resp:
+        with _OPENER.open(req, timeout=min(timeout, deadline)) as resp:
             expected = _content_length(resp)
             # read1 returns what one read of the socket gives, so the deadline is checked at
             # least once per per-read timeout, however slowly the bytes come.
@@ -142,6 +190,43 @@ def _stream(url: str, dest: Path, timeout: float, deadline: float, chunk: int = 
     if expected is not None and got != expected:
         raise TransferError(f"transfer cut short: {got} of {expected} bytes")
     return got
+
+
+class UnexpectedContentError(DownloadError):
+    """A body that is not the kind of file its source names (an HTML page for a .tsv)."""
+
+
+_HTML_START = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml", b"<!--")
+_JSON_START = {".json": (b"{", b"["), ".jsonl": (b"{",)}
+
+
+def check_body(path: Path, relpath: str, shown: str) -> None:
+    """Refuse a downloaded body that is not what ``relpath`` names: an HTML (or XML) page
+    where a data file was expected, or, for ``.json``/``.jsonl``, text that cannot start a
+    JSON document.
+
+    A login page, a proxy's error page or a mirror's "not found" page is often served with
+    status 200; hashed as it is, it would be recorded in the checksum lock as the file's
+    hash, and the genuine file refused afterwards as a mismatch. Only the first kilobytes are
+    read.
+    """
+    suffix = Path(relpath).suffix.lower()
+    if suffix in (".html", ".htm", ".xml"):
+        return
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    start = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    found = None
+    if start.lower().startswith(_HTML_START):
+        found = "an HTML page"
+    elif suffix in _JSON_START and start and not start.startswith(_JSON_START[suffix]):
+        found = f"text that is not JSON (it starts {start[:20]!r})"
+    if found:
+        raise UnexpectedContentError(
+            f"{shown}: the server sent {found}, not the {suffix or 'data'} file the source"
+            " names (an error or login page served as success?); nothing was kept or recorded:"
+            " check --base-url and the mirror, then run again"
+        )
 
 
 def fetch_file(
@@ -186,6 +271,7 @@ def fetch_file(
                 time.sleep(backoff * 2 ** (attempt - 1))
         else:
             raise DownloadError(f"could not download {shown} after {retries} attempts: {last_err}")
+        check_body(tmp, relpath, shown)  # before its hash is compared, or recorded in a lock
         actual = sha256_file(tmp)
         if expected_sha256 is not None and actual != expected_sha256:
             raise ChecksumError(
