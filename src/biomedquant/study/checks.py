@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from biomedquant.models.fetch import model_folder_problem
 from biomedquant.models.shapes import ModelShape, shape_for_model
 from biomedquant.planning.estimator import estimate
 from biomedquant.study.config_checks import group_size_problem, unpinned_models
@@ -145,35 +146,10 @@ def _model_problems(config: dict[str, Any]) -> list[Problem]:
     for name, spec in config.get("models", {}).items():
         if spec.get("source") != "local":
             continue
-        path = Path(str(spec.get("path", "")))
-        if not path.is_dir():
-            out.append(
-                Problem(
-                    "error",
-                    "model",
-                    f"models.{name}.path {path} does not exist: give the folder of a model"
-                    " saved with save_pretrained (config.json and *.safetensors)",
-                )
-            )
-            continue
-        missing = [
-            what
-            for what, found in (
-                ("config.json", (path / "config.json").is_file()),
-                ("*.safetensors", any(path.glob("*.safetensors"))),
-            )
-            if not found
-        ]
-        if missing:
-            out.append(
-                Problem(
-                    "error",
-                    "model",
-                    f"models.{name}.path {path} holds no {' and no '.join(missing)}: it is"
-                    " not a model folder (save the model with save_pretrained, weights as"
-                    " safetensors)",
-                )
-            )
+        # the question fetch-model asks too: a folder refused here is refused there
+        problem = model_folder_problem(Path(str(spec.get("path", ""))))
+        if problem:
+            out.append(Problem("error", "model", f"models.{name}.path {problem}"))
     return out
 
 

@@ -33,7 +33,7 @@ from biomedquant.inference.engines.base import Generation, OnBatch, cut_at_stop
 from biomedquant.inference.engines.gpu_peaks import GpuPeaks
 from biomedquant.inference.engines.hardware import require_fp8_gpu
 from biomedquant.inference.prompting import end_of_turn_tokens
-from biomedquant.models.fetch import trusts_remote_code
+from biomedquant.models.fetch import check_model_folder, trusts_remote_code
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,8 @@ def load_model(
     from biomedquant.methods.kinds import method_kind
 
     start = time.time()
+    # a pickle-only or truncated folder: one line naming the file, before minutes of loading
+    check_model_folder(model_dir)
     kind = method_kind(method)
     n_gpus = usable_gpus(gpus) if gpus > 0 and torch.cuda.is_available() else 0
     cuda = n_gpus > 0
@@ -229,6 +231,7 @@ def load_model(
             model_dir,
             dtype=dtype,
             trust_remote_code=trusts_remote_code(model_dir),
+            use_safetensors=True,  # never unpickle a .bin, whatever the folder holds
             **placement,
             **extra,
         )
