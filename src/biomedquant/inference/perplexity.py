@@ -11,8 +11,12 @@ How it is counted, and why:
   tokenizer puts one there by default (Llama 3, Mistral and Gemma 2 were trained so; Gemma 2
   without it gives unusable perplexity), and without where it does not (Qwen2.5, SmolLM2).
   The first token read is context only; with a BOS, every token of the text is predicted.
-* Each distinct text once: relation extraction repeats a sentence per entity pair (DDI about
-  7 times), which would otherwise be most of the tokens.
+* Each sentence once: relation extraction repeats a sentence per entity pair (DDI's 5,761
+  test pairs come from about 800 sentences), each copy with that pair's two mentions masked
+  (``@DRUG$``) and the others named, so the copies differ as texts. Counting them would make
+  9 in 10 of DDI's tokens repeats and weigh a sentence by how many drugs it names; the texts
+  are deduplicated as sentences, with the entity markers read as "some mention here", the
+  first copy kept (:func:`biomedquant.datasets.texts.distinct_sentences`).
 * Datasets weigh equally: the perplexity is exp of the mean over datasets of each dataset's
   mean negative log-likelihood per token (LitCovid's long abstracts would otherwise dominate).
   Each dataset's own perplexity is in the record.
