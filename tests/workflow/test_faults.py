@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from biomedquant.common.files import read_json, sha256_tree, write_json
+from biomedquant.common.files import read_json, read_jsonl, sha256_tree, write_json
 from biomedquant.models.fetch import ModelSourceError, fetch_model
 
 GPTQ = {
@@ -311,3 +311,46 @@ def test_unloadable_model_folders_end_in_one_line_naming_the_file(
     assert "copy or download the model again" in _one_line(
         _fetch_cli("tiny", cut, tmp_path / "refetch")
     )
+
+
+def _infer_cli(model_dir: Path, data: Path, out: Path, cache: Path) -> subprocess.CompletedProcess:
+    return _cli(
+        "infer", "--model-dir", str(model_dir), "--method", '{"kind": "none"}',
+        "--dataset", "pubmedqa", "--data", str(data), "--prompt", "zero-shot",
+        "--out", str(out / "p.jsonl"), "--run-record", str(out / "p.run.json"),
+        "--max-new-tokens", "6", "--cpu-threads", "1", "--cache-dir", str(cache),
+    )  # fmt: skip
+
+
+def test_a_full_or_read_only_cache_disk_turns_the_cache_off_not_the_study(
+    tiny_disk, tiny_fetched, demo_prepared, tmp_path
+):
+    """The generation cache on a full disk ("database or disk is full") and then on a
+    read-only mount: each job warns in one line and generates without the cache (exit 0,
+    not exit 70 "this is a bug"), and its outputs are those of a job with a working cache."""
+    from conftest import numbered_items
+
+    data = numbered_items(demo_prepared, tmp_path / "items.jsonl", 4)
+    cache = tiny_disk / "cache"
+    filler = tiny_disk / "filler"
+    with pytest.raises(OSError), filler.open("wb", buffering=0) as fh:  # to the last byte
+        while True:
+            fh.write(bytes(4096))
+    outputs = {}
+    for case in ("full", "working", "read-only"):
+        if case == "working":
+            filler.unlink()
+        if case == "read-only":
+            subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+        proc = _infer_cli(tiny_fetched, data, tmp_path / case, cache)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        warned = [line for line in proc.stderr.splitlines() if "cannot be used" in line]
+        assert len(warned) == (0 if case == "working" else 1), proc.stderr[-2000:]
+        assert "this is a bug" not in proc.stderr and "Traceback" not in proc.stderr
+        if case == "full":
+            assert "database or disk is full" in warned[0] and "going on without it" in warned[0]
+        used = read_json(tmp_path / case / "p.run.json")["generation_cache"]
+        assert (used is not None) == (case == "working")  # the run record says which
+        outputs[case] = [r["output"] for r in read_jsonl(tmp_path / case / "p.jsonl")]
+    assert len(outputs["full"]) == 4
+    assert outputs["full"] == outputs["working"] == outputs["read-only"]

@@ -14,11 +14,15 @@ lock-capable storage, or turn it off (``inference.generation_cache.enabled: fals
 
 A cache file that SQLite cannot read (a disk fault, a copy cut short) is moved aside under a
 name that says so, with a warning naming it, and the run goes on with a fresh cache: a cache
-only saves time, so losing one never stops a study.
+only saves time, so losing one never stops a study. For the same reason a cache that cannot
+be opened or written at all (a full disk or quota, a read-only or foreign-owned shared cache
+folder, a lock held past the timeout) turns the job's cache off with one warning: the job
+then generates what it would have read, and keeps what it generates in its own files only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -121,53 +125,109 @@ class GenerationCache:
 
     def __init__(self, folder: str | Path, model: str) -> None:
         self.path = Path(folder) / f"{model}.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db: sqlite3.Connection | None = None
         try:
-            self._db = _open(self.path)
-        except sqlite3.DatabaseError as err:
-            if not is_corrupt(err):
-                raise
-            move_aside(self.path, err)
-            self._db = _open(self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._db = _open(self.path)
+            except sqlite3.DatabaseError as err:
+                if not is_corrupt(err):
+                    raise
+                move_aside(self.path, err)
+                self._db = _open(self.path)
+        except (sqlite3.Error, OSError) as err:
+            self._go_on_without(err)
+
+    @property
+    def enabled(self) -> bool:
+        """False once the cache could not be opened or written: the job goes on without it."""
+        return self._db is not None
+
+    def _go_on_without(self, err: Exception) -> None:
+        """Turn the cache off for the rest of the job, with one warning saying why.
+
+        A full disk, a quota, a read-only or another user's cache folder, a lock held past
+        the timeout: SQLite says ``OperationalError`` (or the file system an ``OSError``),
+        and none of them is worth stopping a study for, since the cache only saves time.
+        What the job generates is still written to its own outputs.
+        """
+        reason = " ".join(str(err).split()) or type(err).__name__
+        log.warning(
+            "generation cache %s cannot be used (%s: %s): going on without it for this job"
+            " (free space or fix the folder's permissions to cache again)",
+            self.path,
+            type(err).__name__,
+            reason,
+        )
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+        self._db = None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
+        if self._db is None:
+            return found
         keys = list(dict.fromkeys(keys))
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT key, value FROM generations WHERE key IN ({marks})", chunk
-            )
-            found.update((k, json.loads(v)) for k, v in rows)
+        try:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT key, value FROM generations WHERE key IN ({marks})", chunk
+                )
+                found.update((k, json.loads(v)) for k, v in rows)
+        except (sqlite3.Error, OSError) as err:
+            self._go_on_without(err)
+            return {}
         return found
 
     def put_many(self, items: dict[str, dict[str, Any]]) -> None:
-        with self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO generations (key, value) VALUES (?, ?)",
-                [(k, json.dumps(v)) for k, v in items.items()],
-            )
+        if self._db is None:
+            return
+        try:
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO generations (key, value) VALUES (?, ?)",
+                    [(k, json.dumps(v)) for k, v in items.items()],
+                )
+        except (sqlite3.Error, OSError) as err:
+            self._go_on_without(err)
 
     def put_measurement(self, facts: dict[str, Any]) -> None:
         """Keep what a job that loaded this model key measured (replacing an older one)."""
-        with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO measurements (name, value) VALUES ('load', ?)",
-                (json.dumps(facts),),
-            )
+        if self._db is None:
+            return
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO measurements (name, value) VALUES ('load', ?)",
+                    (json.dumps(facts),),
+                )
+        except (sqlite3.Error, OSError) as err:
+            self._go_on_without(err)
 
     def measurement(self) -> dict[str, Any] | None:
         """What the last job that loaded this model key measured, or None (never measured, or
-        a cache written before measurements were kept)."""
-        row = self._db.execute("SELECT value FROM measurements WHERE name = 'load'").fetchone()
+        a cache written before measurements were kept, or no cache)."""
+        if self._db is None:
+            return None
+        try:
+            row = self._db.execute("SELECT value FROM measurements WHERE name = 'load'").fetchone()
+        except (sqlite3.Error, OSError) as err:
+            self._go_on_without(err)
+            return None
         return json.loads(row[0]) if row else None
 
     def __len__(self) -> int:
+        if self._db is None:
+            return 0
         return int(self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0])
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):  # nothing uncommitted is left to lose
+                self._db.close()
 
 
 def cache_summary(folder: str | Path) -> list[dict[str, Any]]:

@@ -806,7 +806,8 @@ def _finish_run(
         "n_from_cache": r.from_cache,
         "n_resumed": r.resumed,
         "n_from_shards": r.from_parts,
-        "generation_cache": str(r.cache.path) if r.cache is not None else None,
+        # None when off, or turned off by a full disk or a read-only folder (one warning)
+        "generation_cache": str(r.cache.path) if r.cache is not None and r.cache.enabled else None,
         "batch_size": decoding.batch_size,
         "batch_tokens": decoding.batch_tokens,
         **stats.pop("engine_metrics", {}),
