@@ -31,7 +31,12 @@ from biomedquant.evaluation.stats.sufficient import (
     labels_of,
     metrics_from_totals,
 )
-from biomedquant.tasks.metrics import multilabel_scores, ner_scores, single_label_scores
+from biomedquant.tasks.metrics import (
+    multilabel_scores,
+    ner_scores,
+    single_label_scores,
+    worst_false_labels,
+)
 
 from conftest import SHARED_DATA
 
@@ -92,14 +97,23 @@ def _check_resamples(
     universe = universe or CHOICES.get(kind)
     choices = [universe] * n if kind != "ner" else None
     stats = item_stats(kind, gold, pred, ok=ok, choices=choices)
+    # an unparsable answer's false positive is chosen once, on the whole set, and kept with
+    # its item in every resample
+    if kind == "single":
+        false = worst_false_labels(
+            [[g] for g in gold], [None if p is None else [p] for p in pred], choices
+        )
+    elif kind == "multi":
+        false = worst_false_labels(gold, pred, choices)
 
     def pure(idx: list[int]) -> dict[str, float]:
         g, p = [gold[i] for i in idx], [pred[i] for i in idx]
         if kind == "ner":
             return ner_scores(g, p, ok=[ok[i] for i in idx])
+        chosen = [false[i] for i in idx]
         if kind == "single":
-            return single_label_scores(g, p, choices=[choices[i] for i in idx])
-        return multilabel_scores(g, p, labels=universe)
+            return single_label_scores(g, p, choices=[choices[i] for i in idx], false_labels=chosen)
+        return multilabel_scores(g, p, labels=universe, false_labels=chosen)
 
     obs = metrics_from_totals(kind, stats.matrix.sum(axis=0), stats.n_labels)
     for k, v in pure(list(range(n))).items():

@@ -12,6 +12,7 @@ from biomedquant.tasks.metrics import (
     multilabel_scores,
     ner_scores,
     single_label_scores,
+    worst_false_labels,
 )
 
 
@@ -33,22 +34,37 @@ def test_ner_hand_computed():
 def test_single_label_hand_computed():
     gold = ["a", "a", "b", "c"]
     pred = ["a", "b", "b", None]
-    # The unparsable item (gold c) misses c and counts against every other label, a and b:
-    # a: tp1 fp1 fn1 -> f1 1/2; b: tp1 fp2 -> p 1/3 r 1 -> 1/2; c: fn1 -> 0
+    # Parsed: a tp1 fn1 (f1 2/3), b tp1 fp1 (2/3); the unparsable item (gold c) misses c and
+    # counts one false positive, of a or b: either takes that label's F1 to 1/2 (a tie, so a,
+    # the first). a: 1/2; b: 2/3; c: 0.
+    assert worst_false_labels(
+        [[g] for g in gold], [None if p is None else [p] for p in pred], [["a", "b", "c"]] * 4
+    ) == [None, None, None, "a"]
     s = single_label_scores(gold, pred)
     assert s["accuracy"] == 0.5
-    assert s["macro_f1"] == pytest.approx((1 / 2 + 1 / 2 + 0) / 3)
-    # micro: tp 2, fp 3, fn 2 -> p 2/5, r 1/2
-    assert s["micro_f1"] == pytest.approx(2 * (2 / 5) * 0.5 / (2 / 5 + 0.5))
+    assert s["macro_f1"] == pytest.approx((1 / 2 + 2 / 3 + 0) / 3)
+    # micro: tp 2, fp 2, fn 2
+    assert s["micro_f1"] == pytest.approx(0.5)
 
 
-def test_an_unparsable_answer_scores_below_every_wrong_one_by_hand():
+def test_an_unparsable_answer_counts_against_the_label_it_hurts_most():
+    # a: tp3 (f1 1); b: tp1 (f1 1); c missed by the unparsable item. One false positive on a
+    # takes a to 6/7, on b takes b to 2/3: b, the rarer label, loses more.
+    gold, pred = ["a", "a", "a", "b", "c"], ["a", "a", "a", "b", None]
+    s = single_label_scores(gold, pred)
+    assert s["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+    # given explicitly, another label is taken as given
+    s = single_label_scores(gold, pred, false_labels=[None] * 4 + ["a"])
+    assert s["macro_f1"] == pytest.approx((6 / 7 + 1 + 0) / 3)
+
+
+def test_an_unparsable_answer_costs_what_the_worst_wrong_answer_costs_by_hand():
     gold = ["a", "a", "b", "c"]
-    for wrong in ("a", "b"):  # the fourth item answered wrongly instead
-        answered = single_label_scores(gold, ["a", "b", "b", wrong])
-        unparsable = single_label_scores(gold, ["a", "b", "b", None])
-        assert unparsable["macro_f1"] < answered["macro_f1"]
-        assert unparsable["accuracy"] == answered["accuracy"]
+    unparsable = single_label_scores(gold, ["a", "b", "b", None])
+    answered = [single_label_scores(gold, ["a", "b", "b", w]) for w in ("a", "b")]
+    assert all(unparsable["macro_f1"] <= a["macro_f1"] for a in answered)
+    assert unparsable["macro_f1"] == pytest.approx(min(a["macro_f1"] for a in answered))
+    assert all(unparsable["accuracy"] == a["accuracy"] for a in answered)
     # A QA item counts only against its own options: with options a/c, label b is untouched.
     s = single_label_scores(["a", "c"], ["a", None], choices=[["a", "c"], ["a", "c"]])
     # a: tp1 fp1 -> 2/3; c: fn1 -> 0
@@ -61,25 +77,29 @@ def test_an_unparsable_answer_scores_below_every_wrong_one_by_hand():
 def test_multilabel_hand_computed():
     gold = [["x", "y"], ["y"], []]
     pred = [["x"], ["y", "z"], None]
-    # The unparsable third document decides every label wrongly: x, y and z on.
-    # x: tp1 fp1 -> 2/3; y: tp1 fp1 fn1 -> 1/2; z: fp2 -> 0
+    # Parsed: x tp1 (1), y tp1 fn1 (2/3), z fp1 (0). The unparsable third document (no gold
+    # label) counts one false label: on x -> 2/3, on y -> 1/2, on z -> 0 still; the macro
+    # averages are 4/9, 1/2 and 5/9, so x.
     s = multilabel_scores(gold, pred)
-    assert s["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
-    # micro: tp 2, fp 4, fn 1 -> p 1/3, r 2/3
-    assert s["micro_f1"] == pytest.approx(2 * (1 / 3) * (2 / 3) / 1)
-    # Over a given label set, the labels nobody predicted are decided wrongly too.
+    assert s["macro_f1"] == pytest.approx(4 / 9)
+    # micro: tp 2, fp 2, fn 1 -> p 1/2, r 2/3
+    assert s["micro_f1"] == pytest.approx(4 / 7)
+    # Over a given label set, a label nobody predicted can take the false positive.
     s = multilabel_scores([["x"]], [None], labels=["x", "w"])
     assert s == {"macro_f1": 0.0, "micro_f1": 0.0}
 
 
-def test_an_unparsable_sentence_misses_every_entity_and_tags_every_token():
+def test_an_unparsable_sentence_misses_every_entity_and_counts_one_false_entity():
     gold = [["B", "I", "O", "B"], ["O", "B", "O", "O"]]
     pred = [["B", "I", "O", "B"], ["O", "O", "O", "O"]]
-    # sentence 2 unparsable: its entity missed, 4 false entities (one per token)
+    # sentence 2 unparsable: its entity missed, one false entity
     s = ner_scores(gold, pred, ok=[True, False])
-    assert s["precision"] == pytest.approx(2 / 6)
+    assert s["precision"] == pytest.approx(2 / 3)
     assert s["recall"] == pytest.approx(2 / 3)
     assert ner_scores(gold, pred)["precision"] == 1.0  # read as "no entity" it would cost none
+    # never better than answering "no entity", or one wrong entity
+    wrong_once = ner_scores(gold, [pred[0], ["B", "O", "O", "O"]])
+    assert s["f1"] <= wrong_once["f1"] <= ner_scores(gold, pred)["f1"]
 
 
 TAGS = st.lists(st.sampled_from("BIOOO"), min_size=1, max_size=12)
@@ -131,18 +151,18 @@ def test_single_label_equals_sklearn(pairs):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(LABEL, st.sampled_from(["a", "b", "c", "d", None])), min_size=1))
 def test_single_label_with_unparsable_answers_equals_sklearn_on_indicators(pairs):
-    """An unparsable answer is the indicator row "every label but the gold": scikit-learn's
+    """An unparsable answer is the indicator row of its chosen false label alone: scikit-learn's
     per-label F1 on those rows, averaged over the labels with any count, is ours."""
     sk = pytest.importorskip("sklearn.metrics")
     import numpy as np
 
     gold, pred = [g for g, _ in pairs], [p for _, p in pairs]
-    labels = sorted({*gold, *(p for p in pred if p is not None)})
-    if any(p is None for p in pred):
-        labels = sorted({*labels, "a", "b", "c", "d"})
     choices = [["a", "b", "c", "d"]] * len(gold)
+    false = worst_false_labels([[g] for g in gold], [p and [p] for p in pred], choices)
+    answered = [p if p is not None else f for p, f in zip(pred, false, strict=True)]
+    labels = sorted({*gold, *answered})
     yg = np.array([[lab == g for lab in labels] for g in gold])
-    yp = np.array([[lab == p if p is not None else lab != g for lab in labels] for g, p in pairs])
+    yp = np.array([[lab == a for lab in labels] for a in answered])
     counted = (yg | yp).any(axis=0)
     ours = single_label_scores(gold, pred, choices=choices)
     per_label = sk.f1_score(yg, yp, average=None, zero_division=0)

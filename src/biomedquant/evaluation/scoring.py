@@ -31,7 +31,7 @@ from biomedquant.evaluation.parsing import parse_fields
 from biomedquant.evaluation.stats.bootstrap import cluster_index, make_rng
 from biomedquant.evaluation.stats.intervals import compare_items, score_items
 from biomedquant.evaluation.stats.paired_tests import FLIP_KEYS
-from biomedquant.evaluation.stats.sufficient import TASK_KIND
+from biomedquant.evaluation.stats.sufficient import TASK_KIND, item_stats, observed_metrics
 from biomedquant.inference.prompting import PROMPT_METHODS
 from biomedquant.tasks import get_task
 from biomedquant.tasks.metrics import benchmark_metrics, changed_items
@@ -52,6 +52,7 @@ TABLE_COLUMNS = (
     "ci_high",
     "n",
     "parse_failure_rate",
+    "value_on_parsed",
     "primary",
 )
 COMPARISON_COLUMNS = (
@@ -199,12 +200,12 @@ def aligned_predictions(
 
 
 def worst_answer_context(spec: DatasetSpec, gold_records: list[Record]) -> dict[str, Any]:
-    """What scoring an unparsable answer as the worst one its format allows needs, per item:
-    the labels it could be answered with (``choices``; a QA item's options) or, for NER, the
-    sentence's token count (``n_tokens``). See :mod:`biomedquant.tasks.metrics`."""
+    """What scoring an unparsable answer needs, per item: the labels it could be answered
+    with (``choices``; a QA item's options; none for NER, where it is one false entity). See
+    :mod:`biomedquant.tasks.metrics`."""
     if spec.task == "ner":
-        return {"choices": None, "n_tokens": [len(r["tokens"]) for r in gold_records]}
-    return {"choices": [answer_choices(spec, r) for r in gold_records], "n_tokens": None}
+        return {"choices": None}
+    return {"choices": [answer_choices(spec, r) for r in gold_records]}
 
 
 def _unparsable_as_none(task: str, pred: list[Any], oks: list[bool]) -> list[Any]:
@@ -247,6 +248,23 @@ def score_run(
         ok=oks,
         **worst_answer_context(spec, gold.records),
     )
+    # the score on the parsed answers alone, beside the parse-failure rate: a reader sees
+    # whether the answers or their format moved the primary score
+    parsed = [i for i, ok in enumerate(oks) if ok]
+    on_parsed = (
+        observed_metrics(
+            item_stats(
+                TASK_KIND[spec.task],
+                [gold_labels[i] for i in parsed],
+                [pred[i] for i in parsed],
+                choices=None,
+            )
+        )
+        if parsed
+        else {}
+    )
+    for name, m in metrics.items():
+        m["value_on_parsed"] = on_parsed.get(name)
     # the benchmark script's own metrics beside them, without intervals
     # (biomedquant.tasks.metrics)
     for name, value in benchmark_metrics(spec.task, gold_labels, pred, oks).items():
@@ -331,7 +349,13 @@ def compare_runs(
         other_ok=other_ok,
         **worst_answer_context(spec, gold.records),
     )
-    changed = changed_items(base_pred, other_pred, as_set=spec.task == "mlc")
+    changed = changed_items(
+        base_pred,
+        other_pred,
+        as_set=spec.task == "mlc",
+        baseline_ok=base_ok,
+        other_ok=other_ok,
+    )
     return {
         "model": model,
         "method": method,
@@ -404,6 +428,7 @@ def aggregate_scores(score_paths: list[str | Path], out_path: str | Path) -> int
                     "ci_low": m["ci_low"],
                     "ci_high": m["ci_high"],
                     "parse_failure_rate": s["parse_failure_rate"],
+                    "value_on_parsed": m.get("value_on_parsed"),
                     "primary": metric == s["primary_metric"],
                 }
             )

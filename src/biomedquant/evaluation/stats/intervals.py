@@ -43,13 +43,12 @@ def score_items(
     rng: np.random.Generator,
     ok: Sequence[bool] | None = None,
     choices: Sequence[Sequence[str]] | None = None,
-    n_tokens: Sequence[int] | None = None,
 ) -> dict[str, dict[str, float | None]]:
     """Every metric with its percentile interval (``None`` without resamples).
 
-    ``ok``, ``choices``, ``n_tokens``: what scoring an unparsable answer needs
+    ``ok``, ``choices``: what scoring an unparsable answer needs
     (:func:`biomedquant.evaluation.stats.sufficient.item_stats`)."""
-    stats = item_stats(kind, gold, pred, ok=ok, choices=choices, n_tokens=n_tokens)
+    stats = item_stats(kind, gold, pred, ok=ok, choices=choices)
     values = observed_metrics(stats)
     out: dict[str, dict[str, float | None]] = {
         k: {"value": v, "ci_low": None, "ci_high": None} for k, v in values.items()
@@ -111,20 +110,16 @@ def compare_items(
     baseline_ok: Sequence[bool] | None = None,
     other_ok: Sequence[bool] | None = None,
     choices: Sequence[Sequence[str]] | None = None,
-    n_tokens: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Paired comparison ``other - baseline``: every metric's difference with its interval and
     p-value, the primary metric's resampled differences (for verdicts pooled over datasets),
     flip directions, McNemar's test (single-label tasks) and, if asked, per-label F1 changes.
     """
     if kind == "ner":
-        if n_tokens is None:
-            n_tokens = [len(g) for g in gold]
         gold, baseline, other = ([as_spans(s) for s in seqs] for seqs in (gold, baseline, other))
     labels = labels_of(kind, gold, baseline, other, oks=[baseline_ok, other_ok], choices=choices)
-    worst = {"choices": choices, "n_tokens": n_tokens}
-    sb = item_stats(kind, gold, baseline, labels, ok=baseline_ok, **worst)
-    so = item_stats(kind, gold, other, labels, ok=other_ok, **worst)
+    sb = item_stats(kind, gold, baseline, labels, ok=baseline_ok, choices=choices)
+    so = item_stats(kind, gold, other, labels, ok=other_ok, choices=choices)
     vb, vo = observed_metrics(sb), observed_metrics(so)
     metrics: dict[str, dict[str, float]] = {
         k: {"baseline": vb[k], "value": vo[k], "diff": vo[k] - vb[k]} for k in vo

@@ -13,10 +13,11 @@ Layouts (columns of :attr:`ItemStats.matrix`):
   ``fn`` (one-hot of the gold label and of the prediction).
 * ``multi`` (multi-label): per label ``tp``, ``fp``, ``fn`` of the document's decision.
 
-An unparsable output scores as the worst answer its format allows (the convention of
-:mod:`biomedquant.tasks.metrics`): single-label, a false positive of every other label in the
-item's ``choices``; multi-label, every label of its ``choices`` decided wrongly; NER, every gold
-entity missed and one false entity per token (``n_tokens``).
+An unparsable output scores as the least-wrong answer that gets nothing right (the convention
+of :mod:`biomedquant.tasks.metrics`): every gold label or entity missed and one false positive;
+for single- and multi-label items, of the label among its ``choices`` that
+:func:`biomedquant.tasks.metrics.worst_false_labels` picks on the whole test set, kept with
+the item in every resample.
 
 A label whose ``tp + fp + fn`` is 0 in a resample does not occur in that resample's gold or
 predictions, so it leaves the macro average, exactly as the pure functions decide.
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from biomedquant.tasks.metrics import iob2_spans
+from biomedquant.tasks.metrics import iob2_spans, worst_false_labels
 
 Spans = set[tuple[int, int]] | frozenset[tuple[int, int]]
 
@@ -74,7 +75,8 @@ def labels_of(
     choices: Sequence[Sequence[str]] | None = None,
 ) -> tuple[str, ...]:
     """The label set the metrics range over: every label in the gold or any prediction, and
-    the ``choices`` of every item some system left unparsable (it counts against them all).
+    the ``choices`` of every item some system left unparsable (its false positive goes to one
+    of them; a label nothing counts stays out of every macro average).
 
     Paired comparisons pass both systems' predictions (and parse flags, ``oks``) so that
     their columns line up."""
@@ -108,13 +110,11 @@ def item_stats(
     *,
     ok: Sequence[bool] | None = None,
     choices: Sequence[Sequence[str]] | None = None,
-    n_tokens: Sequence[int] | None = None,
 ) -> ItemStats:
     """The per-item statistics of ``pred`` against ``gold`` (see the module docstring).
 
     ``ok``: parse flags (default: ``None`` predictions are the unparsable ones); ``choices``:
-    per item, the labels it could be answered with (default: every label of the label set);
-    ``n_tokens``: per NER sentence, its token count (default: the gold tags' length)."""
+    per item, the labels it could be answered with (default: every label of the label set)."""
     if len(gold) != len(pred):
         raise ValueError(f"{len(gold)} gold items but {len(pred)} predictions")
     bad = unparsable_flags(kind, pred, ok)
@@ -127,26 +127,26 @@ def item_stats(
         for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
             gs = as_spans(g)
             if bad[i]:
-                width = n_tokens[i] if n_tokens is not None else len(g)
-                m[i] = (0, width, len(gs))
+                m[i] = (0, 1, len(gs))  # every entity missed, one false entity
                 continue
             ps = as_spans(p)
             tp = len(gs & ps)
             m[i] = (tp, len(ps) - tp, len(gs) - tp)
         return ItemStats(kind, labels, m)
     index = {lab: j for j, lab in enumerate(labels)}
-    bad_rows = np.flatnonzero(bad)
-    # every label an unparsable item could have been answered with (its worst answer's labels)
-    options = np.zeros((n, n_lab), dtype=bool)
-    for i in bad_rows:
-        opts = choices[i] if choices is not None else labels
-        options[i, [index[lab] for lab in opts]] = True
+    gold_lists = [[g] for g in gold] if kind == "single" else [list(g) for g in gold]
+    shown = [
+        None if bad[i] else ([p] if kind == "single" else list(p or ())) for i, p in enumerate(pred)
+    ]
+    options = [choices[i] if choices is not None else labels for i in range(n)]
+    false = worst_false_labels(gold_lists, shown, options)
     if kind == "single":
         g_idx = np.fromiter((index[g] for g in gold), dtype=np.int64, count=n)
+        answered = [p if not bad[i] else false[i] for i, p in enumerate(pred)]
         p_idx = np.fromiter(
-            (-1 if bad[i] else index[p] for i, p in enumerate(pred)), dtype=np.int64, count=n
+            (-1 if a is None else index[a] for a in answered), dtype=np.int64, count=n
         )
-        correct = g_idx == p_idx
+        correct = (g_idx == p_idx) & ~np.asarray(bad, dtype=bool)
         m = np.zeros((n, 2 + 3 * n_lab))
         rows = np.arange(n)
         m[:, 0] = 1.0
@@ -156,19 +156,14 @@ def item_stats(
         m[rows[wrong], 2 + 2 * n_lab + g_idx[wrong]] = 1.0
         fp = wrong & (p_idx >= 0)
         m[rows[fp], 2 + n_lab + p_idx[fp]] = 1.0
-        if len(bad_rows):
-            worst = options[bad_rows].copy()
-            worst[np.arange(len(bad_rows)), g_idx[bad_rows]] = False
-            m[bad_rows, 2 + n_lab : 2 + 2 * n_lab] = worst
         return ItemStats(kind, labels, m)
     if kind == "multi":
         g_hot = np.zeros((n, n_lab), dtype=bool)
         p_hot = np.zeros((n, n_lab), dtype=bool)
-        for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
+        for i, g in enumerate(gold):
             g_hot[i, [index[lab] for lab in set(g)]] = True
-            if not bad[i]:
-                p_hot[i, [index[lab] for lab in set(p or ())]] = True
-        p_hot[bad_rows] = options[bad_rows] & ~g_hot[bad_rows]
+            answer = shown[i] if not bad[i] else ([false[i]] if false[i] is not None else [])
+            p_hot[i, [index[lab] for lab in set(answer)]] = True
         m = np.concatenate([g_hot & p_hot, ~g_hot & p_hot, g_hot & ~p_hot], axis=1)
         return ItemStats(kind, labels, m.astype(np.float64))
     raise ValueError(f"unknown metric kind {kind!r}; known: ner, single, multi")
