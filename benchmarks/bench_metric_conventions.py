@@ -7,8 +7,8 @@ shared copy has no test file), a seeded 30% of the gold answers are replaced by 
 a further seeded 5% of the items are unparsable. The project scores an unparsable answer as the
 worst answer its format allows (:mod:`biomedquant.tasks.metrics`); the benchmark's script
 receives it as an empty answer (a class of its own for single-label tasks, no labels or entities
-otherwise) and reports weighted rather than micro F1. Prints one line per dataset; asserts
-nothing.
+otherwise) and reports weighted rather than micro F1; its NER evaluation counts only the
+sentences whose gold holds an entity. Prints one line per dataset; asserts nothing.
 
     python benchmarks/bench_metric_conventions.py [--wrong 0.3] [--unparsable 0.05]
 """

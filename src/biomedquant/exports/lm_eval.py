@@ -10,6 +10,15 @@ lm-eval task (``hoc_zero_shot``), its metrics are this project's (with their boo
 intervals; lm-eval's ``_stderr`` is the interval's half-width over the normal quantile), and
 the ``benchmark_*`` metrics beside them. The datetime in the file names is the newest score's,
 so an unchanged evaluation exports the same files.
+
+lm-eval's format has no notion of a primary metric, and its table printer sorts metrics by name,
+so a reader of the folder alone would not know which number the study's verdicts use, nor that
+the ``benchmark_*`` numbers (the benchmark script's convention, kept to be set beside the paper's
+tables) reward unparsable answers. Each task's ``configs[task]["metadata"]`` (lm-eval's free
+field for a task's facts) says both: ``primary_metric`` and ``primary_metric_key`` (its key in
+``results``), and ``metrics``: per metric, its ``role`` (``primary``, ``secondary``,
+``benchmark``, ``diagnostic``), whether it ``rewards_unparsable`` answers (scores one above a
+wrong answer) and a ``note`` saying why (:func:`metric_notes`).
 """
 
 from __future__ import annotations
@@ -31,6 +40,25 @@ from biomedquant.tasks import get_task
 
 FILTER = "none"  # lm-eval keys metrics as "<metric>,<filter>"; the answer reading is ours
 LOWER_IS_BETTER = {"parse_failure_rate"}
+
+# What the benchmark script makes of an unparsable answer, per task kind (the empty answer;
+# biomedquant.tasks.metrics.benchmark_metrics), and what that costs against a wrong answer.
+_BENCHMARK_UNPARSABLE = {
+    "ner": (
+        "an unparsable sentence scores as 'no entity', which costs only its gold entities' "
+        "recall, and nothing at all on a sentence without gold entities (the benchmark's NER "
+        "evaluation counts no predicted entity there)"
+    ),
+    "mlc": (
+        "an unparsable answer scores as the empty label set, which costs only its gold labels' "
+        "recall, never a false label's precision"
+    ),
+    "single": (
+        "an unparsable answer scores as the empty string, a class of its own: it costs its gold "
+        "class's recall but no other class's precision (beyond the one share of macro-F1 the "
+        "empty class takes)"
+    ),
+}
 
 
 def task_name(dataset: str, prompt: str) -> str:
@@ -64,6 +92,51 @@ def _metric_entries(scores: dict[str, Any]) -> dict[str, Any]:
         elif not name.startswith("benchmark_"):
             out[f"{name}_stderr,{FILTER}"] = "N/A"
     out[f"parse_failure_rate,{FILTER}"] = scores.get("parse_failure_rate")
+    return out
+
+
+def metric_notes(task: str, primary: str | None, metrics: list[str]) -> dict[str, Any]:
+    """Per exported metric, its role, whether it rewards unparsable answers, and why.
+
+    ``task``: the dataset's task (``ner``, ``re``, ``mlc``, ``qa``); ``primary``: the project's
+    primary metric for it; ``metrics``: the metric names of the task's results. The project's
+    metrics score an unparsable answer at least as a wrong one (so breaking format never pays:
+    :mod:`biomedquant.tasks.metrics`); the ``benchmark_*`` ones score it as the empty answer,
+    which for every F1 costs less than a wrong answer, so a method that breaks format more
+    often can gain on them. Accuracy is the one exception: the empty answer is simply wrong.
+    """
+    out: dict[str, Any] = {}
+    for name in metrics:
+        if name == primary:
+            role, rewards = "primary", False
+            note = (
+                "the project's primary metric for this task: every comparison, verdict and "
+                "figure of the study uses it (its bootstrap interval in _ci_low/_ci_high)"
+            )
+        elif name == "parse_failure_rate":
+            role, rewards = "diagnostic", False
+            note = "share of answers that could not be read; lower is better"
+        elif name.startswith("benchmark_"):
+            role = "benchmark"
+            rewards = name != "benchmark_accuracy"
+            how = (
+                "an unparsable answer counts as one wrong answer"
+                if not rewards
+                else "it rewards unparsable answers: "
+                + _BENCHMARK_UNPARSABLE.get(task, _BENCHMARK_UNPARSABLE["single"])
+            )
+            note = (
+                "the benchmark script's convention (BIDS-Xu-Lab/Biomedical-NLP-Benchmarks "
+                f"{'run_eval_ner.py' if task == 'ner' else 'run_eval.py'}), exported to be set "
+                f"beside the benchmark paper's tables, not to compare methods: {how}; no interval"
+            )
+        else:
+            role, rewards = "secondary", False
+            note = (
+                "the project's convention (an unparsable answer costs at least a wrong one); "
+                "reported beside the primary metric, not used by the verdicts"
+            )
+        out[name] = {"role": role, "rewards_unparsable": rewards, "note": note}
     return out
 
 
@@ -156,6 +229,8 @@ def export_lm_eval(
         n_shot[name] = shots
         versions[name] = f"biomedquant {__version__}"
         metrics = [k.split(",")[0] for k in results[name] if "," in k and "_stderr," not in k]
+        base_metrics = [m for m in metrics if not m.endswith(("_ci_low", "_ci_high"))]
+        primary = scores.get("primary_metric")
         higher[name] = {
             m: m.removesuffix("_ci_low").removesuffix("_ci_high") not in LOWER_IS_BETTER
             for m in metrics
@@ -173,7 +248,9 @@ def export_lm_eval(
             "metadata": {
                 "version": __version__,
                 "task_kind": spec.task,
-                "primary_metric": scores.get("primary_metric"),
+                "primary_metric": primary,
+                "primary_metric_key": f"{primary},{FILTER}" if primary else None,
+                "metrics": metric_notes(spec.task, primary, base_metrics),
                 "prompting_method": prompt,
                 "bootstrap": scores.get("bootstrap"),
             },
