@@ -252,7 +252,7 @@ MEMORY = memory_table(
 )
 
 
-def test_the_fixed_sequence_recommends_the_last_method_to_pass():
+def test_holm_shows_every_passing_candidate_and_recommends_the_least_memory():
     rng = np.random.default_rng(1)
     recs = _records(
         {
@@ -265,9 +265,10 @@ def test_the_fixed_sequence_recommends_the_last_method_to_pass():
     (r,) = rec.itertuples()
     assert r.recommended == "q4" and r.verdict.startswith("non-inferior")
     assert r.memory_gb == 6.0 and r.smallest_gpu_gb == 24 and r.memory_source == "estimated"
-    # tested from the most memory down, stopping at the first failure
-    assert r.sequence.startswith("q8 (9.5 GB): 4 non-inferior; q4 (6 GB): 4 non-inferior;")
-    assert r.sequence.endswith("q3 (5 GB): 4 inferior - the sequence stops")
+    assert set(r.shown_non_inferior.split(";")) == {"q8", "q4"}
+    # Holm over 3 candidates: the two passing ones at 0.05/3 and 0.05/2, q3 fails at 0.05
+    assert r.procedure.startswith("Holm over 3 candidates: ")
+    assert "q3: p 1 > 0.05, not shown - the procedure stops" in r.procedure
     worst_lb = evidence[evidence["method"] == "q4"]["lower_bound_points"].min()
     assert r.loss_upper_bound_points == pytest.approx(-worst_lb)
     assert r.lowest_loss_bound_method == "q8"  # a ranking, beside the verdict
@@ -276,22 +277,98 @@ def test_the_fixed_sequence_recommends_the_last_method_to_pass():
     assert set(evidence["verdict"]) == {"non-inferior", "inferior"}
 
 
-def test_a_failure_stops_the_sequence_before_a_smaller_method_that_would_pass():
-    """Testing q4 after q8 failed would spend the error rate twice: the baseline it is."""
+def test_a_candidate_that_fails_blocks_no_other():
+    """A fixed sequence by memory would stop at q8 and never reach q4; Holm tests each."""
     rng = np.random.default_rng(2)
     recs = _records(
         {
             "q8": rng.normal(-0.5, 1.2, 1000),  # inconclusive: too noisy to tell
-            "q4": rng.normal(-0.1, 0.1, 1000),  # would pass on its own
-            "q3": rng.normal(-4.0, 0.3, 1000),
+            "q4": rng.normal(-0.1, 0.1, 1000),  # passes
+            "q3": rng.normal(-4.0, 0.3, 1000),  # inferior
         }
     )
     rec, _ = recommend(recs, MEMORY, margin_points=1.0)
     (r,) = rec.itertuples()
-    assert r.recommended == "none" and r.memory_gb == 17.0
-    assert r.verdict.startswith("no method shown non-inferior")
-    assert r.sequence == "q8 (9.5 GB): 4 inconclusive - the sequence stops"
+    assert r.recommended == "q4" and r.shown_non_inferior == "q4"
     assert r.lowest_loss_bound_method == "q4" and r.lowest_loss_bound_points < 1.0
+    # nothing passes: the baseline, said plainly
+    recs = _records({"q8": rng.normal(-0.5, 1.2, 1000), "q3": rng.normal(-4.0, 0.3, 1000)})
+    (r,) = recommend(recs, MEMORY, margin_points=1.0)[0].itertuples()
+    assert r.recommended == "none" and r.memory_gb == 17.0
+    assert r.verdict.startswith("no candidate shown non-inferior") and r.shown_non_inferior == ""
+
+
+def _paper_memory(model_shape: str = "llama31_8b") -> tuple[dict, pd.DataFrame]:
+    """config/paper.yaml's methods and the fit estimator's memory for one of its 8B models."""
+    from biomedquant.models.shapes import shape_for_model
+    from biomedquant.planning.estimator import estimate
+    from biomedquant.study.loading import load_yaml, validate_config
+
+    config = validate_config(load_yaml("config/paper.yaml"))
+    shape = shape_for_model(config["models"][model_shape])
+    methods = config["methods"]
+    rows = [("m", name, estimate(shape, spec)["total_gb"], None) for name, spec in methods.items()]
+    return methods, memory_table(rows)
+
+
+def test_with_the_paper_s_methods_the_cheapest_lossless_candidate_is_recommended():
+    from biomedquant.methods.kinds import control_methods
+
+    methods, memory = _paper_memory()
+    controls = control_methods(methods)
+    assert controls == ["gguf-q8_0", "rtn-w4g128"]
+    rng = np.random.default_rng(5)
+    lossless = {m: rng.normal(0.0, 0.2, 999) for m in methods if m not in ("none", *controls)}
+    spec = {**lossless, "rtn-w4g128": rng.normal(-6.0, 0.3, 999)}  # the control loses
+    spec["gguf-q8_0"] = rng.normal(0.0, 0.2, 999)
+    rec, evidence = recommend(_records(spec), memory, controls=controls)
+    (r,) = rec.itertuples()
+    cheapest = memory[memory["method"].isin(lossless)].sort_values("est_total_gb").iloc[0]
+    assert r.recommended == cheapest["method"] == "gptq-w3g128"
+    assert set(r.shown_non_inferior.split(";")) == set(lossless)
+    # a control is measured and shown, never a candidate, never a blocker
+    assert r.controls == "gguf-q8_0;rtn-w4g128"
+    assert "rtn" not in r.procedure and "gguf-q8_0" not in r.shown_non_inferior
+    assert set(evidence.loc[evidence["method"].isin(controls), "role"]) == {"control"}
+    # even a control that passes everything is never recommended
+    spec["rtn-w4g128"] = rng.normal(0.0, 0.2, 999)
+    only_controls = {k: v for k, v in spec.items() if k in controls}
+    (r,) = recommend(_records(only_controls), memory, controls=controls)[0].itertuples()
+    assert r.recommended == "none" and r.shown_non_inferior == ""
+
+
+def test_the_claim_holds_under_the_deployed_prompting_methods():
+    rng = np.random.default_rng(6)
+    good, bad = rng.normal(0.0, 0.1, 999), rng.normal(-4.0, 0.3, 999)
+    recs = [
+        record("q4", d, good if p == "zero-shot" else bad, prompt=p)
+        for d in DATASETS
+        for p in ("zero-shot", "cot")
+    ]
+    (r,) = recommend(recs, MEMORY, deploy_prompts=["zero-shot"])[0].itertuples()
+    assert r.recommended == "q4" and r.prompts == "zero-shot"
+    rec, evidence = recommend(recs, MEMORY, deploy_prompts=["zero-shot", "cot"])
+    (r,) = rec.itertuples()
+    assert r.recommended == "none" and r.prompts == "zero-shot, cot"
+    (r,) = recommend(recs, MEMORY, deploy_prompts=["cot"])[0].itertuples()
+    assert r.recommended == "none"
+    # the undeployed prompting method's verdicts stay in the evidence, to read
+    _, evidence = recommend(recs, MEMORY, deploy_prompts=["zero-shot"])
+    assert set(evidence["role"]) == {"candidate", "not deployed"}
+
+
+def test_holm_controls_the_family_wise_error():
+    from biomedquant.analysis.recommendation import holm
+
+    passed, steps = holm({"a": 0.01, "b": 0.03, "c": 0.04}, 0.05)
+    # 0.01 <= 0.05/3; 0.03 > 0.05/2: stops, c not tested
+    assert passed == ["a"] and "not tested" in steps[2][1]
+    passed, _ = holm({"a": 0.01, "b": 0.02, "c": 0.04}, 0.05)
+    assert passed == ["a", "b", "c"]
+    # null candidates (uniform p-values): at most alpha of the trials show any of them
+    rng = np.random.default_rng(0)
+    trials = [holm(dict(zip("abcdefgh", rng.random(8), strict=True)), 0.05)[0] for _ in range(4000)]
+    assert np.mean([bool(t) for t in trials]) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 4000)
 
 
 def test_missing_evidence_or_memory_is_not_tested_and_measured_memory_wins():
@@ -361,3 +438,102 @@ def test_no_resamples_or_an_undefined_metric_are_insufficient_evidence():
     (undefined,) = task_tests([record("q", "medqa", draws, diff=0.0)])
     assert undefined["verdict"] == "insufficient evidence"
     assert "undefined in 10% of resamples" in undefined["evidence_note"]
+
+
+def _real_comparison(dataset: str, base: list, other: list, other_ok: list[bool]) -> dict:
+    """A comparison record written by the evaluate step's own paired comparison
+    (:func:`biomedquant.evaluation.scoring.compare_runs`) on a real test set."""
+    from support.scoring import evaluated_split
+
+    from biomedquant.common.files import JsonLines
+    from biomedquant.datasets.readers import read_source
+    from biomedquant.evaluation.scoring import compare_runs
+
+    from conftest import SHARED_DATA
+
+    spec = DATASETS[dataset]
+    src = spec.files[evaluated_split(dataset)]
+    gold = read_source(SHARED_DATA / src.path, src.reader)
+
+    def run(preds, oks):
+        recs = [
+            {"id": g["id"], "prediction": p, "parse_ok": ok}
+            for g, p, ok in zip(gold, preds, oks, strict=True)
+        ]
+        return JsonLines.of(recs, f"{dataset}.jsonl")
+
+    return compare_runs(
+        gold=JsonLines.of(gold, "gold.jsonl"),
+        baseline_predictions=run(base, [True] * len(gold)),
+        predictions=run(other, other_ok),
+        dataset=dataset,
+        model="m",
+        method="q",
+        baseline="none",
+        prompt="zero-shot",
+        resamples=2000,
+    )
+
+
+def _gold(dataset: str) -> list:
+    from support.scoring import evaluated_split
+
+    from biomedquant.datasets.readers import read_source
+    from biomedquant.tasks import get_task
+
+    from conftest import SHARED_DATA
+
+    spec = DATASETS[dataset]
+    src = spec.files[evaluated_split(dataset)]
+    task = get_task(spec.task)
+    return [task.gold(r) for r in read_source(SHARED_DATA / src.path, src.reader)]
+
+
+def _needs_data():
+    from conftest import SHARED_DATA
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip("real benchmark files are absent")
+
+
+def test_nine_hoc_documents_reversed_are_not_non_inferior():
+    """9 of 315 documents with every label decision reversed lose 4.6 points of macro-F1: the
+    share of changed documents (under 3%) bounds nothing for macro-F1, so no exact bound may
+    call it non-inferior at the 3-point margin."""
+    _needs_data()
+    gold = _gold("hoc")
+    labels = sorted(DATASETS["hoc"].labels)
+    other = [list(g) for g in gold]
+    for i in range(9):
+        other[i] = [lab for lab in labels if lab not in gold[i]]
+    rec = _real_comparison("hoc", [list(g) for g in gold], other, [True] * len(gold))
+    assert rec["changed_units"] == 9
+    assert rec["metrics"]["macro_f1"]["diff"] < -0.03
+    (row,) = task_tests([rec], task_margin_points={"mlc": 3.0})
+    assert row["verdict"] != "non-inferior"
+    assert "does not bound the loss" in row["evidence_note"]
+
+
+def test_unparsable_sentences_where_the_baseline_said_no_entity_are_changes():
+    """100 sentences without entities, answered "no entity" by the baseline and left unparsable
+    by the method: they read alike (no tags) but score differently, so they are changed
+    sentences, and the loss they carry (100 false entities) reaches the verdict."""
+    _needs_data()
+    rng = np.random.default_rng(0)
+    for dataset, margin in (("ncbi_disease", 2.0), ("bc5cdr_chem", 2.0)):
+        gold = _gold(dataset)
+        # a baseline at about 0.6 F1: 40% of the sentences with entities answered "no entity"
+        base = [list(g) if "B" not in g or rng.random() < 0.6 else ["O"] * len(g) for g in gold]
+        empty = [i for i, g in enumerate(gold) if "B" not in g][:100]
+        ok = [True] * len(gold)
+        for i in empty:
+            ok[i] = False
+        rec = _real_comparison(dataset, base, [list(b) for b in base], ok)
+        assert rec["flip_rate"] == pytest.approx(100 / len(gold))
+        assert rec["changed_units"] >= 10  # no exact bound from "nothing changed"
+        (row,) = task_tests([rec], task_margin_points={"ner": margin})
+        loss = -100 * rec["metrics"]["f1"]["diff"]
+        if dataset == "ncbi_disease":  # 100 false entities against ~600 found: above the margin
+            assert loss > margin and row["verdict"] != "non-inferior"
+        else:  # against ~3,200 found the same 100 cost well under a point: within the margin
+            assert 0 < loss < 1 and row["verdict"] == "non-inferior"

@@ -77,6 +77,12 @@ rule recommend:
             for task, points in config["recommendation"]["task_margin_points"].items()
         ),
         alpha=config["recommendation"]["alpha"],
+        # the claim holds under the prompting methods a lab deploys; controls are measured,
+        # never recommended
+        scope=" ".join(
+            [f"--deploy-prompt {shlex.quote(p)}" for p in STUDY.deploy_prompts]
+            + [f"--control {shlex.quote(m)}" for m in STUDY.controls]
+        ),
         hardware=" ".join(
             f"--hardware {shlex.quote(h)}"
             for h in config["recommendation"]["deploy_on"]
@@ -84,7 +90,7 @@ rule recommend:
         order=STUDY.figure_order,
     shell:
         "biomedquant recommend --memory {input.memory:q} {params.margin}"
-        " {params.task_margins} --alpha {params.alpha} --out {output.table:q}"
+        " {params.task_margins} --alpha {params.alpha} {params.scope} --out {output.table:q}"
         " --evidence-out {output.evidence:q} {params.hardware}"
         " --deployment-out {output.deployment:q} --deployment-figure {output.png:q}"
         " {output.pdf:q} --order {params.order:q} --manifests {input.manifests:q}"

@@ -5,15 +5,15 @@ best-scoring model x method that runs and fits there and is shown non-inferior t
 The question a lab asks is not "which method saves most" but "I have one 40 GB A100 (or only
 CPUs): what do I run?". Decisions, and why:
 
-* Shown non-inferior means what the recommendation's fixed sequence passed
+* Shown non-inferior means what the recommendation's Holm procedure passed
   (:mod:`biomedquant.analysis.recommendation`, its ``shown_non_inferior``), plus the baseline
-  itself. The sequence controls the error rate of all its passed claims together, so choosing any of
-  them by score keeps every claim's level; choosing among all methods non-inferior on their own
-  tests would not.
-* Among those, the best-scoring: the mean of the primary metric over the model's tasks and
-  prompting methods (each task the mean over its datasets, as the verdicts pool them). Ties go
-  to less memory. Over all models, scores are compared on the tasks and prompts every
-  candidate has.
+  itself. The procedure controls the family-wise error of all its passed claims together, so
+  choosing any of them by score keeps every claim's level; choosing among all methods
+  non-inferior on their own tests would not. Controls are never options.
+* Among those, the best-scoring: the mean of the primary metric over the model's tasks under
+  the prompting methods the recommendation's claim is for (each task the mean over its
+  datasets, as the verdicts pool them). Ties go to less memory. Over all models, scores are
+  compared on the tasks and prompts every candidate has.
 * Runs there: a kind that needs FP8 units is ruled out below compute capability 8.9 (A100s),
   and on a CPU-only machine the kinds that need CUDA (AWQ, FP8) are
   (:attr:`biomedquant.methods.kinds.MethodKind.runs_on_cpu`).
@@ -108,7 +108,7 @@ class _Option:
     gpu_source: str
     cpu_gb: float
     cpu_source: str
-    shown: bool  # the baseline, or passed the recommendation's fixed sequence
+    shown: bool  # the baseline, or passed the recommendation's Holm procedure
     verdicts: str
     baseline: bool = False
 
@@ -155,6 +155,9 @@ def options(rec: pd.DataFrame, evidence: pd.DataFrame, memory: pd.DataFrame) -> 
     for r in rec.itertuples():
         model, baseline = str(r.model), str(r.baseline)
         ev = evidence[evidence["model"].astype(str) == model]
+        # the candidates under the prompting methods the claim is for (controls never are)
+        if "role" in ev:
+            ev = ev[ev["role"].astype(str) == "candidate"]
         tests = sorted(set(zip(ev["task"], ev["prompt"], strict=True)))
         shown = set(filter(None, str(r.shown_non_inferior or "").split(";")))
         shown = {s for s in shown if s != "nan"} | {baseline}

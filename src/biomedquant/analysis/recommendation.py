@@ -1,32 +1,43 @@
-"""Which quantization method to deploy: for each model, the least-memory method that is shown
-non-inferior to the unquantized baseline on every task and prompting method, by a rule whose
-claim keeps its error rate.
+"""Which quantized version of a model a lab may deploy: for each model, the least-memory
+candidate shown non-inferior to the unquantized baseline on every task, under the prompting
+method(s) the lab will deploy, with the family-wise error over all candidates at ``alpha``.
 
 Decisions, and why:
 
 * Verdicts, not point estimates. A rule on point estimates ("every change >= -1 point") fails
-  a method with no true loss most of the time once there are many (task, prompt) checks, and
-  cannot tell "no loss" from "too little data to know". Each (task, prompt) gets a
-  non-inferiority verdict instead (:mod:`biomedquant.evaluation.stats.verdicts`): ``non-inferior``,
-  ``inferior``, ``inconclusive`` or ``insufficient evidence``.
-* Per method, intersection-union: "non-inferior on every test" holds only if each test
-  passes, so each test runs at ``alpha`` and the claim's error rate is at most ``alpha``
-  without any correction across its tests (a correction there, such as Holm's, only makes a
-  method with no loss fail more often).
-* Across methods, a fixed sequence: methods are tested from the most to the least memory, and
-  the sequence stops at the first method not non-inferior on every test; the recommendation is
-  the last method that passed (the baseline when none did). Picking the cheapest of all
-  passing methods would test every method and keep the best outcome, which no longer has the
-  level ``alpha``; the fixed sequence does (each step is tested only after every larger method
-  passed). Memory ties keep the config's order.
-* ``shown_non_inferior`` lists every method the sequence passed before it stopped: the fixed
-  sequence controls the error rate of all these claims together, so the deployment answer
-  (:mod:`biomedquant.analysis.deployment`) may pick any of them that fits a lab's hardware.
-* ``lowest_loss_bound_method`` ranks every method with complete evidence by the largest loss
-  its tests leave open (the worst test's upper bound of the loss): a ranking to read beside
-  the verdicts, never a verdict itself.
-* A method without a comparison for some (task, prompt) its model has, or without a memory
-  figure, is not tested: missing evidence is not evidence of no loss.
+  a method with no true loss most of the time once there are many checks, and cannot tell "no
+  loss" from "too little data to know". Each (task, prompt) gets a non-inferiority verdict
+  instead (:mod:`biomedquant.evaluation.stats.verdicts`): ``non-inferior``, ``inferior``,
+  ``inconclusive`` or ``insufficient evidence``, with its p-value.
+* The claim is for the prompting methods the lab deploys (``deploy_prompts``; the study's
+  first prompting method unless the config names others). A lab runs a model one way; a
+  claim "under every prompting method of the study" would make a method with no loss fail
+  20 chances (4 tasks x 5 prompts) and answer a question nobody deploys. Every other
+  prompting method's verdicts stay in the evidence table, to read.
+* Per candidate, intersection-union: "non-inferior on every task" holds only if each test
+  passes, so the candidate's p-value is the largest of its tests' p-values, with no
+  correction across its own tests (a correction there only makes a lossless method fail
+  more often).
+* Across candidates, Holm's step-down procedure at ``alpha``: the candidates' p-values are
+  sorted, the i-th smallest of m is compared with ``alpha / (m - i + 1)``, and every
+  candidate before the first failure is shown non-inferior. The family-wise error over all
+  candidates (the chance that any candidate with a loss of at least the margin is shown
+  non-inferior) stays at most ``alpha`` whatever their dependence, and every candidate can be
+  reached: unlike a fixed sequence by memory, no candidate waits on another passing first,
+  and memory, near-ties included, plays no part in what is tested.
+* Controls are never candidates: round-to-nearest (a kind marked as a control) and any
+  method the config marks ``control: true`` (the F16 GGUF run through llama.cpp, which
+  separates the engine's change from the quantization) are measured and shown in the
+  evidence, but they are neither tested for deployment nor able to block a candidate.
+* ``shown_non_inferior`` lists every candidate Holm's procedure passed; the recommendation is
+  the one of least memory (ties: the config's order), and the deployment answer
+  (:mod:`biomedquant.analysis.deployment`) may pick any of them that fits a lab's hardware,
+  since the family-wise error covers all of these claims together.
+* ``lowest_loss_bound_method`` ranks every candidate with complete evidence by the largest
+  loss its tests leave open (the worst test's upper bound of the loss): a ranking to read
+  beside the verdicts, never a verdict itself.
+* A candidate without a comparison for some (task, prompt) the decision reads, or without a
+  memory figure, is not tested: missing evidence is not evidence of no loss.
 * Memory is the measured peak GPU allocation where a GPU run exists, else the fit estimator's
   total (``memory_source`` says which; see :func:`biomedquant.analysis.tables.deployment_memory`).
   Smallest GPU: the smallest common GPU (:data:`biomedquant.common.gpus.GPU_SIZES_GIB`, as
@@ -37,7 +48,7 @@ Decisions, and why:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,10 +65,11 @@ from biomedquant.evaluation.stats.verdicts import (
 if TYPE_CHECKING:
     import pandas as pd
 
-EVIDENCE_COLUMNS = (*TEST_COLUMNS, "memory_gb", "memory_source")
+EVIDENCE_COLUMNS = (*TEST_COLUMNS, "memory_gb", "memory_source", "role")
 RECOMMENDATION_COLUMNS = (
     "model",
     "baseline",
+    "prompts",
     "recommended",
     "verdict",
     "memory_gb",
@@ -68,8 +80,9 @@ RECOMMENDATION_COLUMNS = (
     "memory_saved_pct",
     "margin_points",
     "alpha",
-    "sequence",
+    "procedure",
     "shown_non_inferior",
+    "controls",
     "loss_upper_bound_points",
     "detectable_loss_points",
     "worst_task",
@@ -112,6 +125,40 @@ def _worst(g: pd.DataFrame) -> pd.Series:
     return g.loc[g["lower_bound_points"].fillna(-math.inf).idxmin()]
 
 
+def candidate_p_value(tests: pd.DataFrame) -> float:
+    """The intersection-union p-value of "non-inferior on every one of ``tests``": the largest
+    of their p-values (a test with insufficient evidence, or without a p-value, counts as 1)."""
+    p = tests["p_noninferior"].astype(float).fillna(1.0)
+    p = p.where(tests["verdict"] != "insufficient evidence", 1.0)
+    return float(p.max()) if len(p) else 1.0
+
+
+def holm(p_values: Mapping[str, float], alpha: float) -> tuple[list[str], list[tuple[str, str]]]:
+    """Holm's step-down procedure: the hypotheses rejected at family-wise error ``alpha`` (in
+    the order tested) and, per hypothesis in that order, a line saying what happened. The
+    i-th smallest of m p-values is compared with ``alpha / (m - i + 1)``; the first that
+    exceeds its level stops the procedure (ties in p keep the mapping's order)."""
+    order = sorted(p_values, key=lambda k: p_values[k])
+    m = len(order)
+    passed: list[str] = []
+    steps: list[tuple[str, str]] = []
+    stopped = False
+    for i, name in enumerate(order):
+        level = alpha / (m - i)
+        p = p_values[name]
+        if stopped:
+            steps.append((name, f"{name}: p {p:.3g}, not tested (the procedure stopped)"))
+        elif p <= level:
+            passed.append(name)
+            steps.append((name, f"{name}: p {p:.3g} <= {level:.3g}, shown non-inferior"))
+        else:
+            stopped = True
+            steps.append(
+                (name, f"{name}: p {p:.3g} > {level:.3g}, not shown - the procedure stops")
+            )
+    return passed, steps
+
+
 def recommend(
     comparisons: Sequence[Mapping[str, Any]],
     memory: pd.DataFrame,
@@ -119,10 +166,16 @@ def recommend(
     margin_points: float | None = None,
     task_margin_points: Mapping[str, float] | None = None,
     alpha: float = DEFAULT_ALPHA,
+    deploy_prompts: Sequence[str] | None = None,
+    controls: Collection[str] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The recommendation (one row per model) and its evidence (one verdict per model x
-    method x task x prompt), from comparison records and the memory table (see the module
-    docstring for the rule)."""
+    method x task x prompt, controls and undeployed prompting methods included), from
+    comparison records and the memory table (see the module docstring for the rule).
+
+    ``deploy_prompts``: the prompting methods the claim must hold under (default: every
+    prompting method in the comparisons); ``controls``: method names that are measured but
+    never candidates."""
     import pandas as pd
 
     task_margins = dict(task_margin_points or {})
@@ -136,18 +189,31 @@ def recommend(
     )
     mem = mem.astype({"model": str, "method": str})
     evidence = pd.DataFrame(tests, columns=list(TEST_COLUMNS))
-    evidence = evidence.merge(mem, on=["model", "method"], how="left")[list(EVIDENCE_COLUMNS)]
+    evidence = evidence.merge(mem, on=["model", "method"], how="left")
+    control_set = set(controls)
+    deployed = None if deploy_prompts is None else [str(p) for p in deploy_prompts]
+    evidence["role"] = [
+        "control"
+        if m in control_set
+        else ("candidate" if deployed is None or p in deployed else "not deployed")
+        for m, p in zip(evidence["method"], evidence["prompt"], strict=True)
+    ]
+    evidence = evidence[list(EVIDENCE_COLUMNS)]
     mem_of = {(r.model, r.method): (r.memory_gb, r.memory_source) for r in mem.itertuples()}
 
     rows: list[dict[str, Any]] = []
     for model, ev in evidence.groupby("model", sort=False):
         baseline = str(ev["baseline"].iloc[0])
-        required = set(zip(ev["task"], ev["prompt"], strict=True))
+        prompts = deployed if deployed is not None else sorted(set(ev["prompt"]))
+        decide = ev[ev["prompt"].isin(prompts)]
+        required = {(t, p) for t in set(ev["task"]) for p in prompts}
         base_gb, base_src = mem_of.get((model, baseline), (math.nan, "unknown"))
         margins = {t: m for t, m in zip(ev["task"], ev["margin_points"], strict=True)}
-        tested: list[tuple[float, int, str, pd.DataFrame]] = []  # (memory, order, method, tests)
+        tested: dict[str, tuple[float, int, pd.DataFrame]] = {}  # method -> (GB, order, tests)
         not_tested = []
-        for order, (method, g) in enumerate(ev.groupby("method", sort=False)):
+        for order, (method, g) in enumerate(decide.groupby("method", sort=False)):
+            if method in control_set:
+                continue
             gb, _ = mem_of.get((model, method), (math.nan, "unknown"))
             missing = required - set(zip(g["task"], g["prompt"], strict=True))
             if missing:
@@ -156,23 +222,25 @@ def recommend(
             elif gb is None or math.isnan(gb):
                 not_tested.append(f"{method}: memory unknown")
             else:
-                tested.append((gb, order, method, g))
-        tested.sort(key=lambda t: (-t[0], t[1]))  # most memory first; ties: config order
-        chosen = None
-        steps = []
-        passed_methods = []
-        for gb, _, method, g in tested:
-            passed = bool((g["verdict"] == "non-inferior").all())
-            steps.append(f"{method} ({_fmt_gb(gb)}): {_outcome(g)}")
-            if not passed:
-                steps[-1] += " - the sequence stops"
-                break
-            chosen = (gb, method, g)
-            passed_methods.append(method)
+                tested[method] = (gb, order, g)
+        p_values = {m: candidate_p_value(g) for m, (_, _, g) in tested.items()}
+        passed, steps = holm(p_values, alpha)
+        steps = [
+            f"{line} ({_fmt_gb(tested[name][0])}; {_outcome(tested[name][2])})"
+            for name, line in steps
+        ]
+        chosen_name = min(passed, key=lambda m: (tested[m][0], tested[m][1]), default=None)
+        chosen = None if chosen_name is None else (tested[chosen_name][0], chosen_name)
         ranked = sorted(
-            tested, key=lambda t: (_nan_last(t[3]["loss_upper_bound_points"].max()), t[0])
+            ((gb, name, g) for name, (gb, _, g) in tested.items()),
+            key=lambda t: (_nan_last(t[2]["loss_upper_bound_points"].max()), t[0]),
         )
-        named = chosen or ((tested[0][0], tested[0][2], tested[0][3]) if tested else None)
+        # the evidence shown: the recommended candidate's, else the largest candidate's
+        named = (
+            (chosen[0], chosen[1], tested[chosen[1]][2])
+            if chosen
+            else max(ranked, key=lambda t: t[0], default=None)
+        )
         gb, src = (chosen[0], mem_of[(model, chosen[1])][1]) if chosen else (base_gb, base_src)
         saved = (
             100 * (1 - gb / base_gb)
@@ -180,14 +248,17 @@ def recommend(
             else math.nan
         )
         worst = None if named is None else _worst(named[2])
+        shown_controls = sorted(set(ev["method"]) & control_set)
+        scope = ", ".join(prompts)
         rows.append(
             {
                 "model": model,
                 "baseline": baseline,
+                "prompts": scope,
                 "recommended": chosen[1] if chosen else baseline,
-                "verdict": "non-inferior on every task and prompt"
+                "verdict": f"non-inferior on every task ({scope}), family-wise error {alpha:g}"
                 if chosen
-                else "no method shown non-inferior on every task and prompt: the baseline",
+                else f"no candidate shown non-inferior on every task ({scope}): the baseline",
                 "memory_gb": gb,
                 "memory_source": src,
                 "smallest_gpu_gb": _gpu(gb),
@@ -196,8 +267,11 @@ def recommend(
                 "memory_saved_pct": saved,
                 "margin_points": _margin_text(margins),
                 "alpha": alpha,
-                "sequence": "; ".join(steps),
-                "shown_non_inferior": ";".join(passed_methods),
+                "procedure": f"Holm over {len(tested)} candidate"
+                + ("s" if len(tested) != 1 else "")
+                + (": " + "; ".join(steps) if steps else ""),
+                "shown_non_inferior": ";".join(passed),
+                "controls": ";".join(shown_controls),
                 "loss_upper_bound_points": None
                 if named is None
                 else float(named[2]["loss_upper_bound_points"].max()),
@@ -208,8 +282,8 @@ def recommend(
                 "worst_prompt": None if worst is None else worst["prompt"],
                 "worst_delta_points": None if worst is None else worst["delta_points"],
                 "worst_lower_bound_points": None if worst is None else worst["lower_bound_points"],
-                "lowest_loss_bound_method": ranked[0][2] if ranked else None,
-                "lowest_loss_bound_points": float(ranked[0][3]["loss_upper_bound_points"].max())
+                "lowest_loss_bound_method": ranked[0][1] if ranked else None,
+                "lowest_loss_bound_points": float(ranked[0][2]["loss_upper_bound_points"].max())
                 if ranked
                 else None,
                 "not_tested": "; ".join(not_tested),
@@ -242,6 +316,8 @@ def write_recommendation(
     margin_points: float | None = None,
     task_margin_points: Mapping[str, float] | None = None,
     alpha: float = DEFAULT_ALPHA,
+    deploy_prompts: Sequence[str] | None = None,
+    controls: Collection[str] = (),
 ) -> pd.DataFrame:
     """Read the comparison files (they carry the resampled differences the verdicts pool)
     and the memory table; write the recommendation and its evidence."""
@@ -251,6 +327,8 @@ def write_recommendation(
         margin_points=margin_points,
         task_margin_points=task_margin_points,
         alpha=alpha,
+        deploy_prompts=deploy_prompts,
+        controls=controls,
     )
     _write(rec, out_path)
     _write(evidence, evidence_path)

@@ -58,6 +58,8 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
         margin_points=args.margin,
         task_margin_points=task_margins,
         alpha=args.alpha,
+        deploy_prompts=args.deploy_prompt or None,
+        controls=args.control,
     )
     for r in rec.itertuples():
         print(f"{r.model}: {r.recommended} ({r.memory_gb:.3g} GB, {r.memory_source}): {r.verdict}")
@@ -125,7 +127,7 @@ def add_commands(sub: Any) -> None:
 
     s = sub.add_parser(
         "recommend",
-        help="per model, the least-memory method shown non-inferior to the baseline everywhere",
+        help="per model, the least-memory candidate shown non-inferior to the baseline",
     )
     s.add_argument("--memory", required=True, help="the memory table (CSV)")
     s.add_argument(
@@ -138,7 +140,21 @@ def add_commands(sub: Any) -> None:
     s.add_argument(
         "--task-margin", action="append", default=[], help="TASK=POINTS, overrides --margin"
     )
-    s.add_argument("--alpha", type=float, default=0.05, help="one-sided, per test")
+    s.add_argument(
+        "--alpha", type=float, default=0.05, help="family-wise error over the candidates"
+    )
+    s.add_argument(
+        "--deploy-prompt",
+        action="append",
+        default=[],
+        help="a prompting method the claim must hold under, repeatable (default: every one)",
+    )
+    s.add_argument(
+        "--control",
+        action="append",
+        default=[],
+        help="a method measured beside the candidates, never recommended, repeatable",
+    )
     s.add_argument("--out", required=True, help="the recommendation table (CSV)")
     s.add_argument("--evidence-out", required=True, help="its evidence table (CSV)")
     g = s.add_argument_group(

@@ -18,6 +18,10 @@ bitsandbytes and FP8 configs, lives with its producer or engine):
 * ``needs_fp8_gpu``: runs only on a GPU with FP8 units;
 * ``runs_on_cpu``: its inference runs without a GPU (the demo runs every kind but AWQ and FP8
   on a CPU; GGUF files are made for it), which the deployment answer's ``--cpu`` reads;
+* ``control``: a control, measured beside the candidates so that a candidate's change can be
+  read against it, never a candidate for deployment (round-to-nearest: what GPTQ and AWQ must
+  beat at the same bits and group size); a method entry can also be marked ``control: true``
+  (:func:`is_control`);
 * ``quantizes_on_cpu``: its artifact is written without a GPU (round-to-nearest and GGUF
   conversion are arithmetic on the weights, no forward passes to speed up), so its
   ``quantize_model`` job asks a scheduler for no GPU.
@@ -50,7 +54,9 @@ __all__ = [
     "MethodKind",
     "DEFAULT_GROUP_SIZE",
     "bits",
+    "control_methods",
     "group_size",
+    "is_control",
     "linear_bytes_per_weight",
     "method_kind",
     "model_folder",
@@ -144,6 +150,7 @@ class MethodKind:
     needs_fp8_gpu: bool = False  # runs only on a GPU with FP8 units (compute capability 8.9+)
     runs_on_cpu: bool = True  # its inference runs on a CPU-only machine (slowly for most)
     quantizes_on_cpu: bool = False  # its quantize_model job needs no GPU
+    control: bool = False  # measured beside the candidates, never recommended
     # the name a reader knows, for legends and captions ("GPTQ 4-bit, g128"); slugs stay in paths
     title: Callable[[Method], str] = _fixed("")
     # the method family a figure gives one hue (its methods shades of it, by bits); "" = its name
@@ -194,6 +201,7 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 col_overhead_bytes=4.0,
                 producer="biomedquant.quantization.gptq:quantize_gptq_format",
                 quantizes_on_cpu=True,
+                control=True,
             ),
             MethodKind(
                 "bnb-int8",
@@ -290,6 +298,18 @@ def model_folder(model: str, method_name: str, method: Method) -> str:
     if not method_kind(method).artifact:
         return MODEL_DIR.format(model=model, method="none")
     return MODEL_DIR.format(model=model, method=method_name)
+
+
+def is_control(method: Method) -> bool:
+    """Whether a method entry is a control: its kind is one (round-to-nearest), or the entry
+    says ``control: true`` (say, an F16 GGUF run through llama.cpp, which separates the
+    engine's change from the quantization's). Controls are measured, never recommended."""
+    return bool(method.get("control", method_kind(method).control))
+
+
+def control_methods(methods: dict[str, Method]) -> list[str]:
+    """The names of the controls among a config's method entries, in sorted order."""
+    return sorted(name for name, spec in methods.items() if is_control(spec))
 
 
 def bits(method: Method) -> int:

@@ -19,7 +19,7 @@ from biomedquant.datasets.prepare import fewshot_split
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.inference.decoding import Decoding
 from biomedquant.inference.prompting import get_prompt_method
-from biomedquant.methods.kinds import METHOD_KINDS, model_folder
+from biomedquant.methods.kinds import METHOD_KINDS, control_methods, model_folder
 from biomedquant.report.figures.registry import figure_paths, figure_rule_names
 from biomedquant.report.figures.style import order_from_config, order_to_json
 from biomedquant.study import layout
@@ -57,6 +57,11 @@ class StudyJobs:
         # Whether a prompting method shows examples (then inference reads few-shot pools).
         self.shows_examples = any(get_prompt_method(p).shots for p in self.prompts)
         self._runs: dict[str, dict[str, dict[str, Any]]] = {}
+        rec = config["recommendation"]
+        # The recommendation's claim holds under the prompting methods a lab deploys (the
+        # study's first unless the config names them); controls are measured, never candidates.
+        self.deploy_prompts: list[str] = list(rec.get("deploy_prompts") or self.prompts[:1])
+        self.controls: list[str] = control_methods(self.methods)
 
     # --- settings that are not results: resources, so that changing them reruns nothing ---
 

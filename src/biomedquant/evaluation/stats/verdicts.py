@@ -9,9 +9,10 @@ from the unquantized baseline, in points (1 point = 0.01 on the metric's 0-1 sca
   resample) from its own random stream, and resample b of the task is the mean of resample b
   of its datasets. The comparison files carry those resampled differences.
 * The test, at level ``alpha`` (one-sided), on its own: H0 "the loss is at least the margin"
-  (change <= -margin) against "smaller loss". A method is called non-inferior on a model only
-  when every one of its tests passes (an intersection-union test: each at ``alpha``, no
-  multiplicity correction across them, see :mod:`biomedquant.analysis.recommendation`).
+  (change <= -margin) against "smaller loss", with its p-value (``p_noninferior``). A
+  candidate is shown non-inferior for a model only when every one of its tests passes and
+  Holm's procedure across the candidates passes it too (see
+  :mod:`biomedquant.analysis.recommendation`).
 * One bound, one verdict. The lower bound of the change is the k-th smallest of the B
   resampled changes, ``k = floor(alpha (B + 1))``; the upper bound the k-th largest. The
   verdict is ``non-inferior`` when the lower bound lies above -margin, which is exactly when
@@ -24,11 +25,15 @@ from the unquantized baseline, in points (1 point = 0.01 on the metric's 0-1 sca
   - fewer than :data:`MIN_CHANGED_UNITS` resampling units changed their prediction: the
     percentile bootstrap is then anti-conservative (4 items right-to-wrong out of 20 give a
     bootstrap p of 0.03, McNemar's exact 0.125), and 8 identical predictions give every
-    resample a change of 0. Such a test is decided by an exact bound instead: the loss cannot
-    exceed the share of units that changed, whose one-sided Clopper-Pearson bound at
-    ``alpha`` (per dataset, averaged as the change is) is the loss's upper bound. Below the
-    margin (5,000 identical sentences: 0.06 points) the method is non-inferior; above it (8
-    identical items: 31 points) the test sets cannot tell;
+    resample a change of 0. Where the metric is accuracy, such a test is decided by an exact
+    bound instead: accuracy cannot lose more than the share of units that changed, whose
+    one-sided Clopper-Pearson bound at ``alpha`` (per dataset, averaged as the change is) is
+    the loss's upper bound. Below the margin (5,000 identical sentences: 0.06 points) the
+    method is non-inferior, with the exact p-value (the smallest ``alpha`` whose bound lies
+    below the margin); above it (8 identical items: 31 points) the test sets cannot tell. For
+    F1 metrics the share of changed units bounds nothing (9 of 315 HoC documents with every
+    label reversed lose 4.6 points of macro-F1; one sentence can hold many entities), so such
+    a test is insufficient evidence;
   - both methods score the metric's floor (0) on every dataset of the task: two systems that
     find nothing are not evidence that one loses nothing;
   - the metric is undefined in more than :data:`MAX_UNDEFINED_SHARE` of the resamples;
@@ -111,6 +116,29 @@ def clopper_pearson_upper(k: int, n: int, alpha: float) -> float:
     from scipy.stats import beta
 
     return float(beta.ppf(1 - alpha, k + 1, n - k))
+
+
+def exact_loss_bound(units_changed: Sequence[tuple[int, int]], alpha: float) -> float:
+    """The exact upper bound (points) at ``alpha`` on an accuracy loss when few units changed:
+    per dataset the Clopper-Pearson bound on the share of changed units, averaged over the
+    datasets as the task's change is."""
+    return 100 * float(np.mean([clopper_pearson_upper(k, u, alpha) for u, k in units_changed]))
+
+
+def exact_p_value(units_changed: Sequence[tuple[int, int]], margin: float) -> float:
+    """The p-value of the exact bound's test: the smallest ``alpha`` at which
+    :func:`exact_loss_bound` lies at or below ``margin`` (the bound falls as ``alpha`` grows,
+    so bisection finds it; 1 when even ``alpha`` 0.5 leaves it above)."""
+    if exact_loss_bound(units_changed, 0.5) > margin:
+        return 1.0
+    low, high = 0.0, 0.5
+    for _ in range(60):
+        mid = (low + high) / 2
+        if mid > 0 and exact_loss_bound(units_changed, mid) <= margin:
+            high = mid
+        else:
+            low = mid
+    return high
 
 
 def detectable_loss(draws: np.ndarray, alpha: float, power: float = POWER) -> float:
@@ -239,13 +267,20 @@ def _test(
         row["evidence_note"] = "both methods at the metric's floor (0) on every dataset"
     elif undefined_share > MAX_UNDEFINED_SHARE:
         row["evidence_note"] = f"metric undefined in {100 * undefined_share:.0f}% of resamples"
-    elif changed < MIN_CHANGED_UNITS:
-        # the exact bound: the loss is at most the share of units that changed
-        bound = 100 * float(
-            np.mean([clopper_pearson_upper(kc, u, alpha) for u, kc in units_changed])
-        )
-        row["lower_bound_points"] = -bound
+    elif changed < MIN_CHANGED_UNITS and not all(c["primary_metric"] == "accuracy" for c in group):
+        row["lower_bound_points"] = math.nan
         row["p_noninferior"] = math.nan
+        row["p_inferior"] = math.nan
+        row["evidence_note"] = (
+            f"{changed} of {units} units changed (fewer than {MIN_CHANGED_UNITS}): too few"
+            f" for the bootstrap, and the share of changed units does not bound the loss of"
+            f" {group[0]['primary_metric']}"
+        )
+    elif changed < MIN_CHANGED_UNITS:
+        # the exact bound: accuracy loses at most the share of units that changed
+        bound = exact_loss_bound(units_changed, alpha)
+        row["lower_bound_points"] = -bound
+        row["p_noninferior"] = exact_p_value(units_changed, margin)
         row["p_inferior"] = math.nan
         if bound <= margin:
             row["verdict"] = "non-inferior"
