@@ -54,6 +54,15 @@ class DatasetSpec:
     pool_chars_at_least: int | None = None
     fewshot_split: str = "train"
     label_help: dict[str, str] = field(default_factory=dict)  # shown to the model
+    # Other wordings that name a label wherever they stand, as a careful annotator reads them:
+    # the label's definition, the benchmark's and the source paper's own names for it, common
+    # shortenings, spellings and plurals. Plain phrases: case, spacing, "-"/"_"/":" between
+    # words and "&" for "and" vary by themselves (see biomedquant.tasks.text.word_pattern).
+    label_synonyms: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Bare words that name a label only when they are the answer (the output or its marked
+    # answer opens with one and names no other): inside prose they describe, not answer
+    # ("cardiomyocyte activation by the chemical" is not CPR:3).
+    label_bare_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
     # The bootstrap's resampling unit when items are not independent: a regular expression
     # matched at the start of an item id whose first group names the item's cluster (all
@@ -107,6 +116,161 @@ LITCOVID_LABELS = (
     "Epidemic Forecasting",
 )
 
+# What each label is called besides its name (the field ``label_synonyms`` above). Facts, not
+# code: every wording is one a reader of the source paper or the benchmark meets.
+
+# The hallmarks in Hanahan & Weinberg's own wordings (Cell 2000, "The hallmarks of cancer";
+# Cell 2011, "Hallmarks of cancer: the next generation"), British spellings and the shortenings
+# models write.
+HOC_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "sustaining proliferative signaling": (
+        "sustaining proliferative signalling",
+        "sustained proliferative signaling",
+        "sustained proliferative signalling",
+        "proliferative signaling",
+        "proliferative signalling",
+        "self-sufficiency in growth signals",
+    ),
+    "evading growth suppressors": (
+        "evading growth suppression",
+        "evasion of growth suppressors",
+        "insensitivity to antigrowth signals",
+        "insensitivity to anti-growth signals",
+    ),
+    "resisting cell death": (
+        "resistance to cell death",
+        "evading apoptosis",
+        "evasion of apoptosis",
+        "resisting apoptosis",
+        "resistance to apoptosis",
+    ),
+    "enabling replicative immortality": (
+        "replicative immortality",
+        "limitless replicative potential",
+    ),
+    "inducing angiogenesis": ("sustained angiogenesis", "angiogenesis"),
+    "activating invasion and metastasis": (
+        "tissue invasion and metastasis",
+        "invasion and metastasis",
+    ),
+    "genomic instability and mutation": (
+        "genome instability and mutation",
+        "genomic instability",
+        "genome instability",
+    ),
+    "tumor promoting inflammation": (
+        "tumour promoting inflammation",
+        "tumor-promoting inflammation",
+        "tumour-promoting inflammation",
+    ),
+    "cellular energetics": (
+        "deregulating cellular energetics",
+        "reprogramming energy metabolism",
+        "reprogramming of energy metabolism",
+    ),
+    "avoiding immune destruction": (
+        "evading immune destruction",
+        "immune evasion",
+        "evasion of immune destruction",
+        "immune escape",
+    ),
+}
+# LitCovid's topics in the plural and the other forms of the topic names (Chen et al. 2021
+# define them: Case Report "descriptions of specific patient cases", Epidemic Forecasting
+# "estimation on the trend of COVID-19 spread").
+LITCOVID_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "Treatment": ("treatments",),
+    "Prevention": ("preventions",),
+    "Diagnosis": ("diagnoses",),
+    "Mechanism": ("mechanisms",),
+    "Case Report": ("case reports", "case study", "case studies"),
+    "Transmission": ("transmissions",),
+    "Epidemic Forecasting": (
+        "epidemic forecast",
+        "epidemic forecasts",
+        "forecasting",
+        "forecasts",
+        "forecast",
+    ),
+}
+# The statements of "no relation" the negative class of either relation dataset is named by.
+NO_RELATION_WORDINGS = ("none", "false", "negative", "unrelated", "not related")
+# ChemProt's relation groups by the relation names of its annotation guidelines (Krallinger et
+# al. 2017: CPR:3 upregulator/activator, CPR:4 downregulator/inhibitor, CPR:5 agonist,
+# CPR:6 antagonist, CPR:9 substrate/product of) and the verbs of the prompt's definitions.
+CHEMPROT_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "CPR:3": (
+        "upregulates",
+        "up-regulates",
+        "activates",
+        "upregulator",
+        "activator",
+        "indirect upregulator",
+    ),
+    "CPR:4": (
+        "downregulates",
+        "down-regulates",
+        "inhibits",
+        "downregulator",
+        "inhibitor",
+        "indirect downregulator",
+    ),
+    "CPR:5": ("agonist", "agonist-activator", "agonist-inhibitor"),
+    "CPR:6": ("antagonist",),
+    "CPR:9": ("substrate", "is a product of", "product of the gene", "is metabolized by"),
+    "false": NO_RELATION_WORDINGS,
+}
+CHEMPROT_BARE_WORDS: dict[str, tuple[str, ...]] = {
+    "CPR:3": ("activators", "activation", "upregulation", "up-regulation", "upregulated"),
+    "CPR:4": ("inhibitors", "inhibition", "downregulation", "down-regulation", "downregulated"),
+    "CPR:5": ("agonists", "agonism"),
+    "CPR:6": ("antagonists", "antagonism"),
+    "CPR:9": ("substrates", "product", "products", "metabolite", "metabolites"),
+}
+# DDI's types in the words of the DDI corpus's definitions (Herrero-Zazo et al. 2013:
+# mechanism = a pharmacokinetic interaction, effect = a pharmacodynamic one or an effect,
+# advise = a recommendation or advice, int = an interaction stated with no further
+# information) and of this project's prompt (``label_help``).
+DDI_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "DDI-effect": (
+        "pharmacodynamic interaction",
+        "pharmacodynamic effect",
+        "pharmacodynamic",
+    ),
+    "DDI-mechanism": (
+        "pharmacokinetic interaction",
+        "pharmacokinetic mechanism",
+        "pharmacokinetic",
+    ),
+    "DDI-advise": ("a recommendation", "recommendation about taking both"),
+    "DDI-int": (
+        "interaction without further detail",
+        "interaction without further information",
+        "unspecified interaction",
+    ),
+    "DDI-false": (
+        *NO_RELATION_WORDINGS,
+        "do not interact",
+        "does not interact",
+        "don't interact",
+        "doesn't interact",
+    ),
+}
+DDI_BARE_WORDS: dict[str, tuple[str, ...]] = {
+    "DDI-effect": ("effect", "effects"),
+    "DDI-mechanism": ("mechanism", "mechanisms"),
+    "DDI-advise": ("advise", "advice"),
+    "DDI-int": ("int",),
+}
+# The entity type of each NER dataset and the other words a model names it by (in a list
+# heading "Drugs: ...", a type suffix "haloperidol (chemical)", an inline tag
+# "<drug>...</drug>").
+CHEMICAL_WORDS = ("chemicals", "chemical entity", "chemical entities", "drug", "drugs")
+CHEMICAL_WORDS += ("compound", "compounds")
+DISEASE_WORDS = ("diseases", "disorder", "disorders", "condition", "conditions")
+DISEASE_WORDS += ("disease entity", "disease entities")
+
+
 DATASETS: Registry[DatasetSpec] = Registry(
     "dataset",
     (
@@ -117,6 +281,7 @@ DATASETS: Registry[DatasetSpec] = Registry(
                 title="BC5CDR-chemical",
                 task="ner",
                 labels=("chemical",),
+                label_synonyms={"chemical": CHEMICAL_WORDS},
                 files=_files(
                     "[NER]BC5CDR_Chemical",
                     "conll",
@@ -140,6 +305,7 @@ DATASETS: Registry[DatasetSpec] = Registry(
                 title="NCBI-disease",
                 task="ner",
                 labels=("disease",),
+                label_synonyms={"disease": DISEASE_WORDS},
                 files=_files(
                     "[NER]NCBI_Disease",
                     "conll",
@@ -184,6 +350,8 @@ DATASETS: Registry[DatasetSpec] = Registry(
                     "CPR:9": "the chemical is a substrate or product of the gene/protein",
                     "false": "none of the relations above",
                 },
+                label_synonyms=CHEMPROT_SYNONYMS,
+                label_bare_words=CHEMPROT_BARE_WORDS,
                 extra={"entity_markers": "@CHEMICAL$ and @GENE$"},
                 # ids are <PMID>.<entity>.<entity>: pairs of one abstract resample together
                 cluster_pattern=r"^(\d+)\.",
@@ -214,6 +382,8 @@ DATASETS: Registry[DatasetSpec] = Registry(
                     "DDI-int": "the sentence states an interaction without further detail",
                     "DDI-false": "no interaction between the two drugs is stated",
                 },
+                label_synonyms=DDI_SYNONYMS,
+                label_bare_words=DDI_BARE_WORDS,
                 extra={"entity_markers": "@DRUG$ (twice)"},
                 # ids are DDI-<source>.d<doc>.s<sentence>.p<pair>: the pairs of one document
                 # together (a model that misreads a drug label misreads its every sentence)
@@ -225,6 +395,7 @@ DATASETS: Registry[DatasetSpec] = Registry(
                 title="HoC",
                 task="mlc",
                 labels=HOC_LABELS,
+                label_synonyms=HOC_SYNONYMS,
                 files=_files(
                     "[MLC]Hoc",
                     "mlc_tsv",
@@ -245,6 +416,7 @@ DATASETS: Registry[DatasetSpec] = Registry(
                 title="LitCovid",
                 task="mlc",
                 labels=LITCOVID_LABELS,
+                label_synonyms=LITCOVID_SYNONYMS,
                 files=_files(
                     "[MLC]LitCovid",
                     "mlc_tsv",

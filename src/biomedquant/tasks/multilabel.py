@@ -3,7 +3,9 @@
 Read by the set form of the reading rule (:mod:`.answer_reading`): the labels in the marked
 answer, else in the opening paragraph when the output opens with a label, else every label
 named. Labels match as whole phrases in any case, with ":", "-", "_" or a space between words
-("case-report"); a label under negation ("does not discuss Diagnosis", "not Treatment") is not
+("case-report") and "&" for "and", and so do their other wordings in the dataset's table of
+facts (the hallmarks in Hanahan & Weinberg's own words, "Case Reports", "Forecasting"); a label
+under negation ("does not discuss Diagnosis", "not Treatment") is not
 predicted; "none", "none of the labels", "no label applies" is the empty set; a JSON list of
 labels or a JSON map from labels to 0/1, true/false or yes/no is read as such.
 """
@@ -42,7 +44,14 @@ def render_answer(spec: DatasetSpec, rec: Record) -> str:
 
 
 def reader(spec: DatasetSpec) -> SetReader:
+    """What names a label of ``spec``: the label, or one of its wordings in the dataset's table
+    of facts (``label_synonyms``: "genomic instability", "immune evasion", "Case Reports")."""
     patterns = [(lab, word_pattern(lab)) for lab in spec.labels]
+    patterns += [
+        (lab, word_pattern(wording))
+        for lab, wordings in spec.label_synonyms.items()
+        for wording in wordings
+    ]
     return SetReader(labels=lambda text: find_phrases(text, patterns), order=spec.labels)
 
 

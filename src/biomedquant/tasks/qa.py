@@ -11,7 +11,8 @@ letter after a noun ("vitamin D", "hepatitis B"). Option texts count as whole wo
 spacing aside; the longest match wins, so an option named inside another option's text
 ("Hepatitis B" inside "Hepatitis B vaccine") does not count, and a letter inside a matched
 option text is not a letter. Decision words count when they stand as a clause of their own
-("Yes, ...", "..., no.", "I would say maybe"), not inside a sentence ("there is no risk").
+("Yes, ...", "..., no.", "I would say maybe", "No (p = 0.4)", "yes [see results]"), not inside a
+sentence ("there is no risk").
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from biomedquant.tasks.text import straight_quotes
 # Words after which an upper-case letter is an option letter ("I would choose D").
 _LETTER_CUES = (
     "is|be|was|option|options|choice|choose|chose|pick|select|answer|letter|correct|go|with|"
-    "are|or|and|between|than|not|either"
+    "are|or|and|between|than|not|either|so|thus|therefore|hence"
 )
 # After a letter opening a line, words that show the letter is the answer ("C is correct").
 _AFTER_LETTER = re.compile(
@@ -174,7 +175,7 @@ def word_reader(labels: tuple[str, ...]) -> ChoiceReader:
     # the word may stand in quotes ("'Yes' - statin users ..."; typographic ones are
     # straightened by ``clean``)
     lead_re = re.compile(
-        rf"^[\"']?({alts})[\"']?(?=\s*(?:$|[,.;:!?)/\-\u2013\u2014]|or\b|and\b|but\b))",
+        rf"^[\"']?({alts})[\"']?(?=\s*(?:$|[,.;:!?()\[\]/\-\u2013\u2014]|or\b|and\b|but\b))",
         re.IGNORECASE,
     )
     word = re.compile(rf"(?<![\w-])({alts})(?![\w-])", re.IGNORECASE)
@@ -194,9 +195,9 @@ def word_reader(labels: tuple[str, ...]) -> ChoiceReader:
             before = text[max(0, m.start() - 40) : m.start()].rstrip(" \t\"'")
             after = text[m.end() : m.end() + 40].lstrip(" \t\"'")
             standing_before = (
-                not before or before[-1] in "\n.,;:!?(" or _DECISION_CUES.search(before)
+                not before or before[-1] in "\n.,;:!?(|" or _DECISION_CUES.search(before)
             )
-            standing_after = not after or after[0] in "\n.,;:!?)"
+            standing_after = not after or after[0] in "\n.,;:!?()[]|"
             if standing_before and standing_after:
                 hits.append((m.start(), m.end(), canon[m.group(1).lower()]))
         return unnegated(text, hits)

@@ -1,19 +1,24 @@
 """Relation extraction: one label for the pair of masked entities in a sentence.
 
 Read by the reading rule of :mod:`.answer_reading`. Besides the labels themselves (any case,
-":", "-", "_" or a space between their parts: "cpr-4", "ddi_advise"), two wordings count:
+":", "-", "_" or a space between their parts: "cpr-4", "ddi_advise"), these wordings count:
 
-- The negative class (ChemProt ``false``, DDI ``DDI-false``) has synonyms: "no relation",
-  "no relationship", "no interaction", "no DDI", "no CPR", "none", "false", "negative",
-  "unrelated", "not related", "DDI-false", also with up to two words in between
-  ("no known drug interaction").
-- Bare type words, when the answer is one (the output or its marked answer opens with it, and
-  no other type follows as an alternative): DDI "effect", "mechanism", "advise"/"advice",
-  "int"; ChemProt "activator"/"upregulates" (CPR:3), "inhibitor"/"downregulates" (CPR:4),
-  "agonist" (CPR:5), "antagonist" (CPR:6), "substrate"/"product"/"metabolite" (CPR:9). A type
-  word inside prose ("cardiomyocyte activation by the chemical ...") is not an answer.
+- The label's other wordings from the dataset's table of facts
+  (:attr:`~biomedquant.datasets.registry.DatasetSpec.label_synonyms`): the relation names of
+  the annotation guidelines and the verbs of the prompt's definitions ("@CHEMICAL$ inhibits
+  @GENE$" is CPR:4, "acts as an agonist" CPR:5, "a pharmacokinetic interaction"
+  DDI-mechanism, "they do not interact" DDI-false), wherever they stand.
+- Statements of no relation name the negative class (ChemProt ``false``, DDI ``DDI-false``):
+  "no relation", "no relationship", "no interaction", "no DDI", "no CPR", also with up to two
+  words in between ("no known drug interaction"), besides the table's "none", "false" ...
+- Bare type words (``label_bare_words``), when the answer is one (the output or its marked
+  answer opens with it, and no other type follows as an alternative): DDI "effect",
+  "mechanism", "advice"; ChemProt "activation", "inhibition", "products". Inside prose they
+  describe rather than answer ("cardiomyocyte activation by the chemical ...").
 - A label's definition as the prompt lists it ("the chemical downregulates or inhibits the
   gene/protein"): a model that echoes the definition names that label.
+- A JSON flag and type (``{"interaction": true, "type": "advise"}``; a false flag is the
+  negative class).
 
 A label under negation ("not CPR:4", "rather than DDI-effect") is not an answer.
 """
@@ -34,28 +39,13 @@ from biomedquant.tasks.answer_reading import (
 from biomedquant.tasks.metrics import single_label_scores
 from biomedquant.tasks.text import word_pattern
 
-NEGATIVE_SYNONYMS = (
-    r"no\s+(?:[\w-]+\s+){0,2}?(?:relations?|relationships?|interactions?|ddi|cpr)",
-    r"none",
-    r"false",
-    r"negative",
-    r"unrelated",
-    r"not\s+related",
-    r"ddi[\s:_-]*false",
-    r"cpr[\s:_-]*false",
+# "No <up to two words> relation/interaction ...": how any relation task states its negative
+# class, whatever the dataset calls its relations.
+NO_RELATION_STATEMENT = re.compile(
+    r"(?<![\w-])no\s+(?:[\w-]+\s+){0,2}?(?:relations?|relationships?|interactions?|ddi|cpr)"
+    r"(?![\w-])|(?<![\w-])(?:ddi|cpr)[\s:_-]*false(?![\w-])",
+    re.IGNORECASE,
 )
-# Bare type words by label (regular expressions, whole words, any case).
-TYPE_WORDS = {
-    "DDI-effect": r"effects?",
-    "DDI-mechanism": r"mechanisms?",
-    "DDI-advise": r"advise|advice",
-    "DDI-int": r"int",
-    "CPR:3": r"activators?|activates|activation|upregulat\w*|up-regulat\w*",
-    "CPR:4": r"inhibitors?|inhibits|inhibition|downregulat\w*|down-regulat\w*",
-    "CPR:5": r"agonists?|agonism",
-    "CPR:6": r"antagonists?|antagonism",
-    "CPR:9": r"substrates?|products?|metabolites?",
-}
 
 
 def description(spec: DatasetSpec) -> str:
@@ -104,22 +94,22 @@ def reader(spec: DatasetSpec) -> ChoiceReader:
     """What names a relation label of ``spec`` (see the module docstring)."""
     negative = negative_label(spec)
     formal = [(lab, word_pattern(lab)) for lab in spec.labels]
+    formal += [
+        (lab, word_pattern(wording))
+        for lab, wordings in spec.label_synonyms.items()
+        for wording in wordings
+    ]
     # A label's definition as the prompt lists it, echoed as the answer ("the chemical
     # downregulates or inhibits the gene/protein"), names that label.
     formal += [(lab, _definition_pattern(text)) for lab, text in spec.label_help.items()]
     if negative is not None:
-        formal += [
-            (negative, re.compile(rf"(?<![\w-]){syn}(?![\w-])", re.IGNORECASE))
-            for syn in NEGATIVE_SYNONYMS
-        ]
+        formal.append((negative, NO_RELATION_STATEMENT))
     types = [
-        (lab, re.compile(rf"(?<![\w-])(?:{TYPE_WORDS[lab]})(?![\w-])", re.IGNORECASE))
-        for lab in spec.labels
-        if lab in TYPE_WORDS
+        (lab, word_pattern(word)) for lab, words in spec.label_bare_words.items() for word in words
     ]
 
     def lead(line: str) -> tuple[str, int] | None:
-        for phrases in (formal, types):
+        for phrases in (formal, formal + types):
             spans = find_phrases(line, phrases)
             if spans and spans[0][0] == 0:
                 return spans[0][2], spans[0][1]
@@ -132,7 +122,7 @@ def reader(spec: DatasetSpec) -> ChoiceReader:
     def mentions(text: str) -> list[tuple[int, str]]:
         return unnegated(text, find_phrases(text, formal))
 
-    return ChoiceReader(lead=lead, answer_line=answer_line, mentions=mentions)
+    return ChoiceReader(lead=lead, answer_line=answer_line, mentions=mentions, negative=negative)
 
 
 def parse(text: str, spec: DatasetSpec, rec: Record) -> tuple[str | None, str, str | None]:
