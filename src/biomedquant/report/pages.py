@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from biomedquant.analysis.tables import read_scores, read_table
 from biomedquant.common.files import write_text
-from biomedquant.report.figures.style import SIGNIFICANCE, Order, dataset_order, dataset_title
+from biomedquant.report.figures.style import Order, dataset_order, dataset_title, marked_changes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,8 +42,9 @@ TABLE_NOTES = {
     "scale; one row per model, method and prompting method. The full tidy table (every metric, "
     "n, parse-failure rate) is the CSV below.",
     "comparisons": "Change of the primary metric from the unquantized baseline in points "
-    "(x100) with its paired-bootstrap interval; * marks p < 0.05. The full table (every "
-    "metric, p-values, flip rates) is the CSV below.",
+    "(x100) with its paired-bootstrap interval; * marks p < 0.05 after a Benjamini-Hochberg "
+    "adjustment over every cell of the table (as the change heatmap's stars). The full table "
+    "(every metric, unadjusted p-values, flip rates) is the CSV below.",
     "memory": "Memory per model and method: the fit estimator (est_*), and what the runs "
     "measured (weights in the deployment dtype, peak GPU and host memory, size on disk).",
     "recommendation": "Per model, the method with the least GPU memory that is shown "
@@ -94,10 +95,15 @@ def summary_table(kind: str, csv_path: str | Path) -> pd.DataFrame:
                 for v, lo, hi in zip(df["value"], df["ci_low"], df["ci_high"], strict=True)
             ]
         else:
+            # the change heatmap's stars: adjusted over every cell with a change
             df["cell"] = [
-                _fmt_ci(d, lo, hi, 100, sign=True) + ("*" if p < SIGNIFICANCE else "")
-                for d, lo, hi, p in zip(
-                    df["diff"], df["diff_ci_low"], df["diff_ci_high"], df["p_value"], strict=True
+                _fmt_ci(d, lo, hi, 100, sign=True) + ("*" if marked else "")
+                for d, lo, hi, marked in zip(
+                    df["diff"],
+                    df["diff_ci_low"],
+                    df["diff_ci_high"],
+                    marked_changes(df),
+                    strict=True,
                 )
             ]
         order = Order().with_data(df)

@@ -350,6 +350,26 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
+def marked_changes(comparisons: pd.DataFrame, alpha: float = SIGNIFICANCE) -> pd.Series:
+    """Which rows of a comparison table (one per cell the report shows) get a star: adjusted
+    p < ``alpha``, the p-values adjusted together over every row with a change
+    (:func:`biomedquant.evaluation.stats.multiplicity.report_adjusted`, Benjamini-Hochberg,
+    where that module says why). The change heatmap and the comparison table's page both
+    read it, so they mark the same cells. A row without a change or a p-value is no test and
+    not in the family."""
+    import pandas as pd
+
+    from biomedquant.evaluation.stats.multiplicity import report_adjusted
+
+    def col(name: str) -> pd.Series:
+        if name not in comparisons:
+            return pd.Series(float("nan"), index=comparisons.index)
+        return pd.to_numeric(comparisons[name], errors="coerce")
+
+    adjusted = report_adjusted(col("p_value").where(col("diff").notna()).to_numpy())
+    return pd.Series(adjusted < alpha, index=comparisons.index)
+
+
 def styled(draw: Callable[_P, _R]) -> Callable[_P, _R]:
     """Draw under :data:`STYLE` without touching the caller's matplotlib settings (figures are
     built with ``matplotlib.figure.Figure``, not pyplot: no backend switch, nothing left open,
