@@ -312,7 +312,7 @@ def _paper_memory(model_shape: str = "llama31_8b") -> tuple[dict, pd.DataFrame]:
 
 
 def test_with_the_paper_s_methods_the_cheapest_lossless_candidate_is_recommended():
-    from biomedquant.methods.kinds import control_methods
+    from biomedquant.methods.kinds import control_methods, control_pairs
 
     methods, memory = _paper_memory()
     controls = control_methods(methods)
@@ -321,8 +321,27 @@ def test_with_the_paper_s_methods_the_cheapest_lossless_candidate_is_recommended
     lossless = {m: rng.normal(0.0, 0.2, 999) for m in methods if m not in ("none", *controls)}
     spec = {**lossless, "rtn-w4g128": rng.normal(-6.0, 0.3, 999)}  # the control loses
     spec["gguf-q8_0"] = rng.normal(0.0, 0.2, 999)
-    rec, evidence = recommend(_records(spec), memory, controls=controls)
+    pairs = control_pairs(methods)
+    assert pairs == {
+        "gptq-w4g128": "rtn-w4g128",
+        "awq-w4g128": "rtn-w4g128",
+        "gguf-q4_k_m": "gguf-q8_0",
+    }
+    rec, evidence = recommend(_records(spec), memory, controls=controls, control_of=pairs)
     (r,) = rec.itertuples()
+    # each candidate's change beside its control's: GPTQ 4-bit against round-to-nearest
+    gptq = evidence[evidence["method"] == "gptq-w4g128"].iloc[0]
+    rtn = evidence[
+        (evidence["method"] == "rtn-w4g128")
+        & (evidence["task"] == gptq["task"])
+        & (evidence["prompt"] == gptq["prompt"])
+    ].iloc[0]
+    assert gptq["control"] == "rtn-w4g128"
+    assert gptq["control_delta_points"] == pytest.approx(rtn["delta_points"])
+    assert gptq["delta_vs_control_points"] == pytest.approx(
+        gptq["delta_points"] - rtn["delta_points"]
+    )
+    assert pd.isna(evidence[evidence["method"] == "gptq-w8g128"]["control"]).all()
     cheapest = memory[memory["method"].isin(lossless)].sort_values("est_total_gb").iloc[0]
     assert r.recommended == cheapest["method"] == "gptq-w3g128"
     assert set(r.shown_non_inferior.split(";")) == set(lossless)

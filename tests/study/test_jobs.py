@@ -33,6 +33,18 @@ def test_the_baseline_is_the_first_method_of_kind_none():
     assert baseline_method({"q": {"kind": "gptq"}}) is None
 
 
+def test_the_recommendation_s_scope_the_deployed_prompts_and_the_controls(demo):
+    assert StudyJobs(demo).recommendation_scope_args() == "--deploy-prompt zero-shot"
+    paper = load_config(REPO / "config" / "paper.yaml")
+    args = StudyJobs(paper).recommendation_scope_args()
+    assert args.startswith("--deploy-prompt zero-shot --control gguf-q8_0 --control rtn-w4g128")
+    assert "--control-of gptq-w4g128=rtn-w4g128" in args
+    assert "--control-of gguf-q4_k_m=gguf-q8_0" in args
+    rec = dict(paper["recommendation"], deploy_prompts=["five-shot", "cot"])
+    args = jobs_of(paper, recommendation=rec).recommendation_scope_args()
+    assert args.startswith("--deploy-prompt five-shot --deploy-prompt cot --control")
+
+
 def test_demo_evaluate_settings_name_every_run_and_its_baseline(demo):
     jobs = StudyJobs(demo)
     quantized = next(m for m, s in demo["methods"].items() if s["kind"] != "none")

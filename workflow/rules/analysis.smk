@@ -77,12 +77,8 @@ rule recommend:
             for task, points in config["recommendation"]["task_margin_points"].items()
         ),
         alpha=config["recommendation"]["alpha"],
-        # the claim holds under the prompting methods a lab deploys; controls are measured,
-        # never recommended
-        scope=" ".join(
-            [f"--deploy-prompt {shlex.quote(p)}" for p in STUDY.deploy_prompts]
-            + [f"--control {shlex.quote(m)}" for m in STUDY.controls]
-        ),
+        # the prompting methods the claim is for, the controls and each candidate's control
+        scope=STUDY.recommendation_scope_args(),
         hardware=" ".join(
             f"--hardware {shlex.quote(h)}"
             for h in config["recommendation"]["deploy_on"]

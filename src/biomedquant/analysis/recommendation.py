@@ -29,6 +29,12 @@ Decisions, and why:
   method the config marks ``control: true`` (the F16 GGUF run through llama.cpp, which
   separates the engine's change from the quantization) are measured and shown in the
   evidence, but they are neither tested for deployment nor able to block a candidate.
+* Each candidate with a control (:func:`biomedquant.methods.kinds.control_pairs`: GPTQ's and
+  AWQ's round-to-nearest at the same bits and group size, a GGUF method's GGUF control) has its
+  control's change beside its own in every test of the evidence (``control_delta_points``) and
+  the difference (``delta_vs_control_points``): for a GGUF method the control's change is the
+  engine's share (llama.cpp against the transformers baseline) and the difference the
+  quantization's; for GPTQ and AWQ a difference below 0 means the method lost to plain rounding.
 * ``shown_non_inferior`` lists every candidate Holm's procedure passed; the recommendation is
   the one of least memory (ties: the config's order), and the deployment answer
   (:mod:`biomedquant.analysis.deployment`) may pick any of them that fits a lab's hardware,
@@ -65,7 +71,15 @@ from biomedquant.evaluation.stats.verdicts import (
 if TYPE_CHECKING:
     import pandas as pd
 
-EVIDENCE_COLUMNS = (*TEST_COLUMNS, "memory_gb", "memory_source", "role")
+EVIDENCE_COLUMNS = (
+    *TEST_COLUMNS,
+    "memory_gb",
+    "memory_source",
+    "role",
+    "control",
+    "control_delta_points",
+    "delta_vs_control_points",
+)
 RECOMMENDATION_COLUMNS = (
     "model",
     "baseline",
@@ -168,6 +182,7 @@ def recommend(
     alpha: float = DEFAULT_ALPHA,
     deploy_prompts: Sequence[str] | None = None,
     controls: Collection[str] = (),
+    control_of: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The recommendation (one row per model) and its evidence (one verdict per model x
     method x task x prompt, controls and undeployed prompting methods included), from
@@ -175,7 +190,8 @@ def recommend(
 
     ``deploy_prompts``: the prompting methods the claim must hold under (default: every
     prompting method in the comparisons); ``controls``: method names that are measured but
-    never candidates."""
+    never candidates; ``control_of``: each candidate's control, whose change the evidence
+    sets beside the candidate's."""
     import pandas as pd
 
     task_margins = dict(task_margin_points or {})
@@ -198,6 +214,16 @@ def recommend(
         else ("candidate" if deployed is None or p in deployed else "not deployed")
         for m, p in zip(evidence["method"], evidence["prompt"], strict=True)
     ]
+    delta = {(r.model, r.method, r.task, r.prompt): r.delta_points for r in evidence.itertuples()}
+    pairs = dict(control_of or {})
+    evidence["control"] = [pairs.get(m) for m in evidence["method"]]
+    evidence["control_delta_points"] = [
+        delta.get((r.model, r.control, r.task, r.prompt), math.nan) if r.control else math.nan
+        for r in evidence.itertuples()
+    ]
+    evidence["delta_vs_control_points"] = (
+        evidence["delta_points"] - evidence["control_delta_points"]
+    )
     evidence = evidence[list(EVIDENCE_COLUMNS)]
     mem_of = {(r.model, r.method): (r.memory_gb, r.memory_source) for r in mem.itertuples()}
 
@@ -318,6 +344,7 @@ def write_recommendation(
     alpha: float = DEFAULT_ALPHA,
     deploy_prompts: Sequence[str] | None = None,
     controls: Collection[str] = (),
+    control_of: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Read the comparison files (they carry the resampled differences the verdicts pool)
     and the memory table; write the recommendation and its evidence."""
@@ -329,6 +356,7 @@ def write_recommendation(
         alpha=alpha,
         deploy_prompts=deploy_prompts,
         controls=controls,
+        control_of=control_of,
     )
     _write(rec, out_path)
     _write(evidence, evidence_path)

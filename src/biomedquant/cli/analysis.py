@@ -34,6 +34,17 @@ def _cmd_cpu_deployment(args: argparse.Namespace) -> None:
     print(f"{len(rows)} rows -> {args.out}")
 
 
+def _pairs(items: list[str], flag: str, form: str) -> dict[str, str]:
+    """``A=B`` items as a mapping (an error naming the flag and its form otherwise)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not (sep and key and value):
+            raise ValueError(f"{flag} wants {form}, got {item!r}")
+        out[key] = value
+    return out
+
+
 def _cmd_recommend(args: argparse.Namespace) -> None:
     from biomedquant.analysis.recommendation import write_recommendation
 
@@ -60,6 +71,7 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
         alpha=args.alpha,
         deploy_prompts=args.deploy_prompt or None,
         controls=args.control,
+        control_of=_pairs(args.control_of, "--control-of", "CANDIDATE=CONTROL"),
     )
     for r in rec.itertuples():
         print(f"{r.model}: {r.recommended} ({r.memory_gb:.3g} GB, {r.memory_source}): {r.verdict}")
@@ -154,6 +166,13 @@ def add_commands(sub: Any) -> None:
         action="append",
         default=[],
         help="a method measured beside the candidates, never recommended, repeatable",
+    )
+    s.add_argument(
+        "--control-of",
+        action="append",
+        default=[],
+        metavar="CANDIDATE=CONTROL",
+        help="a candidate's control, whose change the evidence sets beside its own, repeatable",
     )
     s.add_argument("--out", required=True, help="the recommendation table (CSV)")
     s.add_argument("--evidence-out", required=True, help="its evidence table (CSV)")

@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_GROUP_SIZE",
     "bits",
     "control_methods",
+    "control_pairs",
     "group_size",
     "is_control",
     "linear_bytes_per_weight",
@@ -310,6 +311,34 @@ def is_control(method: Method) -> bool:
 def control_methods(methods: dict[str, Method]) -> list[str]:
     """The names of the controls among a config's method entries, in sorted order."""
     return sorted(name for name, spec in methods.items() if is_control(spec))
+
+
+def control_pairs(methods: dict[str, Method]) -> dict[str, str]:
+    """Each candidate's control among a config's method entries, where it has one: a control
+    run by the same dedicated engine (a GGUF method's: a GGUF control, whose change against the
+    baseline is the engine's share), else a control of a kind on the same grid with the same
+    bits and group size (GPTQ's and AWQ's: round-to-nearest at their bits and group size). The
+    candidate's change minus its control's is then the quantization method's own share."""
+    controls = {n: spec for n, spec in methods.items() if is_control(spec)}
+    pairs: dict[str, str] = {}
+    for name, spec in methods.items():
+        kind = method_kind(spec)
+        if name in controls or kind.name == "none":
+            continue
+        for control, cspec in controls.items():
+            ckind = method_kind(cspec)
+            same_engine = kind.engine is not None and ckind.engine == kind.engine
+            same_grid = (
+                kind.engine is None
+                and ckind.engine is None
+                and "bits" in spec
+                and (int(spec["bits"]), group_size(spec))
+                == (int(cspec.get("bits", -1)), group_size(cspec))
+            )
+            if same_engine or same_grid:
+                pairs[name] = control
+                break
+    return pairs
 
 
 def bits(method: Method) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shlex
 from functools import cached_property
 from typing import Any
 
@@ -19,7 +20,12 @@ from biomedquant.datasets.prepare import fewshot_split
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.inference.decoding import Decoding
 from biomedquant.inference.prompting import get_prompt_method
-from biomedquant.methods.kinds import METHOD_KINDS, control_methods, model_folder
+from biomedquant.methods.kinds import (
+    METHOD_KINDS,
+    control_methods,
+    control_pairs,
+    model_folder,
+)
 from biomedquant.report.figures.registry import figure_paths, figure_rule_names
 from biomedquant.report.figures.style import order_from_config, order_to_json
 from biomedquant.study import layout
@@ -62,6 +68,7 @@ class StudyJobs:
         # study's first unless the config names them); controls are measured, never candidates.
         self.deploy_prompts: list[str] = list(rec.get("deploy_prompts") or self.prompts[:1])
         self.controls: list[str] = control_methods(self.methods)
+        self.control_of: dict[str, str] = control_pairs(self.methods)
 
     # --- settings that are not results: resources, so that changing them reruns nothing ---
 
@@ -331,6 +338,14 @@ class StudyJobs:
             }
             for m in self.methods
         ]
+
+    def recommendation_scope_args(self) -> str:
+        """The recommend command's scope: the prompting methods its claim holds under, the
+        controls (never candidates) and each candidate's control."""
+        args = [f"--deploy-prompt {shlex.quote(p)}" for p in self.deploy_prompts]
+        args += [f"--control {shlex.quote(m)}" for m in self.controls]
+        args += [f"--control-of {shlex.quote(f'{c}={m}')}" for c, m in self.control_of.items()]
+        return " ".join(args)
 
     def final_targets(self) -> list[str]:
         """Tables, figures (the registry's files) and the report's pages. Without a baseline

@@ -157,9 +157,7 @@ def worst_false_labels(
             counts.add(lab, 0 if p is not None and lab in p else 2)
         for lab in set(p or ()) - gs:
             counts.add(lab, 1)
-    allowed = {
-        i: sorted(set(options[i]) - set(gold[i])) for i, p in enumerate(pred) if p is None
-    }
+    allowed = {i: sorted(set(options[i]) - set(gold[i])) for i, p in enumerate(pred) if p is None}
     chosen: list[str | None] = [None] * len(pred)
     for i, labels in allowed.items():
         chosen[i] = counts.worst(labels)[0]
