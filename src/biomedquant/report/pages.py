@@ -47,18 +47,20 @@ TABLE_NOTES = {
     "(every metric, unadjusted p-values, flip rates) is the CSV below.",
     "memory": "Memory per model and method: the fit estimator (est_*), and what the runs "
     "measured (weights in the deployment dtype, peak GPU and host memory, size on disk).",
-    "recommendation": "Per model, the method with the least GPU memory that is shown "
-    "non-inferior to the baseline (its loss smaller than its task's margin) on every task and "
-    "prompting method, methods tested from the most to the least memory until one fails; when "
-    "none passes, the baseline. A verdict is a one-sided bound of the change at alpha, pooled "
-    "over the task's datasets by a stratified paired bootstrap (an exact bound when fewer than "
-    "10 units changed); the detectable loss is the smallest loss the test would catch with 80% "
-    "power. The evidence table lists every test.",
+    "recommendation": "Per model, the candidate with the least GPU memory that is shown "
+    "non-inferior to the baseline (its loss smaller than its task's margin) on every task under "
+    "the deployed prompting methods ('prompts'), with Holm's procedure across the candidates "
+    "keeping the family-wise error at alpha; controls (round-to-nearest, methods marked "
+    "control) are measured, never recommended; when none passes, the baseline. A verdict is a "
+    "one-sided bound of the change at alpha, pooled over the task's datasets by a stratified "
+    "paired bootstrap (an exact bound for accuracy when fewer than 10 units changed); the "
+    "detectable loss is the smallest loss the test would catch with 80% power. The evidence "
+    "table lists every test, with each candidate's control beside it.",
     "deployment_choice": "What to deploy on each GPU (or CPU) of recommendation.deploy_on: per "
     "model and over all models, the best-scoring model x method (mean primary metric over tasks "
-    "and prompting methods) that runs there and fits (90% of each GPU; several GPUs where "
-    "named) among those the recommendation showed non-inferior to their baseline. When none "
-    "of those fits, the status says plainly that the best that fits is not shown "
+    "under the deployed prompting methods) that runs there and fits (90% of each GPU; several "
+    "GPUs where named) among those the recommendation showed non-inferior to their baseline. "
+    "When none of those fits, the status says plainly that the best that fits is not shown "
     "non-inferior. 'deploy' is the folder to serve.",
 }
 
