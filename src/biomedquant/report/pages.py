@@ -39,8 +39,9 @@ pre {{ background: #f6f6f6; padding: 0.8em; }}
 
 TABLE_NOTES = {
     "scores": "Primary metric of every run as score [bootstrap interval], on the metric's 0-1 "
-    "scale; one row per model, method and prompting method. The full tidy table (every metric, "
-    "n, parse-failure rate) is the CSV below.",
+    "scale; one row per model, method and prompting method, with the share of unparsable "
+    "answers and the score on the parsed answers alone where some did not parse. The full tidy "
+    "table (every metric, n, parse-failure rate, value_on_parsed) is the CSV below.",
     "comparisons": "Change of the primary metric from the unquantized baseline in points "
     "(x100) with its paired-bootstrap interval; * marks p < 0.05 after a Benjamini-Hochberg "
     "adjustment over every cell of the table (as the change heatmap's stars). The full table "
@@ -84,6 +85,24 @@ def _fmt_ci(v: float, lo: float, hi: float, scale: float = 1.0, sign: bool = Fal
     return f"{v * scale:{f}} [{lo * scale:{f}}, {hi * scale:{f}}]"
 
 
+def _number(value: Any) -> float:
+    """A table cell as a float (NaN when empty or not a number)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _parse_note(rate: Any, on_parsed: Any) -> str:
+    """ " (5% unparsable; 0.71 on parsed)" where some answers did not parse, else nothing."""
+    rate, parsed = _number(rate), _number(on_parsed)
+    if not rate > 0:
+        return ""
+    return f" ({100 * rate:.0f}% unparsable" + (
+        ")" if math.isnan(parsed) else f"; {parsed:.2f} on parsed)"
+    )
+
+
 def summary_table(kind: str, csv_path: str | Path) -> pd.DataFrame:
     """The report's view of a table: wide and short where the CSV is long (scores and
     comparisons: one row per model x method x prompt, one column per dataset)."""
@@ -92,9 +111,15 @@ def summary_table(kind: str, csv_path: str | Path) -> pd.DataFrame:
         if df.empty:
             return df
         if kind == "scores":
+            # beside each score, its parse failures and the score on the parsed answers alone,
+            # so a reader sees whether the answers or their format moved it
+            rates = df["parse_failure_rate"] if "parse_failure_rate" in df else [0.0] * len(df)
+            parsed = df["value_on_parsed"] if "value_on_parsed" in df else [None] * len(df)
             df["cell"] = [
-                _fmt_ci(v, lo, hi)
-                for v, lo, hi in zip(df["value"], df["ci_low"], df["ci_high"], strict=True)
+                _fmt_ci(v, lo, hi) + _parse_note(rate, on_parsed)
+                for v, lo, hi, rate, on_parsed in zip(
+                    df["value"], df["ci_low"], df["ci_high"], rates, parsed, strict=True
+                )
             ]
         else:
             # the change heatmap's stars: adjusted over every cell with a change
