@@ -122,6 +122,19 @@ def read_recommendation(
     return rec, _names_as_text(read_table(evidence_path), columns)
 
 
+def read_verdicts(evidence_path: str | Path | None) -> pd.DataFrame:
+    """The recommendation's tests (one verdict per model x method x task x prompting method,
+    with its one-sided bounds in points), bounds as numbers; empty where there is no file."""
+    import pandas as pd
+
+    if not evidence_path or not Path(evidence_path).exists():
+        return pd.DataFrame(columns=["model", "method", "task", "prompt", "verdict"])
+    df = _names_as_text(read_table(evidence_path))
+    for col in ("delta_points", "lower_bound_points", "upper_bound_points", "margin_points"):
+        df[col] = numeric(df, col)
+    return df
+
+
 def task_scores(scores: pd.DataFrame) -> pd.DataFrame:
     """Primary score per model x method x prompt x task: the mean over the task's datasets.
 

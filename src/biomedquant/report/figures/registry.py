@@ -78,7 +78,7 @@ class FigureSpec:
 FIGURES: dict[str, FigureSpec] = {
     "summary": FigureSpec(
         plot_summary,
-        ("comparisons", "memory"),
+        ("comparisons", "memory", "evidence"),
         "Summary: change per task, every model and method",
         "summary.rst",
         "Summary",
