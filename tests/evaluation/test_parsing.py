@@ -360,3 +360,16 @@ def test_two_different_answers_at_the_same_level_never_parse(dataset):
                 output = form.format(a=a, b=b)
                 prediction, status, _ = parse_output(dataset, output, rec)
                 assert status == AMBIGUOUS, (output, prediction)
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS.names()))
+def test_degenerate_outputs_at_the_token_cap_are_read_quickly(dataset):
+    """Quantized models loop to the token cap; thousands of sentence starts ("so yes, so yes,
+    ...") once cost minutes of CPU per item in the conclusion level."""
+    import time
+
+    rec = {**MEDQA_REC, **NER_REC, "text": "", "label": "", "labels": []}
+    for output in ("so yes, " * 3000, "The chemical inhibits the gene. " * 400, "[" * 5000):
+        start = time.perf_counter()
+        parse_output(dataset, output, rec)
+        assert time.perf_counter() - start < 5, output[:30]

@@ -133,6 +133,12 @@ _REJECTED = re.compile(
     re.IGNORECASE,
 )
 
+# The sentences looked at for a conclusion, counted from the end, and how much of each: a
+# conclusion is short and near the end, and a degenerate output ("so yes, so yes, ..." to the
+# token cap) holds thousands of sentence starts that must not cost quadratic time.
+MAX_SENTENCES = 60
+SENTENCE_WINDOW = 400
+
 Span = tuple[int, int, str]
 # Alternatives looked at on an opening line (a degenerate output can repeat "or" thousands of
 # times; a real answer line has a few).
@@ -248,13 +254,15 @@ def opening(block: str, reader: ChoiceReader) -> tuple[str | None, str]:
 
 
 def _sentences(body: str) -> list[tuple[str, int, bool]]:
-    """Every sentence (or clause after a comma) to the end of its line: its text, where its
-    answer part starts (after a connective such as "so", "therefore"), and whether it opens
-    with a connective."""
+    """The last sentences (or clauses after a comma), each to the end of its line (at most
+    ``SENTENCE_WINDOW`` characters): its text, where its answer part starts (after a
+    connective such as "so", "therefore"), and whether it opens with a connective."""
     found = []
-    for m in _SENTENCE_START.finditer(body):
+    starts = list(_SENTENCE_START.finditer(body))[-MAX_SENTENCES:]
+    for m in starts:
         line_end = body.find("\n", m.end())
-        sentence = body[m.end() : len(body) if line_end < 0 else line_end]
+        end = min(len(body) if line_end < 0 else line_end, m.end() + SENTENCE_WINDOW)
+        sentence = body[m.end() : end]
         connective = _CONNECTIVE.match(sentence)
         if connective:
             found.append((sentence, connective.end(), True))

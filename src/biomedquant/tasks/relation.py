@@ -109,10 +109,13 @@ def reader(spec: DatasetSpec) -> ChoiceReader:
     ]
 
     def lead(line: str) -> tuple[str, int] | None:
-        for phrases in (formal, formal + types):
-            spans = find_phrases(line, phrases)
-            if spans and spans[0][0] == 0:
-                return spans[0][2], spans[0][1]
+        """The longest wording at the line's start (a label or its wordings before bare words),
+        found by anchored matches: only the start matters, and lines can be long."""
+        for phrases in (formal, types):
+            ends = [(m.end(), lab) for lab, pat in phrases if (m := pat.match(line))]
+            if ends:
+                end, lab = max(ends, key=lambda hit: hit[0])
+                return lab, end
         return None
 
     def answer_line(line: str) -> str | None:
