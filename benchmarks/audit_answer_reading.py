@@ -12,9 +12,11 @@ annotator reads from it and the reading rule that should fire) is read with
 - ``rule``: the right reading (or the right refusal to read) by another rule than the corpus
   names: a reading that holds by accident.
 
-Printed per dataset and per rule that fired (``-``: none), so a change that trades silent
-misreads for unparsable ones, or the reverse, shows. Prints; asserts nothing (the corpus test
-asserts that there is no silent misread).
+Printed per dataset and per rule that fired (``-``: none), with the parse-failure rate (the
+share of cases read unparsable, rightly or not), so a change that trades silent misreads for
+unparsable ones, or the reverse, shows. The corpus is the only store of raw model outputs the
+repository keeps, so ``--corpus`` also serves to compare two versions of the reader on it.
+Prints; asserts nothing (the corpus test asserts that there is no silent misread).
 
     python benchmarks/audit_answer_reading.py [--corpus tests/parser_corpus] [--cases]
 """
@@ -108,22 +110,26 @@ def judge(case: Case) -> Judged:
     return Judged(case, reading, status, rule, outcome)
 
 
-def _table(title: str, rows: dict[str, Counter[str]]) -> list[str]:
-    lines = [f"{title:<14}{'cases':>7}" + "".join(f"{o:>12}" for o in OUTCOMES)]
-    for key, counts in rows.items():
+def _table(title: str, rows: dict[str, list[Judged]]) -> list[str]:
+    """One line per key: case count, count per outcome, and the parse-failure rate (the share
+    of cases read unparsable, rightly or not: what a run's ``parse_failure_rate`` reports)."""
+    lines = [f"{title:<14}{'cases':>7}" + "".join(f"{o:>12}" for o in OUTCOMES) + "  failure rate"]
+    for key, group in rows.items():
+        counts = Counter(j.outcome for j in group)
         cells = "".join(f"{counts[o]:>12}" for o in OUTCOMES)
-        lines.append(f"{key:<14}{sum(counts.values()):>7}{cells}")
+        failures = sum(j.status != OK for j in group) / len(group)
+        lines.append(f"{key:<14}{len(group):>7}{cells}{failures:>14.3f}")
     return lines
 
 
 def report(judged: list[Judged]) -> list[str]:
     """The audit's lines: a table per dataset and one per rule that fired."""
-    by_dataset: dict[str, Counter[str]] = {}
-    by_rule: dict[str, Counter[str]] = {}
+    by_dataset: dict[str, list[Judged]] = {}
+    by_rule: dict[str, list[Judged]] = {}
     for j in judged:
-        by_dataset.setdefault(j.case.dataset, Counter())[j.outcome] += 1
-        by_rule.setdefault(j.rule or "-", Counter())[j.outcome] += 1
-    by_dataset["all"] = Counter(j.outcome for j in judged)
+        by_dataset.setdefault(j.case.dataset, []).append(j)
+        by_rule.setdefault(j.rule or "-", []).append(j)
+    by_dataset["all"] = judged
     rules = dict(sorted(by_rule.items()))
     return [*_table("dataset", by_dataset), "", *_table("rule fired", rules)]
 
