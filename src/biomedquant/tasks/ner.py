@@ -293,9 +293,23 @@ def _listed(text: str, gold_tokens: list[str], spec: DatasetSpec) -> tuple[list[
     strings += [b for b in bullets if b and not isinstance(b, _OtherType)]
     if not strings and len(lines) == 1 and not says_none:
         items = [_item(p, gold_tokens, spec) for p in re.split(r"[,;]", lines[0])]
-        if items and all(i is not None for i in items):
+        if (
+            items
+            and all(i is not None for i in items)
+            and not _fragment(lines[0], items, gold_tokens)
+        ):
             strings = [i for i in items if i and not isinstance(i, _OtherType)]
     return strings, says_none
+
+
+def _fragment(line: str, items: list[str | None], gold_tokens: list[str]) -> bool:
+    """Whether a line is a piece of the sentence copied out rather than a list of its entities:
+    its commas are the sentence's own ("Carriers had anaemia, neuropathy" of "Carriers had
+    anaemia, neuropathy, and ataxia": an echo cut short), or its one item spans half the
+    sentence."""
+    if len(items) == 1:
+        return 2 * len(tokenize(items[0] or "")) >= len(gold_tokens)
+    return _in_sentence(clean(line).rstrip(" ."), gold_tokens)
 
 
 def _says_none(text: str, spec: DatasetSpec) -> bool:
