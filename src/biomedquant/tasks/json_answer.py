@@ -74,7 +74,8 @@ def json_values_in(text: str) -> list[Any]:
 
 def json_value(text: str) -> Any:
     """The JSON value the output gives as its answer, or ``None`` when it gives none: the
-    whole output, a fenced block, or the one object or list the output holds."""
+    whole output, a fenced block, the one object or list the output holds, or its one object
+    when lists stand beside it ("[1]")."""
     candidates = [m.group(1) for m in _FENCE.finditer(text)]
     candidates.append(text.strip())
     for cand in candidates:
@@ -85,7 +86,10 @@ def json_value(text: str) -> Any:
         if isinstance(value, (dict, list)):
             return value
     inside = json_values_in(text)
-    return inside[0] if len(inside) == 1 else None
+    objects = [v for v in inside if isinstance(v, dict)]
+    if len(inside) == 1:
+        return inside[0]
+    return objects[0] if len(objects) == 1 else None  # an object beside a citation "[1]"
 
 
 def norm_key(key: str) -> str:
