@@ -134,6 +134,38 @@ def report(judged: list[Judged]) -> list[str]:
     return [*_table("dataset", by_dataset), "", *_table("rule fired", rules)]
 
 
+# Outputs a quantized model loops in until its token cap: the reader must stay fast on them.
+DEGENERATE_OUTPUTS = ("so yes, " * 3000, "The chemical inhibits the gene. " * 400, "[" * 5000)
+
+
+def degenerate_timings() -> list[str]:
+    """Per dataset, the slowest read of :data:`DEGENERATE_OUTPUTS` (seconds)."""
+    import time
+
+    from biomedquant.datasets.registry import DATASETS
+    from biomedquant.evaluation.parsing import parse_output
+
+    rec = {
+        "id": "x",
+        "question": "q",
+        "options": {"A": "a", "B": "b", "C": "c", "D": "d"},
+        "context": "",
+        "tokens": ["Aspirin", "helps", "."],
+        "text": "",
+        "label": "",
+        "labels": [],
+    }
+    lines = []
+    for dataset in DATASETS.names():
+        slowest = 0.0
+        for output in DEGENERATE_OUTPUTS:
+            start = time.perf_counter()
+            parse_output(dataset, output, rec)
+            slowest = max(slowest, time.perf_counter() - start)
+        lines.append(f"{dataset:<14}{slowest:.3f} s")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, default=CORPUS)
@@ -143,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(report(judged)))
     silent = sum(j.outcome == "silent" for j in judged)
     print(f"\nsilent misreads: {silent} of {len(judged)} cases")
+    print("\nslowest read of an output looped to the token cap, per dataset:")
+    print("\n".join(degenerate_timings()))
     if args.cases:
         for j in judged:
             if j.outcome != "right":

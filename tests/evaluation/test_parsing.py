@@ -363,13 +363,15 @@ def test_two_different_answers_at_the_same_level_never_parse(dataset):
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS.names()))
-def test_degenerate_outputs_at_the_token_cap_are_read_quickly(dataset):
+def test_degenerate_outputs_at_the_token_cap_are_read_within_bounds(dataset):
     """Quantized models loop to the token cap; thousands of sentence starts ("so yes, so yes,
-    ...") once cost minutes of CPU per item in the conclusion level."""
-    import time
+    ...") once cost minutes of CPU per item in the conclusion level, which now reads at most
+    the last MAX_SENTENCES sentences of SENTENCE_WINDOW characters each. The time it takes is
+    printed by ``python benchmarks/audit_answer_reading.py``."""
+    from biomedquant.tasks import answer_reading
 
+    assert answer_reading.MAX_SENTENCES * answer_reading.SENTENCE_WINDOW <= 25_000
     rec = {**MEDQA_REC, **NER_REC, "text": "", "label": "", "labels": []}
     for output in ("so yes, " * 3000, "The chemical inhibits the gene. " * 400, "[" * 5000):
-        start = time.perf_counter()
-        parse_output(dataset, output, rec)
-        assert time.perf_counter() - start < 5, output[:30]
+        prediction, status, rule = parse_output(dataset, output, rec)
+        assert isinstance(status, str), (output[:30], prediction, rule)
