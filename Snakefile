@@ -4,7 +4,11 @@ from snakemake.utils import min_version
 
 from biomedquant.common.conda_env import set_project_root
 from biomedquant.study import planning_speedups
-from biomedquant.study.workflow import check_config, check_run
+from biomedquant.study.workflow import (
+    check_config,
+    check_default_config_file,
+    check_run,
+)
 
 min_version("9.0")
 
@@ -12,6 +16,8 @@ min_version("9.0")
 # The demo config is the default; a config given with --configfile replaces it whole (Snakemake
 # would otherwise merge the two, and the demo model would join every study).
 if not workflow.config_settings.configfiles:
+    # read strictly first: Snakemake's own reading expands every YAML alias
+    check_default_config_file()
 
     configfile: "config/config.yaml"
 

@@ -354,3 +354,120 @@ def test_a_full_or_read_only_cache_disk_turns_the_cache_off_not_the_study(
         outputs[case] = [r["output"] for r in read_jsonl(tmp_path / case / "p.jsonl")]
     assert len(outputs["full"]) == 4
     assert outputs["full"] == outputs["working"] == outputs["read-only"]
+
+
+def test_a_prepared_split_cut_short_is_refused_before_anything_reads_it(
+    tmp_path_factory, tmp_path, tiny_source
+):
+    """A finished study whose prepared HoC split loses its last item (cut at a line
+    boundary, so still valid JSON Lines): Snakemake's rerun used to score 3 items as if they
+    were the 4 prepared, exit 0. The split is checked against its provenance as a run
+    starts and wherever it is read: the run stops in one line naming the file, the counts
+    and the fix, before any job (and its deletion of its old outputs), so every finished
+    result and artifact stays as it was."""
+    from support.study import copy_study, tiny_study
+
+    from conftest import snakemake
+
+    wd = copy_study(tiny_study(tmp_path_factory, tiny_source), tmp_path / "study")
+    split = Path("resources/datasets/hoc/test.jsonl")
+    lines = (wd / split).read_text(encoding="utf-8").splitlines(keepends=True)
+    assert len(lines) == read_json(wd / f"{split}.provenance.json")["n_written"] == 4
+
+    def finished() -> dict[Path, bytes]:
+        return {
+            p: p.read_bytes()
+            for folder in ("results", "resources/models")
+            for p in (wd / folder).rglob("*")
+            if p.is_file()
+        }
+
+    before = finished()
+    (wd / split).write_text("".join(lines[:3]), encoding="utf-8")
+    proc = snakemake(wd, check=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"ProvenanceMismatchError: {split}: 3 records, but test.jsonl.provenance.json"
+        " records 4 (n_written); it was changed after it was written: delete it and its"
+        " provenance and run again (Snakemake writes both again)"
+    )
+    # refused as the run starts, before any job (each would delete its outputs first)
+    assert "Error in rule" not in proc.stderr and finished() == before
+    # where it is read, the same check: a step run by hand on the split
+    line = _one_line(_cli("study-data", "--out", str(tmp_path / "s.json"), str(wd / split)))
+    assert f"{wd / split}: 3 records, but test.jsonl.provenance.json records 4" in line
+
+
+def test_a_truncated_run_record_is_named_in_the_error(tmp_path_factory, tmp_path, tiny_source):
+    """One of a study's run records cut short: ``memory-table`` said "Expecting property
+    name ... line 74" without naming which of hundreds of files; it names the file (every
+    reader of JSON files does), exit 1, and the existing table is untouched."""
+    from support.study import copy_study, tiny_study
+
+    wd = copy_study(tiny_study(tmp_path_factory, tiny_source), tmp_path / "study")
+    manifests = sorted(str(p.relative_to(wd)) for p in (wd / "results/evaluation").glob("*/*.json"))
+    record = Path(read_json(wd / manifests[-1])["runs"][-1]["run_record"])  # relative to wd
+    text = (wd / record).read_text(encoding="utf-8")
+    (wd / record).write_text(text[: len(text) // 2], encoding="utf-8")
+    table = wd / "results/tables/memory.csv"
+    before = table.read_bytes()
+    proc = subprocess.run(
+        [sys.executable, "-m", "biomedquant.cli", "memory-table", "--config",
+         "config/config.yaml", "--out", str(table), "--manifests", *manifests],
+        cwd=wd, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    line = _one_line(proc)
+    assert f"error: {record}:" in line and "not valid JSON" in line, line
+    assert "cut short or was edited" in line and table.read_bytes() == before
+
+
+def _alias_bomb() -> str:
+    """A YAML "billion laughs" in the shape of a config: nine levels of nine aliases each,
+    10^9 values once expanded, in under 700 bytes. Mappings, so that Snakemake's own merge of
+    a config walks it too."""
+    lines = ["seed: 1", "l0: &l0 {" + ", ".join(f"{k}: lol" for k in "abcdefghi") + "}"]
+    for i in range(1, 9):
+        lines.append(f"l{i}: &l{i} {{" + ", ".join(f"{k}: *l{i - 1}" for k in "abcdefghi") + "}")
+    return "\n".join([*lines, "models: *l8", ""])
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once_in_one_line(tmp_path):
+    """``plan`` used to run past a minute on it, and ``snakemake -n`` to exhaust memory."""
+    from conftest import copy_workflow
+
+    bomb = _alias_bomb()
+    assert len(bomb.encode()) < 800
+    expected = "YAML aliases here expand to more than 200,000 values (an alias bomb?)"
+    (tmp_path / "bomb.yaml").write_text(bomb)
+    start = time.monotonic()
+    line = _one_line(_cli("plan", "--config", str(tmp_path / "bomb.yaml")))
+    assert f"{tmp_path / 'bomb.yaml'}:" in line and expected in line, line
+    wd = copy_workflow(tmp_path / "wf", {})
+    (wd / "config" / "config.yaml").write_text(bomb)  # the workflow's default config
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1"],
+        cwd=wd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.startswith("ConfigError: config/config.yaml:") and expected in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0  # one line, no stack frames
+    assert time.monotonic() - start < 60  # planning the bomb used to take minutes
+
+
+def test_a_yte_config_as_the_default_is_refused_before_its_code_runs(tmp_path):
+    """``__use_yte__: true`` makes Snakemake evaluate a config's Python when it reads it, even
+    under ``-n``: as the workflow's default config it is refused before Snakemake reads it
+    (a ``--configfile`` is read by Snakemake's command line first; docs/guide/troubleshooting)."""
+    from conftest import copy_workflow
+
+    marker = tmp_path / "code_ran"
+    wd = copy_workflow(tmp_path / "wf", {})
+    (wd / "config" / "config.yaml").write_text(
+        f"__use_yte__: true\nseed: ?__import__('pathlib').Path({str(marker)!r}).touch() or 1\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1"],
+        cwd=wd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1 and not marker.exists(), proc.stderr[-2000:]
+    assert proc.stderr.startswith("ConfigError: config/config.yaml: __use_yte__ makes Snakemake")

@@ -159,8 +159,69 @@ def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[dict[str,
     return n
 
 
+class ProvenanceMismatchError(ValueError):
+    """A file differs from what its ``<file>.provenance.json`` records of it: it was changed
+    (cut, edited, replaced) after the step that wrote it."""
+
+
+def provenance_path(path: str | Path) -> Path:
+    """Where the step that wrote ``path`` records what it wrote (downloads, prepared splits)."""
+    return Path(f"{path}.provenance.json")
+
+
+def check_provenance(path: str | Path, data: bytes | None = None) -> None:
+    """Check ``path`` against what its ``<path>.provenance.json`` records of it, if anything:
+    ``sha256`` and ``bytes`` (the file as written) and, for JSON Lines, ``n_written`` (its
+    records). No provenance beside it, nothing to check.
+
+    A prepared split cut at a line boundary is still valid JSON Lines: read without this
+    check, it is scored as a smaller test set without a word (n drops from 4 to 3), and
+    every number computed from it changes. Every reader of a JSON Lines file calls this
+    (:func:`read_jsonl`, :meth:`JsonLines.read`), so no stage can read such a file unseen.
+    ``data``: the file's bytes, when the caller has read them already.
+    """
+    prov_path = provenance_path(path)
+    if not prov_path.is_file():
+        return
+    prov = read_json(prov_path)
+    if not isinstance(prov, dict) or not ({"sha256", "bytes", "n_written"} & set(prov)):
+        return
+    if data is None:
+        data = Path(path).read_bytes()
+    fix = (
+        "it was changed after it was written: delete it and its provenance and run again"
+        " (Snakemake writes both again)"
+    )
+    recorded = prov.get("n_written")
+    if isinstance(recorded, int) and str(path).endswith(".jsonl"):
+        found = sum(1 for line in io.StringIO(data.decode("utf-8"), newline=None) if line.strip())
+        if found != recorded:
+            raise ProvenanceMismatchError(
+                f"{path}: {found} records, but {prov_path.name} records {recorded}"
+                f" (n_written); {fix}"
+            )
+    if isinstance(prov.get("bytes"), int) and len(data) != prov["bytes"]:
+        raise ProvenanceMismatchError(
+            f"{path}: {len(data)} bytes, but {prov_path.name} records {prov['bytes']}; {fix}"
+        )
+    if isinstance(prov.get("sha256"), str):
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != prov["sha256"]:
+            raise ProvenanceMismatchError(
+                f"{path}: sha256 {actual}, but {prov_path.name} records {prov['sha256']}; {fix}"
+            )
+
+
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON file's value; a file that is not JSON (cut short, edited) is an error naming
+    the file, line and column (``json``'s own says neither which file nor what to do)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg}): the file is cut"
+            " short or was edited; restore it or delete it and run the step that writes it"
+        ) from None
 
 
 def jsonl_line(record: dict[str, Any]) -> str:
@@ -187,6 +248,9 @@ def _decode_lines(lines: Iterable[str], where: str | Path) -> list[dict[str, Any
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """A JSON Lines file's records, checked against its provenance (:func:`check_provenance`)."""
+    if provenance_path(path).is_file():
+        return JsonLines.read(path).records
     with Path(path).open(encoding="utf-8") as fh:
         return _decode_lines(fh, path)
 
@@ -217,8 +281,10 @@ class JsonLines:
 
     @classmethod
     def read(cls, path: str | Path) -> JsonLines:
-        """A file as :func:`read_jsonl` reads it (universal newlines), hashed as stored."""
+        """A file as :func:`read_jsonl` reads it (universal newlines), hashed as stored, and
+        checked against its provenance (:func:`check_provenance`)."""
         data = Path(path).read_bytes()
+        check_provenance(path, data)
         text = data.decode("utf-8")
         records = _decode_lines(io.StringIO(text, newline=None), path)
         return cls(records, text, hashlib.sha256(data).hexdigest(), str(path))

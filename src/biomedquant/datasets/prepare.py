@@ -3,12 +3,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from biomedquant.common.files import read_json, sha256_file, write_json, write_jsonl
+from biomedquant.common.files import (
+    JsonLines,
+    check_provenance,
+    read_json,
+    sha256_file,
+    write_json,
+)
 from biomedquant.common.provenance import now, versions
 from biomedquant.datasets.download import DEMO_SOURCE, demo_manifest
 from biomedquant.datasets.readers import Record, read_source
@@ -135,13 +142,15 @@ def prepare_split(
 ) -> dict[str, Any]:
     """Parse a downloaded source file, validate it, subsample if asked, write JSON Lines."""
     spec = get_dataset(name)
+    check_provenance(raw_path)  # the download's recorded hash and size
     records = read_source(raw_path, spec.source(split).reader)
     validate_records(spec, records, f"{name}/{split} ({raw_path})")
     n_source = len(records)
     check_official_size(spec, split, n_source, raw_path)
     if limit:
         records = stratified_sample(spec, records, limit, seed)
-    write_jsonl(out_path, records)
+    written = JsonLines.of(records, out_path)
+    written.write(out_path)
     prov = {
         "dataset": name,
         "split": split,
@@ -149,6 +158,9 @@ def prepare_split(
         "raw_sha256": sha256_file(raw_path),
         "n_source": n_source,
         "n_written": len(records),
+        # what every reader checks the file against (common.files.check_provenance)
+        "sha256": written.sha256,
+        "bytes": len(written.text.encode("utf-8")),
         "limit": limit,
         "seed": seed,
         "versions": versions(("biomedquant",)),
@@ -156,6 +168,22 @@ def prepare_split(
     }
     write_json(f"{out_path}.provenance.json", prov)
     return prov
+
+
+def check_prepared_splits(folder: str | Path = "resources/datasets") -> int:
+    """Check every prepared split under ``folder`` (``<dataset>/<split>.jsonl``) against its
+    provenance; return how many were checked.
+
+    The workflow calls this as a real run starts (``onstart``), before any job: a split
+    changed since it was prepared is newer than what was computed from it, so Snakemake would
+    rerun those jobs, and delete their finished outputs (a quantized artifact, say) as each
+    starts, before the job's own reading of the split refuses it.
+    """
+    checked = 0
+    for path in sorted(Path(folder).glob("*/*.jsonl")):
+        check_provenance(path)
+        checked += 1
+    return checked
 
 
 def write_study_data(out: str | Path, files: list[str | Path]) -> dict[str, Any]:
@@ -176,8 +204,10 @@ def write_study_data(out: str | Path, files: list[str | Path]) -> dict[str, Any]
         seen.add(str(path))
         if not path.is_file():
             raise FileNotFoundError(f"{path}: prepared split not found (run prepare first)")
+        data = path.read_bytes()
+        check_provenance(path, data)  # a split cut or edited since prepare wrote it
         entries.append(
-            {"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size}
+            {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
         )
     record = {"files": entries}
     write_json(out, record)

@@ -69,14 +69,71 @@ def load_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: is a folder, not a config file") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
+    loader = _named_loader(str(path))(text)
     try:
-        return yaml.load(text, Loader=_named_loader(str(path)))  # noqa: S506 (safe subclass)
+        node = loader.get_single_node()
+        if node is None:  # an empty file
+            return None
+        check_expansion(node, path)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigError(f"{where}: YAML syntax error: {err.problem or err.context}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: YAML error: {err}") from None
+        raise ConfigError(f"{path}: YAML error: {_one_line(str(err))}") from None
+    finally:
+        loader.dispose()
+
+
+# Values a config may hold once its aliases are expanded: the paper's study, every model and
+# method written out, is a few thousand; a YAML "billion laughs" of 664 bytes is 10^9.
+MAX_EXPANDED_NODES = 200_000
+
+
+def check_expansion(root: yaml.Node, path: str | Path) -> None:
+    """Refuse a YAML document whose aliases expand to more than :data:`MAX_EXPANDED_NODES`
+    values, or that refers to itself, before anything is built from it.
+
+    PyYAML builds an alias as a shared reference, cheaply; but whatever walks the result
+    (the schema check, Snakemake's config merge, an error message that shows the value)
+    visits every expanded copy: a 664-byte alias bomb kept ``plan`` busy past a minute and
+    exhausted memory under ``snakemake -n``. Counting the expanded size over the node graph,
+    each shared node once, costs time proportional to the file.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigError(
+                f"{path}:{node.start_mark.line + 1}: a YAML alias refers to a value that"
+                " contains it (a recursive structure): a config cannot hold one"
+            )
+        active.add(key)
+        if isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(v) for v in node.value)
+        else:
+            total = 1
+        active.discard(key)
+        if total > MAX_EXPANDED_NODES:
+            raise ConfigError(
+                f"{path}:{node.start_mark.line + 1}: YAML aliases here expand to more than"
+                f" {MAX_EXPANDED_NODES:,} values (an alias bomb?); write the config out"
+                " without nesting aliases this deep"
+            )
+        sizes[key] = total
+        return total
+
+    try:
+        size(root)
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply to be a config") from None
 
 
 def _named_loader(name: str) -> type[StrictLoader]:
@@ -179,4 +236,12 @@ def check_config_files(paths: list[str | Path]) -> None:
     """Re-read config files strictly (the workflow calls this: Snakemake's own YAML reading
     keeps the last of duplicate keys)."""
     for path in paths:
-        load_yaml(path)
+        loaded = load_yaml(path)
+        if isinstance(loaded, dict) and loaded.get("__use_yte__"):
+            # Snakemake evaluates such a file as a YTE template, Python included, when it reads
+            # it (even under -n); the default config is checked before Snakemake reads it
+            raise ConfigError(
+                f"{path}: __use_yte__ makes Snakemake run the Python expressions in this config"
+                " as it reads it (even under -n); biomedquant configs are plain YAML: remove"
+                " the key and write the values out"
+            )

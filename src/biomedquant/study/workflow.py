@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from biomedquant.common.files import ProvenanceMismatchError
+from biomedquant.datasets.prepare import check_prepared_splits
 from biomedquant.study.checks import StudyError, check_run_hardware, check_study, parse_hardware
 from biomedquant.study.config_checks import (
     SchedulerSettingError,
@@ -24,6 +26,16 @@ from biomedquant.study.loading import (
 
 # The demo config, which the Snakefile reads when no --configfile is given.
 DEFAULT_CONFIG = "config/config.yaml"
+
+
+def check_default_config_file() -> None:
+    """Read the default config strictly before Snakemake's ``configfile:`` does: Snakemake
+    merges a config into its own by walking every nested mapping, which a YAML alias bomb
+    turns into hours and gigabytes before any check of ours would run. (A file given with
+    ``--configfile`` is read by Snakemake's command line before the Snakefile starts, out of
+    our reach: ``biomedquant plan --config`` checks such a file first.)"""
+    with config_errors_as_messages():
+        check_config_files([DEFAULT_CONFIG])
 
 
 def check_config(workflow: Any, config: dict[str, Any]) -> None:
@@ -49,8 +61,12 @@ def check_config(workflow: Any, config: dict[str, Any]) -> None:
 
 def check_run(workflow: Any, config: dict[str, Any]) -> None:
     """Checks of a real run only (a dry run plans an unpinned study without downloading
-    anything): fp8 against this machine's GPU (or, on a cluster, a node constraint), and
-    pinned model revisions when the config asks for them."""
+    anything): fp8 against this machine's GPU (or, on a cluster, a node constraint), pinned
+    model revisions when the config asks for them, and every prepared split already on disk
+    against its provenance."""
     check_run_hardware(config, workflow)
     if config["strict_revisions"]:
         check_strict_revisions(config)
+    # a prepared split changed since it was written: refused before any job deletes outputs
+    with config_errors_as_messages(ProvenanceMismatchError):
+        check_prepared_splits()
