@@ -16,7 +16,7 @@ from biomedquant.inference.decoding import Decoding, Sampling
 from biomedquant.inference.engines.transformers import generate, load_model, plan_batches
 from biomedquant.inference.job import read_partial
 
-from conftest import numbered_items
+from conftest import assert_outputs_vary, numbered_items
 
 
 def test_plan_batches_sorts_and_respects_the_token_budget():
@@ -197,6 +197,7 @@ def test_sigkill_then_rerun_resumes_without_regenerating(tiny_fetched, demo_prep
     subprocess.run(_infer_cmd(tiny_fetched, data, whole, "--batch-size", "2"), check=True)
     strip = lambda rows: [{k: r[k] for k in ("id", "output", "stop_reason")} for r in rows]  # noqa: E731
     assert strip(read_jsonl(out)) == strip(read_jsonl(whole))
+    assert_outputs_vary([r["output"] for r in read_jsonl(out)])  # a resumed item misplaced shows
 
 
 def test_generation_cache_serves_an_unchanged_prompt_with_zero_generations(
@@ -229,6 +230,7 @@ def test_generation_cache_serves_an_unchanged_prompt_with_zero_generations(
         assert run[fact] == measuring[fact] is not None, fact
     assert run["measured_on"] == measuring["measured_on"]
     assert read_jsonl(first) == read_jsonl(second)
+    assert_outputs_vary([r["output"] for r in read_jsonl(second)])  # served item by item
 
     # One changed item: only that one is generated.
     items = read_jsonl(data)
@@ -291,10 +293,11 @@ def test_vllm_llm_gets_the_decoding_settings_batch_shape(tiny_fetched):
         "max_num_seqs": 128,
         "max_num_batched_tokens": 4096,
     }
-    nf4 = llm_kwargs(tiny_fetched, {"kind": "bnb-nf4"}, Decoding())
-    assert nf4["quantization"] == "bitsandbytes" and nf4["max_num_batched_tokens"] == 8192
+    gptq = llm_kwargs(tiny_fetched, {"kind": "gptq", "bits": 4, "group_size": 128}, Decoding())
+    # a GPTQ artifact carries its own quantization config; bitsandbytes never reaches vLLM
+    assert "quantization" not in gptq and gptq["max_num_batched_tokens"] == 8192
     # the transformers engine's static batch size does not throttle a continuous batcher
-    assert nf4["max_num_seqs"] == Decoding().continuous_rows == 256
+    assert gptq["max_num_seqs"] == Decoding().continuous_rows == 256
 
 
 def test_vllm_sampled_requests_carry_the_job_seed():

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from biomedquant.inference.engines import engine_for, require_fp8_gpu
+from biomedquant.inference.engines import engine_for, require_hardware
+from biomedquant.inference.engines.hardware import require_fp8_gpu
 from biomedquant.methods import gguf_layout as gl
 from biomedquant.methods.kinds import bits, linear_bytes_per_weight
 from biomedquant.models.shapes import ModelShape
@@ -99,13 +100,14 @@ def _has_fp8_gpu() -> bool:
 
 def test_engines_per_kind_and_fp8_jobs_say_why_they_cannot_run():
     assert engine_for({"kind": "gguf", "type": "Q8_0"}, "transformers") == "llama_cpp"
-    assert engine_for({"kind": "gptq"}, "vllm") == "vllm"
+    assert engine_for({"kind": "gptq", "bits": 4}, "vllm") == "vllm"
+    assert engine_for({"kind": "gptq", "bits": 3}, "vllm") == "transformers"
     with pytest.raises(ValueError, match="runs GGUF files only"):
-        engine_for({"kind": "gptq"}, "llama_cpp")
+        engine_for({"kind": "gptq", "bits": 4}, "llama_cpp")
     if _has_fp8_gpu():
         pytest.skip("this machine has an FP8 GPU: fp8 jobs run")
     with pytest.raises(RuntimeError, match=r"fp8 methods need .*compute capability 8\.9"):
-        engine_for({"kind": "fp8"}, "transformers")
+        require_hardware({"kind": "fp8"})
 
 
 def test_fp8_inference_job_stops_before_loading(tiny_fetched, demo_prepared, tmp_path):

@@ -40,7 +40,7 @@ from biomedquant.common.files import read_json, read_jsonl, sha256_text, write_j
 from biomedquant.common.provenance import hardware, now, peak_host_rss_bytes, versions
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.inference.decoding import Decoding
-from biomedquant.inference.engines import engine_for, get_engine
+from biomedquant.inference.engines import engine_for, get_engine, require_hardware
 from biomedquant.inference.engines.base import decoding_identity
 from biomedquant.inference.engines.gpu_peaks import GpuPeaks
 from biomedquant.inference.prompting import DEFAULT_SYSTEM_PROMPT, builder, stop_strings
@@ -152,6 +152,7 @@ class SharedEngine:
     ) -> None:
         self._args = (model_dir, method, decoding)
         self._gpus = gpus
+        require_hardware(method)
         self._load = loader or get_engine(engine_for(method, backend)).load
         self.engine: Any = None
         self.loads = 0
@@ -432,7 +433,8 @@ def run_inference_job(
     pool = read_jsonl(pool_path) if pool_path else None
     if pool is not None and Path(pool_path).resolve() == Path(data_path).resolve():
         raise ValueError(f"few-shot pool {pool_path} is the evaluated split itself")
-    backend = engine_for(method, backend)  # gguf files run in llama.cpp
+    require_hardware(method)  # fp8 without an FP8 GPU stops before anything loads
+    backend = engine_for(method, backend)  # the table's engine (gguf: llama.cpp)
     engine_class = get_engine(backend)
     tokenizer = AutoTokenizer.from_pretrained(
         model_dir, padding_side="left", trust_remote_code=trusts_remote_code(model_dir)

@@ -13,8 +13,11 @@ bitsandbytes and FP8 configs, lives with its producer or engine):
   imported only when a job quantizes, so this module stays torch-free); a kind without one
   runs from the fetched 16-bit folder;
 * ``load_time``: quantized while the 16-bit weights load (the job reads 16-bit weights);
-* ``vllm_quantization``: vLLM's ``quantization`` argument for a kind vLLM quantizes itself;
-* ``engine``: the one engine that runs the kind (GGUF files: llama.cpp), if any;
+* ``vllm_quantization``: vLLM's ``quantization`` argument for a kind vLLM quantizes itself
+  (bitsandbytes has none: vLLM does not run it as specified, see
+  :mod:`biomedquant.methods.engines`, the table of which engine runs which kind);
+* ``engine``: the one engine that runs the kind (GGUF files: llama.cpp), if any (which
+  engines run the other kinds at which bits: :data:`biomedquant.methods.engines.ENGINE_SUPPORT`);
 * ``needs_fp8_gpu``: runs only on a GPU with FP8 units;
 * ``runs_on_cpu``: its inference runs without a GPU (the demo runs every kind but AWQ and FP8
   on a CPU; GGUF files are made for it), which the deployment answer's ``--cpu`` reads;
@@ -213,7 +216,6 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 linear_bytes_per_weight=_fixed(1.0),
                 row_overhead_bytes=_fixed(4.0),  # one float32 scale per row
                 load_time=True,
-                vllm_quantization="bitsandbytes",
             ),
             MethodKind(
                 "bnb-nf4",
@@ -223,7 +225,6 @@ METHOD_KINDS: Registry[MethodKind] = Registry(
                 bits=_fixed(4),
                 linear_bytes_per_weight=_nf4_bytes,
                 load_time=True,
-                vllm_quantization="bitsandbytes",
             ),
             MethodKind(
                 "awq",

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from biomedquant.common.gpus import GIB, GPU_COUNTS, gpus_needed
 from biomedquant.inference.decoding import Decoding
+from biomedquant.methods.engines import engine_for
 from biomedquant.methods.kinds import linear_bytes_per_weight, method_kind
 from biomedquant.models.shapes import ModelShape, shape_for_model
 from biomedquant.planning.estimator import estimate, weight_bytes
@@ -155,13 +156,6 @@ class Runtime:
     gpus: int = 1
 
 
-def planned_backend(method: dict[str, Any], backend: str) -> str:
-    """The engine a method's inference runs on under the config's backend (GGUF files:
-    llama.cpp), without the hardware checks :func:`biomedquant.inference.engines.engine_for`
-    makes."""
-    return method_kind(method).engine or backend
-
-
 def run_seconds(
     shape: ModelShape,
     method: dict[str, Any],
@@ -171,7 +165,7 @@ def run_seconds(
     """(load, work) seconds of a job that loads the model once and runs it over ``works``
     (one per prompting method of a grouped inference job): reading the weights and starting
     the engine, then prefill and decoding (:func:`biomedquant.planning.throughput.work_seconds`)."""
-    backend = planned_backend(method, runtime.backend)
+    backend = engine_for(method, runtime.backend)
     load = _read_bytes(shape, method) / LOAD_BYTES_PER_S + BACKENDS[backend].start_s
     work = work_seconds(
         shape, method, works, backend=backend, throughput=runtime.throughput, gpus=runtime.gpus

@@ -16,6 +16,10 @@ What is checked (the JSON schema has already checked types and names):
   stated bounds (:data:`CHARS_PER_TOKEN_FEW`, :data:`CHARS_PER_TOKEN_MANY`).
 * A baseline (a method of kind ``none``) whenever a quantized method would be compared.
 * A ``local`` model's folder exists and holds a model.
+* Every method runs on an engine that runs it as specified
+  (:func:`biomedquant.methods.engines.engine_for`): one warning line per method that runs under
+  another engine than ``inference.backend`` (bitsandbytes, GPTQ-3 under vLLM: transformers),
+  with the reason; an error for a method no engine runs.
 * FP8 methods have a GPU that runs FP8 (where the run's GPUs are known), and every model x
   method fits the GPUs a job may ask for (``scheduling.gpu_gib``,
   ``scheduling.max_gpus_per_job``; on one machine also ``--resources gpu=N``).
@@ -113,6 +117,7 @@ def study_problems(
     problems: list[Problem] = []
     problems += _model_problems(config)
     problems += _baseline_problems(config)
+    problems += _engine_problems(config)
     problems += _group_size_problems(config)
     problems += _calibration_problems(config, workdir)
     problems += _fp8_problems(config, hardware)
@@ -169,6 +174,24 @@ def _baseline_problems(config: dict[str, Any]) -> list[Problem]:
             )
         ]
     return []
+
+
+def _engine_problems(config: dict[str, Any]) -> list[Problem]:
+    """Methods the configured backend does not run as specified: a warning naming the engine
+    that runs each instead and why (never a silent substitution), or an error when none does."""
+    from biomedquant.methods.engines import EngineRefused, substitution
+
+    backend = config.get("inference", {}).get("backend", "transformers")
+    out = []
+    for name, spec in config.get("methods", {}).items():
+        try:
+            moved = substitution(spec, backend)
+        except EngineRefused as exc:
+            out.append(Problem("error", "engine", f"methods.{name}: {exc}; drop it"))
+            continue
+        if moved:
+            out.append(Problem("warning", "engine", f"methods.{name}: {moved}"))
+    return out
 
 
 def _shaped_pairs(

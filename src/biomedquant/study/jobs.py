@@ -20,6 +20,7 @@ from biomedquant.datasets.prepare import fewshot_split
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.inference.decoding import Decoding
 from biomedquant.inference.prompting import get_prompt_method
+from biomedquant.methods.engines import engine_for
 from biomedquant.methods.kinds import (
     METHOD_KINDS,
     control_methods,
@@ -196,7 +197,10 @@ class StudyJobs:
             "method": self.methods[method],
             "batch_size": batch_size or self.decoding.batch_size,
             "batch_tokens": self.decoding.batch_tokens,
-            "backend": self.config["inference"]["backend"],
+            # the engine that runs this method (methods.engines.engine_for: the config's
+            # backend unless the method names its own or the backend would not run it as
+            # specified, e.g. bitsandbytes under vLLM runs under transformers)
+            "backend": engine_for(self.methods[method], self.config["inference"]["backend"]),
             "system_prompt": self.config["prompting"].get("system_prompt", ""),
             "seed": self.config["seed"],
         }

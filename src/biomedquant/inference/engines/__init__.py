@@ -4,9 +4,11 @@ The registry below names each engine and where its class lives; a module is impo
 when its engine is chosen, so vLLM (CUDA only, not a dependency) and llama.cpp stay optional
 and the planning code never imports torch through here.
 
-Which engine runs a job: ``inference.backend`` (transformers or vllm), except for a method kind
-that names its own engine (:mod:`biomedquant.methods.kinds`: ``gguf`` files always run in
-llama.cpp, which is how GGUF is deployed: llama.cpp, Ollama, LM Studio).
+Which engine runs a job is decided in one place, :func:`biomedquant.methods.engines.engine_for`
+(re-exported here): ``inference.backend`` (transformers or vllm), except for a method kind that
+names its own engine (``gguf`` files always run in llama.cpp) and a method the backend does not
+run as specified (:data:`biomedquant.methods.engines.ENGINE_SUPPORT`: bitsandbytes and GPTQ-3
+under vLLM run under transformers).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from biomedquant.common.registry import Registry
 from biomedquant.inference.engines.hardware import require_fp8_gpu
+from biomedquant.methods.engines import engine_for
 from biomedquant.methods.kinds import method_kind
+
+__all__ = ["BACKENDS", "ENGINES", "engine_for", "get_engine", "require_hardware"]
 
 if TYPE_CHECKING:
     from biomedquant.inference.engines.base import Engine
@@ -40,17 +45,9 @@ def get_engine(name: str) -> type[Engine]:
     return getattr(importlib.import_module(module), cls)
 
 
-def engine_for(method: dict[str, Any], backend: str) -> str:
-    """The engine that runs ``method`` when the config asks for ``backend``; raises before
-    anything loads when the method cannot run here (fp8 without an FP8 GPU)."""
-    kind = method_kind(method)
-    if kind.engine:
-        return kind.engine
-    if kind.needs_fp8_gpu:
+def require_hardware(method: dict[str, Any]) -> None:
+    """Raise before anything loads when this machine cannot run ``method`` (fp8 without a GPU
+    of compute capability 8.9+). Which engine runs it is
+    :func:`biomedquant.methods.engines.engine_for`'s to say (re-exported here)."""
+    if method_kind(method).needs_fp8_gpu:
         require_fp8_gpu()
-    if backend == "llama_cpp":
-        raise ValueError(
-            f"the llama_cpp engine runs GGUF files only; method kind {kind.name!r} needs the "
-            "transformers or vllm backend"
-        )
-    return backend

@@ -22,6 +22,7 @@ from biomedquant.common.files import read_json
 from biomedquant.inference.decoding import Decoding, Sampling
 from biomedquant.inference.engines.base import EngineUnavailable, Generation, OnBatch
 from biomedquant.inference.engines.hardware import require_fp8_gpu
+from biomedquant.methods.engines import EngineRefused, support
 from biomedquant.methods.kinds import method_kind
 
 # Sequences interleaved per chunk handed to vLLM: chunks make progress and resume granular.
@@ -41,7 +42,15 @@ def _vllm() -> Any:
 
 def vllm_quantization(method: dict[str, Any]) -> str | None:
     """vLLM's ``quantization`` argument for a kind quantized at load time (None otherwise:
-    GPTQ artifacts carry their own quantization config, 16-bit models need none)."""
+    GPTQ artifacts carry their own quantization config, 16-bit models need none). A method
+    the table says vLLM does not run as specified is refused (never run as something else:
+    vLLM's in-flight bitsandbytes would run bnb-int8 as NF4)."""
+    row = support(method, "vllm")
+    if row.runs != "native":
+        raise EngineRefused(
+            f"vLLM does not run {method.get('kind')} as specified: {row.reason};"
+            " engine_for runs it under transformers"
+        )
     kind = method_kind(method)
     if kind.needs_fp8_gpu:
         require_fp8_gpu()
