@@ -33,6 +33,12 @@ from biomedquant.methods.kinds import linear_bytes_per_weight, method_kind
 from biomedquant.models.shapes import ModelShape, shape_for_model
 from biomedquant.planning.estimator import estimate, weight_bytes
 from biomedquant.planning.throughput import BACKENDS, Throughput, work_seconds
+from biomedquant.planning.tokens import (
+    FALLBACK_ITEM_TOKENS,
+    FALLBACK_TOKENS_PER_SHOT,
+    output_prior,
+    prompt_tokens,
+)
 
 MIB = 1024**2
 Rule = Literal["infer", "quantize_model", "perplexity"]
@@ -41,10 +47,6 @@ Rule = Literal["infer", "quantize_model", "perplexity"]
 HOST_BASE_BYTES = 4 * GIB
 # Reading weights from a shared filesystem (pessimistic: network storage under load).
 LOAD_BYTES_PER_S = 250e6
-# An item's own prompt tokens (the shared prefix, few-shot examples included, is prefilled
-# once per job and reused: see biomedquant.inference.engines.transformers.generate).
-ITEM_TOKENS = 400
-SHARED_PREFIX_TOKENS_PER_SHOT = 400
 # GPTQ: about 3 minutes per billion parameters on one data-centre GPU (Hessians and the
 # column-by-column solve per layer dominate; calibration forward passes are minor).
 GPTQ_SECONDS_PER_BILLION = 180
@@ -70,7 +72,14 @@ UNKNOWN = {"mem_mb": 32 * 1024, "gpu_mem_mb": 40 * 1024, "runtime": 8 * 60}
 
 @dataclass(frozen=True)
 class Workload:
-    """What one inference job computes: how many sequences, how long."""
+    """What one inference job computes: how many sequences, how long.
+
+    ``new_tokens`` is the cap; ``item_tokens`` and ``shared_tokens`` the prompt tokens of an
+    item and of the prefix all items share, ``stopped_tokens`` the prior length of an output
+    that stops by itself and ``cap_share`` the share of outputs that run to the cap
+    (:mod:`biomedquant.planning.tokens`). A workload built by hand without them costs every
+    output at its cap with the old flat prompt figures (400 tokens per item and per shot).
+    """
 
     items: int
     new_tokens: int
@@ -79,17 +88,35 @@ class Workload:
     batch_size: int = Decoding.batch_size
     batch_tokens: int = Decoding.batch_tokens
     continuous_rows: int = Decoding.continuous_rows
+    item_tokens: float = FALLBACK_ITEM_TOKENS
+    shared_tokens: float | None = None  # None: shots x the flat per-shot figure
+    stopped_tokens: float | None = None  # None: every output at the cap
+    cap_share: float = 1.0
 
     @property
     def forward_passes(self) -> int:
         """Sequential passes through the model, each reading every weight: per batch of rows,
-        one prefill pass and one per new token."""
+        one prefill pass and one per new token (every output at its cap: an upper bound)."""
         rows = self.items * self.samples
         return math.ceil(rows / self.batch_size) * (1 + self.new_tokens)
 
     @property
-    def prefill_tokens(self) -> int:
-        return self.items * ITEM_TOKENS + self.shots * SHARED_PREFIX_TOKENS_PER_SHOT
+    def shared(self) -> float:
+        if self.shared_tokens is not None:
+            return self.shared_tokens
+        return float(self.shots * FALLBACK_TOKENS_PER_SHOT)
+
+    @property
+    def prefill_tokens(self) -> float:
+        """Tokens prefilled: each item's own, the shared prefix once (prefix caching)."""
+        return self.items * self.item_tokens + self.shared
+
+    @property
+    def output_tokens(self) -> float:
+        """Expected tokens generated per row under the output prior (the cap without one)."""
+        if self.stopped_tokens is None:
+            return float(self.new_tokens)
+        return (1 - self.cap_share) * self.stopped_tokens + self.cap_share * self.new_tokens
 
 
 def infer_workload(
@@ -99,10 +126,11 @@ def infer_workload(
     limit: int | None = None,
     decoding: Decoding | None = None,
 ) -> Workload:
-    """The workload of one ``infer`` job, from the registry's facts and the decoding settings
-    (default: :class:`~biomedquant.inference.decoding.Decoding`'s defaults), as the job itself
-    resolves them: items are the official test size (or ``limit``, when smaller), new tokens the cap
-    or the task's default, rows the self-consistency chains per item.
+    """The workload of one ``infer`` job, from the registry's facts, the decoding settings
+    (default: :class:`~biomedquant.inference.decoding.Decoding`'s defaults) and the measured
+    prompt tokens with the output prior (:mod:`biomedquant.planning.tokens`), as the job itself
+    resolves them: items are the official test size (or ``limit``, when smaller), new tokens the
+    cap or the task's default, rows the self-consistency chains per item.
     """
     from biomedquant.datasets.registry import get_dataset
     from biomedquant.inference.prompting import get_prompt_method
@@ -110,14 +138,22 @@ def infer_workload(
     decoding = decoding if decoding is not None else Decoding()
     spec = get_dataset(dataset)
     items = min(spec.test_size, limit) if limit else spec.test_size
+    method = get_prompt_method(prompt)
+    cap = decoding.max_new_tokens_for(spec.task, prompt)
+    counts = prompt_tokens(dataset, prompt)
+    stopped, share = output_prior(counts.answer, cap, method.chain_of_thought)
     return Workload(
         items=items,
-        new_tokens=decoding.max_new_tokens_for(spec.task, prompt),
-        shots=get_prompt_method(prompt).shots,
+        new_tokens=cap,
+        shots=method.shots,
         samples=decoding.samples(prompt),
         batch_size=decoding.batch_size,
         batch_tokens=decoding.batch_tokens,
         continuous_rows=decoding.continuous_rows,
+        item_tokens=counts.own,
+        shared_tokens=counts.shared,
+        stopped_tokens=stopped,
+        cap_share=share,
     )
 
 

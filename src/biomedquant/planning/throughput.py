@@ -18,7 +18,12 @@ for the CPU, and for any device a site has measured, they are fitted to run reco
 How many rows decode together is the backend's: a static batch of ``batch_size`` for
 transformers (steps = batches x new tokens), one row for llama.cpp, and up to
 ``continuous_rows`` continuously refilled slots for vLLM (steps = row steps / slots).
-Every output is counted at its token cap.
+Prompt tokens are measured (:mod:`biomedquant.planning.tokens`: each item's own, the prefix
+every item shares once per job, as prefix caching serves it), and outputs are counted at the
+lengths of a stated prior (the gold answers' lengths, a reasoning length for chains of
+thought, and a share at the cap), not every output at its cap. Methods whose kernels are
+slower than the bytes they read say (bitsandbytes, 3-bit GPTQ) are slowed by a measured or
+published factor (:func:`method_slowdown`).
 """
 
 from __future__ import annotations
@@ -260,19 +265,49 @@ class RunCounts:
 
 @lru_cache(maxsize=4096)
 def planned_counts(work: Workload, backend: Backend) -> RunCounts:
-    """A workload's counts under a backend's batching, every output at its cap. Cached: the
-    same for every model and method, and a study plans each workload for each of them."""
-    from biomedquant.planning.job_resources import ITEM_TOKENS, SHARED_PREFIX_TOKENS_PER_SHOT
+    """A workload's counts under a backend's batching, its outputs at their expected lengths
+    (:attr:`Workload.output_tokens`). A continuous batcher refills a slot as soon as its row
+    stops, so its steps follow the rows' total length; a static batch runs until its longest
+    row stops (:func:`biomedquant.planning.tokens.batch_steps`); one row at a time, each row's
+    own length. Cached: the same for every model and method, and a study plans each workload
+    for each of them."""
+    from biomedquant.planning.tokens import batch_steps
 
     rows = work.items * work.samples
     width = backend.rows(work)
-    row_steps = rows * work.new_tokens
-    if backend.continuous:
+    row_steps = rows * work.output_tokens
+    if backend.continuous or width == 1:
         steps = math.ceil(row_steps / width)
-    else:
+    elif work.stopped_tokens is None:
         steps = math.ceil(rows / width) * work.new_tokens
-    context = ITEM_TOKENS + work.shots * SHARED_PREFIX_TOKENS_PER_SHOT + work.new_tokens / 2
+    else:
+        per_batch = batch_steps(width, work.stopped_tokens, work.cap_share, work.new_tokens)
+        steps = math.ceil(rows / width) * per_batch
+    context = work.item_tokens + work.shared + work.output_tokens / 2
     return RunCounts(work.prefill_tokens, steps, row_steps, context)
+
+
+# Methods slower than the bytes their steps read: multiplies a job's prefill and decode time.
+# bitsandbytes dequantizes its weights at every step (no packed-weight GEMM kernel):
+# - NF4: about 1.6x the 16-bit time, measured under vLLM (issue 49's measurement, in line with
+#   vLLM's docs, which list in-flight bitsandbytes as the slow option beside GPTQ/AWQ kernels);
+#   the same library and kernels under transformers' generate, so the same factor there.
+# - LLM.int8(): slower still (the outlier decomposition splits every matmul in two; Dettmers et
+#   al. 2022, section on inference speed, and the bitsandbytes README report the slowdown
+#   growing as models shrink): 2.0x, an estimate for 7-70B models at small batches.
+# - GPTQ at 3 bits: no Marlin or ExLlama kernel (those take 4 and 8 bits; vLLM refuses 3-bit
+#   GPTQ, see docs/guide/engines.md), so gptqmodel's torch/triton kernels dequantize at every
+#   step: 1.5x, an estimate.
+METHOD_SLOWDOWN = {"bnb-nf4": 1.6, "bnb-int8": 2.0}
+GPTQ_3BIT_SLOWDOWN = 1.5
+
+
+def method_slowdown(method: Mapping[str, Any]) -> float:
+    """How many times a method's steps take what the bytes they read say (1 for most)."""
+    kind = method.get("kind")
+    if kind == "gptq" and int(method.get("bits", 4)) == 3:
+        return GPTQ_3BIT_SLOWDOWN
+    return METHOD_SLOWDOWN.get(str(kind), 1.0)
 
 
 def step_bytes(shape: ModelShape, method: Mapping[str, Any], backend: Backend) -> float:
@@ -304,7 +339,7 @@ def work_seconds(
         counts = planned_counts(work, engine)
         compute, steps, n_bytes = counts.features(shape.params, read_per_step, kv_per_token)
         total += rates.seconds(compute / scale, steps, n_bytes / scale)
-    return total
+    return total * method_slowdown(method)
 
 
 # --- refit from run records --------------------------------------------------------------
