@@ -146,7 +146,7 @@ def add_commands(sub: Any) -> None:
         "--margin",
         type=float,
         default=None,
-        help="points (0.01 on a 0-1 scale) for every task (default: per task, ner 2, re 1,"
+        help="points (0.01 on a 0-1 scale) for every task (default: per task, ner 2, re 2,"
         " mlc 3, qa 2.5)",
     )
     s.add_argument(

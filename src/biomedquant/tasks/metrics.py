@@ -150,6 +150,8 @@ def worst_false_labels(
     changes, each item's label chosen again given all the others. Every step lowers macro-F1,
     so it ends at a choice no single item's change can lower further (ties keep the first
     label in sorted order, so the result is deterministic)."""
+    if all(p is not None for p in pred):  # nothing to choose (the usual case)
+        return [None] * len(pred)
     counts = _MacroCounts()
     for g, p in zip(gold, pred, strict=True):
         gs = set(g)
