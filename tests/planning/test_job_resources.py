@@ -15,6 +15,7 @@ from biomedquant.inference.decoding import Decoding
 from biomedquant.models.shapes import shape_for_model
 from biomedquant.planning.estimator import estimate
 from biomedquant.planning.job_resources import (
+    SAFETY,
     UNKNOWN,
     InferenceSplit,
     Runtime,
@@ -66,7 +67,11 @@ def test_runtime_grows_with_the_work_and_the_attempt():
     long = job_resources(LLAMA8, NONE, "infer", workload=cot)
     assert long["runtime"] > 5 * short["runtime"]
     limited = infer_workload("chemprot", "five-shot", limit=8)
-    assert job_resources(LLAMA8, NONE, "infer", workload=limited)["runtime"] == 10
+    # a job of minutes asks its estimate (load, work, 5 minutes of start-up) x 1.3, rounded
+    # up to the minute (the former 10-minute floor asked twice what such a job needs)
+    load, work = run_seconds(shape_for_model(LLAMA8), NONE, [limited])
+    asked = job_resources(LLAMA8, NONE, "infer", workload=limited)["runtime"]
+    assert asked == -(-1.3 * ((load + work) / 60 + 5) // 1) and asked < 10
     second = job_resources(LLAMA8, NONE, "infer", workload=WORK, attempt=2)
     assert second["runtime"] == 2 * short["runtime"]
     assert second["mem_mb"] > short["mem_mb"]
@@ -241,7 +246,7 @@ def test_only_jobs_over_the_wall_time_limit_are_time_boxed_and_only_very_long_on
     # the attempts cover the work at the rate requests are modelled with (the safety factor
     # on the work, one load each), and one fewer would not
     load, work = run_seconds(shape_for_model(QWEN72), NONE, works)
-    per_attempt = time_box_minutes(day) * 60 / 1.5 - load
+    per_attempt = time_box_minutes(day) * 60 / SAFETY - load
     assert (boxed.attempts - 1) * per_attempt < work <= boxed.attempts * per_attempt
     # capped attempts cut the work into shards side by side, each within the cap
     capped = inference_split(QWEN72, NONE, works, day, max_attempts=3)
@@ -379,8 +384,18 @@ def test_the_paper_study_on_slurm_asks_for_gpus_by_memory_and_none_for_cpu_work(
     quantize = [j for j in jobs if j["rule"] == "quantize_model"]
     on_cpu = [j for j in quantize if PAPER["methods"][j["method"]]["kind"] in ("rtn", "gguf")]
     assert len(on_cpu) == 3 * len(PAPER["models"])  # rtn-w4g128, gguf-q8_0, gguf-q4_k_m
+    # CPU-only quantization asks for no GPU and goes to the CPU partition; GPTQ and AWQ to
+    # the GPU one
     assert all(j["gpu"] == "0" and j["gpu_mem_mb"] == "0" for j in on_cpu)
-    assert all(j["gpu"] == "1" for j in quantize if j not in on_cpu)
+    assert all(j["slurm_partition"] == "cpu" for j in on_cpu)
+    assert all(
+        j["gpu"] == "1" and j["slurm_partition"] == "gpu" for j in quantize if j not in on_cpu
+    )
+    # host memory from the model's size: a 70B GPTQ job holds its 16-bit weights (141 GB)
+    # and one block being packed, not a second, quantized copy
+    gptq70 = [j for j in quantize if j["model"] == "llama31_70b" and j not in on_cpu]
+    assert gptq70 and all(141e9 < int(j["mem_mb"]) * 2**20 < 150e9 for j in gptq70)
+    _no_first_attempt_asks_more_than_its_estimate_allows(jobs)
     cpu_rules = {j["rule"] for j in jobs if j.get("gpu", "0") == "0"}
     assert {"fetch_model", "download_dataset", "evaluate"} <= cpu_rules
     # What the plan requests, every time-boxed attempt counted, is what `biomedquant plan
@@ -401,6 +416,67 @@ def test_the_paper_study_on_slurm_asks_for_gpus_by_memory_and_none_for_cpu_work(
     )
     assert requested == pytest.approx(cost.total(requested=True), rel=0.01)
     assert cost.total() < requested < 2 * cost.total()
+
+
+def _no_first_attempt_asks_more_than_its_estimate_allows(jobs: list[dict]) -> None:
+    """Every GPU-rule job of a dry run of config/paper.yaml asks at most 1.5 x its estimate
+    (the runtime model's seconds and the start-up margin); a time-boxed attempt, which works
+    until its time box, asks the limit."""
+    from biomedquant.planning.cost import study_cost
+    from biomedquant.planning.job_resources import STARTUP_MINUTES, quantize_seconds
+    from biomedquant.study.loading import load_config
+
+    config = load_config(REPO / "config" / "paper.yaml")
+    cost = {(j.rule, j.model, j.method): j for j in study_cost(config).jobs}
+    limit = 60 * config["scheduling"]["max_job_hours"]
+    checked = 0
+    for job in jobs:
+        rule = "infer" if job["rule"].startswith("infer") else job["rule"]
+        if rule not in ("infer", "quantize_model", "perplexity") or "noise" in job["rule"]:
+            continue
+        planned = cost[rule, job["model"], job["method"]]
+        model, method = config["models"][job["model"]], config["methods"][job["method"]]
+        if rule == "quantize_model":
+            minutes = quantize_seconds(shape_for_model(model), method) / 60 + STARTUP_MINUTES
+        elif planned.attempts > 1:
+            minutes = time_box_minutes(limit) + STARTUP_MINUTES
+        else:
+            # expected GPU-hours of one shard, per GPU, and the start-up margin
+            minutes = 60 * planned.hours / planned.gpus / planned.shards + STARTUP_MINUTES
+        assert int(job["runtime"]) <= 1.5 * minutes + 1e-9, (job, minutes)
+        checked += 1
+    assert checked > 300
+
+
+def test_one_gpu_key_sets_the_gpu_memory_and_a_disagreeing_gpu_gib_is_refused(tmp_path):
+    from biomedquant.planning.throughput import gpu_memory_gib
+
+    assert gpu_memory_gib({"gpu": "l4"}) == 24
+    assert gpu_memory_gib({"gpu": "h100", "gpu_gib": 80}) == 80  # agrees: accepted
+    assert gpu_memory_gib({}) == 80  # the default device, an A100 80GB
+    assert gpu_memory_gib({"gpu": "cpu", "gpu_gib": 1.5}) == 1.5  # stand-in GPUs
+    message = (
+        "scheduling.gpu_gib is 80 GiB but scheduling.gpu is l4, a 24 GiB GPU: drop gpu_gib"
+        " (scheduling.gpu sets it) or name the GPU the jobs run on"
+    )
+    with pytest.raises(ValueError) as err:
+        gpu_memory_gib({"gpu": "l4", "gpu_gib": 80})
+    assert str(err.value) == message
+    # the plan refuses it in one line, the fit table and the cost alike
+    cfg = {**PAPER, "models": {"llama31_8b": LLAMA8}, "methods": {"none": NONE}}
+    cfg["scheduling"] = {"gpu": "l4", "gpu_gib": 80}
+    path = tmp_path / "l4.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    for extra in ([], ["--cost"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "biomedquant.cli", "plan", "--config", str(path), *extra],
+            capture_output=True,
+            text=True,
+        )
+        errors = [line for line in proc.stderr.splitlines() if "warning" not in line]
+        assert proc.returncode == 1 and errors == [f"biomedquant plan: error: {message}"]
+    # an L4 study sizes a 70B 4-bit job for 24 GiB GPUs
+    assert job_gpus(LLAMA70, GPTQ4, "infer", gpu_gib=gpu_memory_gib({"gpu": "l4"})) > 1
 
 
 def test_the_cpu_quantize_time_counts_the_quality_check_s_own_token_budget():

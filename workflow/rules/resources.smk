@@ -18,7 +18,7 @@ from biomedquant.planning.job_resources import (
 )
 from biomedquant.methods.kinds import method_kind
 from biomedquant.study.checks import fp8_feature
-from biomedquant.planning.throughput import Throughput
+from biomedquant.planning.throughput import Throughput, gpu_memory_gib
 
 # Rules that need no GPU but still run as cluster jobs: fetching a model moves up to 150 GB.
 CLUSTER_CPU_RULES = {"fetch_model"}
@@ -49,7 +49,8 @@ GPU_TIERS = os.environ.get("BIOMEDQUANT_SLURM_GPU_TIERS", "").strip()
 FP8_FEATURE = fp8_feature()
 # One GPU's memory (GiB, as marketed) and the most GPUs one job may ask for: a job whose
 # estimate does not fit one GPU asks for 2, 4 or 8 (the study check refuses what fits none).
-GPU_GIB = config["scheduling"]["gpu_gib"]
+# scheduling.gpu sets it; an explicit gpu_gib that disagrees is refused here, with the reason.
+GPU_GIB = gpu_memory_gib(config["scheduling"])
 MAX_GPUS = config["scheduling"]["max_gpus_per_job"]
 
 
@@ -197,12 +198,37 @@ def constraint_resources(rule_name):
     return {"constraint": constraint}
 
 
+# The partitions a cluster run names (workflow/profiles/slurm: exported variables).
+CPU_PARTITION_VARIABLE = "BIOMEDQUANT_SLURM_PARTITION"
+GPU_PARTITION_VARIABLE = "BIOMEDQUANT_SLURM_GPU_PARTITION"
+
+
+def partition_resources(rule_name):
+    """{'slurm_partition': callable} for quantize_model, whose jobs need a GPU or not by
+    method kind: the GPU partition for GPTQ and AWQ, the CPU partition (the profile's
+    default) for round-to-nearest and GGUF, which ask for no GPU. Other GPU rules take the
+    GPU partition from the SLURM profile. Outside SLURM the value is not read."""
+    if rule_name != "quantize_model":
+        return {}
+    gpus = gpu_count(rule_name)
+
+    @signature_once
+    def slurm_partition(wildcards, attempt):
+        gpu = gpus(wildcards, attempt) > 0
+        return os.environ.get(
+            GPU_PARTITION_VARIABLE if gpu else CPU_PARTITION_VARIABLE, ""
+        )
+
+    return {"slurm_partition": slurm_partition}
+
+
 def gpu_resources(rule_name):
     """Every resource of a GPU rule: its GPUs, the estimator's host memory, GPU memory (all
     its GPUs together) and runtime for each job, the node features where configured, and the
     CPU threads to use when no GPU is present."""
     return {
         **constraint_resources(rule_name),
+        **partition_resources(rule_name),
         "gpu": gpu_count(rule_name),
         "mem_mb": gpu_job_resource(rule_name, "mem_mb"),
         "gpu_mem_mb": gpu_job_resource(rule_name, "gpu_mem_mb"),

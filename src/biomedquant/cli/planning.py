@@ -20,6 +20,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from biomedquant.common.files import write_csv
     from biomedquant.common.gpus import parse_capability
     from biomedquant.planning.fit_table import FIT_COLUMNS, fit_lines, fit_rows
+    from biomedquant.planning.throughput import gpu_memory_gib
     from biomedquant.report.figures.registry import draw_figure
     from biomedquant.study.checks import study_problems
 
@@ -31,6 +32,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(f"biomedquant plan: {p.line()}", file=sys.stderr)
     if any(p.level == "error" for p in problems):
         return 1
+    # one GPU key: scheduling.gpu sets the GPU memory, and a gpu_gib that disagrees is refused
+    gpu_memory_gib(config["scheduling"])
     if args.cost:
         return _print_cost(config, args)
     rows = fit_rows(config)

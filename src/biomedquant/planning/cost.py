@@ -30,7 +30,7 @@ from biomedquant.planning.job_resources import (
     quantize_seconds,
     run_seconds,
 )
-from biomedquant.planning.throughput import Throughput
+from biomedquant.planning.throughput import Throughput, gpu_memory_gib
 
 COST_COLUMNS = ("model", "method", "prompt", "gpus", "gpu_hours")
 
@@ -73,7 +73,7 @@ def study_cost(
     base = Throughput.from_config(config)
     throughput = Throughput(device or base.device, base.fitted)
     scheduling = config["scheduling"]
-    gpu_gib, max_gpus = scheduling["gpu_gib"], scheduling["max_gpus_per_job"]
+    gpu_gib, max_gpus = gpu_memory_gib(scheduling), scheduling["max_gpus_per_job"]
     max_minutes = 60 * scheduling["max_job_hours"]
     decoding = Decoding.from_config(config)
     limit = config["data"].get("limit")

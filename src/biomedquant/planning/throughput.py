@@ -105,6 +105,31 @@ DEVICES: Registry[Device] = Registry(
 )
 
 
+# One GPU's memory when the jobs are costed on the CPU (scheduling.gpu: cpu) and the config
+# names no gpu_gib: the A100 80GB / H100 size, the schema's default device.
+CPU_STUDY_GPU_GIB = 80
+
+
+def gpu_memory_gib(scheduling: Mapping[str, Any]) -> float:
+    """The memory (GiB) of one GPU that jobs are sized for: ``scheduling.gpu``'s, from its
+    datasheet (:data:`DEVICES`). An explicit ``scheduling.gpu_gib`` must agree with it, else
+    it is refused: a study sized for one GPU and costed for another (``gpu: l4`` with 80 GiB
+    GPUs asks an L4 cluster for jobs none of its GPUs holds). With ``gpu: cpu`` (the rates
+    fitted to CPU runs, or a test cluster's stand-in GPUs), ``gpu_gib`` alone sets it."""
+    device = scheduling.get("gpu", "a100_80g")
+    given = scheduling.get("gpu_gib")
+    if device == "cpu":
+        return float(given) if given is not None else float(CPU_STUDY_GPU_GIB)
+    memory = DEVICES[device].memory_gib
+    if given is not None and float(given) != memory:
+        raise ValueError(
+            f"scheduling.gpu_gib is {float(given):g} GiB but scheduling.gpu is {device}, a"
+            f" {memory} GiB GPU: drop gpu_gib (scheduling.gpu sets it) or name the GPU the jobs"
+            " run on"
+        )
+    return float(memory)
+
+
 @dataclass(frozen=True)
 class Rates:
     """Effective figures of one backend on one device: what the runtime model computes with."""
