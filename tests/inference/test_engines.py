@@ -278,7 +278,8 @@ def test_vllm_engine_without_vllm_names_the_missing_package(tiny_fetched, monkey
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     engine = get_engine("vllm")
     assert engine.name == "vllm"
-    with pytest.raises(EngineUnavailable, match="needs the 'vllm' package.*pip install vllm"):
+    missing = r"needs the 'vllm' package.*pip install -e '\.\[vllm\]'"
+    with pytest.raises(EngineUnavailable, match=missing):
         engine.load(tiny_fetched, {"kind": "none"}, Decoding())
     with pytest.raises(ValueError, match="unknown inference engine 'vlm'.*did you mean 'vllm'"):
         get_engine("vlm")
@@ -292,6 +293,8 @@ def test_vllm_llm_gets_the_decoding_settings_batch_shape(tiny_fetched):
         "model": str(tiny_fetched),
         "max_num_seqs": 128,
         "max_num_batched_tokens": 4096,
+        "gpu_memory_utilization": 0.9,  # the fit estimator's share (common.gpus)
+        "enable_prefix_caching": True,
     }
     gptq = llm_kwargs(tiny_fetched, {"kind": "gptq", "bits": 4, "group_size": 128}, Decoding())
     # a GPTQ artifact carries its own quantization config; bitsandbytes never reaches vLLM

@@ -29,7 +29,7 @@ from biomedquant.inference.job import (
     run_inference_job,
 )
 
-from conftest import numbered_items
+from conftest import assert_outputs_vary, numbered_items
 
 PROMPTS = ("zero-shot", "five-shot", "cot")
 DECODING = Decoding(batch_size=2).capped(8)
@@ -125,6 +125,7 @@ def test_one_model_load_serves_every_prompting_method(tiny_fetched, demo_prepare
         )
         grouped = tmp_path / "grouped" / f"{prompt}.jsonl"
         assert _strip(read_jsonl(grouped)) == _strip(read_jsonl(alone))
+        assert_outputs_vary([r["output"] for r in read_jsonl(grouped)])
 
 
 def test_nothing_left_to_generate_loads_no_model(tiny_fetched, demo_prepared, tmp_path):
@@ -224,6 +225,7 @@ def test_a_killed_shard_resumes_and_the_joined_files_equal_an_unsharded_run(
         got = read_jsonl(joined / f"{prompt}.jsonl")
         assert [r["id"] for r in got] == [f"q{i}" for i in range(60)]
         assert got == read_jsonl(whole / f"{prompt}.jsonl")
+        assert_outputs_vary([r["output"] for r in got])  # an item in the wrong place shows
         rec = read_json(joined / f"{prompt}.run.json")
         assert rec["n_items"] == 60 and rec["n_from_shards"] == 30 and rec["n_generated"] == 30
         assert rec["model_load"]["shard"] == "2-of-2"
@@ -280,9 +282,9 @@ def test_a_time_boxed_job_stops_saving_its_batches_and_resumes_until_done(
     )
     for name in ("pubmedqa", "medqa"):
         assert whole[name][0]["n_generated"] == 4
-        assert read_jsonl(tmp_path / "boxed" / name / "zero-shot.jsonl") == read_jsonl(
-            tmp_path / "whole" / name / "zero-shot.jsonl"
-        )
+        boxed = read_jsonl(tmp_path / "boxed" / name / "zero-shot.jsonl")
+        assert boxed == read_jsonl(tmp_path / "whole" / name / "zero-shot.jsonl")
+        assert_outputs_vary([r["output"] for r in boxed])
 
 
 def test_cli_exits_75_at_its_time_box(tiny_fetched, demo_prepared, tmp_path, capsys):
@@ -351,6 +353,8 @@ class FakeVllm:
         return types.SimpleNamespace(SamplingParams=lambda **kw: kw, LLM=None)
 
     def generate(self, prompts, params, use_tqdm=False):
+        # the engine hands token ids (one BOS at most); the stand-in reads them back as text
+        prompts = ["".join(map(chr, p["prompt_token_ids"])) for p in prompts]
         self.calls.append((list(prompts), list(params)))
         outs = []
         for prompt, p in zip(prompts, params, strict=True):
@@ -372,6 +376,11 @@ def test_vllm_gets_every_prompting_method_in_one_request_list(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", fake.module())
     tokenizer = types.SimpleNamespace(
         convert_tokens_to_ids=lambda t: 7, chat_template=None, special_tokens_map={}
+    )
+    # a character tokenizer with no BOS (the engine hands vLLM token ids)
+    monkeypatch.setattr(
+        "biomedquant.inference.engines.vllm.prompt_token_ids",
+        lambda tok, prompt: [ord(c) for c in prompt],
     )
     monkeypatch.setattr("biomedquant.inference.prompting.end_of_turn_tokens", lambda tok: [])
     engine = VllmEngine(fake, tokenizer)

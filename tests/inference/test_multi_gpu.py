@@ -269,6 +269,8 @@ def test_the_job_hands_its_gpus_to_the_vllm_engine(tmp_path, monkeypatch):
             return None
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM))
+    # the GPU path: this machine has no CUDA, so the engine is told it has
+    monkeypatch.setattr("biomedquant.inference.engines.vllm._cuda_available", lambda: True)
     engine = VllmEngine.load(_heads(tmp_path, 32), {"kind": "none"}, Decoding(), gpus=4)
     assert seen["tensor_parallel_size"] == 4
     assert engine.info["gpus"] == 4

@@ -143,3 +143,10 @@ def test_no_method_of_the_shipped_configs_is_refused():
             assert [
                 p.line() for p in study_problems(cfg) if p.topic == "engine" and p.level == "error"
             ] == []
+
+
+def test_the_engines_guide_shows_the_table_as_declared():
+    from biomedquant.methods.engines import support_table
+
+    page = (REPO / "docs" / "guide" / "engines.md").read_text(encoding="utf-8")
+    assert support_table() in page

