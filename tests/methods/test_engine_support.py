@@ -150,3 +150,22 @@ def test_the_engines_guide_shows_the_table_as_declared():
 
     page = (REPO / "docs" / "guide" / "engines.md").read_text(encoding="utf-8")
     assert support_table() in page
+
+
+def test_plan_prints_one_line_per_method_that_runs_under_another_engine(tmp_path, capsys):
+    """``biomedquant plan`` runs the same check as the Snakefile and ``doctor``."""
+    import yaml
+
+    from biomedquant.cli import main
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg.setdefault("inference", {})["backend"] = "vllm"
+    cfg["methods"]["bnb-int8"] = INT8
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["plan", "--config", str(path)]) == 0
+    lines = [x for x in capsys.readouterr().err.splitlines() if "runs under" in x]
+    assert lines == [
+        "biomedquant plan: warning: methods.bnb-int8: bitsandbytes int8 runs under transformers,"
+        " not inference.backend vllm: " + support(INT8, "vllm").reason
+    ]
