@@ -238,7 +238,10 @@ def load_test_set(name: str) -> TestSet:
     else:
         records, source = _uniform_test(spec), "synthesised (no shared data): uniform labels"
     task = get_task(spec.task)
-    units, _ = resampling_units(spec, [r["id"] for r in records])
+    if found is None:  # made-up ids match no cluster pattern: every item its own unit
+        units = np.arange(len(records))
+    else:
+        units, _ = resampling_units(spec, [r["id"] for r in records])
     gold = JsonLines(records, "", "", f"{name}/test.jsonl")
     return TestSet(spec, gold, [task.gold(r) for r in records], units, source)
 
