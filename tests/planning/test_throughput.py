@@ -197,8 +197,31 @@ def test_plan_cost_prints_the_totals_the_largest_jobs_and_the_shards(tmp_path):
     lines = proc.stdout.splitlines()
     cost = study_cost(PAPER, backend="vllm", device="h100")
     assert lines[0].startswith(f"expected GPU-hours under vllm on h100: {cost.total():,.0f}")
-    assert lines[1].startswith("inference jobs (model x method): 132; time-boxed:")
+    # per stage, expected and requested GPU-hours, quantization apart from inference and
+    # evaluation (perplexity on GPUs, scores and tables on CPUs)
+    stages = {line.split("  ")[1].strip(): line for line in lines[2:7]}
+    assert set(stages) == {
+        "inference",
+        "perplexity (held-out texts)",
+        "evaluation (scores, tables)",
+        "= inference and evaluation",
+        "quantization (apart)",
+    }
+    assert f"{cost.total('infer'):,.1f}" in stages["inference"]
+    assert f"{cost.total('quantize_model', requested=True):,.1f}" in stages["quantization (apart)"]
+    assert "(36 on CPUs, no GPU)" in stages["quantization (apart)"]
+    assert any(
+        line.startswith("inference jobs (model x method): 132; time-boxed:") for line in lines
+    )
     assert "largest jobs (GPU-hours):" in lines
+    # the assumptions it used: engines per method, tokens, output prior, speed factors
+    at = lines.index("assumptions (estimates from the runtime model, not measurements):")
+    said = "\n".join(lines[at:])
+    assert "transformers: gptq-w3g128, bnb-int8, bnb-nf4" in said
+    assert "llama_cpp: gguf-q8_0, gguf-q4_k_m" in said
+    assert "prompt tokens per model x method: 67.61M" in said
+    assert "2% of direct answers and 10% of chains at the cap" in said
+    assert "bnb-int8 x2, bnb-nf4 x1.6, gptq-w3g128 x1.5" in said
     rows = out.read_text().splitlines()
     assert rows[0] == "model,method,prompt,gpus,gpu_hours"
     assert len(rows) - 1 == len(PAPER["models"]) * len(PAPER["methods"]) * len(PAPER["prompts"])

@@ -28,6 +28,7 @@ import yaml
 
 from biomedquant.inference.decoding import Decoding
 from biomedquant.planning.job_resources import Runtime, infer_workload, job_gpus, job_resources
+from biomedquant.planning.throughput import Throughput
 
 from conftest import REPO, copy_workflow, snakemake
 
@@ -73,7 +74,9 @@ def small_demo_config() -> dict:
     """The demo config cut to minutes: 2 datasets x 4 items, 16-bit only, zero-shot, on
     GPUs of :data:`GPU_GIB`."""
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg["scheduling"] = {"gpu_gib": GPU_GIB}
+    # gpu_gib sets the GPU memory alone only with gpu: cpu (one GPU key: with a real GPU named,
+    # its datasheet's memory), and the CPU's rates are what the cluster's fake GPUs run at
+    cfg["scheduling"] = {"gpu": "cpu", "gpu_gib": GPU_GIB}
     cfg["datasets"] = ["chemprot", "medqa"]
     cfg["data"]["limit"] = 4
     cfg["methods"] = {"none": {"kind": "none"}}
@@ -275,7 +278,11 @@ def test_demo_study_on_slurm_matches_a_local_run(slurm_cluster, flaky_run, tmp_p
         for p in cfg["prompts"]
     ]
     res = job_resources(
-        model, cfg["methods"]["none"], "infer", workload=works, runtime=Runtime(gpus=gpus)
+        model,
+        cfg["methods"]["none"],
+        "infer",
+        workload=works,
+        runtime=Runtime(throughput=Throughput.from_config(cfg), gpus=gpus),
     )
     expected = {(f"{res['mem_mb']}M", res["runtime"])}
     asked = {(r["ReqMem"], timelimit_minutes(r["Timelimit"])) for r in by_rule["infer"]}

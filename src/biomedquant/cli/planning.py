@@ -55,7 +55,7 @@ def _print_cost(config: dict[str, Any], args: argparse.Namespace) -> int:
     cost = study_cost(config, backend=args.backend, device=args.gpu)
     if args.out:
         write_csv(args.out, COST_COLUMNS, cost.rows)
-    print("\n".join(cost_lines(cost)))
+    print("\n".join(cost_lines(cost, config=config)))
     return 0
 
 

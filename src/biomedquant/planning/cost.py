@@ -178,16 +178,100 @@ def _other_jobs(
         )
 
 
-def cost_lines(cost: Cost, top: int = 5) -> list[str]:
-    """The summary a terminal shows: totals by stage, the largest jobs, the shards."""
+STAGES = (
+    ("infer", "inference"),
+    ("perplexity", "perplexity (held-out texts)"),
+    ("quantize_model", "quantization"),
+)
+
+
+def _stage_line(cost: Cost, rule: str, title: str) -> str:
+    jobs = [j for j in cost.jobs if j.rule == rule]
+    on_gpu = [j for j in jobs if j.gpus]
+    return (
+        f"  {title:<29} {len(jobs):>5} {cost.total(rule):>12,.1f} "
+        f"{cost.total(rule, requested=True):>12,.1f}"
+        + (f"   ({len(jobs) - len(on_gpu)} on CPUs, no GPU)" if len(on_gpu) < len(jobs) else "")
+    )
+
+
+def assumption_lines(config: dict[str, Any], cost: Cost) -> list[str]:
+    """What the estimate rests on, in the plan's words: the engine of each method, the
+    tokens counted, the output prior, the speed factors, the request margin."""
+    from biomedquant.methods.engines import engine_for
+    from biomedquant.planning import job_resources as jr
+    from biomedquant.planning import throughput as tp
+    from biomedquant.planning import tokens as tk
+
+    by_engine: dict[str, list[str]] = {}
+    for name, spec in config["methods"].items():
+        by_engine.setdefault(engine_for(spec, cost.backend), []).append(name)
+    decoding = Decoding.from_config(config)
+    limit = config["data"].get("limit")
+    works = [
+        jr.infer_workload(d, p, limit=limit, decoding=decoding)
+        for d in config["datasets"]
+        for p in config["prompts"]
+    ]
+    prompt = sum(w.items * (w.item_tokens + w.shared) for w in works)
+    own = sum(w.items * w.item_tokens for w in works)
+    out = sum(w.items * w.samples * w.output_tokens for w in works)
+    at_cap = sum(w.items * w.samples * w.new_tokens for w in works)
+    slow = sorted(
+        {
+            f"{name} x{tp.method_slowdown(spec):g}"
+            for name, spec in config["methods"].items()
+            if tp.method_slowdown(spec) != 1
+        }
+    )
+    return [
+        "assumptions (estimates from the runtime model, not measurements):",
+        "  engines: "
+        + "; ".join(f"{engine}: {', '.join(names)}" for engine, names in by_engine.items()),
+        f"  prompt tokens per model x method: {prompt / 1e6:.2f}M, of which {own / 1e6:.2f}M"
+        " outside the prefix every item shares (prefilled once per job: prefix caching);"
+        " measured with a Llama-3 tokenizer on the test sets (biomedquant.planning.tokens)",
+        f"  output tokens per model x method: {out / 1e6:.2f}M expected (every output at its cap"
+        f" would be {at_cap / 1e6:.2f}M): the gold answers' length x{tk.DIRECT_ANSWER_FACTOR:g}"
+        f" + {tk.DIRECT_ANSWER_EXTRA_TOKENS}, chains of thought {tk.COT_REASONING_TOKENS}"
+        f" tokens of reasoning more; {tk.CAP_SHARE_DIRECT:.0%} of direct answers and"
+        f" {tk.CAP_SHARE_COT:.0%} of chains at the cap",
+        "  speed factors: "
+        + (", ".join(slow) if slow else "none")
+        + " (bitsandbytes and 3-bit GPTQ dequantize at every step); engines at a share of the"
+        " GPU's datasheet bandwidth and FLOP/s"
+        + (
+            " (a refit file's rates where it has them)"
+            if config["scheduling"].get("throughput_file")
+            else ""
+        ),
+        f"  weights read at {jr.LOAD_BYTES_PER_S / 1e6:.0f} MB/s per load; requests: the"
+        f" estimate plus {jr.STARTUP_MINUTES} min of start-up, x{jr.SAFETY:g}, up to the minute;"
+        f" perplexity over every distinct test text under transformers",
+    ]
+
+
+def cost_lines(cost: Cost, top: int = 5, config: dict[str, Any] | None = None) -> list[str]:
+    """The summary a terminal shows: expected GPU-hours and what the planned attempts request
+    per stage (quantization apart from inference and evaluation), the largest jobs, the
+    time-boxed and sharded jobs, the hours per prompting method, and, given the config, the
+    assumptions the estimate rests on."""
     infer = [j for j in cost.jobs if j.rule == "infer"]
     boxed = [j for j in infer if j.attempts > 1]
     sharded = [j for j in infer if j.shards > 1]
+    run = cost.total("infer") + cost.total("perplexity")
+    run_asked = cost.total("infer", requested=True) + cost.total("perplexity", requested=True)
     lines = [
         f"expected GPU-hours under {cost.backend} on {cost.device}: {cost.total():,.0f}"
-        f" (inference {cost.total('infer'):,.0f}, quantization"
-        f" {cost.total('quantize_model'):,.0f}, perplexity {cost.total('perplexity'):,.0f});"
-        f" its attempts request {cost.total(requested=True):,.0f}",
+        f" (inference and evaluation {run:,.0f}, quantization"
+        f" {cost.total('quantize_model'):,.0f}); its attempts request"
+        f" {cost.total(requested=True):,.0f}",
+        f"  {'stage':<29} {'jobs':>5} {'expected':>12} {'requested':>12}",
+        _stage_line(cost, "infer", "inference"),
+        _stage_line(cost, "perplexity", "perplexity (held-out texts)"),
+        f"  {'evaluation (scores, tables)':<29} {'':>5} {0:>12,.1f} {0:>12,.1f}   (CPU only)",
+        f"  {'= inference and evaluation':<29} {'':>5} {run:>12,.1f} {run_asked:>12,.1f}",
+        _stage_line(cost, "quantize_model", "quantization (apart)"),
         f"inference jobs (model x method): {len(infer)}; time-boxed: {len(boxed)}"
         f" (at most {max((j.attempts for j in infer), default=1)} attempts one after"
         f" another); split into item shards: {len(sharded)}"
@@ -206,4 +290,6 @@ def cost_lines(cost: Cost, top: int = 5) -> list[str]:
     lines.append(
         "inference by prompting method: " + ", ".join(f"{p} {h:,.0f}" for p, h in by_prompt.items())
     )
+    if config is not None:
+        lines += assumption_lines(config, cost)
     return lines
