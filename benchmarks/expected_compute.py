@@ -3,8 +3,10 @@ study and for the whole `config/paper.yaml`, under vLLM and transformers, on one
 
     python benchmarks/expected_compute.py [--gpu h100]
 
-Prints a Markdown table of expected GPU-hours (no safety margin), what the first attempts of
-the jobs request, and how many inference jobs are cut into shards. A planning figure from the
+Prints a Markdown table of expected GPU-hours of inference and evaluation (no safety margin),
+what the planned attempts of those jobs request, quantization's expected GPU-hours apart, and
+how many inference jobs are cut into shards. vLLM rows: each method under the engine that runs
+it as specified (biomedquant.methods.engines.engine_for). A planning figure from the
 runtime model (src/biomedquant/planning/throughput.py), not a measurement.
 """
 
@@ -26,10 +28,10 @@ def studies() -> dict[str, dict]:
     paper = load_config(REPO / "config" / "paper.yaml")
     original = copy.deepcopy(paper)
     original["methods"] = {m: s for m, s in paper["methods"].items() if m in STUDY_METHODS}
-    zero_shot = copy.deepcopy(original)
-    zero_shot["prompts"] = ["zero-shot"]
+    zero_shot = load_config(REPO / "config" / "paper_original.yaml")
+    assert set(zero_shot["methods"]) == set(STUDY_METHODS)
     return {
-        "original six methods, zero-shot": zero_shot,
+        "original six methods, zero-shot (config/paper_original.yaml)": zero_shot,
         "original six methods, all five prompting methods": original,
         "config/paper.yaml (11 methods, 5 prompting methods)": paper,
     }
@@ -40,17 +42,19 @@ def main() -> None:
     parser.add_argument("--gpu", default="h100")
     args = parser.parse_args()
     print(
-        f"| study | backend | expected GPU-hours ({args.gpu}) | requested"
-        " | model x method jobs sharded |"
+        f"| study | backend | inference and evaluation, expected GPU-hours ({args.gpu}) |"
+        " requested | quantization, expected | model x method jobs sharded |"
     )
-    print("|---|---|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|")
     for name, config in studies().items():
         for backend in ("vllm", "transformers"):
             cost = study_cost(config, backend=backend, device=args.gpu)
             sharded = sum(j.shards > 1 for j in cost.jobs)
+            run = cost.total("infer") + cost.total("perplexity")
+            asked = cost.total("infer", requested=True) + cost.total("perplexity", requested=True)
             print(
-                f"| {name} | {backend} | {cost.total():,.0f} |"
-                f" {cost.total(requested=True):,.0f} | {sharded} |"
+                f"| {name} | {backend} | {run:,.0f} | {asked:,.0f} |"
+                f" {cost.total('quantize_model'):,.0f} | {sharded} |"
             )
 
 
