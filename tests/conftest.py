@@ -36,13 +36,16 @@ def load_benchmark(name: str):
 def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     """A 2-layer Llama with a BPE tokenizer trained on the demo texts and a ChatML template.
 
-    Random weights: it produces deterministic nonsense, which is all the stage tests need.
-    Hidden size 64 keeps GPTQ's group size 32 valid.
+    Random weights, seeded and spread wide enough (:func:`spread_weights`) that most prompts
+    get their own deterministic nonsense: a test comparing generations (resume, cache,
+    shards, concurrent jobs) then sees a stale or swapped output, which an answer that is
+    the same empty string for every prompt would hide. Hidden size 64 keeps GPTQ's group
+    size 32 valid.
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from biomedquant.study.rehearsal.tiny_models import train_tokenizer
+    from biomedquant.study.rehearsal.tiny_models import spread_weights, train_tokenizer
 
     specials = ["<unk>", "<|im_start|>", "<|im_end|>", "<pad>"]
     hf_tok = train_tokenizer(
@@ -62,7 +65,9 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
         pad_token_id=hf_tok.pad_token_id,
         tie_word_embeddings=True,
     )
-    model = LlamaForCausalLM(config).to(torch.float16)
+    model = LlamaForCausalLM(config)
+    spread_weights(model, seed)
+    model = model.to(torch.float16)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
     hf_tok.save_pretrained(folder)
@@ -148,6 +153,19 @@ def numbered_items(demo_prepared: dict[str, Path], path: Path, n: int) -> Path:
         items.append(rec)
     write_jsonl(path, items)
     return path
+
+
+def assert_outputs_vary(outputs: list[str], at_least: float = 0.3) -> None:
+    """Items have outputs of their own: the generations a test compares (resumed, cached,
+    sharded, concurrent) would show a stale, swapped or misplaced item, which a model
+    answering the same string to every prompt would hide. No item's output is empty, no two
+    neighbours' are equal, and at least ``at_least`` of them are distinct: the items of
+    :func:`numbered_items` repeat ten questions under new numbers, and a two-layer random
+    model tells only some of those apart (22 to 35 of 60 distinct, by prompting method)."""
+    assert outputs and all(isinstance(o, str) for o in outputs), outputs
+    assert len(set(outputs)) >= at_least * len(outputs), f"outputs too alike: {outputs}"
+    assert all(o.strip() for o in outputs), outputs
+    assert all(a != b for a, b in zip(outputs, outputs[1:], strict=False)), outputs
 
 
 # The suite runs on every core (pytest-xdist: `-n auto --dist loadfile` in pyproject.toml, a

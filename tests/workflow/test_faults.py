@@ -328,7 +328,7 @@ def test_a_full_or_read_only_cache_disk_turns_the_cache_off_not_the_study(
     """The generation cache on a full disk ("database or disk is full") and then on a
     read-only mount: each job warns in one line and generates without the cache (exit 0,
     not exit 70 "this is a bug"), and its outputs are those of a job with a working cache."""
-    from conftest import numbered_items
+    from conftest import assert_outputs_vary, numbered_items
 
     data = numbered_items(demo_prepared, tmp_path / "items.jsonl", 4)
     cache = tiny_disk / "cache"
@@ -353,6 +353,7 @@ def test_a_full_or_read_only_cache_disk_turns_the_cache_off_not_the_study(
         assert (used is not None) == (case == "working")  # the run record says which
         outputs[case] = [r["output"] for r in read_jsonl(tmp_path / case / "p.jsonl")]
     assert len(outputs["full"]) == 4
+    assert_outputs_vary(outputs["working"])
     assert outputs["full"] == outputs["working"] == outputs["read-only"]
 
 

@@ -20,6 +20,8 @@ from biomedquant.models.fetch import ModelSourceError, fetch_model
 from biomedquant.quantization import quantize_model
 from biomedquant.quantization.calibration import calibration_windows
 
+from conftest import assert_outputs_vary
+
 
 def test_fetch_local_writes_safetensors_and_provenance(tiny_fetched):
     assert list(tiny_fetched.glob("*.safetensors"))
@@ -344,3 +346,4 @@ def test_shared_prefix_cache_gives_the_same_greedy_outputs(tiny_fetched, demo_pr
     plain = generate(model, tok, prompts, prefix_cache=False, **kw)
     one_by_one = generate(model, tok, prompts, prefix_cache=False, max_new_tokens=8, batch_size=1)
     assert cached == plain == one_by_one
+    assert_outputs_vary([g["outputs"][0] for g in cached])  # a row served another's cache shows

@@ -222,6 +222,30 @@ def train_tokenizer(
     return hf_tok
 
 
+def spread_weights(model: Any, seed: int, scale: float = 2.0) -> None:
+    """Redraw ``model``'s matrices from a seeded normal wide enough that it answers.
+
+    transformers initializes a model for training: standard deviation 0.02, under which a
+    tiny random model's greedy answer is the same newline for every prompt, which a test
+    cannot tell from a stale or swapped output. Embeddings with standard deviation
+    ``scale`` and each linear layer with ``scale / sqrt(fan_in)`` make the next token depend
+    on the prompt: most prompts then get their own, still nonsensical, answer. Norms and
+    biases keep their initial values.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() != 2:
+                continue
+            std = scale if "embed" in name else scale / param.shape[1] ** 0.5
+            fresh = torch.empty(param.shape, dtype=torch.float32).normal_(
+                0, std, generator=generator
+            )
+            param.copy_(fresh.to(param.dtype))
+
+
 def build_tiny_model(
     folder: Path,
     family: TinyFamily,
