@@ -13,7 +13,7 @@ import pytest
 from biomedquant.common.files import read_json
 from biomedquant.inference.decoding import Decoding
 from biomedquant.models.shapes import shape_for_model
-from biomedquant.planning.cost import study_cost
+from biomedquant.planning.cost import cost_lines, study_cost
 from biomedquant.planning.job_resources import Runtime, infer_workload, job_resources, run_seconds
 from biomedquant.planning.throughput import (
     CPU_RATES,
@@ -21,6 +21,7 @@ from biomedquant.planning.throughput import (
     Throughput,
     device_key,
     observation,
+    read_output_lengths,
     read_rates,
     refit,
 )
@@ -93,6 +94,18 @@ def test_the_refit_command_writes_rates_a_config_then_plans_with(tmp_path):
     assert "transformers on cpu:" in proc.stdout and f"from {len(RECORDS)} records" in proc.stdout
     fitted = read_rates(out)["transformers"]["cpu"]
     assert fitted.flops == pytest.approx(CPU_RATES["transformers"].flops, rel=0.1)
+    # the output lengths the records measured replace the prior in the next plan: ChemProt
+    # zero-shot's 8 outputs, 6 of them at the 20-token cap, the other 2 with 37 tokens
+    assert "output lengths of " in proc.stdout
+    lengths = read_output_lengths(out)
+    chemprot = lengths["chemprot", "zero-shot"]
+    assert (chemprot.rows, chemprot.cap_share, chemprot.stopped) == (8, 0.75, 18.5)
+    planned = infer_workload("chemprot", "zero-shot", decoding=Decoding(), lengths=lengths)
+    assert (planned.stopped_tokens, planned.cap_share) == (18.5, 0.75)
+    cost_cfg = load_config(REPO / "config" / "paper_original.yaml")
+    cost_cfg["scheduling"]["throughput_file"] = str(out)
+    said = "\n".join(cost_lines(study_cost(cost_cfg), config=cost_cfg))
+    assert "measured by the refit file for 8 dataset x prompting method(s)" in said
     # A site that measured its GPUs slower than the defaults asks for more time.
     slow = {
         "transformers": {"a100_80g": {"flops": 1e12, "step_overhead_s": 0.1, "bandwidth": 1e11}}

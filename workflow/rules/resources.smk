@@ -18,7 +18,11 @@ from biomedquant.planning.job_resources import (
 )
 from biomedquant.methods.kinds import method_kind
 from biomedquant.study.checks import fp8_feature
-from biomedquant.planning.throughput import Throughput, gpu_memory_gib
+from biomedquant.planning.throughput import (
+    Throughput,
+    gpu_memory_gib,
+    output_lengths_from_config,
+)
 
 # Rules that need no GPU but still run as cluster jobs: fetching a model moves up to 150 GB.
 CLUSTER_CPU_RULES = {"fetch_model"}
@@ -65,14 +69,22 @@ def infer_workloads():
     """The workloads of a model x method inference job: one per dataset x prompting method,
     in the config's order."""
     return tuple(
-        infer_workload(d, p, limit=config["data"].get("limit"), decoding=STUDY.decoding)
+        infer_workload(
+            d,
+            p,
+            limit=config["data"].get("limit"),
+            decoding=STUDY.decoding,
+            lengths=OUTPUT_LENGTHS,
+        )
         for d in config["datasets"]
         for p in config["prompts"]
     )
 
 
-# The rates runtimes are modelled with: the backends on scheduling.gpu, or a site's refit.
+# The rates runtimes are modelled with: the backends on scheduling.gpu, or a site's refit,
+# and the output lengths that refit measured (the prior where it has none).
 THROUGHPUT = Throughput.from_config(config)
+OUTPUT_LENGTHS = output_lengths_from_config(config)
 
 
 def job_runtime(rule_name, model, method):

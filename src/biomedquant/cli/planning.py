@@ -61,16 +61,25 @@ def _print_cost(config: dict[str, Any], args: argparse.Namespace) -> int:
 
 def _cmd_refit_throughput(args: argparse.Namespace) -> None:
     from biomedquant.common.files import read_json
-    from biomedquant.planning.throughput import refit, write_rates
+    from biomedquant.planning.throughput import (
+        OUTPUT_LENGTHS_KEY,
+        output_lengths_json,
+        refit,
+        write_rates,
+    )
+    from biomedquant.planning.tokens import fit_output_lengths
 
     runs = [*args.runs, *listed_files(args.manifests, "run_record")]
-    fitted = refit((str(path), read_json(path)) for path in runs)
+    records = [(str(path), read_json(path)) for path in runs]
+    fitted = refit(records)
     if not fitted:
         raise ValueError(
             f"none of the {len(runs)} run records holds the counts a refit needs (records"
             " written by this version's transformers engine, generated in one session)"
         )
-    write_rates(fitted, args.out)
+    # the output lengths the study measured, which replace the prior of the next plan
+    lengths = fit_output_lengths(rec for _, rec in records)
+    write_rates({**fitted, OUTPUT_LENGTHS_KEY: output_lengths_json(lengths)}, args.out)
     for backend, devices in fitted.items():
         for device, r in devices.items():
             print(
@@ -78,6 +87,10 @@ def _cmd_refit_throughput(args: argparse.Namespace) -> None:
                 f" per step, {r['bandwidth']:.3g} bytes/s from {r['n_records']} records"
                 f" (largest error {100 * r['max_abs_relative_error']:.0f}%) -> {args.out}"
             )
+    print(
+        f"output lengths of {len(lengths)} dataset x prompting method(s) from"
+        f" {sum(v.rows for v in lengths.values())} outputs -> {args.out}"
+    )
 
 
 def add_commands(sub: Any) -> None:

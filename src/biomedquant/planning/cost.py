@@ -30,7 +30,11 @@ from biomedquant.planning.job_resources import (
     quantize_seconds,
     run_seconds,
 )
-from biomedquant.planning.throughput import Throughput, gpu_memory_gib
+from biomedquant.planning.throughput import (
+    Throughput,
+    gpu_memory_gib,
+    output_lengths_from_config,
+)
 
 COST_COLUMNS = ("model", "method", "prompt", "gpus", "gpu_hours")
 
@@ -77,6 +81,7 @@ def study_cost(
     max_minutes = 60 * scheduling["max_job_hours"]
     decoding = Decoding.from_config(config)
     limit = config["data"].get("limit")
+    lengths = output_lengths_from_config(config)
     cost = Cost(backend, throughput.device)
     for model, mspec in config["models"].items():
         shape = shape_for_model(mspec)
@@ -88,7 +93,7 @@ def study_cost(
                 for rule in ("infer", "perplexity", "quantize_model")
             }
             works = [
-                infer_workload(d, p, limit=limit, decoding=decoding)
+                infer_workload(d, p, limit=limit, decoding=decoding, lengths=lengths)
                 for d in config["datasets"]
                 for p in config["prompts"]
             ]
@@ -208,11 +213,13 @@ def assumption_lines(config: dict[str, Any], cost: Cost) -> list[str]:
         by_engine.setdefault(engine_for(spec, cost.backend), []).append(name)
     decoding = Decoding.from_config(config)
     limit = config["data"].get("limit")
+    lengths = tp.output_lengths_from_config(config)
     works = [
-        jr.infer_workload(d, p, limit=limit, decoding=decoding)
+        jr.infer_workload(d, p, limit=limit, decoding=decoding, lengths=lengths)
         for d in config["datasets"]
         for p in config["prompts"]
     ]
+    measured = sum((d, p) in lengths for d in config["datasets"] for p in config["prompts"])
     prompt = sum(w.items * (w.item_tokens + w.shared) for w in works)
     own = sum(w.items * w.item_tokens for w in works)
     out = sum(w.items * w.samples * w.output_tokens for w in works)
@@ -235,7 +242,12 @@ def assumption_lines(config: dict[str, Any], cost: Cost) -> list[str]:
         f" would be {at_cap / 1e6:.2f}M): the gold answers' length x{tk.DIRECT_ANSWER_FACTOR:g}"
         f" + {tk.DIRECT_ANSWER_EXTRA_TOKENS}, chains of thought {tk.COT_REASONING_TOKENS}"
         f" tokens of reasoning more; {tk.CAP_SHARE_DIRECT:.0%} of direct answers and"
-        f" {tk.CAP_SHARE_COT:.0%} of chains at the cap",
+        f" {tk.CAP_SHARE_COT:.0%} of chains at the cap"
+        + (
+            f"; measured by the refit file for {measured} dataset x prompting method(s)"
+            if measured
+            else ""
+        ),
         "  speed factors: "
         + (", ".join(slow) if slow else "none")
         + " (bitsandbytes and 3-bit GPTQ dequantize at every step); engines at a share of the"

@@ -22,7 +22,7 @@ to two orders of magnitude slower per token than the GPU the requests assume.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ from biomedquant.planning.throughput import BACKENDS, Throughput, work_seconds
 from biomedquant.planning.tokens import (
     FALLBACK_ITEM_TOKENS,
     FALLBACK_TOKENS_PER_SHOT,
+    OutputLengths,
     output_prior,
     prompt_tokens,
 )
@@ -127,12 +128,15 @@ def infer_workload(
     *,
     limit: int | None = None,
     decoding: Decoding | None = None,
+    lengths: Mapping[tuple[str, str], OutputLengths] | None = None,
 ) -> Workload:
     """The workload of one ``infer`` job, from the registry's facts, the decoding settings
     (default: :class:`~biomedquant.inference.decoding.Decoding`'s defaults) and the measured
     prompt tokens with the output prior (:mod:`biomedquant.planning.tokens`), as the job itself
     resolves them: items are the official test size (or ``limit``, when smaller), new tokens the
-    cap or the task's default, rows the self-consistency chains per item.
+    cap or the task's default, rows the self-consistency chains per item. ``lengths``: output
+    lengths measured by a finished study (a refit file's, :func:`read_output_lengths`), which
+    replace the prior where they hold the dataset x prompting method.
     """
     from biomedquant.datasets.registry import get_dataset
     from biomedquant.inference.prompting import get_prompt_method
@@ -144,6 +148,9 @@ def infer_workload(
     cap = decoding.max_new_tokens_for(spec.task, prompt)
     counts = prompt_tokens(dataset, prompt)
     stopped, share = output_prior(counts.answer, cap, method.chain_of_thought)
+    measured = (lengths or {}).get((dataset, prompt))
+    if measured is not None:
+        stopped, share = min(float(cap), measured.stopped), measured.cap_share
     return Workload(
         items=items,
         new_tokens=cap,

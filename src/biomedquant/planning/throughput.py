@@ -524,14 +524,52 @@ def write_rates(fitted: Mapping[str, Any], path: str | Path) -> None:
     Path(path).write_text(json.dumps(fitted, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def read_rates(path: str | Path) -> dict[str, dict[str, Rates]]:
-    """A refit file as rates per backend and device."""
+# The refit file's key for the output lengths a study measured (beside the backends' rates).
+OUTPUT_LENGTHS_KEY = "_output_lengths"
+
+
+def _read_refit(path: str | Path) -> dict[str, Any]:
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ValueError(f"scheduling.throughput_file {path}: cannot be read ({err})") from None
+
+
+def output_lengths_json(lengths: Mapping[tuple[str, str], Any]) -> dict[str, dict[str, dict]]:
+    """Measured output lengths (:func:`biomedquant.planning.tokens.fit_output_lengths`) as the
+    refit file holds them: dataset -> prompting method -> fields."""
+    out: dict[str, dict[str, dict]] = {}
+    for (dataset, prompt), value in lengths.items():
+        out.setdefault(dataset, {})[prompt] = asdict(value)
+    return out
+
+
+def read_output_lengths(path: str | Path) -> dict[tuple[str, str], Any]:
+    """The output lengths a refit file holds, per (dataset, prompting method); none in a file
+    written before they were fitted."""
+    from biomedquant.planning.tokens import OutputLengths
+
+    raw = _read_refit(path).get(OUTPUT_LENGTHS_KEY, {})
+    return {
+        (dataset, prompt): OutputLengths(float(v["stopped"]), float(v["cap_share"]), int(v["rows"]))
+        for dataset, by_prompt in raw.items()
+        for prompt, v in by_prompt.items()
+    }
+
+
+def output_lengths_from_config(config: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
+    """The measured output lengths of ``scheduling.throughput_file`` (none without one)."""
+    path = config.get("scheduling", {}).get("throughput_file")
+    return read_output_lengths(path) if path else {}
+
+
+def read_rates(path: str | Path) -> dict[str, dict[str, Rates]]:
+    """A refit file as rates per backend and device."""
+    raw = _read_refit(path)
     out: dict[str, dict[str, Rates]] = {}
     for backend, devices in raw.items():
+        if backend.startswith("_"):
+            continue  # not a backend: the measured output lengths
         BACKENDS[backend]  # an unknown backend names the known ones
         for device, r in devices.items():
             out.setdefault(backend, {})[device] = Rates(

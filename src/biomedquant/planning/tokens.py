@@ -26,7 +26,7 @@ measure its own with :func:`measure_prompt_tokens`.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -249,3 +249,45 @@ def batch_steps(rows_per_batch: int, stopped: float, share: float, cap: int) -> 
     mean stopped length (a batch's longest row), never above the cap."""
     any_at_cap = 1 - (1 - share) ** max(1, rows_per_batch)
     return any_at_cap * cap + (1 - any_at_cap) * min(float(cap), 2 * stopped)
+
+
+# --- output lengths measured: what a finished study's run records say ---------------------
+
+
+@dataclass(frozen=True)
+class OutputLengths:
+    """Measured output lengths of one dataset x prompting method: the mean tokens of the
+    outputs that stopped by themselves, the share that ran to the cap, over ``rows`` outputs."""
+
+    stopped: float
+    cap_share: float
+    rows: int
+
+
+def fit_output_lengths(
+    records: Iterable[Mapping[str, Any]],
+) -> dict[tuple[str, str], OutputLengths]:
+    """Output lengths per dataset x prompting method from run records, pooled over models and
+    methods: a record's ``stop_reason`` counts its outputs and those cut at the cap
+    (``length``), ``new_tokens`` their tokens and ``max_new_tokens`` the cap, so the outputs
+    that stopped by themselves hold the rest. Records without those fields are left out."""
+    sums: dict[tuple[str, str], list[float]] = {}
+    for rec in records:
+        reasons = rec.get("stop_reason")
+        tokens, cap = rec.get("new_tokens"), rec.get("max_new_tokens")
+        if not isinstance(reasons, Mapping) or tokens is None or not cap:
+            continue
+        rows = sum(int(n) for n in reasons.values())
+        at_cap = int(reasons.get("length", 0))
+        if rows <= 0:
+            continue
+        key = (str(rec.get("dataset")), str(rec.get("prompt_method")))
+        acc = sums.setdefault(key, [0.0, 0.0, 0.0])  # rows, rows at the cap, stopped tokens
+        acc[0] += rows
+        acc[1] += at_cap
+        acc[2] += max(0.0, float(tokens) - at_cap * float(cap))
+    out = {}
+    for key, (rows, at_cap, stopped_tokens) in sorted(sums.items()):
+        stopped = stopped_tokens / (rows - at_cap) if rows > at_cap else 0.0
+        out[key] = OutputLengths(round(stopped, 2), round(at_cap / rows, 4), int(rows))
+    return out
