@@ -134,3 +134,18 @@ def test_outputs_reach_the_cap_only_in_the_share_the_prior_gives():
     assert planned_counts(none_at_cap, BACKENDS["vllm"]).row_steps == 400
     # a workload built without a prior: every output at its cap, as before
     assert Workload(items=10, new_tokens=512).output_tokens == 512
+
+
+def test_perplexity_reads_each_distinct_text_once_in_one_pass_each():
+    from biomedquant.planning.job_resources import perplexity_workload
+
+    # DDI's 5,761 entity pairs come from 774 sentences, each read once; HoC's texts are long
+    ddi = perplexity_workload(["ddi"])
+    assert (ddi.items, ddi.new_tokens, ddi.item_tokens) == (774, 0, 44.5)
+    both = perplexity_workload(["ddi", "hoc"])
+    assert both.prefill_tokens == pytest.approx(774 * 44.5 + 315 * 334.6)
+    # at most max_length tokens a text
+    assert perplexity_workload(["hoc"], max_length=128).item_tokens == 128
+    # batch 1: one forward pass per text, each reading every weight
+    counts = planned_counts(ddi, BACKENDS["transformers"])
+    assert (counts.steps, counts.row_steps) == (774, 0)

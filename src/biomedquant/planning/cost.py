@@ -259,7 +259,8 @@ def assumption_lines(config: dict[str, Any], cost: Cost) -> list[str]:
         ),
         f"  weights read at {jr.LOAD_BYTES_PER_S / 1e6:.0f} MB/s per load; requests: the"
         f" estimate plus {jr.STARTUP_MINUTES} min of start-up, x{jr.SAFETY:g}, up to the minute;"
-        f" perplexity over every distinct test text under transformers",
+        " perplexity over every distinct test text (each sentence once), one forward pass"
+        " each, under transformers",
     ]
 
 

@@ -36,6 +36,7 @@ from biomedquant.planning.throughput import BACKENDS, Throughput, work_seconds
 from biomedquant.planning.tokens import (
     FALLBACK_ITEM_TOKENS,
     FALLBACK_TOKENS_PER_SHOT,
+    PERPLEXITY_TEXTS,
     OutputLengths,
     output_prior,
     prompt_tokens,
@@ -169,13 +170,28 @@ def infer_workload(
 def perplexity_workload(
     datasets: list[str], *, limit: int | None = None, max_length: int = 512
 ) -> Workload:
-    """The workload of one ``perplexity`` job: one forward pass per evaluated test text of
-    every dataset (no generation), each up to ``max_length`` tokens."""
+    """The workload of one ``perplexity`` job: one forward pass per distinct test text of
+    every dataset (no generation), each up to ``max_length`` tokens: the measured share of
+    distinct texts and their mean tokens (:data:`biomedquant.planning.tokens.PERPLEXITY_TEXTS`;
+    a dataset without a measurement, every item at the flat item figure)."""
     from biomedquant.datasets.registry import get_dataset
 
-    sizes = [get_dataset(name).test_size for name in datasets]
-    items = sum(min(n, limit) if limit else n for n in sizes)
-    return Workload(items=items, new_tokens=0, batch_size=1, batch_tokens=max_length)
+    texts, tokens = 0, 0.0
+    for name in datasets:
+        n = get_dataset(name).test_size
+        n = min(n, limit) if limit else n
+        share, mean = PERPLEXITY_TEXTS.get(name, (1.0, FALLBACK_ITEM_TOKENS))
+        k = max(1, round(n * share))
+        texts += k
+        tokens += k * min(float(max_length), mean)
+    return Workload(
+        items=texts,
+        new_tokens=0,
+        batch_size=1,
+        batch_tokens=max_length,
+        item_tokens=tokens / texts if texts else 0.0,
+        shared_tokens=0.0,
+    )
 
 
 def _mib(n_bytes: float) -> int:

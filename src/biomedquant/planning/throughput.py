@@ -301,6 +301,10 @@ def planned_counts(work: Workload, backend: Backend) -> RunCounts:
     rows = work.items * work.samples
     width = backend.rows(work)
     row_steps = rows * work.output_tokens
+    if work.new_tokens == 0:
+        # no generation (held-out perplexity): one forward pass per batch, each reading every
+        # weight once, counted as a step
+        return RunCounts(work.prefill_tokens, math.ceil(rows / width), 0.0, 0.0)
     if backend.continuous or width == 1:
         steps = math.ceil(row_steps / width)
     elif work.stopped_tokens is None:

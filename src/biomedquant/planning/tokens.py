@@ -205,6 +205,24 @@ def prompt_tokens(dataset: str, prompt: str) -> PromptTokens:
     )
 
 
+# The held-out perplexity job's texts (biomedquant.datasets.texts.distinct_texts: each
+# sentence once however many entity pairs were made of it), measured like PROMPT_TOKENS on the
+# real test files (ChemProt's dev split for its test split): distinct texts per test item and
+# their mean Llama-3 tokens (a beginning-of-text token included, at most 512). Relation
+# extraction repeats its sentences: ChemProt 3,141 distinct sentences in 11,820 pairs, DDI 774
+# in 5,761.
+PERPLEXITY_TEXTS: dict[str, tuple[float, float]] = {
+    "bc5cdr_chem": (4788 / 4797, 35.6),
+    "ncbi_disease": (937 / 940, 34.5),
+    "chemprot": (3141 / 11820, 52.3),
+    "ddi": (774 / 5761, 44.5),
+    "hoc": (1.0, 334.6),
+    "litcovid": (1.0, 328.3),
+    "medqa": (1.0, 171.4),
+    "pubmedqa": (1.0, 321.7),
+}
+
+
 # --- output lengths: a prior, until run records measure them ------------------------------
 
 # A direct answer (no chain of thought) is the gold answer's length and a little more: the
