@@ -268,7 +268,7 @@ def test_holm_shows_every_passing_candidate_and_recommends_the_least_memory():
     assert set(r.shown_non_inferior.split(";")) == {"q8", "q4"}
     # Holm over 3 candidates: the two passing ones at 0.05/3 and 0.05/2, q3 fails at 0.05
     assert r.procedure.startswith("Holm over 3 candidates: ")
-    assert "q3: p 1 > 0.05, not shown - the procedure stops" in r.procedure
+    assert "q3: p 1, Holm-adjusted 1: not shown" in r.procedure
     worst_lb = evidence[evidence["method"] == "q4"]["lower_bound_points"].min()
     assert r.loss_upper_bound_points == pytest.approx(-worst_lb)
     assert r.lowest_loss_bound_method == "q8"  # a ranking, beside the verdict
@@ -377,16 +377,18 @@ def test_the_claim_holds_under_the_deployed_prompting_methods():
 
 
 def test_holm_controls_the_family_wise_error():
-    from biomedquant.analysis.recommendation import holm
+    from biomedquant.analysis.recommendation import holm_steps
 
-    passed, steps = holm({"a": 0.01, "b": 0.03, "c": 0.04}, 0.05)
-    # 0.01 <= 0.05/3; 0.03 > 0.05/2: stops, c not tested
-    assert passed == ["a"] and "not tested" in steps[2][1]
-    passed, _ = holm({"a": 0.01, "b": 0.02, "c": 0.04}, 0.05)
+    passed, steps = holm_steps({"a": 0.01, "b": 0.03, "c": 0.04}, 0.05)
+    # 0.01 <= 0.05/3; 0.03 > 0.05/2: it stops, and c (0.04 <= 0.05) is not shown either
+    assert passed == ["a"] and "not shown" in steps[2][1]
+    passed, _ = holm_steps({"a": 0.01, "b": 0.02, "c": 0.04}, 0.05)
     assert passed == ["a", "b", "c"]
     # null candidates (uniform p-values): at most alpha of the trials show any of them
     rng = np.random.default_rng(0)
-    trials = [holm(dict(zip("abcdefgh", rng.random(8), strict=True)), 0.05)[0] for _ in range(4000)]
+    trials = [
+        holm_steps(dict(zip("abcdefgh", rng.random(8), strict=True)), 0.05)[0] for _ in range(4000)
+    ]
     assert np.mean([bool(t) for t in trials]) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 4000)
 
 

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 from biomedquant.analysis.tables import deployment_memory, read_memory
 from biomedquant.common.files import read_json, write_csv
 from biomedquant.common.gpus import smallest_gpu
+from biomedquant.evaluation.stats.multiplicity import holm
 from biomedquant.evaluation.stats.verdicts import (
     DEFAULT_ALPHA,
     TEST_COLUMNS,
@@ -147,29 +148,26 @@ def candidate_p_value(tests: pd.DataFrame) -> float:
     return float(p.max()) if len(p) else 1.0
 
 
-def holm(p_values: Mapping[str, float], alpha: float) -> tuple[list[str], list[tuple[str, str]]]:
-    """Holm's step-down procedure: the hypotheses rejected at family-wise error ``alpha`` (in
-    the order tested) and, per hypothesis in that order, a line saying what happened. The
-    i-th smallest of m p-values is compared with ``alpha / (m - i + 1)``; the first that
-    exceeds its level stops the procedure (ties in p keep the mapping's order)."""
-    order = sorted(p_values, key=lambda k: p_values[k])
-    m = len(order)
+def holm_steps(
+    p_values: Mapping[str, float], alpha: float
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Holm's step-down procedure at family-wise error ``alpha`` over the candidates'
+    p-values (:func:`biomedquant.evaluation.stats.multiplicity.holm`): the candidates shown
+    non-inferior, in the order tested, and per candidate in that order a line saying what
+    happened. The i-th smallest of m p-values passes while it is at most
+    ``alpha / (m - i + 1)``, which is exactly when its Holm-adjusted p-value is at most
+    ``alpha``."""
+    names = sorted(p_values, key=lambda k: p_values[k])
+    adjusted = holm([p_values[n] for n in names]) if names else []
     passed: list[str] = []
     steps: list[tuple[str, str]] = []
-    stopped = False
-    for i, name in enumerate(order):
-        level = alpha / (m - i)
+    for name, adj in zip(names, adjusted, strict=True):
         p = p_values[name]
-        if stopped:
-            steps.append((name, f"{name}: p {p:.3g}, not tested (the procedure stopped)"))
-        elif p <= level:
+        if adj <= alpha:
             passed.append(name)
-            steps.append((name, f"{name}: p {p:.3g} <= {level:.3g}, shown non-inferior"))
+            steps.append((name, f"{name}: p {p:.3g}, Holm-adjusted {adj:.3g}: shown non-inferior"))
         else:
-            stopped = True
-            steps.append(
-                (name, f"{name}: p {p:.3g} > {level:.3g}, not shown - the procedure stops")
-            )
+            steps.append((name, f"{name}: p {p:.3g}, Holm-adjusted {adj:.3g}: not shown"))
     return passed, steps
 
 
@@ -250,7 +248,7 @@ def recommend(
             else:
                 tested[method] = (gb, order, g)
         p_values = {m: candidate_p_value(g) for m, (_, _, g) in tested.items()}
-        passed, steps = holm(p_values, alpha)
+        passed, steps = holm_steps(p_values, alpha)
         steps = [
             f"{line} ({_fmt_gb(tested[name][0])}; {_outcome(tested[name][2])})"
             for name, line in steps
