@@ -298,3 +298,17 @@ def test_snakefile_plan_and_doctor_refuse_a_config_with_the_same_lines(tmp_path)
         line.split(": ", 1)[1] for line in doctor.stdout.splitlines() if line.startswith("[FAIL]")
     ]
     assert found == expected
+
+
+def test_the_fit_check_sizes_jobs_for_the_gpu_the_config_names():
+    """scheduling.gpu sets the GPU memory the check sizes jobs for, as the requests do: a 70B
+    model in 16-bit on one-GPU jobs of L4s (24 GiB) does not fit; on H100s (80 GiB) it needs
+    two GPUs, which max_gpus_per_job 1 refuses too, naming 80 GiB."""
+    cfg = copy.deepcopy(PAPER)
+    cfg["scheduling"] = {**cfg["scheduling"], "gpu": "l4", "max_gpus_per_job": 1}
+    cfg["scheduling"].pop("gpu_gib", None)
+    lines = [p.line() for p in study_problems(cfg) if p.level == "error" and p.topic == "fit"]
+    assert any("llama31_70b x none" in line and "gpu_gib = 24 GiB" in line for line in lines)
+    cfg["scheduling"]["gpu"] = "h100"
+    lines = [p.line() for p in study_problems(cfg) if p.level == "error" and p.topic == "fit"]
+    assert any("llama31_70b x none" in line and "gpu_gib = 80 GiB" in line for line in lines)

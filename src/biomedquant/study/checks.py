@@ -530,9 +530,13 @@ def _fp8_problems(config: dict[str, Any], hardware: Hardware) -> list[Problem]:
 def _fit_problems(config: dict[str, Any], hardware: Hardware) -> list[Problem]:
     from biomedquant.common.gpus import gpus_needed
     from biomedquant.inference.decoding import Decoding
+    from biomedquant.planning.throughput import gpu_memory_gib
 
     scheduling = config.get("scheduling", {})
-    gpu_gib = float(scheduling.get("gpu_gib", 80))
+    try:  # the GPU the jobs are sized for: scheduling.gpu's memory, as the requests use it
+        gpu_gib = gpu_memory_gib(scheduling)
+    except ValueError:  # gpu and gpu_gib disagree: refused on its own, in its own words
+        return []
     max_gpus = int(scheduling.get("max_gpus_per_job", 8))
     tokens = Decoding.from_config(config).batch_tokens
     out = []
