@@ -75,9 +75,14 @@ def _machine(monkeypatch: pytest.MonkeyPatch, gpus: int, *, total_gib: float = 8
 
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
+    """A model folder that passes the folder check (config.json, whole safetensors weights);
+    the loads below go through a stand-in (:class:`Recorder`), so the weights are never read."""
+    from safetensors.torch import save_file
+
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"dtype": "bfloat16"}))
+    save_file({"w": torch.zeros(1)}, str(folder / "model.safetensors"))
     return folder
 
 
