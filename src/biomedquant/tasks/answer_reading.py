@@ -102,7 +102,6 @@ _EXPLANATION = re.compile(
 # After an answer that opens a line, what makes the line one item of an option-by-option
 # review ("A. Aspirin - antiplatelet only, unlikely."): a separator, then the assessment.
 _REVIEW_ITEM = re.compile(r"^\s*(?:[:\-\u2013\u2014.)]|is\b|are\b)\s*\S", re.IGNORECASE)
-# The words that make a sentence a conclusion ("so", "therefore", "overall" ...).
 # The words that make a sentence a conclusion ("so", "therefore", "overall" ..., "the drug of
 # choice is", "the most likely diagnosis is").
 _CONNECTIVE = re.compile(
