@@ -312,3 +312,14 @@ def test_the_fit_check_sizes_jobs_for_the_gpu_the_config_names():
     cfg["scheduling"]["gpu"] = "h100"
     lines = [p.line() for p in study_problems(cfg) if p.level == "error" and p.topic == "fit"]
     assert any("llama31_70b x none" in line and "gpu_gib = 80 GiB" in line for line in lines)
+
+
+def test_a_deployed_prompting_method_the_study_does_not_run_is_refused():
+    cfg = copy.deepcopy(PAPER)
+    cfg["prompts"] = ["zero-shot", "five-shot"]
+    cfg["recommendation"] = {**cfg["recommendation"], "deploy_prompts": ["five-shot", "cot"]}
+    lines = [p.line() for p in study_problems(cfg) if p.topic == "recommendation"]
+    assert lines == [
+        "error: recommendation.deploy_prompts names 'cot', which the study does not run"
+        " (prompts: zero-shot, five-shot): add it to prompts or drop it"
+    ]

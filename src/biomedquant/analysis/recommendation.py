@@ -241,8 +241,8 @@ def recommend(
             gb, _ = mem_of.get((model, method), (math.nan, "unknown"))
             missing = required - set(zip(g["task"], g["prompt"], strict=True))
             if missing:
-                pairs = ", ".join(f"{t} {p}" for t, p in sorted(missing))
-                not_tested.append(f"{method}: no comparison for {pairs}")
+                absent = ", ".join(f"{t} {p}" for t, p in sorted(missing))
+                not_tested.append(f"{method}: no comparison for {absent}")
             elif gb is None or math.isnan(gb):
                 not_tested.append(f"{method}: memory unknown")
             else:

@@ -117,6 +117,7 @@ def study_problems(
     problems: list[Problem] = []
     problems += _model_problems(config)
     problems += _baseline_problems(config)
+    problems += _deploy_prompt_problems(config)
     problems += _engine_problems(config)
     problems += _group_size_problems(config)
     problems += _calibration_problems(config, workdir)
@@ -144,6 +145,23 @@ def check_study(
 
 
 # --- models and methods ------------------------------------------------------------------
+
+
+def _deploy_prompt_problems(config: dict[str, Any]) -> list[Problem]:
+    """The recommendation's claim holds under the deployed prompting methods: each must be one
+    the study runs, or no candidate could ever have the evidence to pass."""
+    deployed = (config.get("recommendation") or {}).get("deploy_prompts") or []
+    prompts = list(config.get("prompts") or [])
+    return [
+        Problem(
+            "error",
+            "recommendation",
+            f"recommendation.deploy_prompts names {p!r}, which the study does not run"
+            f" (prompts: {', '.join(prompts)}): add it to prompts or drop it",
+        )
+        for p in deployed
+        if p not in prompts
+    ]
 
 
 def _model_problems(config: dict[str, Any]) -> list[Problem]:
