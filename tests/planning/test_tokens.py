@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from biomedquant.datasets.registry import DATASETS as DATASET_REGISTRY
 from biomedquant.datasets.registry import get_dataset
 from biomedquant.inference.decoding import Decoding
 from biomedquant.inference.prompting import builder
@@ -23,16 +24,7 @@ from biomedquant.planning.tokens import (
 
 from conftest import CHATML
 
-DATASETS = (
-    "bc5cdr_chem",
-    "ncbi_disease",
-    "chemprot",
-    "ddi",
-    "hoc",
-    "litcovid",
-    "medqa",
-    "pubmedqa",
-)
+DATASETS = tuple(DATASET_REGISTRY.names())  # the table covers every registered dataset
 
 
 @pytest.fixture(scope="module")
